@@ -1,0 +1,121 @@
+// Configuration: one YAML or JSON file, validated against the schema, with
+// PRESENCE_DNS_* environment variables and `--set key=value` flags layered on top.
+// Relative paths are resolved against the config file's directory. Errors name the key.
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import type { z } from 'zod';
+import { configSchema, type Config } from './schema.ts';
+
+export type { Config } from './schema.ts';
+
+export class ConfigError extends Error {
+  readonly code = 'CONFIG_INVALID';
+}
+
+export interface LoadedConfig {
+  config: Config;
+  /** The file it came from, or null for built-in defaults. */
+  file: string | null;
+}
+
+type Tree = Record<string, unknown>;
+
+const ENV_PREFIX = 'PRESENCE_DNS_';
+const PATH_KEYS = [
+  ['topology', 'file'], ['dns', 'aliases_dir'], ['registrations', 'dir'], ['database', 'embedded_dir'],
+] as const;
+
+/** Follows zod wrappers (default, optional, ...) down to an object's shape, if any. */
+function objectShape(schema: z.ZodType): Record<string, z.ZodType> | null {
+  let def = schema._zod.def as { type: string; innerType?: z.ZodType; shape?: Record<string, z.ZodType> };
+  while (def.innerType) def = def.innerType._zod.def as typeof def;
+  return def.type === 'object' && def.shape ? def.shape : null;
+}
+
+/** `forward_cache_max_entries` → ["forward", "cache", "max_entries"], guided by the schema. */
+function envPath(schema: z.ZodType, parts: string[]): string[] | null {
+  const shape = objectShape(schema);
+  if (!shape) return parts.length === 0 ? [] : null;
+  for (let n = parts.length; n > 0; n--) {
+    const key = parts.slice(0, n).join('_');
+    if (!(key in shape)) continue;
+    const rest = envPath(shape[key], parts.slice(n));
+    if (rest) return [key, ...rest];
+  }
+  return null;
+}
+
+function setPath(tree: Tree, path: string[], value: unknown): void {
+  let node = tree;
+  for (const key of path.slice(0, -1)) {
+    if (typeof node[key] !== 'object' || node[key] === null || Array.isArray(node[key])) node[key] = {};
+    node = node[key] as Tree;
+  }
+  node[path[path.length - 1]] = value;
+}
+
+/** Values from env and flags: JSON where it parses (numbers, booleans, lists), else the string. */
+function parseValue(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+function readFile(file: string): Tree {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  let doc: unknown;
+  try {
+    doc = file.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(`config file ${file} does not parse: ${(err as Error).message}`);
+  }
+  if (doc === null || doc === undefined) return {};
+  if (typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError(`config file ${file}: the top level must be a mapping of sections`);
+  return doc as Tree;
+}
+
+export interface LoadOptions {
+  file?: string | null;
+  env?: NodeJS.ProcessEnv;
+  /** `key.path=value` overrides, as from `--set`. */
+  overrides?: string[];
+}
+
+export function loadConfig(options: LoadOptions = {}): LoadedConfig {
+  const file = options.file ? resolve(options.file) : null;
+  const tree = file ? readFile(file) : {};
+  for (const [name, value] of Object.entries(options.env ?? {})) {
+    if (!name.startsWith(ENV_PREFIX) || value === undefined) continue;
+    const path = envPath(configSchema, name.slice(ENV_PREFIX.length).toLowerCase().split('_'));
+    if (!path) throw new ConfigError(`environment variable ${name} does not name a config key`);
+    setPath(tree, path, parseValue(value));
+  }
+  for (const override of options.overrides ?? []) {
+    const eq = override.indexOf('=');
+    if (eq <= 0) throw new ConfigError(`--set ${override}: expected key.path=value`);
+    setPath(tree, override.slice(0, eq).split('.'), parseValue(override.slice(eq + 1)));
+  }
+  const parsed = configSchema.safeParse(tree);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => {
+      const key = issue.path.join('.') || '(top level)';
+      return `${key}: ${issue.message}`;
+    });
+    throw new ConfigError(`invalid configuration${file ? ` in ${file}` : ''}:\n  ${problems.join('\n  ')}`);
+  }
+  const config = parsed.data;
+  const base = file ? dirname(file) : process.cwd();
+  for (const [section, key] of PATH_KEYS) {
+    const holder = config[section] as Record<string, string>;
+    if (!isAbsolute(holder[key])) holder[key] = resolve(base, holder[key]);
+  }
+  return { config, file };
+}

@@ -1,0 +1,101 @@
+// The configuration schema: every key of the operator contract (DESIGN §8) with its
+// default. Unknown keys are errors, so a typo is caught at start, not ignored.
+import { z } from 'zod';
+
+const port = z.number().int().min(0).max(65535);
+const listenAddress = z.strictObject({ address: z.string().min(1), port });
+const seconds = z.number().positive();
+
+export const configSchema = z.strictObject({
+  dns: z.strictObject({
+    listen: z.array(listenAddress).min(1).default([{ address: '127.0.0.1', port: 5353 }]),
+    ttl: z.number().int().min(0).max(86400).default(5),
+    /** TTL of negative answers (SOA minimum); defaults to dns.ttl. */
+    negative_ttl: z.number().int().min(0).max(86400).optional(),
+    /** Domains served even when no record lives under them. */
+    domains: z.array(z.string().min(1)).default([]),
+    /** Directory of alias files (*.yaml|json: alias name → list of target names). */
+    aliases_dir: z.string().default('aliases.d'),
+    /** Largest UDP answer we send to EDNS clients (RFC 6891; 1232 avoids fragmentation). */
+    max_udp_size: z.number().int().min(512).max(65535).default(1232),
+  }).prefault({}),
+  topology: z.strictObject({
+    file: z.string().default('topology.json'),
+  }).prefault({}),
+  database: z.strictObject({
+    /** PostgreSQL URL; empty means the embedded database under `embedded_dir`. */
+    url: z.string().optional(),
+    embedded_dir: z.string().default('data/pglite'),
+  }).prefault({}),
+  sync: z.strictObject({
+    interval: seconds.default(1),
+  }).prefault({}),
+  registrar: z.strictObject({
+    cell_id: z.string().optional(),
+    address: z.string().optional(),
+    ttl: seconds.default(15),
+  }).prefault({}),
+  reaper: z.strictObject({
+    enabled: z.boolean().default(true),
+    max_expire_fraction: z.number().min(0).max(1).default(0.3),
+    /** Multiple of the cells' TTL after which a tripped mass-expiry guard lets go. */
+    guard_hold: z.number().positive().default(10),
+  }).prefault({}),
+  registrations: z.strictObject({
+    dir: z.string().default('instances.d'),
+  }).prefault({}),
+  forward: z.strictObject({
+    enabled: z.boolean().default(true),
+    upstreams: z.array(z.string().min(1)).default([]),
+    resolv_conf: z.string().default('/etc/resolv.conf'),
+    policy: z.enum(['sequential', 'random', 'fastest']).default('sequential'),
+    timeout: seconds.default(2),
+    /** CIDRs allowed to recurse; default loopback and the listen addresses' networks. */
+    allow: z.array(z.string()).optional(),
+    cache: z.strictObject({
+      enabled: z.boolean().default(true),
+      max_entries: z.number().int().positive().default(10000),
+      max_bytes: z.number().int().positive().default(16 * 1024 * 1024),
+      min_ttl: z.number().int().min(0).default(0),
+      max_ttl: z.number().int().positive().default(86400),
+      negative_ttl: z.number().int().min(0).default(300),
+      prefetch: z.boolean().default(true),
+    }).prefault({}),
+    serve_stale: z.strictObject({
+      enabled: z.boolean().default(true),
+      /** Longest an expired entry is kept for stale answers, seconds (RFC 8767: 1-3 days). */
+      max_age: seconds.default(86400),
+      /** TTL of a stale answer, seconds. */
+      ttl: z.number().int().positive().default(30),
+      /** Client response timer: answer stale if a refresh has not come back by then, seconds. */
+      client_timeout: seconds.default(1.8),
+      /** How long a failed refresh is not retried, seconds. */
+      recheck: seconds.default(30),
+    }).prefault({}),
+  }).prefault({}),
+  routes: z.strictObject({
+    enabled: z.boolean().default(false),
+    nats_url: z.string().optional(),
+    nats_user: z.string().optional(),
+    nats_password: z.string().optional(),
+    nats_token: z.string().optional(),
+    nats_tls: z.strictObject({
+      ca_file: z.string().optional(),
+      cert_file: z.string().optional(),
+      key_file: z.string().optional(),
+    }).optional(),
+    isolation_segment: z.string().optional(),
+  }).prefault({}),
+  admin: z.strictObject({
+    enabled: z.boolean().default(true),
+    address: z.string().default('127.0.0.1'),
+    port: port.default(8053),
+    /** When set, every admin endpoint except /health wants `Authorization: Bearer <token>`. */
+    token: z.string().optional(),
+  }).prefault({}),
+  log: z.strictObject({
+    level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  }).prefault({}),
+});
+
+export type Config = z.infer<typeof configSchema>;

@@ -1,0 +1,168 @@
+// Answering platform names (DESIGN §4) from a topology index. Returns a value — rcode,
+// records, flags — that the encoder turns into bytes; null means "not a name we serve"
+// so the server can pass it on (forwarder) or refuse it.
+import { applyHealth, CriteriaError, parseCriteria } from '../topology/criteria.ts';
+import { reverseNameToIp } from '../topology/ip.ts';
+import { instanceName, type TopologyIndex } from '../topology/topology-index.ts';
+import type { Instance } from '../topology/types.ts';
+import { CLASS_IN, Rcode, RRType, type DnsResult, type Question, type ResourceRecord } from './wire.ts';
+
+export interface ResolverOptions {
+  /** TTL of positive answers, seconds. */
+  ttl: number;
+  /** TTL of negative answers: the SOA minimum (RFC 2308). */
+  negativeTtl: number;
+}
+
+export const UPCHECK_NAME = 'upcheck.presence-dns';
+const UPCHECK_DOMAIN = 'presence-dns';
+const AGENT_DOMAIN = 'bosh-agent-id';
+const MAX_ALIAS_DEPTH = 3;
+const CLASS_ANY = 255;
+
+type Lookup =
+  | { kind: 'instances'; instances: Instance[]; domain: string }
+  | { kind: 'nxdomain'; domain: string }
+  | { kind: 'formerr'; domain: string };
+
+function shuffle<T>(items: T[]): T[] {
+  const out = items.slice();
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [out[i], out[j]] = [out[j], out[i]];
+  }
+  return out;
+}
+
+export class PlatformResolver {
+  constructor(private readonly options: ResolverOptions) {}
+
+  resolve(index: TopologyIndex, question: Question): DnsResult | null {
+    if (question.class !== CLASS_IN && question.class !== CLASS_ANY) return null;
+    const name = question.name.toLowerCase();
+    if (name === UPCHECK_NAME) {
+      return this.answer(UPCHECK_DOMAIN, index, question.type === RRType.A || question.type === RRType.ANY
+        ? [{ name: question.name, ttl: this.options.ttl, type: RRType.A, address: '127.0.0.1' }]
+        : []);
+    }
+    if (name.endsWith('.in-addr.arpa') || name.endsWith('.ip6.arpa')) return this.reverse(index, question, name);
+    const lookup = this.lookup(index, name, 0);
+    if (!lookup) return null;
+    switch (lookup.kind) {
+      case 'formerr':
+        return { rcode: Rcode.FORMERR, authoritative: true, answers: [], authority: [], additional: [] };
+      case 'nxdomain':
+        return { ...this.answer(lookup.domain, index, []), rcode: Rcode.NXDOMAIN };
+      case 'instances':
+        return this.instanceAnswer(index, question, lookup.domain, lookup.instances);
+    }
+  }
+
+  /** Instances a name stands for, before the record type is considered. */
+  private lookup(index: TopologyIndex, name: string, depth: number): Lookup | null {
+    const targets = index.aliasTargets(name);
+    if (targets) return this.aliasLookup(index, name, targets, depth);
+    if (name.endsWith(`.${AGENT_DOMAIN}`)) {
+      const agent = name.slice(0, -AGENT_DOMAIN.length - 1);
+      const instances = index.instancesOfAgent(agent);
+      return instances.length ? { kind: 'instances', instances, domain: AGENT_DOMAIN } : { kind: 'nxdomain', domain: AGENT_DOMAIN };
+    }
+    const domain = index.servedDomain(name);
+    if (domain === null) return null;
+    if (name === domain) return { kind: 'nxdomain', domain };
+    let criteria;
+    try {
+      criteria = parseCriteria(name.slice(0, -domain.length - 1).split('.'), domain);
+    } catch (err) {
+      if (err instanceof CriteriaError) return { kind: 'formerr', domain };
+      throw err;
+    }
+    const matched = index.select(criteria);
+    if (!matched.length) return { kind: 'nxdomain', domain };
+    const instances = applyHealth(criteria.filters.health, matched, index.hasHealth);
+    return { kind: 'instances', instances, domain };
+  }
+
+  private aliasLookup(index: TopologyIndex, name: string, targets: string[], depth: number): Lookup {
+    const zone = name.slice(name.indexOf('.') + 1) || name;
+    if (depth >= MAX_ALIAS_DEPTH) return { kind: 'nxdomain', domain: zone };
+    const found = new Set<Instance>();
+    let exists = false;
+    for (const target of targets) {
+      const result = this.lookup(index, target, depth + 1);
+      if (result?.kind !== 'instances') continue;
+      exists = true;
+      for (const i of result.instances) found.add(i);
+    }
+    return exists ? { kind: 'instances', instances: [...found], domain: zone } : { kind: 'nxdomain', domain: zone };
+  }
+
+  private instanceAnswer(index: TopologyIndex, question: Question, domain: string, instances: Instance[]): DnsResult {
+    const { ttl } = this.options;
+    const owner = question.name;
+    const addresses = (family: 4 | 6 | null, name: (i: Instance) => string): ResourceRecord[] =>
+      instances
+        .filter((i) => family === null || i.family === family)
+        .map((i) => ({ name: name(i), ttl, type: i.family === 4 ? RRType.A : RRType.AAAA, address: i.ip }));
+    switch (question.type) {
+      case RRType.A:
+        return this.answer(domain, index, shuffle(addresses(4, () => owner)));
+      case RRType.AAAA:
+        return this.answer(domain, index, shuffle(addresses(6, () => owner)));
+      case RRType.ANY:
+        return this.answer(domain, index, shuffle(addresses(null, () => owner)));
+      case RRType.SRV:
+        return this.srvAnswer(index, question, domain, instances);
+      default:
+        return this.answer(domain, index, []);
+    }
+  }
+
+  /** One SRV per instance and named port (just the asked one under `_<port>._tcp`). */
+  private srvAnswer(index: TopologyIndex, question: Question, domain: string, instances: Instance[]): DnsResult {
+    const { ttl } = this.options;
+    const labels = question.name.toLowerCase().split('.');
+    const service = labels[0].startsWith('_') && labels[1]?.startsWith('_') ? labels[0].slice(1) : null;
+    const answers: ResourceRecord[] = [];
+    const additional: ResourceRecord[] = [];
+    for (const i of shuffle(instances)) {
+      const ports = Object.entries(i.ports).filter(([portName]) => service === null || portName === service);
+      if (!ports.length) continue;
+      const target = instanceName(i);
+      for (const [, port] of ports) answers.push({ name: question.name, ttl, type: RRType.SRV, priority: 0, weight: 1, port, target });
+      additional.push({ name: target, ttl, type: i.family === 4 ? RRType.A : RRType.AAAA, address: i.ip });
+    }
+    return { ...this.answer(domain, index, answers), additional };
+  }
+
+  private reverse(index: TopologyIndex, question: Question, name: string): DnsResult | null {
+    const ip = reverseNameToIp(name);
+    const names = ip ? index.ptrNames(ip) : [];
+    if (!names.length) return null;
+    const zone = name.endsWith('.ip6.arpa') ? 'ip6.arpa' : 'in-addr.arpa';
+    const answers: ResourceRecord[] = question.type === RRType.PTR || question.type === RRType.ANY
+      ? names.map((target) => ({ name: question.name, ttl: this.options.ttl, type: RRType.PTR, target }))
+      : [];
+    return this.answer(zone, index, answers);
+  }
+
+  /** An authoritative NOERROR; an empty answer carries the zone's SOA for negative caching. */
+  private answer(domain: string, index: TopologyIndex, answers: ResourceRecord[]): DnsResult {
+    return {
+      rcode: Rcode.NOERROR,
+      authoritative: true,
+      answers,
+      authority: answers.length ? [] : [this.soa(domain, index)],
+      additional: [],
+    };
+  }
+
+  private soa(domain: string, index: TopologyIndex): ResourceRecord {
+    const { negativeTtl } = this.options;
+    return {
+      name: domain, ttl: negativeTtl, type: RRType.SOA,
+      mname: `ns.${domain}`, rname: `hostmaster.${domain}`,
+      serial: index.version >>> 0, refresh: 3600, retry: 600, expire: 86400, minimum: negativeTtl,
+    };
+  }
+}

@@ -1,0 +1,131 @@
+// The DNS transport: a UDP socket and a TCP listener (RFC 7766 framing, pipelining,
+// idle timeout) per listen address, feeding raw messages to the handler. Stopping
+// closes the listeners first and then waits for queries already in flight.
+import { createSocket, type Socket } from 'node:dgram';
+import { isIPv6 } from 'node:net';
+import { createServer, type Server, type Socket as TcpSocket } from 'node:net';
+import type { Logger } from '../log.ts';
+import type { Client, DnsHandler } from './handler.ts';
+
+export interface ListenAddress {
+  address: string;
+  port: number;
+}
+
+export interface DnsServerOptions {
+  listen: ListenAddress[];
+  handler: DnsHandler;
+  logger: Logger;
+  /** Idle TCP connections are closed after this long, ms (RFC 7766 suggests ≥ 10 s). */
+  tcpIdleMs?: number;
+  maxTcpConnections?: number;
+}
+
+const MAX_TCP_MESSAGE = 65535;
+
+export class DnsServer {
+  private readonly udp: Socket[] = [];
+  private readonly tcp: Server[] = [];
+  private readonly connections = new Set<TcpSocket>();
+  private inFlight = 0;
+  private drained: (() => void) | null = null;
+  /** The addresses actually bound (port 0 in the config picks a free port). */
+  readonly bound: Array<ListenAddress & { transport: 'udp' | 'tcp' }> = [];
+
+  constructor(private readonly options: DnsServerOptions) {}
+
+  async start(): Promise<void> {
+    for (const { address, port } of this.options.listen) {
+      const udpPort = await this.listenUdp(address, port);
+      // The TCP listener takes the same port as UDP, so port 0 yields one port for both.
+      await this.listenTcp(address, udpPort);
+    }
+  }
+
+  private listenUdp(address: string, port: number): Promise<number> {
+    const socket = createSocket({ type: isIPv6(address) ? 'udp6' : 'udp4' });
+    socket.on('message', (packet, rinfo) => {
+      this.run(packet, { address: rinfo.address, port: rinfo.port, transport: 'udp' }, (reply) => {
+        socket.send(reply, rinfo.port, rinfo.address);
+      });
+    });
+    socket.on('error', (err) => this.options.logger.error({ err: err.message }, 'UDP socket error'));
+    this.udp.push(socket);
+    return new Promise((resolve, reject) => {
+      socket.once('error', reject);
+      socket.bind(port, address, () => {
+        socket.off('error', reject);
+        const bound = socket.address().port;
+        this.bound.push({ address, port: bound, transport: 'udp' });
+        resolve(bound);
+      });
+    });
+  }
+
+  private listenTcp(address: string, port: number): Promise<void> {
+    const server = createServer((conn) => this.serveConnection(conn));
+    server.maxConnections = this.options.maxTcpConnections ?? 1000;
+    this.tcp.push(server);
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, address, () => {
+        server.off('error', reject);
+        this.bound.push({ address, port, transport: 'tcp' });
+        resolve();
+      });
+    });
+  }
+
+  private serveConnection(conn: TcpSocket): void {
+    this.connections.add(conn);
+    conn.setTimeout(this.options.tcpIdleMs ?? 10_000, () => conn.destroy());
+    conn.on('close', () => this.connections.delete(conn));
+    conn.on('error', () => conn.destroy());
+    const client: Client = { address: conn.remoteAddress ?? '', port: conn.remotePort ?? 0, transport: 'tcp' };
+    let buffered: Buffer = Buffer.alloc(0);
+    conn.on('data', (chunk: Buffer) => {
+      buffered = buffered.length ? Buffer.concat([buffered, chunk]) : chunk;
+      while (buffered.length >= 2) {
+        const length = buffered.readUInt16BE(0);
+        if (buffered.length < 2 + length) break;
+        const message = buffered.subarray(2, 2 + length);
+        buffered = buffered.subarray(2 + length);
+        this.run(message, client, (reply) => {
+          if (conn.destroyed) return;
+          const frame = Buffer.allocUnsafe(2 + reply.length);
+          frame.writeUInt16BE(reply.length, 0);
+          reply.copy(frame, 2);
+          conn.write(frame);
+        });
+      }
+      if (buffered.length > 2 + MAX_TCP_MESSAGE) conn.destroy();
+    });
+  }
+
+  private run(packet: Buffer, client: Client, send: (reply: Buffer) => void): void {
+    this.inFlight++;
+    this.options.handler.handle(packet, client).then(
+      (reply) => {
+        if (reply) send(reply);
+      },
+      (err: Error) => this.options.logger.error({ err: err.message, stack: err.stack }, 'query handler failed'),
+    ).finally(() => {
+      if (--this.inFlight === 0) this.drained?.();
+    });
+  }
+
+  /** Stops taking queries, then waits (at most `graceMs`) for those in flight. */
+  async stop(graceMs = 3000): Promise<void> {
+    for (const socket of this.udp) socket.close();
+    const closed = Promise.all(this.tcp.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+    if (this.inFlight > 0) {
+      await new Promise<void>((resolve) => {
+        this.drained = resolve;
+        setTimeout(resolve, graceMs).unref();
+      });
+    }
+    // end() flushes the replies already written before closing each connection.
+    for (const conn of this.connections) conn.end();
+    await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, graceMs).unref())]);
+  }
+}

@@ -1,0 +1,142 @@
+// Entry point: parses the command line, loads the config, and wires the modules together.
+// Each module owns its own folder; nothing here knows how they work inside.
+import { fileURLToPath } from 'node:url';
+import { AdminServer, Registry } from './admin/index.ts';
+import { ConfigError, loadConfig, type Config } from './config/index.ts';
+import { DnsHandler, DnsServer } from './dns/index.ts';
+import { createLogger, type Logger } from './log.ts';
+import { TopologyStore } from './topology/index.ts';
+
+export interface Daemon {
+  dnsPorts: number[];
+  adminPort: number;
+  stop(): Promise<void>;
+}
+
+export async function startDaemon(config: Config, logger: Logger): Promise<Daemon> {
+  const metrics = new Registry();
+  const topology = new TopologyStore({
+    file: config.topology.file,
+    aliasesDir: config.dns.aliases_dir,
+    domains: config.dns.domains,
+    logger: logger.child({ module: 'topology' }),
+    metrics,
+  });
+  await topology.start();
+
+  const handler = new DnsHandler({
+    ttl: config.dns.ttl,
+    negativeTtl: config.dns.negative_ttl ?? config.dns.ttl,
+    maxUdpSize: config.dns.max_udp_size,
+    metrics,
+    currentIndex: () => topology.current,
+  });
+  const dns = new DnsServer({ listen: config.dns.listen, handler, logger: logger.child({ module: 'dns' }) });
+  await dns.start();
+
+  const admin = config.admin.enabled
+    ? new AdminServer({ ...config.admin, metrics, logger: logger.child({ module: 'admin' }) })
+    : null;
+  admin?.addReadinessCheck('topology', () => {
+    const status = topology.status();
+    return {
+      ready: status.loaded,
+      detail: status.loaded
+        ? { version: status.version, records: status.records, lastError: status.lastError }
+        : { reason: status.lastError ?? 'no topology loaded yet' },
+    };
+  });
+  await admin?.start();
+
+  const dnsPorts = [...new Set(dns.bound.map((b) => b.port))];
+  logger.info({ dns: dns.bound, admin: admin ? `${config.admin.address}:${admin.port}` : null }, 'presence-dns started');
+  return {
+    dnsPorts,
+    adminPort: admin?.port ?? 0,
+    async stop() {
+      await dns.stop();
+      await Promise.all([admin?.stop(), topology.stop()]);
+    },
+  };
+}
+
+const USAGE = `usage:
+  presence-dns [start] [--config FILE] [--set key.path=value ...]
+  presence-dns validate-config FILE`;
+
+interface Args {
+  command: 'start' | 'validate-config' | 'help';
+  config: string | null;
+  overrides: string[];
+}
+
+function parseArgs(argv: string[]): Args {
+  const args: Args = { command: 'start', config: null, overrides: [] };
+  const rest = [...argv];
+  if (rest[0] && !rest[0].startsWith('-')) {
+    const command = rest.shift()!;
+    if (command !== 'start' && command !== 'validate-config') throw new ConfigError(`unknown command "${command}"\n${USAGE}`);
+    args.command = command;
+    if (command === 'validate-config' && rest[0] && !rest[0].startsWith('-')) args.config = rest.shift()!;
+  }
+  while (rest.length) {
+    const flag = rest.shift()!;
+    const value = () => {
+      const v = rest.shift();
+      if (v === undefined) throw new ConfigError(`${flag} needs a value\n${USAGE}`);
+      return v;
+    };
+    if (flag === '--config' || flag === '-c') args.config = value();
+    else if (flag === '--set') args.overrides.push(value());
+    else if (flag === '--help' || flag === '-h') args.command = 'help';
+    else throw new ConfigError(`unknown flag "${flag}"\n${USAGE}`);
+  }
+  return args;
+}
+
+const DEFAULT_CONFIG = fileURLToPath(new URL('../config/default.yaml', import.meta.url));
+
+export async function main(argv: string[]): Promise<number> {
+  let args: Args;
+  let loaded;
+  try {
+    args = parseArgs(argv);
+    if (args.command === 'help') {
+      process.stdout.write(`${USAGE}\n`);
+      return 0;
+    }
+    if (args.command === 'validate-config' && !args.config) throw new ConfigError(`validate-config needs a FILE\n${USAGE}`);
+    loaded = loadConfig({ file: args.config ?? DEFAULT_CONFIG, env: process.env, overrides: args.overrides });
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`presence-dns: ${err.message}\n`);
+    return 2;
+  }
+  if (args.command === 'validate-config') {
+    process.stdout.write(`${loaded.file}: configuration is valid\n`);
+    return 0;
+  }
+  const logger = createLogger(loaded.config.log.level);
+  const daemon = await startDaemon(loaded.config, logger);
+  await new Promise<void>((resolve) => {
+    const shutdown = (signal: string) => {
+      logger.info({ signal }, 'shutting down');
+      resolve();
+    };
+    process.once('SIGTERM', () => shutdown('SIGTERM'));
+    process.once('SIGINT', () => shutdown('SIGINT'));
+  });
+  await daemon.stop();
+  logger.info('stopped');
+  return 0;
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (err: Error) => {
+      process.stderr.write(`presence-dns: ${err.stack ?? err.message}\n`);
+      process.exit(1);
+    },
+  );
+}

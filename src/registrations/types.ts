@@ -1,0 +1,55 @@
+// The registration of one instance running on this node (DESIGN §7): what an
+// instances.d/*.yaml entry, a PUT /v1/instances/:id body, or the CLI describes, after
+// validation and defaults. Consumed by the registrar (→ PostgreSQL presences) and the
+// route emitter (→ gorouter over NATS).
+import type { EventEmitter } from 'node:events';
+import type { Health } from '../topology/types.ts';
+
+export interface RouteRegistration {
+  /** Lower-cased hostname. */
+  hostname: string;
+  /** Backend port; from the instance's `http` named port when the entry gave only a hostname. */
+  port: number;
+  tlsPort: number | null;
+  /** Empty, or an https:// URL. */
+  routeServiceUrl: string | null;
+  protocol: 'http1' | 'http2' | null;
+  serverCertDomainSan: string | null;
+}
+
+export interface Registration {
+  id: string;
+  group: string;
+  network: string;
+  deployment: string;
+  /** Served domain without trailing dot; default "bosh". */
+  domain: string;
+  az: string | null;
+  index: number | null;
+  /** Canonical IP text (see topology/ip.ts parseIp). */
+  ip: string;
+  /** Pinned numeric ids; null means "allocated by the database on first use of the name". */
+  numId: number | null;
+  groupIds: number[] | null;
+  azId: number | null;
+  networkId: number | null;
+  agentId: string | null;
+  health: Health;
+  ports: Record<string, number>;
+  routes: RouteRegistration[];
+  /** Route-emitter extras (gorouter message fields). */
+  app: string | null;
+  isolationSegment: string | null;
+  tags: Record<string, string>;
+}
+
+/** Where each registration came from, for error messages and for DELETE rules. */
+export type RegistrationOrigin = { kind: 'file'; path: string } | { kind: 'api' };
+
+/**
+ * The live set of this node's registrations. Emits `change` with the full new list
+ * whenever it changes (a file edited, an API call); consumers diff it themselves.
+ */
+export interface RegistrationSource extends EventEmitter<{ change: [Registration[]] }> {
+  list(): Registration[];
+}

@@ -1,0 +1,49 @@
+// IP address parsing shared by the topology reader, PTR lookups and registration input.
+import { isIP } from 'node:net';
+
+export interface ParsedIp {
+  family: 4 | 6;
+  /** Canonical text: dotted quad, or the fully expanded lower-case IPv6 form. */
+  canonical: string;
+}
+
+export function parseIp(text: string): ParsedIp | null {
+  const family = isIP(text);
+  if (family === 4) return { family: 4, canonical: text.split('.').map(Number).join('.') };
+  if (family === 6) return { family: 6, canonical: expandIpv6(text) };
+  return null;
+}
+
+function expandIpv6(text: string): string {
+  let body = text.toLowerCase().split('%')[0];
+  const lastColon = body.lastIndexOf(':');
+  if (body.includes('.', lastColon)) {
+    const [a, b, c, d] = body.slice(lastColon + 1).split('.').map(Number);
+    body = `${body.slice(0, lastColon + 1)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
+  }
+  const [head, tail] = body.includes('::') ? body.split('::') : [body, undefined];
+  const headParts = head ? head.split(':') : [];
+  const tailParts = tail ? tail.split(':') : [];
+  const zeros = new Array<string>(8 - headParts.length - tailParts.length).fill('0');
+  return [...headParts, ...zeros, ...tailParts].map((g) => g.padStart(4, '0')).join(':');
+}
+
+/** The address a reverse name (in-addr.arpa / ip6.arpa, lower-case, no trailing dot) stands for. */
+export function reverseNameToIp(name: string): string | null {
+  if (name.endsWith('.in-addr.arpa')) {
+    const parts = name.slice(0, -'.in-addr.arpa'.length).split('.');
+    if (parts.length !== 4 || !parts.every((p) => /^\d{1,3}$/.test(p) && Number(p) <= 255)) return null;
+    return parts.reverse().map(Number).join('.');
+  }
+  if (name.endsWith('.ip6.arpa')) {
+    const nibbles = name.slice(0, -'.ip6.arpa'.length).split('.');
+    if (nibbles.length !== 32 || !nibbles.every((n) => /^[0-9a-f]$/.test(n))) return null;
+    const hex = nibbles.reverse().join('');
+    return hex.match(/.{4}/g)!.join(':');
+  }
+  return null;
+}
+
+export function isReverseName(name: string): boolean {
+  return name.endsWith('.in-addr.arpa') || name.endsWith('.ip6.arpa') || name === 'in-addr.arpa' || name === 'ip6.arpa';
+}

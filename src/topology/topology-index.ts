@@ -1,0 +1,127 @@
+// The index over one topology version: built once when a topology is loaded, so that a
+// lookup is a map access (plus a filter over one group), never a scan of every record.
+import { matchesInstance, matchesPattern, type Criteria } from './criteria.ts';
+import type { AliasMap, Instance, Topology } from './types.ts';
+
+export interface IndexOptions {
+  /** Domains served even when no record lives under them (dns.domains). */
+  domains?: string[];
+  /** Aliases from the config's aliases directory; merged with the file's own. */
+  aliases?: AliasMap;
+}
+
+interface GroupEntry {
+  group: string;
+  network: string;
+  deployment: string;
+  instances: Instance[];
+}
+
+const SEP = '\u0000';
+
+export function instanceName(i: Instance, first: string = i.id): string {
+  return `${first}.${i.group}.${i.network}.${i.deployment}.${i.domain}`;
+}
+
+function push<K, V>(map: Map<K, V[]>, key: K, value: V): void {
+  const list = map.get(key);
+  if (list) list.push(value);
+  else map.set(key, [value]);
+}
+
+export class TopologyIndex {
+  readonly version: number;
+  readonly recordCount: number;
+  /** False for a topology without any health column data (an unmodified BOSH file). */
+  readonly hasHealth: boolean;
+  readonly domains: ReadonlySet<string>;
+  private readonly groups = new Map<string, GroupEntry>();
+  private readonly groupsByDomain = new Map<string, GroupEntry[]>();
+  private readonly byGroupId = new Map<string, Instance[]>();
+  private readonly byAgent = new Map<string, Instance[]>();
+  private readonly ptr = new Map<string, string[]>();
+  private readonly aliases: AliasMap;
+
+  constructor(topology: Topology, options: IndexOptions = {}) {
+    this.version = topology.version;
+    this.recordCount = topology.instances.length;
+    this.hasHealth = topology.instances.some((i) => i.health !== null);
+    const domains = new Set(options.domains ?? []);
+    for (const i of topology.instances) {
+      domains.add(i.domain);
+      const key = [i.domain, i.group, i.network, i.deployment].join(SEP);
+      let entry = this.groups.get(key);
+      if (!entry) {
+        entry = { group: i.group, network: i.network, deployment: i.deployment, instances: [] };
+        this.groups.set(key, entry);
+        push(this.groupsByDomain, i.domain, entry);
+      }
+      entry.instances.push(i);
+      for (const gid of i.groupIds) push(this.byGroupId, i.domain + SEP + gid, i);
+      if (i.agentId) push(this.byAgent, i.agentId, i);
+      if (!topology.ptrRecords) {
+        push(this.ptr, i.ip, instanceName(i));
+        if (i.index !== null) push(this.ptr, i.ip, instanceName(i, String(i.index)));
+      }
+    }
+    for (const [ip, name] of topology.ptrRecords ?? []) push(this.ptr, ip, name);
+    this.domains = domains;
+    this.aliases = new Map(options.aliases ?? []);
+    for (const [name, targets] of topology.aliases) this.aliases.set(name, [...(this.aliases.get(name) ?? []), ...targets]);
+  }
+
+  /** The longest served domain that `name` (lower-case, no trailing dot) equals or lies under. */
+  servedDomain(name: string): string | null {
+    for (let suffix = name; ; ) {
+      if (this.domains.has(suffix)) return suffix;
+      const dot = suffix.indexOf('.');
+      if (dot === -1) return null;
+      suffix = suffix.slice(dot + 1);
+    }
+  }
+
+  /** Instances matching every criterion but health. */
+  select(criteria: Criteria): Instance[] {
+    let candidates: Instance[];
+    if (criteria.groupId !== null) {
+      candidates = this.byGroupId.get(criteria.domain + SEP + criteria.groupId) ?? [];
+    } else if (criteria.group?.kind === 'exact' && criteria.network?.kind === 'exact' && criteria.deployment?.kind === 'exact') {
+      const key = [criteria.domain, criteria.group.value, criteria.network.value, criteria.deployment.value].join(SEP);
+      candidates = this.groups.get(key)?.instances ?? [];
+    } else {
+      candidates = [];
+      for (const e of this.groupsByDomain.get(criteria.domain) ?? []) {
+        if (matchesPattern(criteria.group!, e.group) && matchesPattern(criteria.network!, e.network) && matchesPattern(criteria.deployment!, e.deployment)) {
+          candidates.push(...e.instances);
+        }
+      }
+    }
+    return candidates.filter((i) => matchesInstance(criteria, i));
+  }
+
+  ptrNames(ip: string): string[] {
+    return this.ptr.get(ip) ?? [];
+  }
+
+  instancesOfAgent(agentId: string): Instance[] {
+    return this.byAgent.get(agentId) ?? [];
+  }
+
+  /**
+   * Targets for an alias name: exact aliases first, then `*.<parent>` (any one label),
+   * then `_.<parent>`, whose targets get the query's first label in place of `_`.
+   */
+  aliasTargets(name: string): string[] | null {
+    const exact = this.aliases.get(name);
+    if (exact) return exact;
+    const dot = name.indexOf('.');
+    if (dot <= 0) return null;
+    const first = name.slice(0, dot);
+    const parent = name.slice(dot + 1);
+    const wildcard = this.aliases.get(`*.${parent}`);
+    if (wildcard) return wildcard;
+    const placeholder = this.aliases.get(`_.${parent}`);
+    if (placeholder) return placeholder.map((t) => (t.startsWith('_.') ? first + t.slice(1) : t));
+    return null;
+  }
+}

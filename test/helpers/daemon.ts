@@ -1,0 +1,124 @@
+// Starts the real daemon (`node --import tsx src/main.ts`) as a child process on free
+// ports with a config written to a temporary directory, and stops it with a signal.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+
+export interface DaemonOptions {
+  /** Config tree (JSON); dns.listen and admin default to free loopback ports. */
+  config?: Record<string, unknown>;
+  /** Files to create in the daemon's directory before start (path → content). */
+  files?: Record<string, string>;
+  env?: NodeJS.ProcessEnv;
+  /** Reuse a directory (e.g. to restart a daemon over its own files). */
+  dir?: string;
+  /** Wait until /ready says 200 (default true). */
+  waitReady?: boolean;
+}
+
+export interface RunningDaemon {
+  dir: string;
+  configFile: string;
+  dnsPort: number;
+  adminPort: number;
+  process: ChildProcess;
+  /** Everything the daemon logged, one JSON line each. */
+  logs: string[];
+  admin(path: string, init?: RequestInit): Promise<Response>;
+  /** Sends a signal and resolves with the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+export function tempDir(prefix = 'presence-dns-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+function merge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    const b = out[k];
+    out[k] = v && typeof v === 'object' && !Array.isArray(v) && b && typeof b === 'object' && !Array.isArray(b)
+      ? merge(b as Record<string, unknown>, v as Record<string, unknown>)
+      : v;
+  }
+  return out;
+}
+
+export async function startDaemon(options: DaemonOptions = {}): Promise<RunningDaemon> {
+  const dir = options.dir ?? tempDir();
+  for (const [path, content] of Object.entries(options.files ?? {})) {
+    mkdirSync(dirname(join(dir, path)), { recursive: true });
+    writeFileSync(join(dir, path), content);
+  }
+  const config = merge({
+    dns: { listen: [{ address: '127.0.0.1', port: 0 }] },
+    admin: { address: '127.0.0.1', port: 0 },
+    topology: { file: 'topology.json' },
+    forward: { enabled: false },
+    log: { level: 'debug' },
+  }, options.config ?? {});
+  const configFile = join(dir, 'config.json');
+  writeFileSync(configFile, JSON.stringify(config, null, 2));
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/main.ts'), 'start', '--config', configFile], {
+    cwd: ROOT,
+    env: { ...process.env, ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const logs: string[] = [];
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const started = new Promise<{ dns: number; admin: number }>((resolve, reject) => {
+    let pending = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      pending += d.toString();
+      const lines = pending.split('\n');
+      pending = lines.pop()!;
+      for (const line of lines) {
+        logs.push(line);
+        if (line.includes('"presence-dns started"')) {
+          const entry = JSON.parse(line) as { dns: Array<{ port: number }>; admin: string | null };
+          resolve({ dns: entry.dns[0].port, admin: Number(entry.admin?.split(':').pop() ?? 0) });
+        }
+      }
+    });
+    void exited.then((code) => reject(new Error(`daemon exited with ${code} before starting:\n${stderr}\n${logs.join('\n')}`)));
+  });
+  const ports = await started;
+  const daemon: RunningDaemon = {
+    dir,
+    configFile,
+    dnsPort: ports.dns,
+    adminPort: ports.admin,
+    process: child,
+    logs,
+    admin: (path, init) => fetch(`http://127.0.0.1:${ports.admin}${path}`, init),
+    async stop(signal = 'SIGTERM') {
+      if (child.exitCode !== null) return child.exitCode;
+      child.kill(signal);
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      const code = await exited;
+      clearTimeout(timer);
+      return code;
+    },
+  };
+  if (options.waitReady !== false) await waitFor(async () => (await daemon.admin('/ready')).status === 200, 15_000, 'daemon ready');
+  return daemon;
+}
+
+/** Polls `check` every 50 ms until it returns true, failing after `timeoutMs`. */
+export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      if (await check()) return;
+    } catch {
+      // not yet
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
