@@ -28,9 +28,13 @@ export const configSchema = z.strictObject({
     embedded_dir: z.string().default('data/pglite'),
   }).prefault({}),
   sync: z.strictObject({
+    /** Writes the topology file from the database; off for a DNS-only sidecar fed a file. */
+    enabled: z.boolean().default(true),
     interval: seconds.default(1),
   }).prefault({}),
   registrar: z.strictObject({
+    /** Registers this node's instances (registrations.dir and the API) in the database. */
+    enabled: z.boolean().default(true),
     cell_id: z.string().optional(),
     address: z.string().optional(),
     ttl: seconds.default(15),

@@ -58,6 +58,10 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<RunningD
     admin: { address: '127.0.0.1', port: 0 },
     topology: { file: 'topology.json' },
     forward: { enabled: false },
+    // File-only by default: tests of the database pipeline switch these on.
+    sync: { enabled: false },
+    registrar: { enabled: false },
+    reaper: { enabled: false },
     log: { level: 'debug' },
   }, options.config ?? {});
   const configFile = join(dir, 'config.json');
