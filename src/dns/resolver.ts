@@ -46,7 +46,7 @@ export class PlatformResolver {
         : []);
     }
     if (name.endsWith('.in-addr.arpa') || name.endsWith('.ip6.arpa')) return this.reverse(index, question, name);
-    const lookup = this.lookup(index, name, 0);
+    const lookup = this.lookup(index, name, question.type === RRType.SRV, 0);
     if (!lookup) return null;
     switch (lookup.kind) {
       case 'formerr':
@@ -59,9 +59,9 @@ export class PlatformResolver {
   }
 
   /** Instances a name stands for, before the record type is considered. */
-  private lookup(index: TopologyIndex, name: string, depth: number): Lookup | null {
+  private lookup(index: TopologyIndex, name: string, srv: boolean, depth: number): Lookup | null {
     const targets = index.aliasTargets(name);
-    if (targets) return this.aliasLookup(index, name, targets, depth);
+    if (targets) return this.aliasLookup(index, name, targets, srv, depth);
     if (name.endsWith(`.${AGENT_DOMAIN}`)) {
       const agent = name.slice(0, -AGENT_DOMAIN.length - 1);
       const instances = index.instancesOfAgent(agent);
@@ -72,7 +72,7 @@ export class PlatformResolver {
     if (name === domain) return { kind: 'nxdomain', domain };
     let criteria;
     try {
-      criteria = parseCriteria(name.slice(0, -domain.length - 1).split('.'), domain);
+      criteria = parseCriteria(name.slice(0, -domain.length - 1).split('.'), domain, { srv });
     } catch (err) {
       if (err instanceof CriteriaError) return { kind: 'formerr', domain };
       throw err;
@@ -83,13 +83,13 @@ export class PlatformResolver {
     return { kind: 'instances', instances, domain };
   }
 
-  private aliasLookup(index: TopologyIndex, name: string, targets: string[], depth: number): Lookup {
+  private aliasLookup(index: TopologyIndex, name: string, targets: string[], srv: boolean, depth: number): Lookup {
     const zone = name.slice(name.indexOf('.') + 1) || name;
     if (depth >= MAX_ALIAS_DEPTH) return { kind: 'nxdomain', domain: zone };
     const found = new Set<Instance>();
     let exists = false;
     for (const target of targets) {
-      const result = this.lookup(index, target, depth + 1);
+      const result = this.lookup(index, target, srv, depth + 1);
       if (result?.kind !== 'instances') continue;
       exists = true;
       for (const i of result.instances) found.add(i);

@@ -87,20 +87,26 @@ export function matchesPattern(pattern: LabelPattern, value: string): boolean {
   }
 }
 
+export interface ParseOptions {
+  /** The question is for SRV: a bare `<group>.<network>.<deployment>` then names every instance. */
+  srv?: boolean;
+}
+
 /**
  * Parses the labels of a name that precede its served domain (lower-case).
  * Throws CriteriaError (→ FORMERR) for a malformed name.
  */
-export function parseCriteria(labels: string[], domain: string): Criteria {
+export function parseCriteria(labels: string[], domain: string, options: ParseOptions = {}): Criteria {
   let rest = labels;
   let service: string | null = null;
   if (rest.length >= 2 && rest[0].startsWith('_') && rest[1].startsWith('_')) {
     service = rest[0].slice(1);
     if (rest[1] !== '_tcp' && rest[1] !== '_udp') throw new CriteriaError(`"${rest[1]}": SRV protocol must be _tcp or _udp`);
     rest = rest.slice(2);
-    // `_http._tcp.<group>.<network>.<deployment>` names every instance of the group.
-    if (rest.length === 3) rest = ['*', ...rest];
   }
+  // `_http._tcp.<group>.<network>.<deployment>` and an SRV question on the group name
+  // itself name every instance of the group; for A/AAAA three labels stay a FORMERR.
+  if (rest.length === 3 && (service !== null || options.srv)) rest = ['*', ...rest];
   const criteria: Criteria = {
     domain, instanceId: null, filters: emptyFilters(), group: null, network: null, deployment: null, groupId: null, service,
   };

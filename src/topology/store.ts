@@ -101,8 +101,9 @@ export class TopologyStore extends EventEmitter<{ swap: [TopologyIndex] }> {
       const pending = this.pending;
       this.pending = new Set();
       if (pending.has('aliases')) this.reloadAliases();
-      if (pending.has('topology')) this.reloadTopology();
-      else this.rebuild();
+      const rebuilt = pending.has('topology') && this.reloadTopology();
+      // New aliases still go into service when the topology file beside them was rejected.
+      if (!rebuilt && pending.has('aliases')) this.rebuild();
     }, this.options.debounceMs ?? 50);
   }
 
