@@ -28,6 +28,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     ttl: config.dns.ttl,
     negativeTtl: config.dns.negative_ttl ?? config.dns.ttl,
     maxUdpSize: config.dns.max_udp_size,
+    answerCacheBytes: config.dns.answer_cache_bytes,
     metrics,
     currentIndex: () => topology.current,
   });

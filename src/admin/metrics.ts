@@ -27,6 +27,14 @@ export class Counter implements Metric {
     return this.values.get(labelKey(labels)) ?? 0;
   }
 
+  /** A child bound to fixed labels: inc() skips building the label key, for hot paths. */
+  labels(labels: Labels): { inc(by?: number): void } {
+    const key = labelKey(labels);
+    if (!this.values.has(key)) this.values.set(key, 0);
+    const values = this.values;
+    return { inc: (by = 1) => values.set(key, values.get(key)! + by) };
+  }
+
   render(): string[] {
     const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} counter`];
     if (this.values.size === 0) lines.push(`${this.name} 0`);
@@ -69,12 +77,25 @@ export class Histogram implements Metric {
   constructor(readonly name: string, readonly help: string, readonly buckets: number[] = DEFAULT_BUCKETS) {}
 
   observe(seconds: number, labels?: Labels): void {
-    const key = labelKey(labels);
+    this.record(this.seriesOf(labelKey(labels)), seconds);
+  }
+
+  /** A child bound to fixed labels: observe() skips building the label key, for hot paths. */
+  labels(labels: Labels): { observe(seconds: number): void } {
+    const s = this.seriesOf(labelKey(labels));
+    return { observe: (seconds) => this.record(s, seconds) };
+  }
+
+  private seriesOf(key: string): { counts: number[]; sum: number; count: number } {
     let s = this.series.get(key);
     if (!s) {
       s = { counts: new Array<number>(this.buckets.length).fill(0), sum: 0, count: 0 };
       this.series.set(key, s);
     }
+    return s;
+  }
+
+  private record(s: { counts: number[]; sum: number; count: number }, seconds: number): void {
     for (let i = 0; i < this.buckets.length; i++) if (seconds <= this.buckets[i]) s.counts[i]++;
     s.sum += seconds;
     s.count++;

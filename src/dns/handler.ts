@@ -1,8 +1,11 @@
 // One DNS message in, one out: decode, answer platform names from the topology, hand
 // other names to the next handler in the chain (the forwarder) or refuse them, encode,
-// count. Transport-agnostic; the server feeds it bytes from UDP and TCP.
+// count. Transport-agnostic; the server feeds it bytes from UDP and TCP. The server asks
+// `answerFast` first: platform answers already encoded for this topology version are
+// served from the fast path's cache, which this general path fills on a miss.
 import type { Registry } from '../admin/metrics.ts';
 import type { TopologyIndex } from '../topology/topology-index.ts';
+import { FastPath, type Built, type Entry } from './fastpath.ts';
 import { PlatformResolver } from './resolver.ts';
 import {
   decodeQuery, encodeBareReply, encodeResponse, udpLimit, Rcode, rrTypeName,
@@ -32,6 +35,14 @@ export interface DnsHandlerOptions {
   maxUdpSize: number;
   metrics: Registry;
   currentIndex: () => TopologyIndex | null;
+  /** Memory bound of the fast path's answer cache, bytes; 0 answers everything the general way. */
+  answerCacheBytes?: number;
+}
+
+interface BoundCounters {
+  requests: { inc(): void };
+  responses: { inc(): void };
+  duration: { observe(seconds: number): void };
 }
 
 const RCODE_NAMES = Object.fromEntries(Object.entries(Rcode).map(([k, v]) => [v, k]));
@@ -43,7 +54,10 @@ export class DnsHandler {
   private readonly responses;
   private readonly duration;
   private readonly malformed;
-  next: NextHandler | null = null;
+  private readonly fast: FastPath;
+  private nextHandler: NextHandler | null = null;
+  /** Start time of the fast-path query being answered (a field: no closure per query). */
+  private fastStarted = 0;
 
   constructor(private readonly options: DnsHandlerOptions) {
     this.resolver = new PlatformResolver({ ttl: options.ttl, negativeTtl: options.negativeTtl });
@@ -52,6 +66,61 @@ export class DnsHandler {
     this.responses = metrics.counter('coredns_dns_responses_total', 'DNS responses sent, by rcode.');
     this.duration = metrics.histogram('coredns_dns_request_duration_seconds', 'Time to answer a DNS request.');
     this.malformed = metrics.counter('presence_dns_malformed_packets_total', 'Packets that were not a usable DNS query.');
+    this.fast = new FastPath({
+      maxUdpSize: options.maxUdpSize,
+      maxBytes: options.answerCacheBytes ?? 64 * 1024 * 1024,
+      build: (packet, index, transport) => this.build(packet, index, transport),
+      served: (entry, transport) => this.countFast(entry, transport),
+    });
+    const cache = this.fast;
+    metrics.gauge('presence_dns_answer_cache_hits', 'Queries answered from the encoded-answer cache since start.').collect(() => cache.hits);
+    metrics.gauge('presence_dns_answer_cache_misses', 'Queries that encoded an answer for the cache since start.').collect(() => cache.misses);
+  }
+
+  get next(): NextHandler | null {
+    return this.nextHandler;
+  }
+
+  /** Setting the next handler changes RA in every answer, so cached encodings go. */
+  set next(handler: NextHandler | null) {
+    this.nextHandler = handler;
+    this.fast.clear();
+  }
+
+  /**
+   * The reply from the cache of encoded platform answers, or null when the general path
+   * (`handle`) must answer. Synchronous: no promise per query on the hot path.
+   */
+  answerFast(packet: Buffer, transport: Transport): Buffer | null {
+    this.fastStarted = performance.now();
+    return this.fast.answer(packet, transport, this.options.currentIndex());
+  }
+
+  /** Encodes one platform answer for the fast path's cache, exactly as `answer` would. */
+  private build(packet: Buffer, index: TopologyIndex, transport: Transport): Built {
+    const decoded = decodeQuery(packet);
+    if (!decoded.ok || decoded.query.opcode !== 0 || (decoded.query.edns && decoded.query.edns.version > 0)) return { kind: 'pass' };
+    const { query } = decoded;
+    const result = this.resolver.resolve(index, query.question);
+    if (!result) return { kind: 'pass' };
+    const encoded = this.encode(packet, query, transport, result);
+    return { kind: 'answer', packet: encoded, shuffled: result.answers.length > 1 || result.additional.length > 1 };
+  }
+
+  private countFast(entry: Entry, transport: Transport): void {
+    let bound = entry.counters as BoundCounters | null;
+    if (bound === null) {
+      const reply = entry.ring![0];
+      bound = {
+        requests: this.requests.labels({ proto: transport, type: rrTypeName(entry.type) }),
+        responses: this.responses.labels({ rcode: RCODE_NAMES[reply[3] & 0x0f] ?? String(reply[3] & 0x0f) }),
+        duration: this.duration.labels({ proto: transport }),
+      };
+      entry.counters = bound;
+    }
+    bound.requests.inc();
+    bound.responses.inc();
+    bound.duration.observe((performance.now() - this.fastStarted) / 1000);
   }
 
   /** Returns the reply bytes, or null to drop the packet (not a query at all). */
@@ -76,11 +145,17 @@ export class DnsHandler {
     return reply;
   }
 
+  private encode(packet: Buffer, query: DecodedQuery, transport: Transport, result: DnsResult, ednsOptions?: EdnsOption[]): Buffer {
+    return encodeResponse(packet, query, result, {
+      maxSize: transport === 'tcp' ? TCP_MAX : udpLimit(query, this.options.maxUdpSize),
+      recursionAvailable: this.next?.recursionAvailable ?? false,
+      ednsUdpSize: this.options.maxUdpSize,
+      ednsOptions,
+    });
+  }
+
   private async answer(query: DecodedQuery, packet: Buffer, client: Client): Promise<Buffer> {
-    const recursionAvailable = this.next?.recursionAvailable ?? false;
-    const maxSize = client.transport === 'tcp' ? TCP_MAX : udpLimit(query, this.options.maxUdpSize);
-    const encode = (result: DnsResult, ednsOptions?: EdnsOption[]) =>
-      encodeResponse(packet, query, result, { maxSize, recursionAvailable, ednsUdpSize: this.options.maxUdpSize, ednsOptions });
+    const encode = (result: DnsResult, ednsOptions?: EdnsOption[]) => this.encode(packet, query, client.transport, result, ednsOptions);
     if (query.edns && query.edns.version > 0) {
       return encode({ rcode: Rcode.BADVERS, authoritative: false, answers: [], authority: [], additional: [] });
     }

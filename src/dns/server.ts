@@ -44,7 +44,13 @@ export class DnsServer {
 
   private listenUdp(address: string, port: number): Promise<number> {
     const socket = createSocket({ type: isIPv6(address) ? 'udp6' : 'udp4' });
+    const { handler } = this.options;
     socket.on('message', (packet, rinfo) => {
+      const fast = handler.answerFast(packet, 'udp');
+      if (fast) {
+        socket.send(fast, rinfo.port, rinfo.address);
+        return;
+      }
       this.run(packet, { address: rinfo.address, port: rinfo.port, transport: 'udp' }, (reply) => {
         socket.send(reply, rinfo.port, rinfo.address);
       });
@@ -90,13 +96,16 @@ export class DnsServer {
         if (buffered.length < 2 + length) break;
         const message = buffered.subarray(2, 2 + length);
         buffered = buffered.subarray(2 + length);
-        this.run(message, client, (reply) => {
+        const send = (reply: Buffer) => {
           if (conn.destroyed) return;
           const frame = Buffer.allocUnsafe(2 + reply.length);
           frame.writeUInt16BE(reply.length, 0);
           reply.copy(frame, 2);
           conn.write(frame);
-        });
+        };
+        const fast = this.options.handler.answerFast(message, 'tcp');
+        if (fast) send(fast);
+        else this.run(message, client, send);
       }
       if (buffered.length > 2 + MAX_TCP_MESSAGE) conn.destroy();
     });

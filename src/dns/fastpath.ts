@@ -1,0 +1,204 @@
+// The hot path for platform names (DESIGN §9). A response to one (lower-cased name,
+// type, class, EDNS, size limit) is the same bytes for every client apart from the ID,
+// the RD/CD bits and the case of the question, because the encoder copies the question
+// from the query and compresses owner names to pointers into it. So each such answer is
+// encoded once per topology version by the general path (decode → resolver → encoder),
+// kept here, and served by copying it and patching those few bytes. Answers with more
+// than one record keep a small ring of differently shuffled encodings, rotated per
+// query. Anything this parser is not sure about returns null: the caller then runs the
+// general path, which answers it exactly as it always does.
+import type { TopologyIndex } from '../topology/topology-index.ts';
+import { HEADER_SIZE, MIN_UDP_SIZE, RRType } from './wire.ts';
+
+export interface FastKey {
+  /** Lower-cased question name (wire form) + type + class + transport + size limit. */
+  key: string;
+  /** Offset where the question name ends (the bytes copied from the query). */
+  nameEnd: number;
+  type: number;
+}
+
+/** What the general path gives back for a query on a cache miss. */
+export type Built =
+  | { kind: 'answer'; packet: Buffer; shuffled: boolean }
+  /** Not a platform name (or not for this path): never served here. */
+  | { kind: 'pass' };
+
+export interface FastPathOptions {
+  /** Largest UDP answer for EDNS clients (dns.max_udp_size). */
+  maxUdpSize: number;
+  /** Memory bound of the cache, bytes (approximate: encodings plus keys). 0 turns the fast path off. */
+  maxBytes: number;
+  /** Differently shuffled encodings kept per multi-record answer. */
+  ringSize?: number;
+  /** Encodes one answer with the general path; called once per ring slot on a miss. */
+  build: (packet: Buffer, index: TopologyIndex, transport: 'udp' | 'tcp') => Built;
+  /** Called for every answer served here, to count it. */
+  served: (entry: Entry, transport: 'udp' | 'tcp') => void;
+}
+
+export interface Entry {
+  /** Encodings of the answer; one unless the records are shuffled. */
+  readonly ring: Buffer[] | null;
+  next: number;
+  readonly type: number;
+  /** Per-entry slot for the caller's pre-bound metric children. */
+  counters: unknown;
+}
+
+const TCP_LIMIT = 65535;
+/** A rough per-entry cost of the map slot, entry object and Buffer headers. */
+const ENTRY_OVERHEAD = 160;
+const OPCODE_OR_QR = 0xf8;
+const RD = 0x01;
+const CD = 0x10;
+
+/**
+ * Reads header, question and an optional lone OPT record — only what the lookup needs.
+ * Returns null for anything unusual (not a plain query, pointers, odd labels, several
+ * additional records, EDNS version > 0): the general path handles those.
+ */
+export function fastKey(packet: Buffer, transport: 'udp' | 'tcp', maxUdpSize: number, scratch: Buffer): FastKey | null {
+  const length = packet.length;
+  if (length < HEADER_SIZE + 5) return null;
+  if (packet[2] & OPCODE_OR_QR) return null;
+  if (packet[4] !== 0 || packet[5] !== 1) return null;
+  if (packet[6] | packet[7] | packet[8] | packet[9] | packet[10]) return null;
+  const arcount = packet[11];
+  if (arcount > 1) return null;
+  let offset = HEADER_SIZE;
+  for (;;) {
+    if (offset >= length) return null;
+    const label = packet[offset];
+    if (label === 0) break;
+    // Pointers and extended label types are for the general decoder (FORMERR).
+    if (label > 63) return null;
+    const end = offset + 1 + label;
+    if (end > length || end - HEADER_SIZE > 255) return null;
+    for (let i = offset + 1; i < end; i++) {
+      const c = packet[i];
+      // Dots inside labels and non-ASCII bytes are rare; the general path decides them.
+      if (c === 0x2e || c >= 0x80) return null;
+      scratch[i - HEADER_SIZE] = c >= 0x41 && c <= 0x5a ? c | 0x20 : c;
+    }
+    scratch[offset - HEADER_SIZE] = label;
+    offset = end;
+  }
+  const nameEnd = offset + 1;
+  const questionEnd = nameEnd + 4;
+  if (questionEnd > length) return null;
+  let limit = transport === 'tcp' ? TCP_LIMIT : MIN_UDP_SIZE;
+  // 1 marks "no EDNS" (every real limit is ≥ 512), so EDNS-512 and plain 512 differ.
+  let ednsMark = 1;
+  if (arcount === 1) {
+    // Only a root-owned OPT: anything else goes the general way.
+    if (packet[questionEnd] !== 0 || questionEnd + 11 > length) return null;
+    if (packet.readUInt16BE(questionEnd + 1) !== RRType.OPT) return null;
+    if (packet[questionEnd + 6] !== 0) return null;
+    if (questionEnd + 11 + packet.readUInt16BE(questionEnd + 9) > length) return null;
+    const udpSize = packet.readUInt16BE(questionEnd + 3);
+    if (transport === 'udp') limit = Math.max(MIN_UDP_SIZE, Math.min(udpSize, maxUdpSize));
+    ednsMark = 2;
+  }
+  const nameLength = nameEnd - HEADER_SIZE;
+  scratch[nameLength - 1] = 0;
+  packet.copy(scratch, nameLength, nameEnd, questionEnd);
+  scratch[nameLength + 4] = ednsMark;
+  scratch.writeUInt16BE(limit, nameLength + 5);
+  return { key: scratch.toString('latin1', 0, nameLength + 7), nameEnd, type: packet.readUInt16BE(nameEnd) };
+}
+
+/**
+ * The cache of encoded answers for the index in service. Bounded by bytes with two
+ * generations: new entries go to the young map; when it is full it becomes the old one
+ * and the previous old one is dropped, and a hit in the old map moves the entry back.
+ * So hot names survive a flood of random names, and memory never exceeds the bound.
+ */
+export class FastPath {
+  private index: TopologyIndex | null = null;
+  private young = new Map<string, Entry>();
+  private old = new Map<string, Entry>();
+  private youngBytes = 0;
+  private readonly scratch = Buffer.alloc(512);
+  private readonly ringSize: number;
+  hits = 0;
+  misses = 0;
+
+  constructor(private readonly options: FastPathOptions) {
+    this.ringSize = options.ringSize ?? 8;
+  }
+
+  /** Entries held (answers and "not here" marks). */
+  get size(): number {
+    return this.young.size + this.old.size;
+  }
+
+  /** Drops every encoding, e.g. when something they depend on (RA) changed. */
+  clear(): void {
+    this.young = new Map();
+    this.old = new Map();
+    this.youngBytes = 0;
+  }
+
+  /** The reply bytes, or null when the general path must answer this packet. */
+  answer(packet: Buffer, transport: 'udp' | 'tcp', index: TopologyIndex | null): Buffer | null {
+    if (index === null || this.options.maxBytes === 0) return null;
+    if (index !== this.index) {
+      // One assignment per version: every query after the swap sees only the new index.
+      this.index = index;
+      this.clear();
+    }
+    const parsed = fastKey(packet, transport, this.options.maxUdpSize, this.scratch);
+    if (!parsed) return null;
+    let entry = this.young.get(parsed.key);
+    if (entry === undefined) {
+      entry = this.old.get(parsed.key);
+      if (entry !== undefined) this.old.delete(parsed.key);
+      else {
+        this.misses++;
+        entry = this.build(packet, parsed.type, index, transport);
+      }
+      this.insert(parsed.key, entry);
+    } else this.hits++;
+    const ring = entry.ring;
+    if (ring === null) return null;
+    const template = ring[entry.next];
+    if (ring.length > 1) entry.next = (entry.next + 1) % ring.length;
+    const out = Buffer.allocUnsafe(template.length);
+    template.copy(out);
+    out[0] = packet[0];
+    out[1] = packet[1];
+    out[2] = (template[2] & ~RD) | (packet[2] & RD);
+    out[3] = (template[3] & ~CD) | (packet[3] & CD);
+    packet.copy(out, HEADER_SIZE, HEADER_SIZE, parsed.nameEnd);
+    this.options.served(entry, transport);
+    return out;
+  }
+
+  private build(packet: Buffer, type: number, index: TopologyIndex, transport: 'udp' | 'tcp'): Entry {
+    const first = this.options.build(packet, index, transport);
+    if (first.kind === 'pass') return { ring: null, next: 0, type, counters: null };
+    const ring = [first.packet];
+    if (first.shuffled) {
+      for (let i = 1; i < this.ringSize; i++) {
+        const more = this.options.build(packet, index, transport);
+        if (more.kind === 'answer') ring.push(more.packet);
+      }
+    }
+    return { ring, next: 0, type, counters: null };
+  }
+
+  private insert(key: string, entry: Entry): void {
+    const bytes = ENTRY_OVERHEAD + key.length + (entry.ring?.reduce((n, b) => n + b.length, 0) ?? 0);
+    // Each generation gets half of the budget; anything bigger is not kept at all.
+    const half = this.options.maxBytes / 2;
+    if (bytes > half) return;
+    if (this.youngBytes + bytes > half) {
+      this.old = this.young;
+      this.young = new Map();
+      this.youngBytes = 0;
+    }
+    this.young.set(key, entry);
+    this.youngBytes += bytes;
+  }
+}

@@ -1,0 +1,238 @@
+// The fast path must be invisible: for every query form, the bytes it sends are the
+// bytes the general path (decode → resolver → encoder) sends for the same packet. The
+// resolver's shuffle is pinned to "no swap" so both paths' orders agree; rotation of
+// the pre-shuffled ring is checked on its own with a seeded sequence.
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { Registry } from '../../src/admin/metrics.ts';
+import { FastPath } from '../../src/dns/fastpath.ts';
+import { DnsHandler, type Transport } from '../../src/dns/handler.ts';
+import { RRType } from '../../src/dns/wire.ts';
+import { parseTopology } from '../../src/topology/reader.ts';
+import { TopologyIndex } from '../../src/topology/topology-index.ts';
+import { topologyJson, type TestInstance } from '../helpers/topology.ts';
+
+interface QueryOptions {
+  id?: number;
+  /** EDNS UDP size; null sends no OPT record. */
+  edns?: number | null;
+  ednsVersion?: number;
+  rd?: boolean;
+  cd?: boolean;
+  opcode?: number;
+}
+
+function query(name: string, type: number, o: QueryOptions = {}): Buffer {
+  const labels = name === '' ? [] : name.split('.');
+  const parts: Buffer[] = [Buffer.alloc(12)];
+  const header = parts[0];
+  header.writeUInt16BE(o.id ?? 0x1234, 0);
+  header.writeUInt16BE(((o.opcode ?? 0) << 11) | (o.rd === false ? 0 : 0x0100) | (o.cd ? 0x0010 : 0), 2);
+  header.writeUInt16BE(1, 4);
+  header.writeUInt16BE(o.edns == null ? 0 : 1, 10);
+  for (const label of labels) parts.push(Buffer.from([label.length]), Buffer.from(label, 'latin1'));
+  const tail = Buffer.alloc(5);
+  tail.writeUInt16BE(type, 1);
+  tail.writeUInt16BE(1, 3);
+  parts.push(tail);
+  if (o.edns != null) {
+    // OPT with a cookie option, as dig sends it: the fast path must ignore options.
+    const opt = Buffer.alloc(11 + 12);
+    opt.writeUInt16BE(RRType.OPT, 1);
+    opt.writeUInt16BE(o.edns, 3);
+    opt[6] = o.ednsVersion ?? 0;
+    opt.writeUInt16BE(12, 9);
+    opt.writeUInt16BE(10, 11);
+    opt.writeUInt16BE(8, 13);
+    parts.push(opt);
+  }
+  return Buffer.concat(parts);
+}
+
+const instances: TestInstance[] = [
+  { id: 'aaaa-1', ip: '10.0.0.1', index: 0, health: 'running', agentId: 'agent-1', ports: { http: 8080 }, groupIds: [1] },
+  { id: 'aaaa-2', ip: '10.0.0.2', index: 1, health: 'running', ports: { http: 8080, admin: 9000 }, groupIds: [1] },
+  { id: 'aaaa-3', ip: '10.0.0.3', index: 2, health: 'failing', ports: { http: 8080 }, groupIds: [1] },
+  { id: 'six-1', group: 'v6', ip: 'fd00::1', index: 0, health: 'running', groupIds: [2] },
+  // Enough instances that a group answer does not fit in 512 bytes.
+  ...Array.from({ length: 60 }, (_, n): TestInstance => ({ id: `big-${n}`, group: 'big', ip: `10.1.0.${n + 1}`, index: n, groupIds: [3] })),
+];
+const aliases = {
+  'db.service.internal': ['*.web.default.cf.bosh.'],
+  '*.wild.internal': ['q-s3.web.default.cf.bosh'],
+  '_.ph.internal': ['_.web.default.cf.bosh'],
+};
+
+function buildIndex(list: TestInstance[], version: number): TopologyIndex {
+  const read = parseTopology(topologyJson(list, { aliases }, version));
+  if (!read.ok) throw new Error(read.error);
+  return new TopologyIndex(read.topology);
+}
+
+const v6Reverse = `${['1', ...'0'.repeat(27)].join('.')}.0.0.d.f.ip6.arpa`;
+const PLATFORM_FORMS: Array<[string, number]> = [
+  ['aaaa-1.web.default.cf.bosh', RRType.A],
+  ['1.web.default.cf.bosh', RRType.A],
+  ['*.web.default.cf.bosh', RRType.A],
+  ['*.web.default.cf.bosh', RRType.ANY],
+  ['q-s3.web.default.cf.bosh', RRType.A],
+  ['q-a1i0i1.web.default.cf.bosh', RRType.A],
+  ['q-s1.web.default.cf.bosh', RRType.A],
+  ['q-s0.q-g1.bosh', RRType.A],
+  ['q-i0.q-g2.bosh', RRType.AAAA],
+  ['*.web.*.cf.bosh', RRType.A],
+  ['_http._tcp.web.default.cf.bosh', RRType.SRV],
+  ['_admin._tcp.q-s0.web.default.cf.bosh', RRType.SRV],
+  ['*.web.default.cf.bosh', RRType.SRV],
+  ['1.0.0.10.in-addr.arpa', RRType.PTR],
+  [v6Reverse, RRType.PTR],
+  ['six-1.v6.default.cf.bosh', RRType.AAAA],
+  ['db.service.internal', RRType.A],
+  ['anything.wild.internal', RRType.A],
+  ['aaaa-2.ph.internal', RRType.A],
+  ['agent-1.bosh-agent-id', RRType.A],
+  ['upcheck.presence-dns', RRType.A],
+  ['nope.web.default.cf.bosh', RRType.A],
+  ['bosh', RRType.A],
+  ['aaaa-1.web.default.cf.bosh', RRType.AAAA],
+  ['aaaa-1.web.default.cf.bosh', RRType.MX],
+  ['q-zz9.web.default.cf.bosh', RRType.A],
+  ['a.b.bosh', RRType.A],
+  ['*.big.default.cf.bosh', RRType.A],
+  ['_http._tcp.q-s4.big.default.cf.bosh', RRType.SRV],
+];
+
+function cases(name: string): string[] {
+  const mixed = name.split('').map((c, i) => (i % 2 ? c.toUpperCase() : c)).join('');
+  return [name, name.toUpperCase(), mixed];
+}
+
+function newHandler(index: () => TopologyIndex | null, metrics = new Registry()): DnsHandler {
+  return new DnsHandler({ ttl: 5, negativeTtl: 30, maxUdpSize: 1232, metrics, currentIndex: index });
+}
+
+const client = (transport: Transport) => ({ address: '127.0.0.1', port: 5000, transport });
+
+describe('fast path answers equal general path answers', () => {
+  beforeEach(() => {
+    // floor(0.999999 * (i + 1)) === i: the Fisher-Yates shuffle swaps nothing.
+    vi.spyOn(Math, 'random').mockReturnValue(0.999999);
+  });
+  afterEach(() => vi.restoreAllMocks());
+
+  it('byte for byte, for every query form, case, EDNS size, flag and transport, on miss and on hit', async () => {
+    const index = buildIndex(instances, 7);
+    const metrics = new Registry();
+    const handler = newHandler(() => index, metrics);
+    const variants: Array<[QueryOptions, Transport]> = [
+      [{ edns: null }, 'udp'],
+      [{ edns: 4096, rd: false, cd: true }, 'udp'],
+      [{ edns: 512 }, 'udp'],
+      [{ edns: 700, rd: false }, 'udp'],
+      [{ edns: null, cd: true }, 'tcp'],
+      [{ edns: 1232 }, 'tcp'],
+    ];
+    let compared = 0;
+    for (const round of [1, 2]) {
+      for (const [name, type] of PLATFORM_FORMS) {
+        for (const asked of cases(name)) {
+          for (const [o, transport] of variants) {
+            const packet = query(asked, type, { ...o, id: (compared * 7 + round) & 0xffff });
+            const fast = handler.answerFast(packet, transport);
+            const general = await handler.handle(packet, client(transport));
+            expect(fast, `${asked} ${type} ${JSON.stringify(o)} ${transport}`).not.toBeNull();
+            expect(fast!.equals(general!), `${asked} ${type} ${JSON.stringify(o)} ${transport}`).toBe(true);
+            compared++;
+          }
+        }
+      }
+    }
+    expect(compared).toBe(2 * PLATFORM_FORMS.length * 3 * variants.length);
+    // The second round (and the other cases of a name) came from the cache.
+    expect(metrics.gauge('presence_dns_answer_cache_hits', '').get()).toBeGreaterThan(compared / 2);
+  });
+
+  it('covers what the forms promise: TC over 512, the EDNS cap, SOA on negatives, echoed case', () => {
+    const handler = newHandler(() => buildIndex(instances, 1));
+    const big = handler.answerFast(query('*.big.default.cf.bosh', RRType.A, { edns: null }), 'udp')!;
+    expect(big.length).toBeLessThanOrEqual(512);
+    expect(big[2] & 0x02).toBe(0x02);
+    const edns = handler.answerFast(query('*.big.default.cf.bosh', RRType.A, { edns: 4096 }), 'udp')!;
+    expect(edns[2] & 0x02).toBe(0);
+    expect(edns.readUInt16BE(6)).toBe(60);
+    const nx = handler.answerFast(query('NoPe.web.default.cf.bosh', RRType.A), 'udp')!;
+    expect(nx[3] & 0x0f).toBe(3);
+    expect(nx.readUInt16BE(8)).toBe(1);
+    expect(nx.toString('latin1', 13, 17)).toBe('NoPe');
+    const formerr = handler.answerFast(query('a.b.bosh', RRType.A), 'udp')!;
+    expect(formerr[3] & 0x0f).toBe(1);
+  });
+
+  it('leaves to the general path what it does not serve, which answers it as before', async () => {
+    const handler = newHandler(() => buildIndex(instances, 1));
+    const pointer = query('aaaa-1.web.default.cf.bosh', RRType.A);
+    const compressed = Buffer.concat([pointer.subarray(0, 12), Buffer.from([0xc0, 0x0c, 0, 1, 0, 1])]);
+    const outside = query('example.com', RRType.A);
+    const badVersion = query('aaaa-1.web.default.cf.bosh', RRType.A, { edns: 1232, ednsVersion: 1 });
+    const notify = query('aaaa-1.web.default.cf.bosh', RRType.A, { opcode: 4 });
+    for (const packet of [compressed, outside, outside, badVersion, notify]) expect(handler.answerFast(packet, 'udp')).toBeNull();
+    expect((await handler.handle(compressed, client('udp')))![3] & 0x0f).toBe(1);
+    expect((await handler.handle(outside, client('udp')))![3] & 0x0f).toBe(5);
+    const badvers = (await handler.handle(badVersion, client('udp')))!;
+    // BADVERS (16) lives in the OPT record's extended rcode byte: 16 >> 4 = 1.
+    expect(badvers[badvers.length - 6]).toBe(1);
+    expect((await handler.handle(notify, client('udp')))![3] & 0x0f).toBe(4);
+  });
+
+  it('serves the new topology from the first query after a swap', () => {
+    let index = buildIndex(instances, 1);
+    const handler = newHandler(() => index);
+    const ask = () => handler.answerFast(query('aaaa-1.web.default.cf.bosh', RRType.A), 'udp')!;
+    expect([...ask().subarray(-4)]).toEqual([10, 0, 0, 1]);
+    index = buildIndex(instances.map((i) => (i.id === 'aaaa-1' ? { ...i, ip: '10.9.9.9' } : i)), 2);
+    expect([...ask().subarray(-4)]).toEqual([10, 9, 9, 9]);
+  });
+});
+
+describe('shuffling on the fast path', () => {
+  afterEach(() => vi.restoreAllMocks());
+
+  it('rotates differently shuffled encodings with the same records', () => {
+    let seed = 42;
+    vi.spyOn(Math, 'random').mockImplementation(() => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return seed / 2147483648;
+    });
+    const handler = newHandler(() => buildIndex(instances, 1));
+    const orders = new Set<string>();
+    for (let i = 0; i < 8; i++) {
+      const reply = handler.answerFast(query('q-s4.web.default.cf.bosh', RRType.A), 'udp')!;
+      const addresses = [0, 1, 2].map((n) => reply.subarray(reply.length - 4 - 16 * (2 - n), reply.length - 16 * (2 - n)).join('.'));
+      expect([...addresses].sort()).toEqual(['10.0.0.1', '10.0.0.2', '10.0.0.3']);
+      orders.add(addresses.join(','));
+    }
+    expect(orders.size).toBeGreaterThan(1);
+  });
+});
+
+describe('the answer cache is bounded', () => {
+  it('keeps within its byte budget under a flood of random names, and still answers them', () => {
+    const index = buildIndex(instances, 1);
+    const built: number[] = [];
+    const cache = new FastPath({
+      maxUdpSize: 1232,
+      maxBytes: 16 * 1024,
+      build: (packet) => {
+        built.push(packet.length);
+        return { kind: 'answer', packet: Buffer.alloc(100), shuffled: false };
+      },
+      served: () => {},
+    });
+    for (let n = 0; n < 5000; n++) {
+      expect(cache.answer(query(`random-${n}.web.default.cf.bosh`, RRType.A), 'udp', index)).not.toBeNull();
+    }
+    expect(built).toHaveLength(5000);
+    // About 300 bytes per entry (100 encoded + key + overhead): 16 KiB holds well under 100.
+    expect(cache.size).toBeLessThan(100);
+    expect(cache.size).toBeGreaterThan(0);
+  });
+});
