@@ -1,0 +1,207 @@
+// The wire codec: decoding good and hostile queries, EDNS, and responses checked with an
+// independent decoder (dns2's) — compression, TC when records do not fit, case echoed.
+import { Packet } from 'dns2';
+import { describe, expect, it } from 'vitest';
+import {
+  decodeQuery, encodeBareReply, encodeResponse, ipv6Bytes, Rcode, RRType, udpLimit,
+  type DecodedQuery, type DnsResult, type ResourceRecord,
+} from '../../src/dns/wire.ts';
+
+interface QueryOptions {
+  id?: number;
+  flags?: number;
+  type?: number;
+  klass?: number;
+  /** EDNS: advertised UDP size and version. */
+  edns?: { udpSize: number; version?: number; dnssecOk?: boolean };
+  qdcount?: number;
+}
+
+function encodeName(name: string): Buffer {
+  const parts = name === '' ? [] : name.split('.');
+  return Buffer.concat([...parts.map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l, 'latin1')])), Buffer.from([0])]);
+}
+
+function query(name: string, o: QueryOptions = {}): Buffer {
+  const header = Buffer.alloc(12);
+  header.writeUInt16BE(o.id ?? 0x1234, 0);
+  header.writeUInt16BE(o.flags ?? 0x0100, 2);
+  header.writeUInt16BE(o.qdcount ?? 1, 4);
+  header.writeUInt16BE(o.edns ? 1 : 0, 10);
+  const tail = Buffer.alloc(4);
+  tail.writeUInt16BE(o.type ?? RRType.A, 0);
+  tail.writeUInt16BE(o.klass ?? 1, 2);
+  const parts = [header, encodeName(name), tail];
+  if (o.edns) {
+    const opt = Buffer.alloc(11);
+    opt.writeUInt16BE(RRType.OPT, 1);
+    opt.writeUInt16BE(o.edns.udpSize, 3);
+    opt.writeUInt32BE(((o.edns.version ?? 0) << 16) | (o.edns.dnssecOk ? 0x8000 : 0), 5);
+    parts.push(opt);
+  }
+  return Buffer.concat(parts);
+}
+
+function decoded(packet: Buffer): DecodedQuery {
+  const d = decodeQuery(packet);
+  if (!d.ok) throw new Error(`did not decode: ${d.reason}`);
+  return d.query;
+}
+
+const a = (name: string, address: string): ResourceRecord => ({ name, ttl: 5, type: RRType.A, address });
+
+function result(answers: ResourceRecord[], over: Partial<DnsResult> = {}): DnsResult {
+  return { rcode: Rcode.NOERROR, authoritative: true, answers, authority: [], additional: [], ...over };
+}
+
+function respond(packet: Buffer, r: DnsResult, maxSize = 512): { bytes: Buffer; parsed: Packet } {
+  const bytes = encodeResponse(packet, decoded(packet), r, { maxSize, recursionAvailable: false, ednsUdpSize: 1232 });
+  return { bytes, parsed: Packet.parse(bytes) };
+}
+
+describe('decoding queries', () => {
+  it('reads id, flags, question and keeps the name\'s case', () => {
+    const q = decoded(query('Web.Default.CF.bosh', { id: 0xbeef, flags: 0x0110, type: RRType.SRV }));
+    expect(q).toMatchObject({
+      id: 0xbeef, opcode: 0, recursionDesired: true, checkingDisabled: true,
+      question: { name: 'Web.Default.CF.bosh', type: RRType.SRV, class: 1 }, edns: null,
+    });
+  });
+
+  it('reads the EDNS OPT record: size, version, DO bit', () => {
+    const q = decoded(query('a.bosh', { edns: { udpSize: 4096, version: 1, dnssecOk: true } }));
+    expect(q.edns).toEqual({ udpSize: 4096, version: 1, dnssecOk: true });
+  });
+
+  it('reads the root name', () => {
+    expect(decoded(query('')).question.name).toBe('');
+  });
+
+  it.each([
+    ['shorter than a header', Buffer.alloc(11), 'shorter than a DNS header'],
+    ['a response', query('a.bosh', { flags: 0x8000 }), 'a response, not a query'],
+  ])('drops %s without an id to answer', (_what, packet, reason) => {
+    expect(decodeQuery(packet)).toEqual({ ok: false, id: null, reason });
+  });
+
+  const good = query('a.bosh');
+  const pointerInQuestion = Buffer.concat([good.subarray(0, 12), Buffer.from([0xc0, 0x0c]), good.subarray(-4)]);
+  const loop = Buffer.concat([query('a.bosh', { edns: { udpSize: 512 } }).subarray(0, 24), Buffer.from([0xc0, 24, 0, 41, 2, 0, 0, 0, 0, 0, 0, 0])]);
+  const twoOpts = (() => {
+    const p = query('a.bosh', { edns: { udpSize: 512 } });
+    const out = Buffer.concat([p, p.subarray(-11)]);
+    out.writeUInt16BE(2, 10);
+    return out;
+  })();
+  const long = Buffer.concat([good.subarray(0, 12), ...Array.from({ length: 5 }, () => Buffer.concat([Buffer.from([63]), Buffer.alloc(63, 0x61)])), Buffer.from([0, 0, 1, 0, 1])]);
+
+  it.each([
+    ['no question', query('a.bosh', { qdcount: 0 }), 'expected one question, got 0'],
+    ['two questions', query('a.bosh', { qdcount: 2 }), 'expected one question, got 2'],
+    ['a name running past the end', good.subarray(0, 15), 'label runs past the packet'],
+    ['a question without type and class', good.subarray(0, good.length - 2), 'question runs past the packet'],
+    ['a compression pointer in the question', pointerInQuestion, 'compression pointer in question'],
+    ['a pointer loop in the additional section', loop, 'pointer loop'],
+    ['a reserved label type', Buffer.concat([good.subarray(0, 12), Buffer.from([0x40, 0]), good.subarray(-4)]), 'unknown label type'],
+    ['a name over 255 bytes', long, 'name longer than 255 bytes'],
+    ['a dot inside a label', Buffer.concat([good.subarray(0, 12), Buffer.from([3, 0x61, 0x2e, 0x62, 0]), good.subarray(-4)]), 'label contains a dot'],
+    ['an additional count with no records', (() => { const p = Buffer.from(good); p.writeUInt16BE(3, 10); return p; })(), 'name runs past the packet'],
+    ['two OPT records', twoOpts, 'more than one OPT record'],
+  ])('answers FORMERR with the id for %s', (_what, packet, reason) => {
+    expect(decodeQuery(packet)).toEqual({ ok: false, id: 0x1234, opcode: 0, recursionDesired: true, reason });
+  });
+
+  it('sizes UDP answers to 512 without EDNS, else the client\'s size within ours', () => {
+    expect(udpLimit(decoded(query('a.bosh')), 1232)).toBe(512);
+    expect(udpLimit(decoded(query('a.bosh', { edns: { udpSize: 4096 } })), 1232)).toBe(1232);
+    expect(udpLimit(decoded(query('a.bosh', { edns: { udpSize: 1000 } })), 1232)).toBe(1000);
+    expect(udpLimit(decoded(query('a.bosh', { edns: { udpSize: 100 } })), 1232)).toBe(512);
+  });
+});
+
+describe('encoding responses', () => {
+  it('echoes id, flags, the question in the asker\'s case, and the records', () => {
+    const packet = query('Q-S0.Web.default.CF.bosh', { id: 77 });
+    const { parsed } = respond(packet, result([a('Q-S0.Web.default.CF.bosh', '10.0.0.1')]));
+    expect(parsed.header).toMatchObject({ id: 77, qr: 1, aa: 1, tc: 0, rd: 1, ra: 0, rcode: 0 });
+    expect(parsed.questions[0].name).toBe('Q-S0.Web.default.CF.bosh');
+    expect(parsed.answers).toMatchObject([{ name: 'Q-S0.Web.default.CF.bosh', type: RRType.A, ttl: 5, address: '10.0.0.1' }]);
+  });
+
+  it('compresses a repeated name into a pointer to the question', () => {
+    const packet = query('web.default.cf.bosh');
+    const { bytes, parsed } = respond(packet, result([a('web.default.cf.bosh', '10.0.0.1'), a('web.default.cf.bosh', '10.0.0.2')]));
+    const answerStart = packet.length;
+    expect(bytes.readUInt16BE(answerStart)).toBe(0xc000 | 12);
+    expect(bytes.length).toBe(packet.length + 2 * (2 + 10 + 4));
+    expect(parsed.answers.map((r) => r.address)).toEqual(['10.0.0.1', '10.0.0.2']);
+  });
+
+  it('writes AAAA, SRV, PTR and SOA records a standard decoder reads back', () => {
+    const packet = query('_http._tcp.web.default.cf.bosh', { type: RRType.SRV });
+    const { parsed } = respond(packet, result(
+      [{ name: '_http._tcp.web.default.cf.bosh', ttl: 5, type: RRType.SRV, priority: 0, weight: 1, port: 8080, target: 'id-1.web.default.cf.bosh' }],
+      {
+        authority: [{ name: 'bosh', ttl: 5, type: RRType.SOA, mname: 'ns.bosh', rname: 'hostmaster.bosh', serial: 7, refresh: 3600, retry: 600, expire: 86400, minimum: 5 }],
+        additional: [
+          { name: 'id-1.web.default.cf.bosh', ttl: 5, type: RRType.AAAA, address: 'fd00:0000:0000:0000:0000:0000:0001:0010' },
+          { name: '10.0.0.10.in-addr.arpa', ttl: 5, type: RRType.PTR, target: 'id-1.web.default.cf.bosh' },
+        ],
+      },
+    ));
+    expect(parsed.errors).toEqual([]);
+    expect(parsed.answers[0]).toMatchObject({ priority: 0, weight: 1, port: 8080, target: 'id-1.web.default.cf.bosh' });
+    expect(parsed.authorities[0]).toMatchObject({ name: 'bosh', primary: 'ns.bosh', admin: 'hostmaster.bosh', serial: 7, minimum: 5 });
+    expect(parsed.additionals[0]).toMatchObject({ type: RRType.AAAA, address: 'fd00::1:10' });
+    expect(parsed.additionals[1]).toMatchObject({ type: RRType.PTR, domain: 'id-1.web.default.cf.bosh' });
+  });
+
+  it('sets TC and stops at the first record that does not fit, never exceeding the limit', () => {
+    const name = 'q-s4.a-rather-long-group-name.default.cf.bosh';
+    const ips = Array.from({ length: 100 }, (_, n) => `10.0.${n >> 8}.${n & 255}`);
+    const answers = ips.map((ip) => a(name, ip));
+    const { bytes, parsed } = respond(query(name), result(answers), 512);
+    expect(bytes.length).toBeLessThanOrEqual(512);
+    expect(parsed.header.tc).toBe(1);
+    expect(parsed.answers.length).toBe(Math.floor((512 - query(name).length) / 16));
+    expect(parsed.answers.map((r) => r.address)).toEqual(ips.slice(0, parsed.answers.length));
+  });
+
+  it('fits everything without TC when the limit allows (TCP)', () => {
+    const answers = Array.from({ length: 100 }, (_, n) => a('big.bosh', `10.0.0.${n}`));
+    const { parsed } = respond(query('big.bosh'), result(answers), 65535);
+    expect(parsed.header.tc).toBe(0);
+    expect(parsed.answers).toHaveLength(100);
+  });
+
+  it('answers EDNS with an OPT of our size, reserving room for it', () => {
+    const packet = query('big.bosh', { edns: { udpSize: 600 } });
+    const answers = Array.from({ length: 100 }, (_, n) => a('big.bosh', `10.0.0.${n}`));
+    const q = decoded(packet);
+    const bytes = encodeResponse(packet, q, result(answers), { maxSize: udpLimit(q, 1232), recursionAvailable: true, ednsUdpSize: 1232 });
+    const parsed = Packet.parse(bytes);
+    expect(bytes.length).toBeLessThanOrEqual(600);
+    expect(parsed.header).toMatchObject({ tc: 1, ra: 1 });
+    const opt = parsed.additionals.find((r) => r.type === RRType.OPT);
+    expect(opt?.class).toBe(1232);
+  });
+
+  it('puts an extended rcode (BADVERS) into the OPT record', () => {
+    const packet = query('a.bosh', { edns: { udpSize: 1232, version: 1 } });
+    const bytes = encodeResponse(packet, decoded(packet), result([], { rcode: Rcode.BADVERS, authoritative: false }), { maxSize: 512, recursionAvailable: false, ednsUdpSize: 1232 });
+    expect(bytes[3] & 0x0f).toBe(0);
+    const optTtl = bytes.readUInt32BE(bytes.length - 6);
+    expect(optTtl >>> 24).toBe(1);
+  });
+
+  it('builds a bare FORMERR with the query\'s id', () => {
+    const bytes = encodeBareReply(0x4242, 0, true, Rcode.FORMERR);
+    expect(Packet.parse(bytes).header).toMatchObject({ id: 0x4242, qr: 1, rd: 1, rcode: Rcode.FORMERR, qdcount: 0 });
+  });
+
+  it('writes IPv6 addresses in any text form', () => {
+    expect(ipv6Bytes('fd00::1:10').toString('hex')).toBe('fd000000000000000000000000010010');
+    expect(ipv6Bytes('::ffff:10.0.0.1').toString('hex')).toBe('00000000000000000000ffff0a000001');
+    expect(ipv6Bytes('fd00:0000:0000:0000:0000:0000:0001:0010').toString('hex')).toBe('fd000000000000000000000000010010');
+  });
+});
