@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { AdminServer, Registry } from './admin/index.ts';
 import { ConfigError, loadConfig, type Config } from './config/index.ts';
 import { DnsHandler, DnsServer } from './dns/index.ts';
+import { Forwarder } from './forward/index.ts';
 import { createLogger, type Logger } from './log.ts';
 import { TopologyStore } from './topology/index.ts';
 
@@ -32,6 +33,17 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     metrics,
     currentIndex: () => topology.current,
   });
+  const forwarder = config.forward.enabled
+    ? new Forwarder({
+        config: config.forward,
+        listen: config.dns.listen,
+        maxUdpSize: config.dns.max_udp_size,
+        metrics,
+        logger: logger.child({ module: 'forward' }),
+      })
+    : null;
+  await forwarder?.start();
+  handler.next = forwarder;
   const dns = new DnsServer({ listen: config.dns.listen, handler, logger: logger.child({ module: 'dns' }) });
   await dns.start();
 
@@ -56,7 +68,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     adminPort: admin?.port ?? 0,
     async stop() {
       await dns.stop();
-      await Promise.all([admin?.stop(), topology.stop()]);
+      await Promise.all([admin?.stop(), topology.stop(), forwarder?.stop()]);
     },
   };
 }

@@ -56,6 +56,10 @@ export const configSchema = z.strictObject({
     resolv_conf: z.string().default('/etc/resolv.conf'),
     policy: z.enum(['sequential', 'random', 'fastest']).default('sequential'),
     timeout: seconds.default(2),
+    /** Consecutive failures (timeouts, unreachable) that mark an upstream down. */
+    max_fails: z.number().int().positive().default(2),
+    /** First health probe of an upstream marked down, seconds; doubles per failed probe up to 30 s. */
+    health_check: seconds.default(0.5),
     /** CIDRs allowed to recurse; default loopback and the listen addresses' networks. */
     allow: z.array(z.string()).optional(),
     cache: z.strictObject({

@@ -1,0 +1,261 @@
+// The node-local resolver: a NextHandler that answers names outside the served domains
+// from the cache or the upstreams, serving stale answers (RFC 8767) when the upstreams
+// fail or are slow. Decisions live in cache.ts and upstreams.ts; sockets in transport.ts.
+import { randomInt } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { networkInterfaces } from 'node:os';
+import { watch, type FSWatcher } from 'chokidar';
+import type { Registry } from '../admin/metrics.ts';
+import type { Config } from '../config/index.ts';
+import type { Client, NextAnswer, NextHandler } from '../dns/handler.ts';
+import type { ListenAddress } from '../dns/server.ts';
+import { decodeQuery, Rcode, udpLimit, type DecodedQuery, type EdnsOption } from '../dns/wire.ts';
+import type { Logger } from '../log.ts';
+import { AllowList, defaultAllow } from './allow.ts';
+import { AnswerCache, type CacheEntry } from './cache.ts';
+import { systemClock, type Clock } from './clock.ts';
+import { buildUpstreamQuery, renderReply, type StoredMessage } from './message.ts';
+import { exchange } from './transport.ts';
+import {
+  ForwardError, orderUpstreams, parseUpstream, resolvConfUpstreams, Upstream,
+  type HealthOptions, type UpstreamAddress, type UpstreamHooks,
+} from './upstreams.ts';
+
+export interface ForwarderOptions {
+  config: Config['forward'];
+  /** The daemon's own listen addresses: excluded from resolv.conf, and the default allow list's networks. */
+  listen: ListenAddress[];
+  maxUdpSize: number;
+  metrics: Registry;
+  logger: Logger;
+  clock?: Clock;
+}
+
+type Outcome =
+  | { ok: true; stored: StoredMessage; entry: CacheEntry | null }
+  | { ok: false; reason: string };
+
+/** RFC 8914 Extended DNS Errors. */
+const EDE_OPTION = 15;
+const EDE_STALE_ANSWER = 3;
+const EDE_NO_REACHABLE_AUTHORITY = 22;
+const TCP_MAX = 65535;
+const MAX_PROBE_MS = 30_000;
+/** `. IN NS`: what the health probe asks (any reply at all means the upstream is alive). */
+const PROBE_QUESTION = Buffer.from([0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 1]);
+
+function ede(infoCode: number, text = ''): EdnsOption {
+  const data = Buffer.alloc(2 + Buffer.byteLength(text));
+  data.writeUInt16BE(infoCode, 0);
+  data.write(text, 2);
+  return { code: EDE_OPTION, data };
+}
+
+const STALE_OPTION = ede(EDE_STALE_ANSWER);
+
+function cacheKey(query: DecodedQuery): string {
+  const q = query.question;
+  return `${q.name.toLowerCase()}|${q.type}|${q.class}|${query.edns?.dnssecOk ? 1 : 0}|${query.checkingDisabled ? 1 : 0}`;
+}
+
+export class Forwarder implements NextHandler {
+  private upstreams: Upstream[] = [];
+  private readonly cache: AnswerCache | null;
+  private readonly allow: AllowList;
+  private readonly inflight = new Map<string, Promise<Outcome>>();
+  private readonly clock: Clock;
+  private readonly health: HealthOptions;
+  private readonly hooks: UpstreamHooks;
+  private watcher: FSWatcher | null = null;
+  private readonly hits;
+  private readonly misses;
+  private readonly servedStale;
+  private readonly requests;
+  private readonly healthFailures;
+
+  constructor(private readonly options: ForwarderOptions) {
+    const { config, metrics } = options;
+    this.clock = options.clock ?? systemClock;
+    this.allow = new AllowList(config.allow ?? defaultAllow(options.listen, networkInterfaces()));
+    this.cache = config.cache.enabled
+      ? new AnswerCache({
+          maxEntries: config.cache.max_entries,
+          maxBytes: config.cache.max_bytes,
+          minTtl: config.cache.min_ttl,
+          maxTtl: config.cache.max_ttl,
+          negativeTtl: config.cache.negative_ttl,
+          prefetch: config.cache.prefetch,
+          serveStale: config.serve_stale.enabled,
+          staleMaxAge: config.serve_stale.max_age,
+          recheck: config.serve_stale.recheck,
+        })
+      : null;
+    this.health = { maxFails: config.max_fails, probeMs: config.health_check * 1000, maxProbeMs: MAX_PROBE_MS };
+    this.hits = metrics.counter('coredns_cache_hits_total', 'Answers served fresh from the forwarder cache, by type (success, denial).');
+    this.misses = metrics.counter('coredns_cache_misses_total', 'Forwarded questions not answerable fresh from the cache.');
+    this.servedStale = metrics.counter('coredns_cache_served_stale_total', 'Expired answers served because the upstreams failed or were slow (RFC 8767).');
+    this.requests = metrics.counter('coredns_forward_requests_total', 'Queries sent to upstreams, by upstream.');
+    this.healthFailures = metrics.counter('coredns_forward_healthcheck_failures_total', 'Failed health probes of upstreams marked down, by upstream.');
+    const cache = this.cache;
+    metrics.gauge('coredns_cache_entries', 'Entries in the forwarder cache.').collect(() => cache?.size ?? 0);
+    const { logger } = options;
+    this.hooks = {
+      probe: (u) => this.probe(u),
+      probeFailed: (u) => this.healthFailures.inc({ to: u.address.label }),
+      changed: (u, down) => {
+        if (down) logger.warn({ upstream: u.address.label, fails: u.fails }, 'upstream marked down; probing it');
+        else logger.info({ upstream: u.address.label }, 'upstream answers again');
+      },
+    };
+  }
+
+  /** Loads the upstreams (config, else resolv.conf, watched). Throws a ForwardError on a bad upstream. */
+  async start(): Promise<void> {
+    const { config } = this.options;
+    if (config.upstreams.length > 0) {
+      this.setUpstreams(config.upstreams.map(parseUpstream));
+      return;
+    }
+    this.loadResolvConf();
+    this.watcher = watch(config.resolv_conf, { ignoreInitial: true, awaitWriteFinish: { stabilityThreshold: 50, pollInterval: 20 } });
+    this.watcher.on('all', () => this.loadResolvConf());
+    await new Promise<void>((resolve) => this.watcher!.once('ready', () => resolve()));
+  }
+
+  async stop(): Promise<void> {
+    for (const u of this.upstreams) u.stop();
+    await this.watcher?.close();
+  }
+
+  get recursionAvailable(): boolean {
+    return this.upstreams.length > 0;
+  }
+
+  /** The upstreams in configured order, as `host:port`. */
+  get upstreamLabels(): string[] {
+    return this.upstreams.map((u) => u.address.label);
+  }
+
+  private loadResolvConf(): void {
+    const file = this.options.config.resolv_conf;
+    let text = '';
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      this.options.logger.warn({ file, err: (err as Error).message }, 'cannot read resolv.conf; no upstreams until it can be read');
+    }
+    this.setUpstreams(resolvConfUpstreams(text, this.options.listen));
+    this.options.logger.info({ file, upstreams: this.upstreamLabels }, 'upstreams from resolv.conf');
+  }
+
+  private setUpstreams(addresses: UpstreamAddress[]): void {
+    const old = new Map(this.upstreams.map((u) => [u.address.label, u]));
+    this.upstreams = addresses.map((a) => {
+      const kept = old.get(a.label);
+      old.delete(a.label);
+      return kept ?? new Upstream(a, this.health, this.clock, this.hooks);
+    });
+    for (const removed of old.values()) removed.stop();
+  }
+
+  async handle(query: DecodedQuery, packet: Buffer, client: Client): Promise<NextAnswer | null> {
+    if (this.upstreams.length === 0 || !this.allow.allows(client.address)) return null;
+    const key = cacheKey(query);
+    const looked = this.cache?.lookup(key, this.clock.now()) ?? { state: 'miss' as const };
+    if (looked.state === 'fresh') {
+      this.hits.inc({ type: looked.entry.negative ? 'denial' : 'success' });
+      if (looked.prefetch && !this.inflight.has(key)) void this.refresh(key, query, packet);
+      return { packet: this.render(looked.entry.stored, query, packet, client, looked.ttl) };
+    }
+    this.misses.inc();
+    if (looked.state === 'stale') {
+      const outcome = looked.refresh ? await this.withinClientTimer(this.refresh(key, query, packet)) : null;
+      if (outcome?.ok) return { packet: this.renderFresh(outcome, query, packet, client) };
+      this.servedStale.inc();
+      const staleTtl = this.options.config.serve_stale.ttl;
+      return { packet: this.render(looked.entry.stored, query, packet, client, () => staleTtl, [STALE_OPTION]) };
+    }
+    const outcome = await this.refresh(key, query, packet);
+    if (outcome.ok) return { packet: this.renderFresh(outcome, query, packet, client) };
+    return {
+      result: { rcode: Rcode.SERVFAIL, authoritative: false, answers: [], authority: [], additional: [] },
+      ednsOptions: [ede(EDE_NO_REACHABLE_AUTHORITY, outcome.reason)],
+    };
+  }
+
+  /** The refresh's outcome, or null if it has not come back within the client timer (RFC 8767 §5). */
+  private withinClientTimer(pending: Promise<Outcome>): Promise<Outcome | null> {
+    return new Promise((resolve) => {
+      const timer = this.clock.after(this.options.config.serve_stale.client_timeout * 1000, () => resolve(null));
+      void pending.then((outcome) => {
+        timer.cancel();
+        resolve(outcome);
+      });
+    });
+  }
+
+  /** Asks the upstreams once for `key`, however many clients wait; stores the answer, or notes the failure. */
+  private refresh(key: string, query: DecodedQuery, packet: Buffer): Promise<Outcome> {
+    let pending = this.inflight.get(key);
+    if (!pending) {
+      pending = this.ask(query, packet).then((result): Outcome => {
+        const now = this.clock.now();
+        if (!result.ok) {
+          this.cache?.refreshFailed(key, now);
+          return result;
+        }
+        return { ok: true, stored: result.stored, entry: this.cache?.store(key, result.stored, now) ?? null };
+      }).finally(() => this.inflight.delete(key));
+      this.inflight.set(key, pending);
+    }
+    return pending;
+  }
+
+  /**
+   * Tries the upstreams in policy order until one gives an answer. A SERVFAIL or REFUSED
+   * is not an answer (the next upstream may do better) but shows the upstream is alive.
+   */
+  private async ask(query: DecodedQuery, packet: Buffer): Promise<{ ok: true; stored: StoredMessage } | { ok: false; reason: string }> {
+    const timeoutMs = this.options.config.timeout * 1000;
+    let reason = 'no upstreams';
+    for (const upstream of orderUpstreams(this.upstreams, this.options.config.policy)) {
+      const started = this.clock.now();
+      this.requests.inc({ to: upstream.address.label });
+      const result = await exchange(upstream.address, buildUpstreamQuery(randomInt(0x10000), packet, query), this.clock, timeoutMs);
+      if (!result.ok) {
+        upstream.failed();
+        reason = `${upstream.address.label}: ${result.reason}`;
+        continue;
+      }
+      upstream.succeeded(this.clock.now() - started);
+      const { rcode } = result.stored;
+      if (rcode === Rcode.NOERROR || rcode === Rcode.NXDOMAIN) return { ok: true, stored: result.stored };
+      reason = `${upstream.address.label}: answered rcode ${rcode}`;
+    }
+    return { ok: false, reason };
+  }
+
+  private async probe(upstream: Upstream): Promise<boolean> {
+    const decoded = decodeQuery(PROBE_QUESTION);
+    if (!decoded.ok) return false;
+    const query = buildUpstreamQuery(randomInt(0x10000), PROBE_QUESTION, decoded.query);
+    return (await exchange(upstream.address, query, this.clock, this.options.config.timeout * 1000)).ok;
+  }
+
+  private renderFresh(outcome: Extract<Outcome, { ok: true }>, query: DecodedQuery, packet: Buffer, client: Client): Buffer {
+    const ttl = outcome.entry && this.cache ? this.cache.ttlAt(outcome.entry, this.clock.now()) : (t: number) => t;
+    return this.render(outcome.stored, query, packet, client, ttl);
+  }
+
+  private render(stored: StoredMessage, query: DecodedQuery, packet: Buffer, client: Client, ttl: (t: number) => number, options: EdnsOption[] = []): Buffer {
+    return renderReply(stored, {
+      query,
+      packet,
+      ttl,
+      maxSize: client.transport === 'tcp' ? TCP_MAX : udpLimit(query, this.options.maxUdpSize),
+      edns: query.edns ? { udpSize: this.options.maxUdpSize, options } : null,
+    });
+  }
+}
+
+export { ForwardError };

@@ -1,0 +1,206 @@
+// Upstream messages as bytes. The forwarder cannot model every record type, so it keeps
+// the upstream's answer as an opaque message (without its OPT record) plus the offsets of
+// every TTL field; answering a client copies those bytes, patches the ID, the flags, the
+// question's case and the TTLs, and appends our own OPT. Pure: no sockets here.
+import { HEADER_SIZE, RRType, type DecodedQuery } from '../dns/wire.ts';
+
+const FLAG_QR = 0x8000;
+const FLAG_TC = 0x0200;
+const FLAG_RD = 0x0100;
+const FLAG_RA = 0x0080;
+const FLAG_AD = 0x0020;
+const FLAG_CD = 0x0010;
+const DNSSEC_OK = 0x8000;
+/** What we advertise to upstreams: large enough for most answers, small enough not to fragment. */
+export const UPSTREAM_UDP_SIZE = 1232;
+
+/** An upstream's answer, ready to be replayed to clients. */
+export interface StoredMessage {
+  /** Header, question and records, without the OPT record (and anything after it). */
+  message: Buffer;
+  questionEnd: number;
+  rcode: number;
+  /** Upstream flags we pass on (only AD, and only to clients that asked with DO). */
+  authenticData: boolean;
+  /** Per record, in message order: section (0 answer, 1 authority, 2 additional), TTL offset, TTL, end offset. */
+  sections: number[];
+  ttlOffsets: number[];
+  ttls: number[];
+  recordEnds: number[];
+  /** Seconds the answer may be cached: the smallest record TTL, or for a negative answer the SOA's (RFC 2308); null when it must not be cached. */
+  cacheTtl: number | null;
+}
+
+export type ParseResult =
+  | { ok: true; id: number; truncated: boolean; stored: StoredMessage }
+  | { ok: false; reason: string };
+
+class Malformed extends Error {}
+
+/** Offset just past the (possibly compressed) name at `offset`. */
+function skipName(buf: Buffer, offset: number): number {
+  let at = offset;
+  for (let labels = 0; labels < 128; labels++) {
+    if (at >= buf.length) throw new Malformed('name runs past the message');
+    const len = buf[at];
+    if (len === 0) return at + 1;
+    if ((len & 0xc0) === 0xc0) {
+      if (at + 2 > buf.length) throw new Malformed('truncated pointer');
+      return at + 2;
+    }
+    if (len & 0xc0) throw new Malformed('unknown label type');
+    at += 1 + len;
+  }
+  throw new Malformed('name has too many labels');
+}
+
+function lowerAscii(bytes: Buffer): Buffer {
+  const out = Buffer.from(bytes);
+  // Label length bytes are at most 63, so they never fall in the 'A'..'Z' range.
+  for (let i = 0; i < out.length; i++) if (out[i] >= 0x41 && out[i] <= 0x5a) out[i] |= 0x20;
+  return out;
+}
+
+/** The query we send upstream: fresh ID, RD, the client's question (lower-cased), EDNS with DO when the client set it. */
+export function buildUpstreamQuery(id: number, packet: Buffer, query: DecodedQuery): Buffer {
+  const question = lowerAscii(packet.subarray(HEADER_SIZE, query.questionEnd));
+  const out = Buffer.alloc(HEADER_SIZE + question.length + 11);
+  out.writeUInt16BE(id, 0);
+  out.writeUInt16BE(FLAG_RD | (query.checkingDisabled ? FLAG_CD : 0), 2);
+  out.writeUInt16BE(1, 4);
+  out.writeUInt16BE(1, 10);
+  question.copy(out, HEADER_SIZE);
+  const opt = HEADER_SIZE + question.length;
+  out[opt] = 0;
+  out.writeUInt16BE(RRType.OPT, opt + 1);
+  out.writeUInt16BE(UPSTREAM_UDP_SIZE, opt + 3);
+  out.writeUInt32BE(query.edns?.dnssecOk ? DNSSEC_OK : 0, opt + 5);
+  out.writeUInt16BE(0, opt + 9);
+  return out;
+}
+
+/**
+ * Checks an upstream reply against the query we sent (ID, QR, same question) and indexes
+ * its records. Anything unexpected is a failure of that upstream, never an answer.
+ */
+export function parseUpstreamResponse(buf: Buffer, sent: Buffer): ParseResult {
+  try {
+    if (buf.length < HEADER_SIZE) throw new Malformed('shorter than a DNS header');
+    const id = buf.readUInt16BE(0);
+    const flags = buf.readUInt16BE(2);
+    if (id !== sent.readUInt16BE(0)) throw new Malformed('ID does not match the query');
+    if (!(flags & FLAG_QR)) throw new Malformed('not a response');
+    if (buf.readUInt16BE(4) !== 1) throw new Malformed('expected one question');
+    const questionEnd = skipName(buf, HEADER_SIZE) + 4;
+    const sentQuestionEnd = skipName(sent, HEADER_SIZE) + 4;
+    if (questionEnd > buf.length || !lowerAscii(buf.subarray(HEADER_SIZE, questionEnd)).equals(sent.subarray(HEADER_SIZE, sentQuestionEnd))) {
+      throw new Malformed('question does not match the query');
+    }
+    const counts = [buf.readUInt16BE(6), buf.readUInt16BE(8), buf.readUInt16BE(10)];
+    const stored: StoredMessage = {
+      message: buf, questionEnd, rcode: flags & 0x0f, authenticData: (flags & FLAG_AD) !== 0,
+      sections: [], ttlOffsets: [], ttls: [], recordEnds: [], cacheTtl: null,
+    };
+    let offset = questionEnd;
+    let minTtl = Infinity;
+    let negativeTtl: number | null = null;
+    let end = questionEnd;
+    outer: for (let section = 0; section < 3; section++) {
+      for (let i = 0; i < counts[section]; i++) {
+        const nameEnd = skipName(buf, offset);
+        if (nameEnd + 10 > buf.length) throw new Malformed('record header runs past the message');
+        const type = buf.readUInt16BE(nameEnd);
+        const ttl = buf.readUInt32BE(nameEnd + 4);
+        const rdEnd = nameEnd + 10 + buf.readUInt16BE(nameEnd + 8);
+        if (rdEnd > buf.length) throw new Malformed('rdata runs past the message');
+        // Our own OPT replaces the upstream's; records after it are optional extras we drop.
+        if (type === RRType.OPT) break outer;
+        stored.sections.push(section);
+        stored.ttlOffsets.push(nameEnd + 4);
+        stored.ttls.push(ttl);
+        stored.recordEnds.push(rdEnd);
+        minTtl = Math.min(minTtl, ttl);
+        if (section === 1 && type === RRType.SOA && rdEnd - 4 >= nameEnd + 10) {
+          negativeTtl = Math.min(ttl, buf.readUInt32BE(rdEnd - 4));
+        }
+        offset = end = rdEnd;
+      }
+    }
+    stored.message = Buffer.from(buf.subarray(0, end));
+    stored.message.writeUInt16BE(0, 0);
+    const answers = stored.sections.filter((s) => s === 0).length;
+    const negative = stored.rcode === 3 || (stored.rcode === 0 && answers === 0);
+    if (stored.rcode === 0 || stored.rcode === 3) stored.cacheTtl = negative ? negativeTtl : minTtl === Infinity ? null : minTtl;
+    return { ok: true, id, truncated: (flags & FLAG_TC) !== 0, stored };
+  } catch (err) {
+    if (err instanceof Malformed) return { ok: false, reason: err.message };
+    throw err;
+  }
+}
+
+export interface EdnsReply {
+  udpSize: number;
+  options: Array<{ code: number; data: Buffer }>;
+}
+
+export interface RenderOptions {
+  /** The client's query: its ID, flags and question bytes (for the case it asked in). */
+  query: DecodedQuery;
+  packet: Buffer;
+  /** TTL to send for a record whose stored TTL is `ttl`. */
+  ttl: (ttl: number) => number;
+  maxSize: number;
+  /** Our OPT record, when the client used EDNS. */
+  edns: EdnsReply | null;
+}
+
+function encodeOpt(edns: EdnsReply, dnssecOk: boolean): Buffer {
+  const rdLength = edns.options.reduce((n, o) => n + 4 + o.data.length, 0);
+  const out = Buffer.alloc(11 + rdLength);
+  out.writeUInt16BE(RRType.OPT, 1);
+  out.writeUInt16BE(edns.udpSize, 3);
+  out.writeUInt32BE(dnssecOk ? DNSSEC_OK : 0, 5);
+  out.writeUInt16BE(rdLength, 9);
+  let at = 11;
+  for (const o of edns.options) {
+    out.writeUInt16BE(o.code, at);
+    out.writeUInt16BE(o.data.length, at + 2);
+    o.data.copy(out, at + 4);
+    at += 4 + o.data.length;
+  }
+  return out;
+}
+
+/**
+ * A reply to one client from a stored message: whole records up to `maxSize` (TC=1 when
+ * any had to be left out, so the client retries over TCP), TTLs rewritten, our OPT last.
+ */
+export function renderReply(stored: StoredMessage, options: RenderOptions): Buffer {
+  const { query } = options;
+  const opt = options.edns ? encodeOpt(options.edns, query.edns?.dnssecOk ?? false) : null;
+  const room = options.maxSize - (opt?.length ?? 0);
+  let kept = 0;
+  while (kept < stored.recordEnds.length && stored.recordEnds[kept] <= room) kept++;
+  const truncated = kept < stored.recordEnds.length;
+  const end = kept > 0 ? stored.recordEnds[kept - 1] : stored.questionEnd;
+  const out = Buffer.allocUnsafe(end + (opt?.length ?? 0));
+  stored.message.copy(out, 0, 0, end);
+  options.packet.copy(out, HEADER_SIZE, HEADER_SIZE, query.questionEnd);
+  let flags = FLAG_QR | FLAG_RA | stored.rcode;
+  if (truncated) flags |= FLAG_TC;
+  if (query.recursionDesired) flags |= FLAG_RD;
+  if (query.checkingDisabled) flags |= FLAG_CD;
+  if (stored.authenticData && query.edns?.dnssecOk) flags |= FLAG_AD;
+  out.writeUInt16BE(query.id, 0);
+  out.writeUInt16BE(flags, 2);
+  const counts = [0, 0, 0];
+  for (let i = 0; i < kept; i++) {
+    counts[stored.sections[i]]++;
+    out.writeUInt32BE(options.ttl(stored.ttls[i]) >>> 0, stored.ttlOffsets[i]);
+  }
+  out.writeUInt16BE(counts[0], 6);
+  out.writeUInt16BE(counts[1], 8);
+  out.writeUInt16BE(counts[2] + (opt ? 1 : 0), 10);
+  opt?.copy(out, end);
+  return out;
+}

@@ -1,0 +1,35 @@
+// A clock the test moves by hand: timers fire only inside advance(), in time order.
+import type { Clock, Timer } from '../../src/forward/clock.ts';
+
+export class ManualClock implements Clock {
+  private time = 1_000_000;
+  private timers: Array<{ at: number; fn: () => void; seq: number }> = [];
+  private seq = 0;
+
+  now(): number {
+    return this.time;
+  }
+
+  after(ms: number, fn: () => void): Timer {
+    const timer = { at: this.time + ms, fn, seq: this.seq++ };
+    this.timers.push(timer);
+    return { cancel: () => (this.timers = this.timers.filter((t) => t !== timer)) };
+  }
+
+  /** Moves time forward, firing due timers (and timers they set that fall due) in order. */
+  advance(ms: number): void {
+    const until = this.time + ms;
+    for (;;) {
+      const due = this.timers.filter((t) => t.at <= until).sort((a, b) => a.at - b.at || a.seq - b.seq)[0];
+      if (!due) break;
+      this.timers = this.timers.filter((t) => t !== due);
+      this.time = due.at;
+      due.fn();
+    }
+    this.time = until;
+  }
+
+  get pending(): number {
+    return this.timers.length;
+  }
+}

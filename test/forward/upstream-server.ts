@@ -1,0 +1,113 @@
+// A real DNS server on loopback (UDP and TCP on one port) for forwarder tests: answers A
+// questions from a small zone, NXDOMAIN with an SOA otherwise, counts every query it
+// sees, and can be stopped, restarted on the same port, told to SERVFAIL or to stay silent.
+import { createSocket, type Socket } from 'node:dgram';
+import { createServer, type Server } from 'node:net';
+import {
+  decodeQuery, encodeResponse, udpLimit, Rcode, RRType, type DnsResult, type ResourceRecord,
+} from '../../src/dns/wire.ts';
+
+export interface ZoneEntry {
+  addresses: string[];
+  ttl: number;
+}
+
+export interface SeenQuery {
+  name: string;
+  type: number;
+  transport: 'udp' | 'tcp';
+}
+
+export type UpstreamMode = 'answer' | 'servfail' | 'silent';
+
+export class TestUpstream {
+  readonly seen: SeenQuery[] = [];
+  mode: UpstreamMode = 'answer';
+  private udp: Socket | null = null;
+  private tcp: Server | null = null;
+  port = 0;
+
+  constructor(readonly zone: Map<string, ZoneEntry> = new Map()) {}
+
+  static async start(zone: Record<string, ZoneEntry> = {}, port = 0): Promise<TestUpstream> {
+    const upstream = new TestUpstream(new Map(Object.entries(zone)));
+    await upstream.listen(port);
+    return upstream;
+  }
+
+  /** Queries seen for `name` (any type except the health probe's root NS), optionally on one transport. */
+  count(name: string, transport?: 'udp' | 'tcp'): number {
+    return this.seen.filter((q) => q.name === name && (!transport || q.transport === transport)).length;
+  }
+
+  async listen(port = this.port): Promise<void> {
+    const udp = createSocket('udp4');
+    udp.on('message', (packet, rinfo) => {
+      const reply = this.answer(packet, 'udp');
+      if (reply) udp.send(reply, rinfo.port, rinfo.address);
+    });
+    await new Promise<void>((resolve, reject) => {
+      udp.once('error', reject);
+      udp.bind(port, '127.0.0.1', () => resolve());
+    });
+    this.port = udp.address().port;
+    const tcp = createServer((conn) => {
+      conn.on('error', () => conn.destroy());
+      let buffered = Buffer.alloc(0);
+      conn.on('data', (chunk: Buffer) => {
+        buffered = Buffer.concat([buffered, chunk]);
+        while (buffered.length >= 2 && buffered.length >= 2 + buffered.readUInt16BE(0)) {
+          const reply = this.answer(buffered.subarray(2, 2 + buffered.readUInt16BE(0)), 'tcp');
+          buffered = buffered.subarray(2 + buffered.readUInt16BE(0));
+          if (!reply) continue;
+          const frame = Buffer.alloc(2);
+          frame.writeUInt16BE(reply.length, 0);
+          conn.write(Buffer.concat([frame, reply]));
+        }
+      });
+    });
+    await new Promise<void>((resolve, reject) => {
+      tcp.once('error', reject);
+      tcp.listen(this.port, '127.0.0.1', () => resolve());
+    });
+    this.udp = udp;
+    this.tcp = tcp;
+  }
+
+  /** Closes both sockets: queries to the port now get ICMP port unreachable / connection refused. */
+  async stop(): Promise<void> {
+    this.udp?.close();
+    this.udp = null;
+    const tcp = this.tcp;
+    this.tcp = null;
+    if (tcp) await new Promise<void>((resolve) => tcp.close(() => resolve()));
+  }
+
+  private answer(packet: Buffer, transport: 'udp' | 'tcp'): Buffer | null {
+    const decoded = decodeQuery(packet);
+    if (!decoded.ok) return null;
+    const { query } = decoded;
+    const name = query.question.name.toLowerCase();
+    this.seen.push({ name, type: query.question.type, transport });
+    if (this.mode === 'silent') return null;
+    const entry = this.zone.get(name);
+    const soa: ResourceRecord = {
+      name: 'test', ttl: 60, type: RRType.SOA, mname: 'ns.test', rname: 'hostmaster.test',
+      serial: 1, refresh: 60, retry: 60, expire: 60, minimum: 45,
+    };
+    let result: DnsResult;
+    if (this.mode === 'servfail') result = { rcode: Rcode.SERVFAIL, authoritative: false, answers: [], authority: [], additional: [] };
+    else if (!entry) result = { rcode: Rcode.NXDOMAIN, authoritative: true, answers: [], authority: [soa], additional: [] };
+    else {
+      const answers: ResourceRecord[] = query.question.type === RRType.A
+        ? entry.addresses.map((address) => ({ name: query.question.name, ttl: entry.ttl, type: RRType.A, address }))
+        : [];
+      result = { rcode: Rcode.NOERROR, authoritative: true, answers, authority: answers.length ? [] : [soa], additional: [] };
+    }
+    return encodeResponse(packet, query, result, {
+      maxSize: transport === 'tcp' ? 65535 : udpLimit(query, 1232),
+      recursionAvailable: true,
+      ednsUdpSize: 1232,
+    });
+  }
+}
