@@ -105,9 +105,11 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
   }
   const parsed = configSchema.safeParse(tree);
   if (!parsed.success) {
-    const problems = parsed.error.issues.map((issue) => {
-      const key = issue.path.join('.') || '(top level)';
-      return `${key}: ${issue.message}`;
+    const problems = parsed.error.issues.flatMap((issue) => {
+      const at = issue.path.join('.');
+      // zod reports a typo at the parent; name the misspelt key itself.
+      if (issue.code === 'unrecognized_keys') return issue.keys.map((k) => `${at ? `${at}.` : ''}${k}: unknown key`);
+      return [`${at || '(top level)'}: ${issue.message}`];
     });
     throw new ConfigError(`invalid configuration${file ? ` in ${file}` : ''}:\n  ${problems.join('\n  ')}`);
   }

@@ -1,0 +1,111 @@
+// Config loading: defaults, errors that name the key, env and --set overrides, and
+// relative paths resolved against the config file.
+import { writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../../src/config/index.ts';
+import { tempDir } from '../helpers/daemon.ts';
+
+function file(name: string, text: string): string {
+  const path = join(tempDir(), name);
+  writeFileSync(path, text);
+  return path;
+}
+
+function error(run: () => unknown): ConfigError {
+  try {
+    run();
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).code).toBe('CONFIG_INVALID');
+    return err as ConfigError;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('loadConfig', () => {
+  it('has a default for every key the foundation uses', () => {
+    const { config, file: from } = loadConfig();
+    expect(from).toBeNull();
+    expect(config.dns.listen).toEqual([{ address: '127.0.0.1', port: 5353 }]);
+    expect(config.dns.ttl).toBe(5);
+    expect(config.dns.max_udp_size).toBe(1232);
+    expect(config.admin).toMatchObject({ enabled: true, address: '127.0.0.1', port: 8053 });
+    expect(config.log.level).toBe('info');
+    expect(config.topology.file).toBe(resolve('topology.json'));
+  });
+
+  it('reads YAML and JSON files and fills in the rest', () => {
+    const yaml = loadConfig({ file: file('c.yaml', 'dns:\n  ttl: 9\n') }).config;
+    expect(yaml.dns.ttl).toBe(9);
+    expect(yaml.dns.listen).toEqual([{ address: '127.0.0.1', port: 5353 }]);
+    expect(loadConfig({ file: file('c.json', '{"admin": {"port": 9000}}') }).config.admin.port).toBe(9000);
+    expect(loadConfig({ file: file('empty.yaml', '') }).config.dns.ttl).toBe(5);
+  });
+
+  it('resolves relative paths against the config file\'s directory, keeps absolute ones', () => {
+    const path = file('c.yaml', 'topology:\n  file: data/topology.json\ndns:\n  aliases_dir: /etc/aliases.d\n');
+    const { config } = loadConfig({ file: path });
+    expect(config.topology.file).toBe(join(path, '..', 'data/topology.json'));
+    expect(config.dns.aliases_dir).toBe('/etc/aliases.d');
+    expect(config.registrations.dir).toBe(join(path, '..', 'instances.d'));
+  });
+
+  it.each([
+    ['an unknown key', 'dns:\n  tll: 5\n', 'dns.tll: unknown key'],
+    ['an unknown section', 'dnz: {}\n', 'dnz: unknown key'],
+    ['a wrong type', 'dns:\n  ttl: five\n', 'dns.ttl:'],
+    ['an out-of-range port', 'admin:\n  port: 70000\n', 'admin.port:'],
+    ['a bad listen entry', 'dns:\n  listen:\n    - { address: 127.0.0.1, port: "x" }\n', 'dns.listen.0.port:'],
+    ['an unknown log level', 'log:\n  level: loud\n', 'log.level:'],
+  ])('names the key for %s', (_what, text, message) => {
+    expect(error(() => loadConfig({ file: file('bad.yaml', text) })).message).toContain(message);
+  });
+
+  it('says when the file cannot be read or does not parse', () => {
+    expect(error(() => loadConfig({ file: '/nonexistent/presence.yaml' })).message).toContain('cannot read config file /nonexistent/presence.yaml: ENOENT');
+    expect(error(() => loadConfig({ file: file('broken.yaml', 'dns: [unclosed\n') })).message).toContain('does not parse');
+    expect(error(() => loadConfig({ file: file('list.yaml', '- a\n- b\n') })).message).toContain('top level must be a mapping');
+  });
+
+  it('takes PRESENCE_DNS_* environment variables over the file', () => {
+    const path = file('c.yaml', 'dns:\n  ttl: 9\n');
+    const { config } = loadConfig({
+      file: path,
+      env: {
+        PRESENCE_DNS_DNS_TTL: '30',
+        PRESENCE_DNS_ADMIN_ADDRESS: '127.0.0.2',
+        PRESENCE_DNS_FORWARD_CACHE_MAX_ENTRIES: '50',
+        PRESENCE_DNS_DNS_LISTEN: '[{"address":"0.0.0.0","port":53}]',
+        PRESENCE_DNS_TOPOLOGY_FILE: 'rel.json',
+        UNRELATED: 'x',
+      },
+    });
+    expect(config.dns.ttl).toBe(30);
+    expect(config.admin.address).toBe('127.0.0.2');
+    expect(config.forward.cache.max_entries).toBe(50);
+    expect(config.dns.listen).toEqual([{ address: '0.0.0.0', port: 53 }]);
+    expect(config.topology.file).toBe(join(path, '..', 'rel.json'));
+  });
+
+  it('rejects an environment variable that names no key, and a wrong value type from env', () => {
+    expect(error(() => loadConfig({ env: { PRESENCE_DNS_DNS_TTLL: '5' } })).message).toContain('PRESENCE_DNS_DNS_TTLL does not name a config key');
+    expect(error(() => loadConfig({ env: { PRESENCE_DNS_DNS_TTL: 'soon' } })).message).toContain('dns.ttl:');
+  });
+
+  it('takes --set over env and file', () => {
+    const { config } = loadConfig({
+      file: file('c.yaml', 'dns:\n  ttl: 9\n'),
+      env: { PRESENCE_DNS_DNS_TTL: '30' },
+      overrides: ['dns.ttl=60', 'log.level=debug', 'forward.upstreams=["1.1.1.1:53"]'],
+    });
+    expect(config.dns.ttl).toBe(60);
+    expect(config.log.level).toBe('debug');
+    expect(config.forward.upstreams).toEqual(['1.1.1.1:53']);
+  });
+
+  it('names the key of a bad --set', () => {
+    expect(error(() => loadConfig({ overrides: ['dns.nope=1'] })).message).toContain('dns.nope: unknown key');
+    expect(error(() => loadConfig({ overrides: ['dns.ttl'] })).message).toContain('--set dns.ttl: expected key.path=value');
+  });
+});
