@@ -1,0 +1,314 @@
+// Validation of registration input (DESIGN §7): one entry of an instances.d file or of a
+// PUT /v1/instances/:id body → a Registration with defaults. Pure: no I/O. Every error
+// names where the entry came from, the field (snake_case, as the operator wrote it) and
+// the reason, so a rejected file or request can be fixed from the message alone.
+import { parse as parseYaml } from 'yaml';
+import { parseIp } from '../topology/ip.ts';
+import { HEALTH_VALUES, type Health } from '../topology/types.ts';
+import type { Registration, RouteRegistration } from './types.ts';
+
+export const LIMITS = {
+  label: 63,
+  name: 253,
+  /** Free text such as app guids and isolation segment names. */
+  text: 253,
+  tagValue: 1024,
+  url: 2048,
+  instancesPerFile: 1000,
+  routesPerInstance: 100,
+  portsPerInstance: 64,
+  tagsPerInstance: 64,
+  groupIds: 64,
+  /** Largest pinned numeric id: PostgreSQL `integer`. */
+  numericId: 2 ** 31 - 1,
+  fileBytes: 4 * 1024 * 1024,
+} as const;
+
+export class RegistrationError extends Error {
+  readonly code = 'INVALID_REGISTRATION';
+  /** The offending field as written in the input, e.g. `routes[1].port`; `(file)` or `(entry)` for the whole. */
+  readonly field: string;
+  readonly reason: string;
+
+  constructor(where: string, field: string, reason: string) {
+    super(`${where ? `${where}: ` : ''}${field}: ${reason}`);
+    this.name = 'RegistrationError';
+    this.field = field;
+    this.reason = reason;
+  }
+}
+
+type Mapping = Record<string, unknown>;
+
+export function isMapping(value: unknown): value is Mapping {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'a list';
+  if (typeof value === 'object') return 'a mapping';
+  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
+  return String(value);
+}
+
+// Letters, digits and inner hyphens (RFC 1123 host label); the length is checked first
+// so the message can say "too long" rather than "bad syntax".
+const LABEL = /^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$/;
+// C0 controls, DEL and C1 controls: they garble logs and gorouter messages.
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+const TAG_KEY = /^[A-Za-z0-9_.-]+$/;
+
+const ENTRY_FIELDS = [
+  'id', 'group', 'network', 'deployment', 'domain', 'az', 'index', 'ip', 'num_id', 'group_ids', 'az_id',
+  'network_id', 'agent_id', 'health', 'ports', 'routes', 'app', 'isolation_segment', 'tags',
+] as const;
+const ROUTE_FIELDS = ['hostname', 'port', 'tls_port', 'route_service_url', 'protocol', 'server_cert_domain_san'] as const;
+
+/** Field checks that throw a RegistrationError carrying the entry's place. */
+class Check {
+  constructor(private readonly where: string) {}
+
+  fail(field: string, reason: string): never {
+    throw new RegistrationError(this.where, field, reason);
+  }
+
+  unknownKeys(value: Mapping, known: readonly string[], prefix: string): void {
+    for (const key of Object.keys(value)) {
+      if (known.includes(key)) continue;
+      const snake = key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+      const hint = snake !== key && known.includes(snake) ? `; did you mean "${snake}"?` : `; known fields: ${known.join(', ')}`;
+      this.fail(`${prefix}${key}`, `unknown field${hint}`);
+    }
+  }
+
+  string(value: unknown, field: string, max: number): string {
+    if (typeof value !== 'string') {
+      const quote = typeof value === 'number' || typeof value === 'boolean' ? ' (quote it in YAML)' : '';
+      this.fail(field, `must be a string, got ${describe(value)}${quote}`);
+    }
+    if (value.length === 0) this.fail(field, 'must not be empty');
+    if (value.length > max) this.fail(field, `is ${value.length} characters long; at most ${max}`);
+    if (CONTROL.test(value)) this.fail(field, 'must not contain control characters');
+    return value;
+  }
+
+  label(value: unknown, field: string): string {
+    const text = this.string(value, field, LIMITS.label).toLowerCase();
+    if (!LABEL.test(text)) this.fail(field, `${describe(value)} is not a DNS label (letters, digits and inner hyphens)`);
+    return text;
+  }
+
+  /** A dotted name (lower-cased, trailing dot dropped); `wildcard` allows a leading `*.`. */
+  name(value: unknown, field: string, wildcard = false): string {
+    const text = this.string(value, field, LIMITS.name).toLowerCase().replace(/\.$/, '');
+    const labels = text.split('.');
+    labels.forEach((label, i) => {
+      if (wildcard && i === 0 && label === '*' && labels.length > 1) return;
+      if (label.length > LIMITS.label) this.fail(field, `${describe(value)}: label "${label.slice(0, 20)}…" is longer than ${LIMITS.label} characters`);
+      if (!LABEL.test(label)) this.fail(field, `${describe(value)} is not a valid name (dot-separated labels of letters, digits and inner hyphens)`);
+    });
+    return text;
+  }
+
+  int(value: unknown, field: string, min: number, max: number): number {
+    if (typeof value !== 'number' || !Number.isInteger(value)) this.fail(field, `must be an integer, got ${describe(value)}`);
+    if (value < min || value > max) this.fail(field, `must be ${min}-${max}, got ${value}`);
+    return value;
+  }
+
+  port(value: unknown, field: string): number {
+    return this.int(value, field, 1, 65535);
+  }
+
+  optional<T>(value: unknown, read: (v: unknown) => T): T | null {
+    return value === undefined || value === null ? null : read(value);
+  }
+}
+
+function parsePorts(check: Check, value: unknown): Record<string, number> {
+  if (value === undefined || value === null) return {};
+  if (!isMapping(value)) check.fail('ports', `must be a mapping of name → port, got ${describe(value)}`);
+  const names = Object.keys(value);
+  if (names.length > LIMITS.portsPerInstance) check.fail('ports', `has ${names.length} entries; at most ${LIMITS.portsPerInstance}`);
+  const ports: Record<string, number> = {};
+  for (const name of names) {
+    const key = check.label(name, `ports.${name}`);
+    if (key in ports) check.fail(`ports.${name}`, `names the same port as another entry ("${key}"); port names are case-insensitive`);
+    ports[key] = check.port(value[name], `ports.${name}`);
+  }
+  return ports;
+}
+
+function parseRoutes(check: Check, value: unknown, ports: Record<string, number>): RouteRegistration[] {
+  if (value === undefined || value === null) return [];
+  if (!Array.isArray(value)) check.fail('routes', `must be a list of hostnames or {hostname, port, …} mappings, got ${describe(value)}`);
+  if (value.length > LIMITS.routesPerInstance) check.fail('routes', `has ${value.length} entries; at most ${LIMITS.routesPerInstance}`);
+  const seen = new Map<string, number>();
+  return value.map((item: unknown, i) => {
+    const field = `routes[${i}]`;
+    const httpPort = (portField: string): number => {
+      if (ports.http === undefined) check.fail(portField, 'no port given and the instance has no "http" named port in ports');
+      return ports.http;
+    };
+    let route: RouteRegistration;
+    if (typeof item === 'string') {
+      route = { hostname: check.name(item, field, true), port: httpPort(field), tlsPort: null, routeServiceUrl: null, protocol: null, serverCertDomainSan: null };
+    } else if (isMapping(item)) {
+      check.unknownKeys(item, ROUTE_FIELDS, `${field}.`);
+      if (item.hostname === undefined || item.hostname === null) check.fail(`${field}.hostname`, 'is required');
+      route = {
+        hostname: check.name(item.hostname, `${field}.hostname`, true),
+        port: item.port === undefined || item.port === null ? httpPort(`${field}.port`) : check.port(item.port, `${field}.port`),
+        tlsPort: check.optional(item.tls_port, (v) => check.port(v, `${field}.tls_port`)),
+        routeServiceUrl: routeServiceUrl(check, item.route_service_url, `${field}.route_service_url`),
+        protocol: check.optional(item.protocol, (v) => {
+          if (v !== 'http1' && v !== 'http2') check.fail(`${field}.protocol`, `must be "http1" or "http2", got ${describe(v)}`);
+          return v;
+        }),
+        serverCertDomainSan: check.optional(item.server_cert_domain_san, (v) => check.string(v, `${field}.server_cert_domain_san`, LIMITS.name)),
+      };
+    } else {
+      check.fail(field, `must be a hostname or a {hostname, port, …} mapping, got ${describe(item)}`);
+    }
+    const earlier = seen.get(route.hostname);
+    if (earlier !== undefined) check.fail(field, `hostname "${route.hostname}" is already routed by routes[${earlier}]; one route per hostname and instance`);
+    seen.set(route.hostname, i);
+    return route;
+  });
+}
+
+function routeServiceUrl(check: Check, value: unknown, field: string): string | null {
+  if (value === undefined || value === null || value === '') return null;
+  const text = check.string(value, field, LIMITS.url);
+  let url: URL | null = null;
+  try {
+    url = new URL(text);
+  } catch {
+    // reported below with the same message as a non-https URL
+  }
+  if (!url || url.protocol !== 'https:' || !url.hostname) check.fail(field, `must be empty or an https:// URL, got ${describe(value)}`);
+  return text;
+}
+
+function parseTags(check: Check, value: unknown): Record<string, string> {
+  if (value === undefined || value === null) return {};
+  if (!isMapping(value)) check.fail('tags', `must be a mapping of string → string, got ${describe(value)}`);
+  const keys = Object.keys(value);
+  if (keys.length > LIMITS.tagsPerInstance) check.fail('tags', `has ${keys.length} entries; at most ${LIMITS.tagsPerInstance}`);
+  const tags: Record<string, string> = {};
+  for (const key of keys) {
+    if (key.length > LIMITS.label || !TAG_KEY.test(key)) check.fail(`tags.${key}`, `tag names are 1-${LIMITS.label} of letters, digits, "_", "." and "-"`);
+    tags[key] = check.string(value[key], `tags.${key}`, LIMITS.tagValue);
+  }
+  return tags;
+}
+
+function parseGroupIds(check: Check, value: unknown): number[] | null {
+  if (value === undefined || value === null) return null;
+  if (!Array.isArray(value)) check.fail('group_ids', `must be a list of integers, got ${describe(value)}`);
+  if (value.length === 0) check.fail('group_ids', 'must list at least one id; leave it out to let the database allocate one');
+  if (value.length > LIMITS.groupIds) check.fail('group_ids', `has ${value.length} entries; at most ${LIMITS.groupIds}`);
+  return value.map((v: unknown, i) => check.int(v, `group_ids[${i}]`, 0, LIMITS.numericId));
+}
+
+/**
+ * Pure validation of one entry (DESIGN §7 shape, snake_case keys) → a Registration with
+ * defaults. `where` prefixes messages, e.g. "instances.d/web.yaml: instances[1]".
+ */
+export function parseRegistration(entry: unknown, where: string): Registration {
+  if (!isMapping(entry)) throw new RegistrationError(where, '(entry)', `must be a mapping of fields, got ${describe(entry)}`);
+  // The id, when readable, makes the place findable in a long file or a log line.
+  const named = typeof entry.id === 'string' && entry.id && entry.id.length <= LIMITS.label ? `${where} (id ${entry.id})` : where;
+  const check: Check = new Check(named);
+  check.unknownKeys(entry, ENTRY_FIELDS, '');
+  for (const field of ['id', 'group', 'network', 'deployment', 'ip'] as const) {
+    if (entry[field] === undefined || entry[field] === null) check.fail(field, 'is required');
+  }
+  const ipText = check.string(entry.ip, 'ip', 64);
+  const ip = ipText.includes('%') ? null : parseIp(ipText);
+  if (!ip) check.fail('ip', `${describe(entry.ip)} is not an IPv4 or IPv6 address`);
+  const ports = parsePorts(check, entry.ports);
+  const numericId = (field: 'num_id' | 'az_id' | 'network_id') => check.optional(entry[field], (v) => check.int(v, field, 0, LIMITS.numericId));
+  return {
+    id: check.label(entry.id, 'id'),
+    group: check.label(entry.group, 'group'),
+    network: check.label(entry.network, 'network'),
+    deployment: check.label(entry.deployment, 'deployment'),
+    domain: check.optional(entry.domain, (v) => check.name(v, 'domain')) ?? 'bosh',
+    az: check.optional(entry.az, (v) => check.label(v, 'az')),
+    index: check.optional(entry.index, (v) => check.int(v, 'index', 0, LIMITS.numericId)),
+    ip: ip.canonical,
+    numId: numericId('num_id'),
+    groupIds: parseGroupIds(check, entry.group_ids),
+    azId: numericId('az_id'),
+    networkId: numericId('network_id'),
+    agentId: check.optional(entry.agent_id, (v) => check.string(v, 'agent_id', LIMITS.text)),
+    health: check.optional(entry.health, (v) => {
+      if (!HEALTH_VALUES.includes(v as Health)) check.fail('health', `must be one of ${HEALTH_VALUES.join(', ')}, got ${describe(v)}`);
+      return v as Health;
+    }) ?? 'unchecked',
+    ports,
+    routes: parseRoutes(check, entry.routes, ports),
+    app: check.optional(entry.app, (v) => check.string(v, 'app', LIMITS.text)),
+    isolationSegment: check.optional(entry.isolation_segment, (v) => check.string(v, 'isolation_segment', LIMITS.text)),
+    tags: parseTags(check, entry.tags),
+  };
+}
+
+/** A parser's message without the source excerpt YAML appends on the following lines. */
+export function firstLine(err: unknown): string {
+  return (err as Error).message.split('\n')[0].replace(/:$/, '');
+}
+
+/**
+ * Parses a registration document (`{instances: [...]}`, YAML or JSON by extension) with
+ * an instance bound; any bad entry rejects the whole document.
+ */
+export function parseRegistrationDocument(path: string, text: string, maxInstances: number): Registration[] {
+  const bytes = Buffer.byteLength(text);
+  if (bytes > LIMITS.fileBytes) throw new RegistrationError(path, '(file)', `is ${bytes} bytes; at most ${LIMITS.fileBytes}`);
+  // An empty file is more often a write caught half-way than a wish to register nothing.
+  if (text.trim() === '') throw new RegistrationError(path, '(file)', 'is empty; write "instances: []" to register nothing from it');
+  let doc: unknown;
+  try {
+    doc = path.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
+  } catch (err) {
+    throw new RegistrationError(path, '(file)', `does not parse as ${path.endsWith('.json') ? 'JSON' : 'YAML'}: ${firstLine(err)}`);
+  }
+  if (!isMapping(doc)) throw new RegistrationError(path, '(file)', `must be a mapping with an "instances" list, got ${describe(doc)}`);
+  new Check(path).unknownKeys(doc, ['instances'], '');
+  const { instances } = doc;
+  if (!Array.isArray(instances)) throw new RegistrationError(path, 'instances', `must be a list of instances, got ${describe(instances)}`);
+  if (instances.length > maxInstances) throw new RegistrationError(path, 'instances', `has ${instances.length} entries; at most ${maxInstances}`);
+  const seen = new Map<string, number>();
+  return instances.map((entry: unknown, i) => {
+    const registration = parseRegistration(entry, `${path}: instances[${i}]`);
+    const earlier = seen.get(registration.id);
+    if (earlier !== undefined) {
+      throw new RegistrationError(`${path}: instances[${i}] (id ${registration.id})`, 'id', `duplicates instances[${earlier}] of the same file`);
+    }
+    seen.set(registration.id, i);
+    return registration;
+  });
+}
+
+/** Pure: a whole file's text (YAML or JSON by extension) → its registrations; any bad entry rejects the whole file. */
+export function parseRegistrationFile(path: string, text: string): Registration[] {
+  return parseRegistrationDocument(path, text, LIMITS.instancesPerFile);
+}
+
+/** The snake_case entry a Registration came from, with every default spelled out; parses back to the same Registration. */
+export function toEntry(registration: Registration): Record<string, unknown> {
+  const r = registration;
+  return {
+    id: r.id, group: r.group, network: r.network, deployment: r.deployment, domain: r.domain, az: r.az, index: r.index, ip: r.ip,
+    num_id: r.numId, group_ids: r.groupIds, az_id: r.azId, network_id: r.networkId, agent_id: r.agentId, health: r.health,
+    ports: r.ports,
+    routes: r.routes.map((route) => ({
+      hostname: route.hostname, port: route.port, tls_port: route.tlsPort, route_service_url: route.routeServiceUrl,
+      protocol: route.protocol, server_cert_domain_san: route.serverCertDomainSan,
+    })),
+    app: r.app, isolation_segment: r.isolationSegment, tags: r.tags,
+  };
+}
