@@ -39,7 +39,10 @@ export class TopologyIndex {
   private readonly groupsByDomain = new Map<string, GroupEntry[]>();
   private readonly byGroupId = new Map<string, Instance[]>();
   private readonly byAgent = new Map<string, Instance[]>();
+  /** PTR names from the file's `records`; without them, the names come from `ptrInstances`. */
   private readonly ptr = new Map<string, string[]>();
+  /** Instances by IP; their PTR names are built on demand (saves two strings per instance). */
+  private readonly ptrInstances = new Map<string, Instance | Instance[]>();
   private readonly aliases: AliasMap;
 
   constructor(topology: Topology, options: IndexOptions = {}) {
@@ -60,8 +63,11 @@ export class TopologyIndex {
       for (const gid of i.groupIds) push(this.byGroupId, i.domain + SEP + gid, i);
       if (i.agentId) push(this.byAgent, i.agentId, i);
       if (!topology.ptrRecords) {
-        push(this.ptr, i.ip, instanceName(i));
-        if (i.index !== null) push(this.ptr, i.ip, instanceName(i, String(i.index)));
+        // Most IPs belong to one instance: keep it bare rather than in a list.
+        const seen = this.ptrInstances.get(i.ip);
+        if (seen === undefined) this.ptrInstances.set(i.ip, i);
+        else if (Array.isArray(seen)) seen.push(i);
+        else this.ptrInstances.set(i.ip, [seen, i]);
       }
     }
     for (const [ip, name] of topology.ptrRecords ?? []) push(this.ptr, ip, name);
@@ -100,7 +106,10 @@ export class TopologyIndex {
   }
 
   ptrNames(ip: string): string[] {
-    return this.ptr.get(ip) ?? [];
+    const found = this.ptrInstances.get(ip);
+    if (found === undefined) return this.ptr.get(ip) ?? [];
+    return (Array.isArray(found) ? found : [found]).flatMap((i) =>
+      i.index === null ? [instanceName(i)] : [instanceName(i), instanceName(i, String(i.index))]);
   }
 
   instancesOfAgent(agentId: string): Instance[] {
