@@ -4,6 +4,7 @@
 export { parseTopology, readAliases, type ReadResult } from './reader.ts';
 export { TopologyIndex, instanceName, type IndexOptions } from './topology-index.ts';
 export { TopologyStore, type TopologyStatus } from './store.ts';
+export { serializeTopology, writeFileAtomic, writeTopologyFile, type TopologyDocument, type TopologyRecord } from './writer.ts';
 export * from './criteria.ts';
 export * from './types.ts';
 export { parseIp, reverseNameToIp } from './ip.ts';

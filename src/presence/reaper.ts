@@ -1,0 +1,133 @@
+// The reaper: one node at a time (it holds the SQL lock `reaper`) expires cells whose
+// heartbeat stopped. Time is only ever this process's monotonic clock; every cell gets a
+// fresh full TTL when the reaper starts, gains the lock or sees the database come back,
+// and the mass-expiry guard holds back a pass that would take out too many cells at once.
+import type { Registry } from '../admin/metrics.ts';
+import type { Logger } from '../log.ts';
+import type { Clock, Timer } from './clock.ts';
+import { ExpiryTracker, LockWatch, MassExpiryGuard, type CellObservation } from './decisions.ts';
+import type { PresenceStore } from './store.ts';
+
+export const REAPER_LOCK = 'reaper';
+
+export interface ReaperOptions {
+  store: PresenceStore;
+  owner: string;
+  lockTtlMs: number;
+  maxExpireFraction: number;
+  guardHold: number;
+  clock: Clock;
+  logger: Logger;
+  metrics: Registry;
+}
+
+export interface ReaperStatus {
+  holder: boolean;
+  guardHolding: string[];
+}
+
+export class Reaper {
+  private readonly tracker = new ExpiryTracker();
+  private readonly guard: MassExpiryGuard<CellObservation>;
+  private readonly lockWatch = new LockWatch();
+  private holder = false;
+  private dbLost = false;
+  private timer: Timer | null = null;
+  private running: Promise<void> | null = null;
+  private stopped = true;
+  private readonly expiredCells;
+  private readonly guardTrips;
+
+  constructor(private readonly options: ReaperOptions) {
+    this.guard = new MassExpiryGuard(options.maxExpireFraction, options.guardHold);
+    this.expiredCells = options.metrics.counter('presence_dns_cells_expired_total', 'Cells expired by the reaper (their instances tombstoned).');
+    this.guardTrips = options.metrics.counter('presence_dns_expiry_guard_trips_total', 'Reaper passes where the mass-expiry guard held back expiries.');
+    options.metrics.gauge('presence_dns_reaper_holder', '1 while this node holds the reaper lock.').collect(() => (this.holder ? 1 : 0));
+  }
+
+  /** Pass period: renews the lock well inside its TTL and checks cells at least every second. */
+  get intervalMs(): number {
+    return Math.min(this.options.lockTtlMs / 3, 1000);
+  }
+
+  status(): ReaperStatus {
+    return { holder: this.holder, guardHolding: this.guard.holding };
+  }
+
+  /** The operator's override: the next pass expires what the guard is holding. */
+  releaseGuard(): void {
+    this.guard.releaseOnce();
+  }
+
+  start(): void {
+    this.stopped = false;
+    void this.tick();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.timer?.cancel();
+    await this.running;
+    if (this.holder) {
+      await this.options.store.releaseLock(REAPER_LOCK, this.options.owner).catch((err: Error) => {
+        this.options.logger.warn({ err: err.message }, 'could not release the reaper lock; it expires by its TTL');
+      });
+      this.holder = false;
+    }
+  }
+
+  /** One pass; passes never overlap. */
+  tick(): Promise<void> {
+    if (this.running) return this.running;
+    this.timer?.cancel();
+    this.running = this.pass().finally(() => {
+      this.running = null;
+      if (!this.stopped) this.timer = this.options.clock.after(this.intervalMs, () => void this.tick());
+    });
+    return this.running;
+  }
+
+  private async pass(): Promise<void> {
+    const { store, owner, lockTtlMs, clock, logger } = this.options;
+    try {
+      const lock = await store.acquireLock(REAPER_LOCK, owner, lockTtlMs, (holder) => this.lockWatch.expired(holder, clock.now()));
+      if (lock === 'collision') {
+        if (this.holder) logger.warn('lost the reaper lock to another node');
+        this.holder = false;
+        this.dbLost = false;
+        return;
+      }
+      if (lock === 'acquired' || this.dbLost || !this.holder) {
+        // Nobody could observe heartbeats until now: every cell starts a full TTL.
+        this.tracker.reset();
+        this.lockWatch.reset();
+        if (lock === 'acquired') logger.info('holding the reaper lock');
+      }
+      this.holder = true;
+      this.dbLost = false;
+      await this.reap();
+    } catch (err) {
+      if (!this.dbLost) logger.warn({ err: (err as Error).message }, 'reaper cannot reach the database; expiry paused');
+      this.dbLost = true;
+    }
+  }
+
+  private async reap(): Promise<void> {
+    const { store, clock, logger } = this.options;
+    const cells = await store.listCells();
+    const now = clock.now();
+    const due = this.tracker.observe(cells, now);
+    const decision = this.guard.decide(due, cells.length, now);
+    if (decision.tripped) {
+      this.guardTrips.inc();
+      logger.error({ silent: decision.held.map((c) => c.cellId), liveCells: cells.length, maxFraction: this.options.maxExpireFraction },
+        'mass-expiry guard: too many cells went silent at once; expiring none (likely a partition). Release with POST /v1/reaper/release-guard');
+    }
+    for (const cell of decision.release) {
+      const tombstoned = await store.expireCell(cell);
+      if (tombstoned === null) continue;
+      this.expiredCells.inc();
+      logger.warn({ cellId: cell.cellId, instances: tombstoned, ttlMs: cell.ttlMs }, 'cell expired: no heartbeat for its TTL');
+    }
+  }
+}

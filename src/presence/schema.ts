@@ -1,0 +1,66 @@
+// Schema migrations, run at every start. Each step is idempotent (IF NOT EXISTS) and the
+// whole run holds an advisory lock, so daemons starting together do not race.
+import type { Db } from './db.ts';
+
+/** Arbitrary, fixed: the advisory lock key for migrations ("pdns" in ASCII). */
+const MIGRATION_LOCK = 0x70646e73;
+
+const MIGRATIONS: string[] = [
+  `CREATE TABLE IF NOT EXISTS presence_revision (
+     id int PRIMARY KEY CHECK (id = 1),
+     revision bigint NOT NULL
+   )`,
+  `CREATE TABLE IF NOT EXISTS cells (
+     cell_id text PRIMARY KEY,
+     owner uuid NOT NULL,
+     address text,
+     ttl_seconds double precision NOT NULL,
+     heartbeat_index bigint NOT NULL DEFAULT 0
+   )`,
+  `CREATE TABLE IF NOT EXISTS presences (
+     id text PRIMARY KEY,
+     cell_id text NOT NULL,
+     group_name text NOT NULL,
+     group_ids int[] NOT NULL,
+     network text NOT NULL,
+     network_id int,
+     deployment text NOT NULL,
+     az text,
+     az_id int,
+     instance_index int,
+     num_id int,
+     ip text NOT NULL,
+     domain text NOT NULL,
+     agent_id text,
+     health text NOT NULL,
+     ports jsonb NOT NULL,
+     routes jsonb NOT NULL,
+     revision bigint NOT NULL,
+     deleted boolean NOT NULL DEFAULT false
+   )`,
+  'CREATE UNIQUE INDEX IF NOT EXISTS presences_revision ON presences (revision)',
+  'CREATE INDEX IF NOT EXISTS presences_cell ON presences (cell_id) WHERE NOT deleted',
+  `CREATE TABLE IF NOT EXISTS locks (
+     path text PRIMARY KEY,
+     owner text NOT NULL,
+     value text NOT NULL DEFAULT '',
+     modified_index bigint NOT NULL,
+     modified_id uuid NOT NULL,
+     ttl double precision NOT NULL
+   )`,
+  // Numeric ids for names (kind: group, az, network; instance ids per deployment).
+  `CREATE TABLE IF NOT EXISTS numeric_ids (
+     kind text NOT NULL,
+     scope text NOT NULL,
+     name text NOT NULL,
+     id int NOT NULL,
+     PRIMARY KEY (kind, scope, name),
+     UNIQUE (kind, scope, id)
+   )`,
+];
+
+export async function migrate(db: Db): Promise<void> {
+  await db.withAdvisoryLock(MIGRATION_LOCK, async (conn) => {
+    for (const statement of MIGRATIONS) await conn.query(statement);
+  });
+}
