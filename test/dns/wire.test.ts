@@ -6,41 +6,9 @@ import {
   decodeQuery, encodeBareReply, encodeResponse, ipv6Bytes, Rcode, RRType, udpLimit,
   type DecodedQuery, type DnsResult, type ResourceRecord,
 } from '../../src/dns/wire.ts';
+import { buildQuery } from './client.ts';
 
-interface QueryOptions {
-  id?: number;
-  flags?: number;
-  type?: number;
-  klass?: number;
-  /** EDNS: advertised UDP size and version. */
-  edns?: { udpSize: number; version?: number; dnssecOk?: boolean };
-  qdcount?: number;
-}
-
-function encodeName(name: string): Buffer {
-  const parts = name === '' ? [] : name.split('.');
-  return Buffer.concat([...parts.map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l, 'latin1')])), Buffer.from([0])]);
-}
-
-function query(name: string, o: QueryOptions = {}): Buffer {
-  const header = Buffer.alloc(12);
-  header.writeUInt16BE(o.id ?? 0x1234, 0);
-  header.writeUInt16BE(o.flags ?? 0x0100, 2);
-  header.writeUInt16BE(o.qdcount ?? 1, 4);
-  header.writeUInt16BE(o.edns ? 1 : 0, 10);
-  const tail = Buffer.alloc(4);
-  tail.writeUInt16BE(o.type ?? RRType.A, 0);
-  tail.writeUInt16BE(o.klass ?? 1, 2);
-  const parts = [header, encodeName(name), tail];
-  if (o.edns) {
-    const opt = Buffer.alloc(11);
-    opt.writeUInt16BE(RRType.OPT, 1);
-    opt.writeUInt16BE(o.edns.udpSize, 3);
-    opt.writeUInt32BE(((o.edns.version ?? 0) << 16) | (o.edns.dnssecOk ? 0x8000 : 0), 5);
-    parts.push(opt);
-  }
-  return Buffer.concat(parts);
-}
+const query = buildQuery;
 
 function decoded(packet: Buffer): DecodedQuery {
   const d = decodeQuery(packet);
