@@ -6,6 +6,7 @@ import { ConfigError, loadConfig, type Config } from './config/index.ts';
 import { DnsHandler, DnsServer } from './dns/index.ts';
 import { Forwarder } from './forward/index.ts';
 import { createLogger, type Logger } from './log.ts';
+import { mountInstancesApi, RegistrationSet, runInstancesCli } from './registrations/index.ts';
 import { TopologyStore } from './topology/index.ts';
 
 export interface Daemon {
@@ -59,6 +60,12 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
         : { reason: status.lastError ?? 'no topology loaded yet' },
     };
   });
+  // This node's instances: the source the registrar and the route emitter are handed.
+  const registrations = config.registrar.enabled || config.routes.enabled
+    ? new RegistrationSet({ dir: config.registrations.dir, logger: logger.child({ module: 'registrations' }), metrics })
+    : null;
+  await registrations?.start();
+  if (registrations && admin) mountInstancesApi(admin, registrations);
   await admin?.start();
 
   const dnsPorts = [...new Set(dns.bound.map((b) => b.port))];
@@ -68,14 +75,15 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     adminPort: admin?.port ?? 0,
     async stop() {
       await dns.stop();
-      await Promise.all([admin?.stop(), topology.stop(), forwarder?.stop()]);
+      await Promise.all([admin?.stop(), topology.stop(), forwarder?.stop(), registrations?.stop()]);
     },
   };
 }
 
 const USAGE = `usage:
   presence-dns [start] [--config FILE] [--set key.path=value ...]
-  presence-dns validate-config FILE`;
+  presence-dns validate-config FILE
+  presence-dns instances list|get ID|put FILE|-|delete ID [--admin URL] [--config FILE] [--token T]`;
 
 interface Args {
   command: 'start' | 'validate-config' | 'help';
@@ -110,6 +118,8 @@ function parseArgs(argv: string[]): Args {
 const DEFAULT_CONFIG = fileURLToPath(new URL('../config/default.yaml', import.meta.url));
 
 export async function main(argv: string[]): Promise<number> {
+  // A client of a running daemon's admin API: no config to load, nothing to start.
+  if (argv[0] === 'instances') return runInstancesCli(argv.slice(1));
   let args: Args;
   let loaded;
   try {
