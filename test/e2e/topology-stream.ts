@@ -20,10 +20,11 @@ export class QueryStream {
   private readonly loop: Promise<void>;
 
   constructor(port: number, private readonly name: string, pauseMs = 2) {
-    this.client = new UdpClient(port);
+    const client = new UdpClient(port);
+    this.client = client;
     this.loop = (async () => {
       while (this.running) {
-        const reply = await this.client.ask(this.name);
+        const reply = await client.ask(name);
         this.samples.push({ at: performance.now(), addresses: reply?.addresses ?? null, rcode: reply?.rcode ?? null });
         await new Promise((r) => setTimeout(r, pauseMs));
       }
