@@ -19,7 +19,7 @@ export class QueryStream {
   private running = true;
   private readonly loop: Promise<void>;
 
-  constructor(port: number, private readonly name: string, pauseMs = 2) {
+  constructor(port: number, name: string, pauseMs = 2) {
     const client = new UdpClient(port);
     this.client = client;
     this.loop = (async () => {
