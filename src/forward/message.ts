@@ -114,7 +114,10 @@ export function parseUpstreamResponse(buf: Buffer, sent: Buffer): ParseResult {
         const rdEnd = nameEnd + 10 + buf.readUInt16BE(nameEnd + 8);
         if (rdEnd > buf.length) throw new Malformed('rdata runs past the message');
         // Our own OPT replaces the upstream's; records after it are optional extras we drop.
-        if (type === RRType.OPT) break outer;
+        if (type === RRType.OPT) {
+          if (section !== 2) throw new Malformed('OPT record outside the additional section');
+          break outer;
+        }
         stored.sections.push(section);
         stored.ttlOffsets.push(nameEnd + 4);
         stored.ttls.push(ttl);
