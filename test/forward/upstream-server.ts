@@ -23,6 +23,8 @@ export type UpstreamMode = 'answer' | 'servfail' | 'silent';
 export class TestUpstream {
   readonly seen: SeenQuery[] = [];
   mode: UpstreamMode = 'answer';
+  /** Real delay before each reply, ms (for questions that must overlap in flight). */
+  delayMs = 0;
   private udp: Socket | null = null;
   private tcp: Server | null = null;
   port = 0;
@@ -44,7 +46,7 @@ export class TestUpstream {
     const udp = createSocket('udp4');
     udp.on('message', (packet, rinfo) => {
       const reply = this.answer(packet, 'udp');
-      if (reply) udp.send(reply, rinfo.port, rinfo.address);
+      if (reply) this.later(() => udp.send(reply, rinfo.port, rinfo.address));
     });
     await new Promise<void>((resolve, reject) => {
       udp.once('error', reject);
@@ -62,7 +64,7 @@ export class TestUpstream {
           if (!reply) continue;
           const frame = Buffer.alloc(2);
           frame.writeUInt16BE(reply.length, 0);
-          conn.write(Buffer.concat([frame, reply]));
+          this.later(() => conn.write(Buffer.concat([frame, reply])));
         }
       });
     });
@@ -81,6 +83,11 @@ export class TestUpstream {
     const tcp = this.tcp;
     this.tcp = null;
     if (tcp) await new Promise<void>((resolve) => tcp.close(() => resolve()));
+  }
+
+  private later(send: () => void): void {
+    if (this.delayMs > 0) setTimeout(send, this.delayMs);
+    else send();
   }
 
   private answer(packet: Buffer, transport: 'udp' | 'tcp'): Buffer | null {
