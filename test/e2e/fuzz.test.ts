@@ -1,0 +1,137 @@
+// Fuzz: 10,000 random and mutated packets (seeded, so a failure replays) sent at the
+// running daemon over loopback UDP, and garbage over a few TCP connections. Afterwards
+// the process is alive, never hit an internal error, and still answers dig correctly.
+import { connect } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildQuery, UdpClient } from '../dns/client.ts';
+import { addresses, dig } from '../helpers/dig.ts';
+import { startDaemon, type RunningDaemon } from '../helpers/daemon.ts';
+import { topologyJson } from '../helpers/topology.ts';
+
+const PACKETS = 10_000;
+const SEED = 0x5eed;
+
+/** mulberry32: a tiny seeded PRNG, so the same packets are sent on every run. */
+function prng(seed: number): () => number {
+  let a = seed;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const SEEDS = [
+  buildQuery('q-s0.web.default.cf.bosh'),
+  buildQuery('_http._tcp.web.default.cf.bosh', { type: 33, edns: { udpSize: 1232 } }),
+  buildQuery('1.0.0.10.in-addr.arpa', { type: 12 }),
+  buildQuery('q-s0.q-g1.bosh', { type: 28, edns: { udpSize: 4096, dnssecOk: true } }),
+  buildQuery('web.service.internal', { type: 255 }),
+  buildQuery('example.com'),
+];
+
+function packets(count: number): Buffer[] {
+  const rand = prng(SEED);
+  const int = (n: number) => Math.floor(rand() * n);
+  const out: Buffer[] = [];
+  for (let n = 0; n < count; n++) {
+    const kind = n % 4;
+    if (kind === 0) {
+      out.push(Buffer.from(Array.from({ length: int(600) }, () => int(256))));
+      continue;
+    }
+    const p = Buffer.from(SEEDS[int(SEEDS.length)]);
+    // Keep it a query (QR=0) half the time, so mutations reach the decoder's depths.
+    if (kind === 1) {
+      for (let flips = 1 + int(4); flips > 0; flips--) p[12 + int(p.length - 12)] = int(256);
+      p[2] &= 0x7f;
+      out.push(p);
+    } else if (kind === 2) {
+      p.writeUInt16BE(int(4), 4);
+      p.writeUInt16BE(int(0x10000), 6 + 2 * int(3));
+      out.push(int(2) ? p.subarray(0, int(p.length + 1)) : Buffer.concat([p, Buffer.from([0xc0, int(256), int(256), int(256)])]));
+    } else {
+      for (let flips = 1 + int(8); flips > 0; flips--) p[int(p.length)] = int(256);
+      out.push(p);
+    }
+  }
+  return out;
+}
+
+function tcpGarbage(port: number, frames: Buffer[]): Promise<void> {
+  return new Promise((resolve) => {
+    const conn = connect(port, '127.0.0.1', () => {
+      for (const f of frames) conn.write(f);
+      setTimeout(() => conn.destroy(), 100);
+    });
+    conn.on('data', () => undefined);
+    conn.on('error', () => undefined);
+    conn.on('close', () => resolve());
+  });
+}
+
+const framed = (b: Buffer) => Buffer.concat([Buffer.from([b.length >> 8, b.length & 0xff]), b]);
+
+describe('fuzzing the running daemon', () => {
+  let daemon: RunningDaemon;
+  beforeAll(async () => {
+    daemon = await startDaemon({
+      files: { 'topology.json': topologyJson([{ id: 'web-0', ip: '10.0.0.1', index: 0, ports: { http: 8080 } }], { aliases: { 'web.service.internal': ['*.web.default.cf.bosh'] } }) },
+      config: { log: { level: 'info' } },
+    });
+  });
+  afterAll(async () => {
+    expect(await daemon.stop()).toBe(0);
+  });
+
+  it(`survives ${PACKETS} random and mutated packets and still answers`, async () => {
+    const fuzzer = new UdpClient(daemon.dnsPort);
+    const prober = new UdpClient(daemon.dnsPort);
+    const all = packets(PACKETS);
+    try {
+      for (let i = 0; i < all.length; i += 100) {
+        await Promise.all(all.slice(i, i + 100).map((p) => fuzzer.sendRaw(p)));
+        // A good query after each batch both paces the fuzz (so no packet is lost to a full
+        // socket buffer) and proves the daemon still answers between batches.
+        const probe = await prober.ask('q-s0.web.default.cf.bosh', 1, 2000);
+        expect(probe?.addresses, `answer after packet ${i + 100}`).toEqual(['10.0.0.1']);
+      }
+    } finally {
+      fuzzer.close();
+      prober.close();
+    }
+
+    const rand = prng(SEED + 1);
+    await Promise.all([
+      tcpGarbage(daemon.dnsPort, all.slice(0, 50).map(framed)),
+      tcpGarbage(daemon.dnsPort, [Buffer.from([0xff, 0xff, 1, 2, 3])]),
+      tcpGarbage(daemon.dnsPort, [Buffer.from(Array.from({ length: 4000 }, () => Math.floor(rand() * 256)))]),
+      tcpGarbage(daemon.dnsPort, [framed(Buffer.alloc(0)), framed(Buffer.alloc(3)), framed(SEEDS[0].subarray(0, 20))]),
+    ]);
+
+    expect(daemon.process.exitCode).toBeNull();
+    expect(daemon.logs.filter((l) => l.includes('"level":50'))).toEqual([]);
+    expect(addresses(await dig(daemon.dnsPort, 'q-s0.web.default.cf.bosh.'))).toEqual(['10.0.0.1']);
+    expect(addresses(await dig(daemon.dnsPort, 'q-s0.web.default.cf.bosh.', 'A', ['+tcp']))).toEqual(['10.0.0.1']);
+    const srv = await dig(daemon.dnsPort, '_http._tcp.web.default.cf.bosh.', 'SRV');
+    expect(srv.answer.map((a) => a.data)).toEqual(['0 1 8080 web-0.web.default.cf.bosh.']);
+    expect((await daemon.admin('/health')).status).toBe(200);
+  });
+
+  it('counted it all in /metrics under the CoreDNS names', async () => {
+    const text = await (await daemon.admin('/metrics')).text();
+    const value = (re: RegExp) => Number(re.exec(text)?.[1] ?? NaN);
+    expect(value(/^coredns_dns_requests_total\{proto="udp",type="A"\} (\d+)$/m)).toBeGreaterThan(0);
+    expect(value(/^coredns_dns_responses_total\{rcode="NOERROR"\} (\d+)$/m)).toBeGreaterThan(0);
+    expect(value(/^coredns_dns_responses_total\{rcode="FORMERR"\} (\d+)$/m)).toBeGreaterThan(100);
+    expect(value(/^coredns_dns_request_duration_seconds_count\{proto="udp"\} (\d+)$/m)).toBeGreaterThan(100);
+    expect(text).toMatch(/^coredns_dns_request_duration_seconds_bucket\{proto="udp",le="\+Inf"\} \d+$/m);
+    const malformed = value(/^presence_dns_malformed_packets_total (\d+)$/m);
+    const decoded = [...text.matchAll(/^coredns_dns_requests_total\{[^}]*\} (\d+)$/gm)].reduce((n, m) => n + Number(m[1]), 0);
+    expect(malformed).toBeGreaterThan(1000);
+    // Every packet sent reached the decoder: the fuzz really exercised it.
+    expect(malformed + decoded).toBeGreaterThanOrEqual(PACKETS);
+    expect(value(/^presence_dns_topology_records (\d+)$/m)).toBe(1);
+  });
+});
