@@ -35,13 +35,13 @@ async function handle(set: RegistrationSet, req: AdminRequest): Promise<AdminRes
       } catch (err) {
         return error(413, `cannot read the request body: ${(err as Error).message}`, '(body)', 'BODY_TOO_LARGE');
       }
-      let entry: unknown;
       try {
-        entry = JSON.parse(text);
-      } catch (err) {
-        return error(400, `PUT ${INSTANCES_PATH}/${id}: the body is not JSON: ${(err as Error).message}`, '(body)', 'INVALID_REGISTRATION');
-      }
-      try {
+        let entry: unknown;
+        try {
+          entry = JSON.parse(text);
+        } catch (err) {
+          throw new RegistrationError(`PUT ${INSTANCES_PATH}/${id}`, '(body)', `is not JSON: ${(err as Error).message}`);
+        }
         return { status: 200, body: view(set, set.put(id, entry)) };
       } catch (err) {
         return rejected(err);

@@ -54,7 +54,7 @@ function hostForUrl(address: string): string {
 function parseCliArgs(argv: string[], env: NodeJS.ProcessEnv): CliArgs {
   const positional: string[] = [];
   let admin: string | null = null;
-  let token = env.PRESENCE_DNS_ADMIN_TOKEN;
+  let token: string | undefined;
   let configFile: string | null = null;
   let json = false;
   for (let i = 0; i < argv.length; i++) {
@@ -72,10 +72,12 @@ function parseCliArgs(argv: string[], env: NodeJS.ProcessEnv): CliArgs {
     else positional.push(flag);
   }
   if (configFile) {
+    // loadConfig layers PRESENCE_DNS_* over the file, as the daemon itself does.
     const { config } = loadConfig({ file: configFile, env });
     admin ??= `http://${hostForUrl(config.admin.address)}:${config.admin.port}`;
     token ??= config.admin.token;
   }
+  token ||= env.PRESENCE_DNS_ADMIN_TOKEN || undefined;
   const [command, arg, extra] = positional;
   if (command !== 'list' && command !== 'get' && command !== 'put' && command !== 'delete') {
     throw new UsageError(command ? `unknown instances command "${command}"` : 'an instances command is needed');
