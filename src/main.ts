@@ -7,6 +7,7 @@ import { DnsHandler, DnsServer } from './dns/index.ts';
 import { Forwarder } from './forward/index.ts';
 import { createLogger, type Logger } from './log.ts';
 import { mountInstancesApi, RegistrationSet, runInstancesCli } from './registrations/index.ts';
+import { startRoutes } from './routes/index.ts';
 import { TopologyStore } from './topology/index.ts';
 
 export interface Daemon {
@@ -66,6 +67,9 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     : null;
   await registrations?.start();
   if (registrations && admin) mountInstancesApi(admin, registrations);
+  const routes = config.routes.enabled && registrations
+    ? startRoutes({ config: config.routes, registrations, logger: logger.child({ module: 'routes' }), metrics })
+    : null;
   await admin?.start();
 
   const dnsPorts = [...new Set(dns.bound.map((b) => b.port))];
@@ -75,7 +79,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     adminPort: admin?.port ?? 0,
     async stop() {
       await dns.stop();
-      await Promise.all([admin?.stop(), topology.stop(), forwarder?.stop(), registrations?.stop()]);
+      await Promise.all([admin?.stop(), topology.stop(), forwarder?.stop(), registrations?.stop(), routes?.stop()]);
     },
   };
 }

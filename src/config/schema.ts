@@ -84,8 +84,10 @@ export const configSchema = z.strictObject({
     }).prefault({}),
   }).prefault({}),
   routes: z.strictObject({
-    enabled: z.boolean().default(false),
-    nats_url: z.string().optional(),
+    /** The route emitter; defaults to on exactly when nats_url is set (always boolean after parsing). */
+    enabled: z.boolean().optional(),
+    /** One URL or a comma-separated list; `nats://user:password@host:4222` is accepted. */
+    nats_url: z.string().min(1).optional(),
     nats_user: z.string().optional(),
     nats_password: z.string().optional(),
     nats_token: z.string().optional(),
@@ -95,7 +97,12 @@ export const configSchema = z.strictObject({
       key_file: z.string().optional(),
     }).optional(),
     isolation_segment: z.string().optional(),
-  }).prefault({}),
+  })
+    .overwrite((routes) => ({ ...routes, enabled: routes.enabled ?? routes.nats_url !== undefined }))
+    .refine((routes) => !routes.enabled || routes.nats_url !== undefined, {
+      path: ['nats_url'], message: 'routes.enabled is true, so the NATS URL of the gorouters is required',
+    })
+    .prefault({}),
   admin: z.strictObject({
     enabled: z.boolean().default(true),
     address: z.string().default('127.0.0.1'),

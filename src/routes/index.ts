@@ -1,0 +1,52 @@
+// routes: the cell-local route emitter (DESIGN §6). Publishes the HTTP routes of this
+// node's registered instances to gorouter over NATS (`router.register` /
+// `router.unregister`), from the local registrations, so routes stay up while the
+// database is down. Owns the NATS connection; knows nothing of the database.
+import type { Registry } from '../admin/index.ts';
+import type { Config } from '../config/index.ts';
+import type { Logger } from '../log.ts';
+import type { RegistrationSource } from '../registrations/types.ts';
+import { RouteEmitter } from './emitter.ts';
+import { NatsBus, redactUrl } from './nats-bus.ts';
+
+export { RouteEmitter, SUBJECT, type RouteEmitterOptions } from './emitter.ts';
+export { COMPONENT_TAG, diffEndpoints, routeEndpoints, type RouteEndpoint, type RouteMessage } from './messages.ts';
+export { NatsBus, NatsConfigError, natsConnectionOptions, redactUrl, type NatsSettings, type RouteBus } from './nats-bus.ts';
+
+export interface RoutesModule {
+  /** Unregisters this node's routes, then closes the NATS connection. */
+  stop(): Promise<void>;
+}
+
+/** Starts the emitter; NATS may be down, it is reached in the background. */
+export function startRoutes(options: {
+  config: Config['routes'];
+  registrations: RegistrationSource;
+  logger: Logger;
+  metrics: Registry;
+}): RoutesModule {
+  const { config, logger } = options;
+  const bus = new NatsBus({
+    url: config.nats_url ?? '',
+    user: config.nats_user,
+    password: config.nats_password,
+    token: config.nats_token,
+    tls: config.nats_tls,
+  }, logger);
+  const emitter = new RouteEmitter({
+    source: options.registrations,
+    bus,
+    logger,
+    metrics: options.metrics,
+    isolationSegment: config.isolation_segment ?? null,
+  });
+  emitter.start();
+  bus.start();
+  logger.info({ nats: redactUrl(config.nats_url ?? '') }, 'route emitter started');
+  return {
+    async stop() {
+      await emitter.stop();
+      await bus.close();
+    },
+  };
+}

@@ -1,0 +1,193 @@
+// The NATS side of the route emitter, kept thin: connect (and keep reconnecting
+// forever), publish, subscribe, and tell the emitter each time a connection is up so it
+// can re-publish everything. All decisions live in emitter.ts.
+import { EventEmitter } from 'node:events';
+import { connect, createInbox, Events, type ConnectionOptions, type NatsConnection } from 'nats';
+import { systemClock, type Clock, type Timer } from '../forward/clock.ts';
+import type { Logger } from '../log.ts';
+
+/** What the emitter needs from a message bus. */
+export interface RouteBus extends EventEmitter<{ connected: [] }> {
+  readonly connected: boolean;
+  /** Delivers every message on `subject` (a subscription outlives reconnects). */
+  subscribe(subject: string, handler: (data: string) => void): void;
+  /** Publishes now; false when NATS is unreachable and the message was dropped. */
+  publish(subject: string, data: string, reply?: string): boolean;
+  inbox(): string;
+  /** Waits until what was published has reached the server, or `timeoutMs` passed. */
+  flush(timeoutMs: number): Promise<void>;
+}
+
+export interface NatsSettings {
+  /** One URL or a comma-separated list; `nats://user:pass@host:port` is accepted. */
+  url: string;
+  user?: string;
+  password?: string;
+  token?: string;
+  tls?: { ca_file?: string; cert_file?: string; key_file?: string };
+}
+
+export class NatsConfigError extends Error {
+  readonly code = 'ROUTES_NATS_CONFIG_INVALID';
+}
+
+/**
+ * nats.js options from our config. Credentials embedded in the URL (how CF manifests
+ * spell NATS URLs) become user/password because the client does not read them there;
+ * explicit `nats_user`/`nats_password` win.
+ */
+export function natsConnectionOptions(settings: NatsSettings): ConnectionOptions & { servers: string[] } {
+  let urlUser: string | undefined;
+  let urlPassword: string | undefined;
+  const servers = settings.url.split(',').map((raw) => raw.trim()).filter(Boolean).map((raw) => {
+    const withScheme = raw.includes('://') ? raw : `nats://${raw}`;
+    let url: URL;
+    try {
+      url = new URL(withScheme);
+    } catch {
+      throw new NatsConfigError(`routes.nats_url: "${redactUrl(raw)}" is not a URL (expected nats://host:port)`);
+    }
+    if (url.username) urlUser = decodeURIComponent(url.username);
+    if (url.password) urlPassword = decodeURIComponent(url.password);
+    if (!url.hostname) throw new NatsConfigError(`routes.nats_url: "${redactUrl(raw)}" has no host`);
+    return `${url.protocol === 'tls:' ? 'tls' : 'nats'}://${url.host}`;
+  });
+  if (servers.length === 0) throw new NatsConfigError('routes.nats_url is empty');
+  const user = settings.user ?? urlUser;
+  const pass = settings.password ?? urlPassword;
+  if (settings.token && user) throw new NatsConfigError('routes: set either nats_token or a user/password, not both');
+  const tls = settings.tls;
+  return {
+    servers,
+    ...(user !== undefined && { user, pass: pass ?? '' }),
+    ...(settings.token !== undefined && { token: settings.token }),
+    ...(tls && (tls.ca_file || tls.cert_file || tls.key_file)
+      ? { tls: { caFile: tls.ca_file, certFile: tls.cert_file, keyFile: tls.key_file } }
+      : {}),
+  };
+}
+
+/** A URL fit for a log line: no credentials. */
+export function redactUrl(url: string): string {
+  return url.replace(/\/\/[^@/]*@/g, '//***@');
+}
+
+const RETRY_FIRST_CONNECT_MS = 1000;
+
+export class NatsBus extends EventEmitter<{ connected: [] }> implements RouteBus {
+  private nc: NatsConnection | null = null;
+  private readonly handlers = new Map<string, (data: string) => void>();
+  private closed = false;
+  private retry: Timer | null = null;
+  private isConnected = false;
+
+  private readonly options: ConnectionOptions & { servers: string[] };
+
+  /** @throws NatsConfigError when the settings cannot work, before anything starts. */
+  constructor(settings: NatsSettings, private readonly logger: Logger, private readonly clock: Clock = systemClock) {
+    super();
+    this.options = natsConnectionOptions(settings);
+  }
+
+  get connected(): boolean {
+    return this.isConnected;
+  }
+
+  /** Starts connecting in the background; never fails, never gives up. */
+  start(): void {
+    void this.dial();
+  }
+
+  subscribe(subject: string, handler: (data: string) => void): void {
+    this.handlers.set(subject, handler);
+    if (this.nc) this.attach(this.nc, subject, handler);
+  }
+
+  publish(subject: string, data: string, reply?: string): boolean {
+    // While the client reconnects it would buffer publishes without bound; the emitter
+    // re-publishes everything on reconnect anyway, so a dropped message loses nothing.
+    if (!this.nc || !this.isConnected) return false;
+    this.nc.publish(subject, data, reply ? { reply } : undefined);
+    return true;
+  }
+
+  inbox(): string {
+    return createInbox();
+  }
+
+  async flush(timeoutMs: number): Promise<void> {
+    if (!this.nc || !this.isConnected) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.nc.flush().catch(() => undefined),
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs))),
+    ]);
+    clearTimeout(timer);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.retry?.cancel();
+    this.isConnected = false;
+    await this.nc?.close().catch(() => undefined);
+  }
+
+  private async dial(): Promise<void> {
+    const options = this.options;
+    const where = options.servers.join(',');
+    let nc: NatsConnection;
+    try {
+      nc = await connect({
+        ...options,
+        name: 'presence-dns route-emitter',
+        maxReconnectAttempts: -1,
+        reconnectTimeWait: 1000,
+        // A half-open TCP connection is noticed within ~30 s instead of nats.js's 4 min.
+        pingInterval: 10_000,
+        maxPingOut: 3,
+      });
+    } catch (err) {
+      if (this.closed) return;
+      this.logger.warn({ nats: where, err: (err as Error).message }, 'cannot connect to NATS; retrying');
+      // Until the first connection nats.js has no reconnect loop of its own.
+      this.retry = this.clock.after(RETRY_FIRST_CONNECT_MS, () => void this.dial());
+      return;
+    }
+    if (this.closed) {
+      await nc.close();
+      return;
+    }
+    this.nc = nc;
+    for (const [subject, handler] of this.handlers) this.attach(nc, subject, handler);
+    this.up(nc);
+    void this.watch(nc);
+  }
+
+  private up(nc: NatsConnection): void {
+    this.isConnected = true;
+    this.logger.info({ nats: nc.getServer() }, 'connected to NATS');
+    this.emit('connected');
+  }
+
+  private async watch(nc: NatsConnection): Promise<void> {
+    for await (const status of nc.status()) {
+      if (status.type === Events.Disconnect) {
+        this.isConnected = false;
+        this.logger.warn({ nats: String(status.data) }, 'disconnected from NATS; reconnecting');
+      } else if (status.type === Events.Reconnect) {
+        this.up(nc);
+      } else if (status.type === Events.Error) {
+        this.logger.warn({ err: String(status.data) }, 'NATS error');
+      }
+    }
+  }
+
+  private attach(nc: NatsConnection, subject: string, handler: (data: string) => void): void {
+    nc.subscribe(subject, {
+      callback: (err, msg) => {
+        if (err) this.logger.warn({ subject, err: err.message }, 'NATS subscription error');
+        else handler(msg.string());
+      },
+    });
+  }
+}

@@ -1,0 +1,148 @@
+// A real nats-server for tests, and a NATS client that plays gorouter.
+// `startNats()` uses NATS_URL when set (CI may provide a server) and otherwise starts
+// `nats-server` from PATH on a free loopback port; a test that must kill and restart
+// the server asks for its own. A missing nats-server binary is a failure, never a skip.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { connect, type NatsConnection } from 'nats';
+import { waitFor } from './daemon.ts';
+
+export interface NatsServer {
+  url: string;
+  /** Kills the server process (SIGKILL: no goodbye to clients). Own servers only. */
+  kill(): Promise<void>;
+  /** Starts it again on the same port. Own servers only. */
+  restart(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface NatsOptions {
+  /** Always start a private server (needed to kill it, or to require auth). */
+  own?: boolean;
+  /** Extra nats-server arguments, e.g. ['--user', 'u', '--pass', 'p']. */
+  args?: string[];
+}
+
+function spawnServer(port: number, args: string[]): Promise<{ child: ChildProcess; port: number }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('nats-server', ['-a', '127.0.0.1', '-p', String(port), ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let log = '';
+    let listening = 0;
+    child.once('error', (err: NodeJS.ErrnoException) => {
+      reject(err.code === 'ENOENT'
+        ? new Error('nats-server is not on PATH (Debian: apt-get install -y nats-server); route emitter tests need a real one')
+        : err);
+    });
+    child.once('exit', (code) => reject(new Error(`nats-server exited with ${code} before it was ready:\n${log}`)));
+    child.stderr!.on('data', (d: Buffer) => {
+      log += d.toString();
+      const m = /Listening for client connections on [^\s]+:(\d+)/.exec(log);
+      if (m) listening = Number(m[1]);
+      if (listening && log.includes('Server is ready')) resolve({ child, port: listening });
+    });
+  });
+}
+
+async function killProcess(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGKILL');
+  await exited;
+}
+
+export async function startNats(options: NatsOptions = {}): Promise<NatsServer> {
+  const external = process.env.NATS_URL;
+  if (external && !options.own && !options.args) {
+    const refuse = () => Promise.reject(new Error('cannot kill or restart the NATS server of NATS_URL'));
+    return { url: external, kill: refuse, restart: refuse, stop: () => Promise.resolve() };
+  }
+  const args = options.args ?? [];
+  // -p -1: nats-server picks a free port; a restart reuses the one it picked.
+  let { child, port } = await spawnServer(-1, args);
+  return {
+    url: `nats://127.0.0.1:${port}`,
+    kill: () => killProcess(child),
+    async restart() {
+      await killProcess(child);
+      ({ child, port } = await spawnServer(port, args));
+    },
+    stop: () => killProcess(child),
+  };
+}
+
+export interface ReceivedMessage {
+  subject: string;
+  /** The body as sent: tests check exact text where JSON numbers would lose digits. */
+  raw: string;
+  body: Record<string, unknown>;
+}
+
+/** A NATS client that behaves like gorouter towards route emitters. */
+export interface Gorouter {
+  nc: NatsConnection;
+  received: ReceivedMessage[];
+  greets: number;
+  registers(): ReceivedMessage[];
+  unregisters(): ReceivedMessage[];
+  /** Forgets what was received so far. */
+  clear(): void;
+  /** Publishes `router.start` as a (re)started gorouter does. */
+  sendStart(intervalSeconds: number, pruneThresholdSeconds?: number): void;
+  /** Waits until `check` holds for what was received. */
+  until(check: (g: Gorouter) => boolean, what: string, timeoutMs?: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface GorouterOptions {
+  /** minimumRegisterIntervalInSeconds in greet replies (default 20). */
+  greetInterval?: number;
+  /** Answer router.greet (default true). */
+  answerGreet?: boolean;
+  user?: string;
+  pass?: string;
+  token?: string;
+}
+
+export async function playGorouter(url: string, options: GorouterOptions = {}): Promise<Gorouter> {
+  // Reconnects faster than the emitter (1 s), so after a NATS restart it listens first.
+  const nc = await connect({
+    servers: url, user: options.user, pass: options.pass, token: options.token,
+    maxReconnectAttempts: -1, reconnectTimeWait: 50, reconnectJitter: 0,
+  });
+  const g: Gorouter = {
+    nc,
+    received: [],
+    greets: 0,
+    registers: () => g.received.filter((m) => m.subject === 'router.register'),
+    unregisters: () => g.received.filter((m) => m.subject === 'router.unregister'),
+    clear: () => void g.received.splice(0),
+    sendStart(intervalSeconds, pruneThresholdSeconds = 120) {
+      nc.publish('router.start', JSON.stringify({
+        id: 'gorouter-test', hosts: ['127.0.0.1'],
+        minimumRegisterIntervalInSeconds: intervalSeconds, pruneThresholdInSeconds: pruneThresholdSeconds,
+      }));
+    },
+    until: (check, what, timeoutMs = 10_000) => waitFor(() => check(g), timeoutMs, what),
+    close: () => nc.close(),
+  };
+  for (const subject of ['router.register', 'router.unregister']) {
+    nc.subscribe(subject, {
+      callback: (_err, msg) => {
+        const raw = msg.string();
+        g.received.push({ subject, raw, body: JSON.parse(raw) as Record<string, unknown> });
+      },
+    });
+  }
+  nc.subscribe('router.greet', {
+    callback: (_err, msg) => {
+      g.greets++;
+      if (options.answerGreet !== false && msg.reply) {
+        msg.respond(JSON.stringify({
+          id: 'gorouter-test', hosts: ['127.0.0.1'],
+          minimumRegisterIntervalInSeconds: options.greetInterval ?? 20, pruneThresholdInSeconds: 120,
+        }));
+      }
+    },
+  });
+  await nc.flush();
+  return g;
+}
