@@ -1,0 +1,308 @@
+// Registrar → PostgreSQL → reaper/syncer → topology file, on a real PostgreSQL (and the
+// embedded PGlite), with a manual clock: the test runs each heartbeat, reaper pass and
+// sync pass itself, so TTLs are exact and nothing sleeps.
+import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Registry } from '../../src/admin/metrics.ts';
+import { openDb, type Db } from '../../src/presence/db.ts';
+import { Reaper } from '../../src/presence/reaper.ts';
+import { Registrar } from '../../src/presence/registrar.ts';
+import { migrate } from '../../src/presence/schema.ts';
+import { PresenceStore } from '../../src/presence/store.ts';
+import { Syncer } from '../../src/presence/syncer.ts';
+import { parseIp } from '../../src/topology/ip.ts';
+import { parseTopology } from '../../src/topology/reader.ts';
+import { freePort, testDatabase, type TestDatabase } from '../helpers/postgres.ts';
+import { ManualClock, TestSource, registration, silentLogger } from './fixtures.ts';
+
+const TTL = 3000;
+let database: TestDatabase;
+let db: Db;
+let store: PresenceStore;
+
+beforeAll(async () => {
+  database = await testDatabase();
+  db = await openDb({ url: database.url, embeddedDir: '', logger: silentLogger });
+  await migrate(db);
+  store = new PresenceStore(db);
+});
+
+afterAll(async () => {
+  await db?.close();
+  await database?.drop();
+});
+
+function node(cellId: string, clock: ManualClock, metrics = new Registry(), s = store) {
+  const source = new TestSource();
+  const registrar = new Registrar({ store: s, source, cellId, address: null, ttlMs: TTL, clock, logger: silentLogger, metrics, random: () => 1 });
+  return { source, registrar, metrics };
+}
+
+function syncer(clock: ManualClock, s = store, metrics = new Registry()) {
+  const file = join(mkdtempSync(join(tmpdir(), 'presence-sync-')), 'topology.json');
+  const sync = new Syncer({ store: s, file, intervalMs: 1000, ttlMs: TTL, maxDropFraction: 0.3, guardHold: 10, clock, logger: silentLogger, metrics, listen: false, pageSize: 2 });
+  const read = () => {
+    const result = parseTopology(readFileSync(file, 'utf8'));
+    if (!result.ok) throw new Error(result.error);
+    return result.topology;
+  };
+  const ids = () => read().instances.map((i) => i.id).sort();
+  return { sync, file, read, ids, metrics };
+}
+
+function reaper(clock: ManualClock, metrics = new Registry(), owner = crypto.randomUUID()) {
+  return new Reaper({ store, owner, lockTtlMs: TTL, maxExpireFraction: 0.3, guardHold: 10, clock, logger: silentLogger, metrics });
+}
+
+async function truncateAll(): Promise<void> {
+  await db.query('TRUNCATE cells, presences, presence_revision');
+}
+
+describe('registrar → syncer → file', () => {
+  it('publishes registered instances with the revision as the file version, and drops removed ones', async () => {
+    await truncateAll();
+    const clock = new ManualClock();
+    const a = node('cell-a', clock);
+    const s = syncer(clock);
+    a.source.set([registration('p-1', { ip: '10.0.0.1' }), registration('p-2', { ip: '10.0.0.2' }), registration('p-3', { ip: '10.0.0.3' })]);
+    await a.registrar.kick();
+    await s.sync.tick();
+    expect(s.ids()).toEqual(['p-1', 'p-2', 'p-3']);
+    expect(s.read().version).toBe(await store.head());
+    expect(s.read().instances[0]).toMatchObject({ cellId: 'cell-a', health: 'running', group: 'web', deployment: 'cf' });
+
+    // Changes arrive incrementally, in pages of two.
+    a.source.set([registration('p-1', { ip: '10.0.0.9' }), registration('p-3', { ip: '10.0.0.3' }), registration('p-4', { ip: '10.0.0.4' }), registration('p-5', { ip: '10.0.0.5' })]);
+    await a.registrar.kick();
+    await s.sync.tick();
+    expect(s.ids()).toEqual(['p-1', 'p-3', 'p-4', 'p-5']);
+    expect(s.read().instances.find((i) => i.id === 'p-1')?.ip).toBe('10.0.0.9');
+    expect(s.read().version).toBe(await store.head());
+    await a.registrar.stop();
+  });
+
+  it('a fresh node with an empty database still writes a (empty) file, so DNS becomes ready', async () => {
+    await truncateAll();
+    const s = syncer(new ManualClock());
+    await s.sync.tick();
+    expect(existsSync(s.file)).toBe(true);
+    expect(s.ids()).toEqual([]);
+  });
+});
+
+describe('reaper', () => {
+  it('expires a silent cell after exactly its TTL, and only then; a beating cell stays', async () => {
+    await truncateAll();
+    const clock = new ManualClock();
+    const a = node('cell-a', clock);
+    const b = node('cell-b', clock);
+    a.source.set([registration('r-a1')]);
+    b.source.set([registration('r-b1'), registration('r-b2')]);
+    await Promise.all([a.registrar.kick(), b.registrar.kick()]);
+    const metrics = new Registry();
+    const r = reaper(clock, metrics);
+    const s = syncer(clock);
+    await r.tick();
+    expect(r.status().holder).toBe(true);
+
+    clock.advance(TTL - 1);
+    await a.registrar.kick();
+    await r.tick();
+    await s.sync.tick();
+    expect(s.ids()).toEqual(['r-a1', 'r-b1', 'r-b2']);
+
+    clock.advance(1);
+    await r.tick();
+    await s.sync.tick();
+    expect(s.ids()).toEqual(['r-a1']);
+    expect(metrics.counter('presence_dns_cells_expired_total', '').get()).toBe(1);
+
+    // The expired cell's registrar notices within one heartbeat and comes back.
+    await b.registrar.kick();
+    await s.sync.tick();
+    expect(s.ids()).toEqual(['r-a1', 'r-b1', 'r-b2']);
+    await r.stop();
+  });
+
+  it('a reaper that gains the lock gives every cell a fresh TTL; the lock moves only after observed non-renewal', async () => {
+    await truncateAll();
+    await db.query('DELETE FROM locks');
+    const clock = new ManualClock();
+    const a = node('cell-a', clock);
+    a.source.set([registration('l-a1')]);
+    await a.registrar.kick();
+    const first = reaper(clock);
+    const second = reaper(clock);
+    await first.tick();
+    await second.tick();
+    expect([first.status().holder, second.status().holder]).toEqual([true, false]);
+
+    // The holder dies without releasing (no more renewals). The other takes over only
+    // once it has seen the lock unchanged for its TTL.
+    clock.advance(TTL - 1);
+    await second.tick();
+    expect(second.status().holder).toBe(false);
+    clock.advance(1);
+    await second.tick();
+    expect(second.status().holder).toBe(true);
+
+    // cell-a has been silent for a whole TTL, but the new holder never observed it: fresh TTL.
+    const s = syncer(clock);
+    await second.tick();
+    await s.sync.tick();
+    expect(s.ids()).toEqual(['l-a1']);
+    clock.advance(TTL);
+    await second.tick();
+    await s.sync.tick();
+    expect(s.ids()).toEqual([]);
+    await second.stop();
+    expect((await db.query('SELECT * FROM locks')).rows).toEqual([]);
+  });
+
+  it('the mass-expiry guard holds when most cells go silent at once, then lets go after guard_hold × TTL', async () => {
+    await truncateAll();
+    const clock = new ManualClock();
+    const nodes = ['g-1', 'g-2', 'g-3', 'g-4'].map((id) => node(id, clock));
+    nodes.forEach((n, i) => n.source.set([registration(`g-i${i}`)]));
+    await Promise.all(nodes.map((n) => n.registrar.kick()));
+    const metrics = new Registry();
+    const r = reaper(clock, metrics);
+    const s = syncer(clock);
+    await r.tick();
+    clock.advance(TTL);
+    await nodes[0].registrar.kick();
+    await r.tick();
+    await s.sync.tick();
+    expect(s.ids()).toHaveLength(4);
+    expect(metrics.counter('presence_dns_expiry_guard_trips_total', '').get()).toBe(1);
+    expect(r.status().guardHolding.sort()).toEqual(['g-2', 'g-3', 'g-4']);
+
+    clock.advance(10 * TTL - 1);
+    await nodes[0].registrar.kick();
+    await r.tick();
+    await s.sync.tick();
+    expect(s.ids()).toHaveLength(4);
+    clock.advance(1);
+    await nodes[0].registrar.kick();
+    await r.tick();
+    await s.sync.tick();
+    expect(s.ids()).toEqual(['g-i0']);
+    expect(metrics.counter('presence_dns_expiry_guard_trips_total', '').get()).toBe(1);
+    await r.stop();
+  });
+
+  it('an operator can release the guard at once', async () => {
+    await truncateAll();
+    const clock = new ManualClock();
+    const nodes = ['o-1', 'o-2', 'o-3'].map((id) => node(id, clock));
+    nodes.forEach((n, i) => n.source.set([registration(`o-i${i}`)]));
+    await Promise.all(nodes.map((n) => n.registrar.kick()));
+    const r = reaper(clock);
+    await r.tick();
+    clock.advance(TTL);
+    await r.tick();
+    expect(r.status().guardHolding).toHaveLength(3);
+    r.releaseGuard();
+    await r.tick();
+    const s = syncer(clock);
+    await s.sync.tick();
+    expect(s.ids()).toEqual([]);
+    await r.stop();
+  });
+});
+
+describe('data loss', () => {
+  it('tables emptied: the file keeps every instance until the registrars re-register within one heartbeat', async () => {
+    await truncateAll();
+    const clock = new ManualClock();
+    const nodes = ['t-1', 't-2', 't-3'].map((id) => node(id, clock));
+    nodes.forEach((n, i) => n.source.set([registration(`t-i${i}a`), registration(`t-i${i}b`)]));
+    await Promise.all(nodes.map((n) => n.registrar.kick()));
+    const s = syncer(clock);
+    await s.sync.tick();
+    const all = s.ids();
+    expect(all).toHaveLength(6);
+
+    await truncateAll();
+    await s.sync.tick();
+    expect(s.ids()).toEqual(all);
+    // One registrar back: still most cells missing, so the file stays as it was.
+    await nodes[0].registrar.kick();
+    await s.sync.tick();
+    expect(s.ids()).toEqual(all);
+    await Promise.all(nodes.slice(1).map((n) => n.registrar.kick()));
+    await s.sync.tick();
+    expect(s.ids()).toEqual(all);
+    expect(s.read().version).toBe(await store.head());
+    for (const n of nodes) await n.registrar.stop();
+  });
+
+  it('only the instance rows deleted: the next heartbeat notices the missing rows and rewrites them', async () => {
+    await truncateAll();
+    const clock = new ManualClock();
+    const a = node('d-1', clock);
+    a.source.set([registration('d-x'), registration('d-y')]);
+    await a.registrar.kick();
+    await db.query('DELETE FROM presences');
+    await a.registrar.kick();
+    const s = syncer(clock);
+    await s.sync.tick();
+    expect(s.ids()).toEqual(['d-x', 'd-y']);
+  });
+});
+
+describe('database down', () => {
+  it('the registrar retries with capped exponential backoff; the syncer keeps the file and reports stale', async () => {
+    const port = await freePort();
+    const downDb = await openDb({ url: `postgres://postgres:postgres@127.0.0.1:${port}/postgres`, embeddedDir: '', logger: silentLogger });
+    const down = new PresenceStore(downDb);
+    const clock = new ManualClock();
+    const metrics = new Registry();
+    const a = node('down-1', clock, metrics, down);
+    a.source.set([registration('down-x')]);
+    a.registrar.start();
+    for (let i = 0; i < 8; i++) await a.registrar.kick();
+    // Doubling from 250 ms, capped at ttl/3 (random pinned to 1: no jitter).
+    expect(clock.scheduled.slice(0, 3)).toEqual([250, 500, 1000]);
+    expect(clock.scheduled.length).toBeGreaterThanOrEqual(8);
+    expect(clock.scheduled.slice(3).every((d) => d === 1000)).toBe(true);
+    expect(metrics.counter('presence_dns_registrar_errors_total', '').get()).toBe(clock.scheduled.length);
+    await a.registrar.stop();
+
+    const s = syncer(clock, down, metrics);
+    await s.sync.tick();
+    clock.advance(5000);
+    await s.sync.tick();
+    expect(existsSync(s.file)).toBe(false);
+    expect(s.sync.status()).toMatchObject({ stale: true, staleSeconds: 5 });
+    expect(metrics.gauge('presence_dns_db_up', '').get()).toBe(0);
+    await downDb.close();
+  });
+});
+
+describe('embedded PGlite', () => {
+  it('runs the same pipeline on the embedded database', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'presence-pglite-'));
+    const lite = await openDb({ embeddedDir: join(dir, 'db'), logger: silentLogger });
+    await migrate(lite);
+    await migrate(lite);
+    const liteStore = new PresenceStore(lite);
+    const clock = new ManualClock();
+    const a = node('lite-1', clock, new Registry(), liteStore);
+    a.source.set([registration('lite-x', { ip: '10.7.0.1' }), registration('lite-y', { ip: parseIp('fd00::7')!.canonical })]);
+    await a.registrar.kick();
+    const s = syncer(clock, liteStore);
+    await s.sync.tick();
+    expect(s.read().instances.map((i) => [i.id, i.ip, i.family])).toEqual([['lite-x', '10.7.0.1', 4], ['lite-y', parseIp('fd00::7')!.canonical, 6]]);
+    const r = new Reaper({ store: liteStore, owner: a.registrar.owner, lockTtlMs: TTL, maxExpireFraction: 0.3, guardHold: 10, clock, logger: silentLogger, metrics: new Registry() });
+    await r.tick();
+    clock.advance(TTL);
+    await r.tick();
+    await s.sync.tick();
+    expect(s.ids()).toEqual([]);
+    await r.stop();
+    await lite.close();
+  });
+});
