@@ -114,6 +114,13 @@ describe('registrations API and CLI against the daemon', () => {
     expect(metrics).toContain(`presence_dns_registration_errors_total{source="api"} ${cases.length - 1}`);
   });
 
+  it('refuses a body over 1 MiB and stores nothing', async () => {
+    // The admin server cuts the connection once the limit is passed; either way nothing is kept.
+    const status = await put('big-1', apiEntry('big-1', { tags: { pad: 'x'.repeat(2 * 1024 * 1024) } })).then((r) => r.status, () => 'connection closed');
+    expect([413, 'connection closed']).toContain(status);
+    expect((await get('/v1/instances/big-1')).status).toBe(404);
+  });
+
   it('refuses to overwrite or delete an instance that a file owns (409)', async () => {
     const overwrite = await put('file-1', { ...fileInstance, ip: '10.0.0.99' });
     expect(overwrite.status).toBe(409);
