@@ -41,16 +41,26 @@ function contains(cidr: Cidr, address: Buffer): boolean {
   return (cidr.bytes[whole] & mask) === (address[whole] & mask);
 }
 
+/** Decisions remembered per client address; a node has few clients, so this stays small. */
+const MEMO_LIMIT = 4096;
+
 export class AllowList {
   private readonly cidrs: Cidr[];
+  private readonly memo = new Map<string, boolean>();
 
   constructor(readonly entries: string[]) {
     this.cidrs = entries.map(parseCidr);
   }
 
   allows(address: string): boolean {
-    const bytes = addressBytes(address);
-    return bytes !== null && this.cidrs.some((c) => contains(c, bytes));
+    let allowed = this.memo.get(address);
+    if (allowed === undefined) {
+      const bytes = addressBytes(address);
+      allowed = bytes !== null && this.cidrs.some((c) => contains(c, bytes));
+      if (this.memo.size >= MEMO_LIMIT) this.memo.clear();
+      this.memo.set(address, allowed);
+    }
+    return allowed;
   }
 }
 

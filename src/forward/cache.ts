@@ -1,7 +1,7 @@
 // The answer cache and its serve-stale decisions (RFC 8767), as pure functions of the
 // time passed in: which entries are fresh, which may be served stale, when a failing
 // name may be rechecked, when a popular entry is prefetched, and the bounds (entries,
-// bytes, least recently used first out).
+// bytes, least recently used first out, approximately).
 import type { StoredMessage } from './message.ts';
 
 export interface CacheSettings {
@@ -27,6 +27,8 @@ export interface CacheEntry {
   /** Effective TTL after clamps, seconds. */
   ttl: number;
   hits: number;
+  /** Used since the evictor last passed it (second-chance eviction). */
+  referenced: boolean;
   /** A refresh failed; serve stale without asking upstream until this time (ms). */
   recheckAt: number;
   size: number;
@@ -69,9 +71,7 @@ export class AnswerCache {
       this.remove(key, entry);
       return { state: 'miss' };
     }
-    // Map order is recency order: move to the back.
-    this.entries.delete(key);
-    this.entries.set(key, entry);
+    entry.referenced = true;
     if (now >= expiresAt) return { state: 'stale', entry, refresh: now >= entry.recheckAt };
     entry.hits++;
     const prefetch = this.settings.prefetch && entry.hits >= PREFETCH_HITS && expiresAt - now <= entry.ttl * 1000 * PREFETCH_FRACTION;
@@ -97,13 +97,10 @@ export class AnswerCache {
     if (size > this.settings.maxBytes) return null;
     const old = this.entries.get(key);
     if (old) this.remove(key, old);
-    const entry: CacheEntry = { stored, negative, storedAt: now, ttl, hits: 0, recheckAt: 0, size };
+    const entry: CacheEntry = { stored, negative, storedAt: now, ttl, hits: 0, referenced: false, recheckAt: 0, size };
     this.entries.set(key, entry);
     this.bytesUsed += size;
-    for (const [oldest, victim] of this.entries) {
-      if (this.entries.size <= this.settings.maxEntries && this.bytesUsed <= this.settings.maxBytes) break;
-      this.remove(oldest, victim);
-    }
+    this.evict();
     return entry;
   }
 
@@ -111,6 +108,24 @@ export class AnswerCache {
   refreshFailed(key: string, now: number): void {
     const entry = this.entries.get(key);
     if (entry) entry.recheckAt = now + this.settings.recheck * 1000;
+  }
+
+  /**
+   * Second chance (CLOCK) instead of strict LRU, so a hit costs no Map mutation: the
+   * oldest entry goes unless it was used since it was last looked at here, in which case
+   * it moves to the back. Each pass clears one mark, so the loop ends.
+   */
+  private evict(): void {
+    while (this.entries.size > this.settings.maxEntries || this.bytesUsed > this.settings.maxBytes) {
+      const [key, entry] = this.entries.entries().next().value!;
+      this.entries.delete(key);
+      if (entry.referenced) {
+        entry.referenced = false;
+        this.entries.set(key, entry);
+      } else {
+        this.bytesUsed -= entry.size;
+      }
+    }
   }
 
   private remove(key: string, entry: CacheEntry): void {

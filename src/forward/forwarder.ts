@@ -91,7 +91,8 @@ export class Forwarder implements NextHandler {
         })
       : null;
     this.health = { maxFails: config.max_fails, probeMs: config.health_check * 1000, maxProbeMs: MAX_PROBE_MS };
-    this.hits = metrics.counter('coredns_cache_hits_total', 'Answers served fresh from the forwarder cache, by type (success, denial).');
+    const hits = metrics.counter('coredns_cache_hits_total', 'Answers served fresh from the forwarder cache, by type (success, denial).');
+    this.hits = { success: hits.labels({ type: 'success' }), denial: hits.labels({ type: 'denial' }) };
     this.misses = metrics.counter('coredns_cache_misses_total', 'Forwarded questions not answerable fresh from the cache.');
     this.servedStale = metrics.counter('coredns_cache_served_stale_total', 'Expired answers served because the upstreams failed or were slow (RFC 8767).');
     this.requests = metrics.counter('coredns_forward_requests_total', 'Queries sent to upstreams, by upstream.');
@@ -163,7 +164,7 @@ export class Forwarder implements NextHandler {
     const key = cacheKey(query);
     const looked = this.cache?.lookup(key, this.clock.now()) ?? { state: 'miss' as const };
     if (looked.state === 'fresh') {
-      this.hits.inc({ type: looked.entry.negative ? 'denial' : 'success' });
+      (looked.entry.negative ? this.hits.denial : this.hits.success).inc();
       if (looked.prefetch && !this.inflight.has(key)) void this.refresh(key, query, packet);
       return { packet: this.render(looked.entry.stored, query, packet, client, looked.ttl) };
     }
