@@ -1,0 +1,102 @@
+// No Docker engine runs here, so the Dockerfile is checked by reading it: the structure
+// DESIGN §8 asks for, every file it copies exists, and the config it bakes in is valid,
+// listens on 53 and keeps the admin API on loopback.
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../src/config/index.ts';
+
+const ROOT = resolve(import.meta.dirname, '..');
+
+interface Instruction {
+  op: string;
+  args: string;
+}
+
+interface Stage {
+  from: string;
+  name: string | null;
+  instructions: Instruction[];
+}
+
+/** Instructions per stage, with `\` continuations joined and comments dropped. */
+function parseDockerfile(text: string): Stage[] {
+  const lines = text.replace(/\\\n/g, ' ').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+  const stages: Stage[] = [];
+  for (const line of lines) {
+    const [op, ...rest] = line.split(/\s+/);
+    const args = rest.join(' ');
+    if (op.toUpperCase() === 'FROM') {
+      const m = /^(\S+)(?:\s+AS\s+(\S+))?$/i.exec(args);
+      stages.push({ from: m![1], name: m![2] ?? null, instructions: [] });
+    } else {
+      stages.at(-1)!.instructions.push({ op: op.toUpperCase(), args });
+    }
+  }
+  return stages;
+}
+
+const stages = parseDockerfile(readFileSync(join(ROOT, 'Dockerfile'), 'utf8'));
+const runtime = stages.at(-1)!;
+const all = (stage: Stage, op: string) => stage.instructions.filter((i) => i.op === op).map((i) => i.args);
+
+describe('Dockerfile', () => {
+  it('is multi-stage with a small Node runtime image', () => {
+    expect(stages.length).toBeGreaterThanOrEqual(2);
+    expect(runtime.from).toMatch(/^node:(2[2-9]|[3-9]\d)-(slim|alpine)/);
+  });
+
+  it('installs production dependencies only, reproducibly, into the runtime', () => {
+    const installs = stages.flatMap((s) => all(s, 'RUN').filter((r) => r.includes('npm ')).map((r) => ({ stage: s, run: r })));
+    expect(installs.length).toBeGreaterThan(0);
+    for (const { run } of installs) expect(run).toMatch(/npm ci\b.*--omit=dev/);
+    const copied = all(runtime, 'COPY').filter((c) => c.includes('node_modules'));
+    const depsStage = installs[0].stage;
+    expect(depsStage === runtime || copied.some((c) => c.startsWith(`--from=${depsStage.name}`))).toBe(true);
+  });
+
+  it('runs as a non-root user with CAP_NET_BIND_SERVICE for port 53', () => {
+    const users = all(runtime, 'USER');
+    expect(users).toHaveLength(1);
+    expect(users[0]).not.toMatch(/^(root|0)(:|$)/);
+    const runIndex = runtime.instructions.findIndex((i) => i.op === 'RUN' && /setcap cap_net_bind_service=\+ep/.test(i.args));
+    const userIndex = runtime.instructions.findIndex((i) => i.op === 'USER');
+    expect(runIndex).toBeGreaterThanOrEqual(0);
+    expect(runIndex).toBeLessThan(userIndex);
+  });
+
+  it('exposes DNS over UDP and TCP on 53', () => {
+    expect(all(runtime, 'EXPOSE').join(' ').split(/\s+/).sort()).toEqual(['53/tcp', '53/udp']);
+  });
+
+  it('checks health on the admin API\'s /health', () => {
+    const [check] = all(runtime, 'HEALTHCHECK');
+    expect(check).toMatch(/CMD .*http:\/\/127\.0\.0\.1:8053\/health/);
+  });
+
+  it('copies only files that exist, and starts the bin with the config it copies', () => {
+    for (const stage of stages) {
+      for (const copy of all(stage, 'COPY').filter((c) => !c.startsWith('--from='))) {
+        const sources = copy.split(/\s+/).slice(0, -1);
+        for (const source of sources) expect(existsSync(join(ROOT, source)), `COPY ${source}`).toBe(true);
+      }
+    }
+    const [entrypoint] = all(runtime, 'ENTRYPOINT');
+    const [cmd] = all(runtime, 'CMD');
+    expect(JSON.parse(entrypoint)).toEqual(['node', '/app/bin/presence-dns.js']);
+    const args = JSON.parse(cmd) as string[];
+    expect(args.slice(0, 2)).toEqual(['start', '--config']);
+    expect(all(runtime, 'COPY')).toContain(`config/container.yaml ${args[2]}`);
+  });
+
+  it('bakes in a valid config that listens on 53 and keeps the admin API on loopback', () => {
+    const { config } = loadConfig({ file: join(ROOT, 'config/container.yaml') });
+    expect(config.dns.listen).toEqual([{ address: '0.0.0.0', port: 53 }]);
+    expect(config.admin).toMatchObject({ address: '127.0.0.1', port: 8053 });
+  });
+
+  it('keeps the build context small', () => {
+    const ignored = readFileSync(join(ROOT, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim());
+    for (const entry of ['.git', 'node_modules', 'test']) expect(ignored).toContain(entry);
+  });
+});
