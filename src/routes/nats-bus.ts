@@ -56,14 +56,23 @@ export function natsConnectionOptions(settings: NatsSettings): ConnectionOptions
   const user = settings.user ?? urlUser;
   const pass = settings.password ?? urlPassword;
   if (settings.token && user) throw new NatsConfigError('routes: set either nats_token or a user/password, not both');
-  const tls = settings.tls;
+  const files = settings.tls ?? {};
+  if (Boolean(files.cert_file) !== Boolean(files.key_file)) {
+    throw new NatsConfigError('routes.nats_tls: a client certificate needs both cert_file and key_file');
+  }
+  // nats.js ignores the URL scheme, so tls:// has to become an explicit TLS requirement.
+  const wantsTls = servers.some((s) => s.startsWith('tls:')) || Boolean(files.ca_file || files.cert_file);
   return {
     servers,
     ...(user !== undefined && { user, pass: pass ?? '' }),
     ...(settings.token !== undefined && { token: settings.token }),
-    ...(tls && (tls.ca_file || tls.cert_file || tls.key_file)
-      ? { tls: { caFile: tls.ca_file, certFile: tls.cert_file, keyFile: tls.key_file } }
-      : {}),
+    ...(wantsTls && {
+      tls: {
+        ...(files.ca_file && { caFile: files.ca_file }),
+        ...(files.cert_file && { certFile: files.cert_file }),
+        ...(files.key_file && { keyFile: files.key_file }),
+      },
+    }),
   };
 }
 

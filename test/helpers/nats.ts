@@ -2,7 +2,10 @@
 // `startNats()` uses NATS_URL when set (CI may provide a server) and otherwise starts
 // `nats-server` from PATH on a free loopback port; a test that must kill and restart
 // the server asks for its own. A missing nats-server binary is a failure, never a skip.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { connect, type NatsConnection } from 'nats';
 import { waitFor } from './daemon.ts';
 
@@ -100,12 +103,13 @@ export interface GorouterOptions {
   user?: string;
   pass?: string;
   token?: string;
+  tls?: { caFile: string; certFile: string; keyFile: string };
 }
 
 export async function playGorouter(url: string, options: GorouterOptions = {}): Promise<Gorouter> {
   // Reconnects faster than the emitter (1 s), so after a NATS restart it listens first.
   const nc = await connect({
-    servers: url, user: options.user, pass: options.pass, token: options.token,
+    servers: url, user: options.user, pass: options.pass, token: options.token, tls: options.tls,
     maxReconnectAttempts: -1, reconnectTimeWait: 50, reconnectJitter: 0,
   });
   const g: Gorouter = {
@@ -145,4 +149,33 @@ export async function playGorouter(url: string, options: GorouterOptions = {}): 
   });
   await nc.flush();
   return g;
+}
+
+export interface TlsFiles {
+  ca: string;
+  serverCert: string;
+  serverKey: string;
+  clientCert: string;
+  clientKey: string;
+  /** nats-server arguments for TLS with client certificates required. */
+  serverArgs: string[];
+}
+
+/** A throwaway CA with a server certificate for 127.0.0.1 and a client certificate (openssl). */
+export function makeTlsFiles(): TlsFiles {
+  const dir = mkdtempSync(join(tmpdir(), 'presence-dns-tls-'));
+  const f = (name: string) => join(dir, name);
+  const openssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'ignore' });
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  openssl('req', '-x509', ...ec, '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '1', '-subj', '/CN=presence-dns test CA');
+  for (const [name, ext] of [['server', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth'], ['client', 'extendedKeyUsage=clientAuth']]) {
+    writeFileSync(f(`${name}.ext`), `${ext}\n`);
+    openssl('req', ...ec, '-keyout', f(`${name}.key`), '-out', f(`${name}.csr`), '-subj', `/CN=${name}`);
+    openssl('x509', '-req', '-in', f(`${name}.csr`), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial',
+      '-out', f(`${name}.pem`), '-days', '1', '-extfile', f(`${name}.ext`));
+  }
+  return {
+    ca: f('ca.pem'), serverCert: f('server.pem'), serverKey: f('server.key'), clientCert: f('client.pem'), clientKey: f('client.key'),
+    serverArgs: ['--tls', '--tlscert', f('server.pem'), '--tlskey', f('server.key'), '--tlsverify', '--tlscacert', f('ca.pem')],
+  };
 }

@@ -7,7 +7,7 @@ import { createLogger } from '../../src/log.ts';
 import { RouteEmitter } from '../../src/routes/emitter.ts';
 import { NatsBus } from '../../src/routes/nats-bus.ts';
 import { waitFor } from '../helpers/daemon.ts';
-import { playGorouter, startNats, type Gorouter, type NatsServer } from '../helpers/nats.ts';
+import { makeTlsFiles, playGorouter, startNats, type Gorouter, type NatsServer } from '../helpers/nats.ts';
 import { registration, route, TestSource } from './fixtures.ts';
 import { ManualClock } from '../forward/manual-clock.ts';
 
@@ -293,5 +293,22 @@ describe('NATS outages', () => {
       cleanups.push(() => bus.close());
       await watcher.until((g) => g.registers().length === 1, `register through ${settings.token ? 'token' : 'user/password'} auth`);
     }
+  });
+
+  it('connects over TLS with a client certificate (nats_tls)', async () => {
+    const files = makeTlsFiles();
+    const tlsServer = await startNats({ args: files.serverArgs });
+    cleanups.push(() => tlsServer.stop());
+    const watcher = await playGorouter(tlsServer.url, { tls: { caFile: files.ca, certFile: files.clientCert, keyFile: files.clientKey } });
+    cleanups.push(() => watcher.close());
+    const bus = new NatsBus({
+      url: tlsServer.url.replace('nats://', 'tls://'),
+      tls: { ca_file: files.ca, cert_file: files.clientCert, key_file: files.clientKey },
+    }, logger);
+    new RouteEmitter({ source: new TestSource([api]), bus, logger, metrics: new Registry(), clock: new ManualClock() }).start();
+    bus.start();
+    cleanups.push(() => bus.close());
+    await watcher.until((g) => g.registers().length === 1, 'register over TLS');
+    expect(watcher.registers()[0].body.uris).toEqual(['api.apps.example.com']);
   });
 });

@@ -22,6 +22,14 @@ describe('natsConnectionOptions', () => {
     });
   });
 
+  it('tls:// alone requires TLS with the system CAs', () => {
+    expect(natsConnectionOptions({ url: 'tls://h:4224' })).toEqual({ servers: ['tls://h:4224'], tls: {} });
+  });
+
+  it('a client certificate without its key is refused', () => {
+    expect(() => natsConnectionOptions({ url: 'nats://h', tls: { cert_file: '/c.pem' } })).toThrow(/both cert_file and key_file/);
+  });
+
   it('accepts host:port without a scheme', () => {
     expect(natsConnectionOptions({ url: '127.0.0.1:4222' }).servers).toEqual(['nats://127.0.0.1:4222']);
   });
