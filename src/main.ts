@@ -1,11 +1,14 @@
 // Entry point: parses the command line, loads the config, and wires the modules together.
 // Each module owns its own folder; nothing here knows how they work inside.
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AdminServer, Registry } from './admin/index.ts';
 import { ConfigError, loadConfig, type Config } from './config/index.ts';
 import { DnsHandler, DnsServer } from './dns/index.ts';
 import { Forwarder } from './forward/index.ts';
 import { createLogger, type Logger } from './log.ts';
+import { startPresence } from './presence/index.ts';
 import { mountInstancesApi, RegistrationSet, runInstancesCli } from './registrations/index.ts';
 import { startRoutes } from './routes/index.ts';
 import { TopologyStore } from './topology/index.ts';
@@ -25,6 +28,8 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     logger: logger.child({ module: 'topology' }),
     metrics,
   });
+  // The syncer writes the topology file into this directory; it must exist before it is watched.
+  if (config.sync.enabled) mkdirSync(dirname(config.topology.file), { recursive: true });
   await topology.start();
 
   const handler = new DnsHandler({
@@ -70,6 +75,8 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
   const routes = config.routes.enabled && registrations
     ? startRoutes({ config: config.routes, registrations, logger: logger.child({ module: 'routes' }), metrics })
     : null;
+  // Presence in the database (registrar, reaper, syncer); a database that is down never stops DNS.
+  const presence = await startPresence({ config, logger, metrics, admin, registrations });
   await admin?.start();
 
   const dnsPorts = [...new Set(dns.bound.map((b) => b.port))];
@@ -79,7 +86,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     adminPort: admin?.port ?? 0,
     async stop() {
       await dns.stop();
-      await Promise.all([admin?.stop(), topology.stop(), forwarder?.stop(), registrations?.stop(), routes?.stop()]);
+      await Promise.all([admin?.stop(), topology.stop(), forwarder?.stop(), registrations?.stop(), routes?.stop(), presence?.stop()]);
     },
   };
 }
