@@ -129,6 +129,7 @@ describe('route emitter in the daemon', () => {
     expect(metrics).toMatch(/^presence_dns_routes_unregistered_total 1$/m);
     expect(metrics).toMatch(/^presence_dns_route_messages_emitted_total\{subject="router.register"\} \d+$/m);
     expect(metrics).toMatch(/^presence_dns_route_emit_duration_seconds_count \d+$/m);
+    expect(metrics).toMatch(/^presence_dns_routes_nats_connected 1$/m);
   });
 
   it('SIGTERM unregisters this node’s routes before the process exits', async () => {
@@ -169,6 +170,7 @@ describe('route emitter when other things break', () => {
       gorouter.clear();
       await own.kill();
       await waitFor(() => daemon.logs.some((l) => l.includes('disconnected from NATS')), 5000, 'daemon notices the outage');
+      expect(await (await daemon.admin('/metrics')).text()).toMatch(/^presence_dns_routes_nats_connected 0$/m);
       await own.restart();
       await gorouter.until((g) => registeredUris(g).length === 3, 're-published routes after reconnect', 10_000);
       expect(gorouter.unregisters()).toEqual([]);
