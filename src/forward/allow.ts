@@ -31,6 +31,16 @@ function parseCidr(text: string): Cidr {
   return { bytes, prefix };
 }
 
+/** For config validation: does `text` parse as a CIDR (or a single address)? */
+export function isCidr(text: string): boolean {
+  try {
+    parseCidr(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function contains(cidr: Cidr, address: Buffer): boolean {
   if (cidr.bytes.length !== address.length) return false;
   const whole = cidr.prefix >> 3;

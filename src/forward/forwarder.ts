@@ -40,6 +40,8 @@ const EDE_OPTION = 15;
 const EDE_STALE_ANSWER = 3;
 const EDE_NO_REACHABLE_AUTHORITY = 22;
 const TCP_MAX = 65535;
+/** Distinct questions waiting on upstreams at once (each holds a socket); beyond it, new ones fail fast. */
+const MAX_IN_FLIGHT = 2048;
 const MAX_PROBE_MS = 30_000;
 /** `. IN NS`: what the health probe asks (any reply at all means the upstream is alive). */
 const PROBE_QUESTION = Buffer.from([0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 1]);
@@ -198,6 +200,9 @@ export class Forwarder implements NextHandler {
   /** Asks the upstreams once for `key`, however many clients wait; stores the answer, or notes the failure. */
   private refresh(key: string, query: DecodedQuery, packet: Buffer): Promise<Outcome> {
     let pending = this.inflight.get(key);
+    if (!pending && this.inflight.size >= MAX_IN_FLIGHT) {
+      return Promise.resolve({ ok: false, reason: `${MAX_IN_FLIGHT} questions already waiting on upstreams` });
+    }
     if (!pending) {
       pending = this.ask(query, packet).then((result): Outcome => {
         const now = this.clock.now();

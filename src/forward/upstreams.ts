@@ -42,6 +42,16 @@ export function parseUpstream(text: string): UpstreamAddress {
   return address(host, portNumber);
 }
 
+/** For config validation: does `text` parse as an upstream? */
+export function isUpstreamAddress(text: string): boolean {
+  try {
+    parseUpstream(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 const WILDCARDS = new Set(['0.0.0.0', '::']);
 
 function isLoopback(host: string): boolean {

@@ -121,3 +121,13 @@ describe('policies', () => {
     expect(order('fastest')).toEqual(['10.0.0.1', '10.0.0.3', '10.0.0.2']);
   });
 });
+
+describe('config', () => {
+  it('rejects a bad upstream or allow entry at load time, naming the key', async () => {
+    const { configSchema } = await import('../../src/config/schema.ts');
+    const bad = configSchema.safeParse({ forward: { upstreams: ['10.0.0.2', 'dns.example.com'], allow: ['10.0.0.0/40'] } });
+    expect(bad.success).toBe(false);
+    expect(bad.error!.issues.map((i) => i.path.join('.'))).toEqual(['forward.upstreams.1', 'forward.allow.0']);
+    expect(configSchema.safeParse({ forward: { upstreams: ['[::1]:5390'], allow: ['::1/128', '10.0.0.1'] } }).success).toBe(true);
+  });
+});
