@@ -19,7 +19,13 @@ export interface DnsServerOptions {
   /** Idle TCP connections are closed after this long, ms (RFC 7766 suggests ≥ 10 s). */
   tcpIdleMs?: number;
   maxTcpConnections?: number;
+  /** SO_RCVBUF of each UDP socket, bytes (the kernel caps it at net.core.rmem_max). */
+  udpReceiveBuffer?: number;
 }
+
+// The kernel default (~208 KiB, a few hundred queries) overflows on bursts and while a
+// large topology is being swapped in; a few MiB absorbs them instead of dropping.
+const UDP_RECEIVE_BUFFER = 4 * 1024 * 1024;
 
 const MAX_TCP_MESSAGE = 65535;
 
@@ -43,7 +49,7 @@ export class DnsServer {
   }
 
   private listenUdp(address: string, port: number): Promise<number> {
-    const socket = createSocket({ type: isIPv6(address) ? 'udp6' : 'udp4' });
+    const socket = createSocket({ type: isIPv6(address) ? 'udp6' : 'udp4', recvBufferSize: this.options.udpReceiveBuffer ?? UDP_RECEIVE_BUFFER });
     const { handler } = this.options;
     socket.on('message', (packet, rinfo) => {
       const fast = handler.answerFast(packet, 'udp');

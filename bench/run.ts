@@ -1,0 +1,238 @@
+// `npm run bench`: presence-dns against dnsmasq serving the same names and against a
+// minimal Node.js UDP echo (the runtime's limit), side by side in one run, driven by
+// dnsperf over loopback; then load/index time and RSS at 200 k instances, a reload
+// every second under load, p99 at a fixed 20 k queries/s, and the forwarding bench
+// (bench/forward.ts) when it exists. Bounded (BENCH_SECONDS per run, default 10) and
+// it stops every process it started. Ratios matter; absolute figures depend on what
+// else the machine is doing.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createSocket } from 'node:dgram';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { dig } from '../test/helpers/dig.ts';
+import { startDaemon, waitFor, type RunningDaemon } from '../test/helpers/daemon.ts';
+import { dnsperf, combine, dnsperfRun, type PerfResult, type PerfRun } from './dnsperf.ts';
+import { generate, writeHosts, writeQueries, writeTopology } from './topology.ts';
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
+const ROUNDS = 3;
+const SIZES = (process.env.BENCH_SIZES ?? '100,10000,200000').split(',').map(Number);
+const LARGEST = Math.max(...SIZES);
+const RELOAD_SIZE = SIZES.includes(10_000) ? 10_000 : SIZES[0];
+const FIXED_QPS = 20_000;
+const ROOT = join(import.meta.dirname, '..');
+const work = join(tmpdir(), `presence-dns-bench-${process.pid}`);
+const children = new Set<ChildProcess>();
+const daemons = new Set<RunningDaemon>();
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createSocket('udp4');
+    s.bind(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function track(child: ChildProcess): ChildProcess {
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  await exited;
+}
+
+async function answering(port: number, name: string): Promise<void> {
+  await waitFor(async () => (await dig(port, name, 'A', ['+time=1'])).status === 'NOERROR', 30_000, `a server on port ${port}`);
+}
+
+async function startDnsmasq(hosts: string, size: number): Promise<{ port: number; child: ChildProcess }> {
+  const port = await freePort();
+  const child = track(spawn('dnsmasq', [
+    '--keep-in-foreground', '--no-resolv', '--no-hosts', `--addn-hosts=${hosts}`, `--port=${port}`,
+    '--listen-address=127.0.0.1', '--bind-interfaces', `--cache-size=${Math.min(10_000, size)}`, '--pid-file=', '--user=root',
+  ], { stdio: 'ignore' }));
+  return { port, child };
+}
+
+async function startEcho(): Promise<{ port: number; child: ChildProcess }> {
+  const child = track(spawn(process.execPath, [join(ROOT, 'bench/echo-server.ts'), '0'], { stdio: ['ignore', 'pipe', 'inherit'] }));
+  const port = await new Promise<number>((resolve) => {
+    child.stdout!.once('data', (d: Buffer) => resolve(Number(/listening (\d+)/.exec(d.toString())![1])));
+  });
+  return { port, child };
+}
+
+async function startPresence(dir: string): Promise<RunningDaemon> {
+  const daemon = await startDaemon({ dir, config: { topology: { file: join(dir, 'topology.json') }, log: { level: 'info' } } });
+  daemons.add(daemon);
+  return daemon;
+}
+
+async function stopPresence(daemon: RunningDaemon): Promise<void> {
+  await daemon.stop();
+  daemons.delete(daemon);
+}
+
+function rssMb(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Math.round(Number(/VmRSS:\s+(\d+)/.exec(status)![1]) / 1024);
+}
+
+interface Target { server: string; records: number; port: number; queries: string }
+interface Row { server: string; records: number; result: PerfResult }
+
+/**
+ * Drives every target for SECONDS in total, in ROUNDS slices taken in turn, so that
+ * a busy moment on a shared machine hits all of them alike; caches are filled first
+ * by one pass through the names (ours is filled lazily).
+ */
+async function compare(targets: Target[], qps?: number): Promise<Row[]> {
+  for (const t of targets) await dnsperf({ port: t.port, queries: t.queries, seconds: 30, scratch: join(work, 'warm.out'), passes: 1 });
+  const runs = targets.map((): PerfRun[] => []);
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const [i, t] of targets.entries()) {
+      runs[i].push(await dnsperfRun({ port: t.port, queries: t.queries, seconds: SECONDS / ROUNDS, qps, scratch: join(work, 'perf.out') }));
+    }
+  }
+  return targets.map((t, i) => ({ server: t.server, records: t.records, result: combine(runs[i]) }));
+}
+
+const ms = (n: number) => n.toFixed(2);
+const ratio = (a: number, b: number | undefined) => (b ? `${(a / b).toFixed(2)}×` : '-');
+
+async function main(): Promise<void> {
+  mkdirSync(work, { recursive: true });
+  const cores = availableParallelism();
+  process.stdout.write(`presence-dns bench: ${cores} cores (${cpus()[0]?.model ?? 'unknown'}), node ${process.version}, ` +
+    `dnsperf ${SECONDS} s per server and table row (${ROUNDS} interleaved slices), loopback; load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}\n`);
+  const rows: Row[] = [];
+  const fixed: Row[] = [];
+  const extra: Array<[string, string]> = [];
+  const echo = await startEcho();
+  const echoQueries = join(work, 'echo-queries.txt');
+  writeFileSync(echoQueries, 'a.bench A\n');
+
+  for (const size of SIZES) {
+    const dir = join(work, `t${size}`);
+    mkdirSync(dir, { recursive: true });
+    const topology = generate(size);
+    const file = join(dir, 'topology.json');
+    writeTopology(file, topology, 1);
+    writeHosts(join(dir, 'hosts'), topology);
+    const queries = join(dir, 'queries.txt');
+    writeQueries(queries, topology);
+
+    const started = performance.now();
+    const daemon = await startPresence(dir);
+    const startMs = performance.now() - started;
+    const dnsmasq = await startDnsmasq(join(dir, 'hosts'), size);
+    await answering(dnsmasq.port, topology.names[0]);
+    const targets: Target[] = [
+      { server: 'presence-dns', records: size, port: daemon.dnsPort, queries },
+      { server: 'dnsmasq', records: size, port: dnsmasq.port, queries },
+      { server: 'echo', records: size, port: echo.port, queries: echoQueries },
+    ];
+    rows.push(...await compare(targets));
+    if (size === LARGEST) {
+      extra.push([`presence-dns RSS with ${size} records after the runs (answer cache full)`, `${rssMb(daemon.process.pid!)} MB`]);
+      extra.push([`presence-dns start to ready with ${size} records (process start, tsx, load, index)`, `${Math.round(startMs)} ms`]);
+    }
+    if (size === RELOAD_SIZE) {
+      fixed.push(...await compare(targets, FIXED_QPS));
+      extra.push(await reloadUnderLoad(daemon, file, queries));
+    }
+    await stopChild(dnsmasq.child);
+    await stopPresence(daemon);
+  }
+  await stopChild(echo.child);
+
+  // Load + index in a fresh process, as the daemon does it, for the largest topology.
+  const load = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    const child = track(spawn(process.execPath, ['--expose-gc', '--import', 'tsx', join(ROOT, 'bench/load.ts'), join(work, `t${LARGEST}`, 'topology.json')],
+      { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] }));
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    child.once('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`load.ts exited with ${code}`))));
+  });
+  const loaded = JSON.parse(load) as { ms: number; rssMb: number };
+  extra.push([`load + index ${LARGEST} records (fresh process, after GC)`, `${loaded.ms} ms, RSS ${loaded.rssMb} MB`]);
+
+  printTable('Flat out (dnsperf -c 4 -q 200), queries of instance names', rows);
+  if (fixed.length) printTable(`Fixed rate (dnsperf -Q ${FIXED_QPS}), ${RELOAD_SIZE} records`, fixed);
+  process.stdout.write('\n');
+  for (const [what, value] of extra) process.stdout.write(`${what}: ${value}\n`);
+  const mine = rows.filter((r) => r.server === 'presence-dns');
+  if (mine.length > 1) {
+    const [small, big] = [mine[0], mine[mine.length - 1]];
+    process.stdout.write(`presence-dns queries/s with ${big.records} records vs ${small.records}: ${ratio(big.result.qps, small.result.qps)}\n`);
+  }
+  await forwardBench();
+}
+
+/** A new topology version every second while dnsperf runs flat out. */
+async function reloadUnderLoad(daemon: RunningDaemon, file: string, queries: string): Promise<[string, string]> {
+  const text = readFileSync(file, 'utf8');
+  let version = 1;
+  const reloads = setInterval(() => {
+    version++;
+    writeFileSync(`${file}.tmp`, text.replace(/^\{"version":\d+/, `{"version":${version}`));
+    renameSync(`${file}.tmp`, file);
+  }, 1000);
+  const before = await reloadCount(daemon);
+  const during = await dnsperf({ port: daemon.dnsPort, queries, seconds: SECONDS, scratch: join(work, 'reload.out') });
+  clearInterval(reloads);
+  const done = (await reloadCount(daemon)) - before;
+  return [`reload every 1 s under load, ${RELOAD_SIZE} records (${done} reloads in ${SECONDS} s)`,
+    `${Math.round(during.qps)} q/s, lost ${during.lost} of ${during.sent}, p99 ${ms(during.p99Ms)} ms`];
+}
+
+async function reloadCount(daemon: RunningDaemon): Promise<number> {
+  const text = await (await daemon.admin('/metrics')).text();
+  return Number(/^presence_dns_topology_reloads_total (\d+)/m.exec(text)?.[1] ?? 0);
+}
+
+function printTable(title: string, rows: Row[]): void {
+  const lines = rows.map((r) => {
+    const echo = rows.find((d) => d.server === 'echo' && d.records === r.records)?.result.qps;
+    const dnsmasq = rows.find((d) => d.server === 'dnsmasq' && d.records === r.records)?.result.qps;
+    const mine = r.server === 'presence-dns';
+    return [r.server, String(r.records), String(Math.round(r.result.qps)), `${r.result.lost}/${r.result.sent}`,
+      ms(r.result.avgMs), ms(r.result.p99Ms), mine ? ratio(r.result.qps, dnsmasq) : '', mine ? ratio(r.result.qps, echo) : ''];
+  });
+  const header = ['server', 'records', 'queries/s', 'lost/sent', 'avg ms', 'p99 ms', 'vs dnsmasq', 'vs echo'];
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
+  const fmt = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i])).join(' | ')} |`;
+  process.stdout.write(`\n${title}\n${fmt(header)}\n|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|\n${lines.map(fmt).join('\n')}\n`);
+}
+
+async function forwardBench(): Promise<void> {
+  const path = join(import.meta.dirname, 'forward.ts');
+  if (!existsSync(path)) return;
+  // A variable specifier: the file belongs to the forwarding module and may not exist.
+  const specifier = './forward.ts';
+  const mod = (await import(specifier)) as { runForwardBench(): Promise<Array<Record<string, string | number>>> };
+  const result = await mod.runForwardBench();
+  process.stdout.write('\nForwarding\n');
+  console.table(result);
+}
+
+async function cleanup(): Promise<void> {
+  await Promise.all([...daemons].map((d) => d.stop()));
+  await Promise.all([...children].map(stopChild));
+  rmSync(work, { recursive: true, force: true });
+}
+
+process.once('SIGINT', () => void cleanup().then(() => process.exit(130)));
+main().then(cleanup, async (err: Error) => {
+  process.stderr.write(`bench failed: ${err.stack ?? err.message}\n`);
+  await cleanup();
+  process.exitCode = 1;
+});
