@@ -21,6 +21,8 @@ export const SUBJECT = {
   start: 'router.start',
 } as const;
 
+const LOGGED_KEYS = 20;
+
 export interface RouteEmitterOptions {
   source: RegistrationSource;
   bus: RouteBus;
@@ -62,6 +64,8 @@ export class RouteEmitter {
   private jitter: Timer | null = null;
   private greeter: Timer | null = null;
   private greetInbox = '';
+  /** After stop(): the routes are unregistered, so nothing may register them again. */
+  private stopped = false;
   private readonly clock: Clock;
   private readonly wallClockMs: () => number;
   private readonly random: () => number;
@@ -95,6 +99,7 @@ export class RouteEmitter {
   /** Unregisters every route of this node (the node is going away) and stops. */
   async stop(): Promise<void> {
     const { bus, source, logger } = this.options;
+    this.stopped = true;
     for (const timer of [this.ticker, this.jitter, this.greeter]) timer?.cancel();
     source.off('change', this.onChange);
     bus.off('connected', this.onConnected);
@@ -126,10 +131,9 @@ export class RouteEmitter {
     this.publishRegisters(diff.register);
     this.metrics.registered.inc(undefined, diff.register.length);
     this.metrics.unregistered.inc(undefined, diff.unregister.length);
-    this.options.logger.info(
-      { registered: diff.register.map((e) => e.key), unregistered: diff.unregister.map((e) => e.key), routes: next.size },
-      'routes changed',
-    );
+    // Name the routes when a few changed; a node's first load can be thousands.
+    const named = (endpoints: RouteEndpoint[]) => (endpoints.length <= LOGGED_KEYS ? endpoints.map((e) => e.key) : endpoints.length);
+    this.options.logger.info({ registered: named(diff.register), unregistered: named(diff.unregister), routes: next.size }, 'routes changed');
   };
 
   /** A (re)connection: gorouter may have missed anything sent while we were away. */
@@ -143,7 +147,7 @@ export class RouteEmitter {
   };
 
   private readonly onRouterStart = (text: string): void => {
-    const greeting = this.parseGreeting(text, SUBJECT.start);
+    const greeting = this.stopped ? null : this.parseGreeting(text, SUBJECT.start);
     if (!greeting) return;
     this.routerAnswered = true;
     this.greeter?.cancel();
@@ -160,7 +164,7 @@ export class RouteEmitter {
   };
 
   private readonly onGreetReply = (text: string): void => {
-    const greeting = this.parseGreeting(text, 'router.greet reply');
+    const greeting = this.stopped ? null : this.parseGreeting(text, 'router.greet reply');
     if (!greeting) return;
     this.routerAnswered = true;
     this.greeter?.cancel();

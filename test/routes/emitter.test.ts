@@ -226,6 +226,9 @@ describe('route emitter ↔ gorouter over a real nats-server', () => {
     await h.emitter.stop();
     await gorouter.until((g) => g.unregisters().length === 3, 'unregisters at stop');
     expect(uris(gorouter, 'unregisters')).toEqual(['admin.example.com', 'api.apps.example.com', 'web.apps.example.com']);
+    gorouter.sendStart(5); // a router restarting now must not bring the routes back
+    await gorouter.nc.flush();
+    await h.settle(); // the emitter has seen the router.start
     h.clock.advance(60_000);
     await h.settle();
     expect(gorouter.registers()).toEqual([]);
