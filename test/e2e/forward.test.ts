@@ -53,6 +53,18 @@ describe('forwarding through one upstream', () => {
     expect(addresses(platform)).toEqual(['10.0.0.1']);
   });
 
+  it('sends PTR for addresses that are not instances upstream, but never names under the served domains', async () => {
+    const ptr = await dig(daemon.dnsPort, '-x', '192.0.2.77');
+    expect(ptr.status).toBe('NXDOMAIN');
+    expect(ptr.authority[0]).toMatchObject({ name: 'test.', type: 'SOA' });
+    expect(upstream.count('77.2.0.192.in-addr.arpa')).toBe(1);
+    const instancePtr = await dig(daemon.dnsPort, '-x', '10.0.0.1');
+    expect(instancePtr.answer[0]).toMatchObject({ type: 'PTR' });
+    expect(upstream.count('1.0.0.10.in-addr.arpa')).toBe(0);
+    expect((await dig(daemon.dnsPort, 'nope.web.default.cf.bosh.')).status).toBe('NXDOMAIN');
+    expect(upstream.count('nope.web.default.cf.bosh')).toBe(0);
+  });
+
   it('retries over TCP when the upstream truncates, and returns the full answer', async () => {
     const r = await dig(daemon.dnsPort, 'big.example.com');
     expect(r.raw).toContain('Truncated, retrying in TCP mode');
@@ -87,7 +99,7 @@ describe('forwarding through one upstream', () => {
     const started = Date.now();
     const r = await dig(daemon.dnsPort, 'slow.example.com', 'A', ['+time=5']);
     expect(r.status).toBe('SERVFAIL');
-    expect(Date.now() - started).toBeLessThan(2500);
+    expect(Date.now() - started).toBeLessThan(3000);
   });
 
   it('with the upstream back, answers fresh again', async () => {
