@@ -97,7 +97,12 @@ export class AdminServer {
     if (token && route.prefix !== '/health' && req.headers.authorization !== `Bearer ${token}`) {
       return send(res, { status: 401, body: { error: 'missing or wrong bearer token' } });
     }
-    const params = path.slice(route.prefix.length).split('/').filter(Boolean).map(decodeURIComponent);
+    let params: string[];
+    try {
+      params = path.slice(route.prefix.length).split('/').filter(Boolean).map(decodeURIComponent);
+    } catch {
+      return send(res, { status: 400, body: { error: `malformed percent-encoding in ${path}` } });
+    }
     const body = () => readBody(req);
     send(res, await route.handler({ method: req.method ?? 'GET', path, params, query: url.searchParams, body }));
   }

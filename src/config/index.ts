@@ -26,11 +26,33 @@ const PATH_KEYS = [
   ['topology', 'file'], ['dns', 'aliases_dir'], ['registrations', 'dir'], ['database', 'embedded_dir'],
 ] as const;
 
-/** Follows zod wrappers (default, optional, ...) down to an object's shape, if any. */
+interface Def {
+  type: string;
+  innerType?: z.ZodType;
+  shape?: Record<string, z.ZodType>;
+}
+
+/** Follows zod wrappers (default, optional, ...) down to the definition they wrap. */
+function unwrap(schema: z.ZodType): Def {
+  let def = schema._zod.def as Def;
+  while (def.innerType) def = def.innerType._zod.def as Def;
+  return def;
+}
+
 function objectShape(schema: z.ZodType): Record<string, z.ZodType> | null {
-  let def = schema._zod.def as { type: string; innerType?: z.ZodType; shape?: Record<string, z.ZodType> };
-  while (def.innerType) def = def.innerType._zod.def as typeof def;
+  const def = unwrap(schema);
   return def.type === 'object' && def.shape ? def.shape : null;
+}
+
+/** The schema of the key at `path`, or null when the path names no key. */
+function schemaAt(schema: z.ZodType, path: string[]): z.ZodType | null {
+  let node = schema;
+  for (const key of path) {
+    const shape = objectShape(node);
+    if (!shape || !(key in shape)) return null;
+    node = shape[key];
+  }
+  return node;
 }
 
 /** `forward_cache_max_entries` → ["forward", "cache", "max_entries"], guided by the schema. */
@@ -55,8 +77,14 @@ function setPath(tree: Tree, path: string[], value: unknown): void {
   node[path[path.length - 1]] = value;
 }
 
-/** Values from env and flags: JSON where it parses (numbers, booleans, lists), else the string. */
-function parseValue(text: string): unknown {
+/**
+ * Values from env and flags: JSON where it parses (numbers, booleans, lists), else the
+ * string — except for string keys, which take the text as it is, so a token or cell id
+ * of digits stays a string.
+ */
+function parseValue(text: string, path: string[]): unknown {
+  const target = schemaAt(configSchema, path);
+  if (target && ['string', 'enum'].includes(unwrap(target).type)) return text;
   try {
     return JSON.parse(text);
   } catch {
@@ -96,12 +124,13 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
     if (!name.startsWith(ENV_PREFIX) || value === undefined) continue;
     const path = envPath(configSchema, name.slice(ENV_PREFIX.length).toLowerCase().split('_'));
     if (!path) throw new ConfigError(`environment variable ${name} does not name a config key`);
-    setPath(tree, path, parseValue(value));
+    setPath(tree, path, parseValue(value, path));
   }
   for (const override of options.overrides ?? []) {
     const eq = override.indexOf('=');
     if (eq <= 0) throw new ConfigError(`--set ${override}: expected key.path=value`);
-    setPath(tree, override.slice(0, eq).split('.'), parseValue(override.slice(eq + 1)));
+    const path = override.slice(0, eq).split('.');
+    setPath(tree, path, parseValue(override.slice(eq + 1), path));
   }
   const parsed = configSchema.safeParse(tree);
   if (!parsed.success) {

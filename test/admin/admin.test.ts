@@ -73,6 +73,9 @@ describe('AdminServer', () => {
     const { server, get } = await serve();
     server.route('/v1/things', (req) => ({ status: 200, body: { params: req.params } }));
     expect(await (await get('/v1/things/a%20b/c')).json()).toEqual({ params: ['a b', 'c'] });
+    const malformed = await get('/v1/things/%E0%A4%A');
+    expect(malformed.status).toBe(400);
+    expect(await malformed.json()).toEqual({ error: 'malformed percent-encoding in /v1/things/%E0%A4%A' });
     const missing = await get('/nope');
     expect(missing.status).toBe(404);
     expect(await missing.json()).toEqual({ error: 'no such endpoint: /nope' });

@@ -104,6 +104,17 @@ describe('loadConfig', () => {
     expect(config.forward.upstreams).toEqual(['1.1.1.1:53']);
   });
 
+  it('keeps digits as text for string keys (a token, a cell id) and reads them as numbers elsewhere', () => {
+    const { config } = loadConfig({
+      env: { PRESENCE_DNS_ADMIN_TOKEN: '12345', PRESENCE_DNS_ADMIN_PORT: '9000' },
+      overrides: ['registrar.cell_id=42', 'log.level=warn'],
+    });
+    expect(config.admin.token).toBe('12345');
+    expect(config.admin.port).toBe(9000);
+    expect(config.registrar.cell_id).toBe('42');
+    expect(config.log.level).toBe('warn');
+  });
+
   it('names the key of a bad --set', () => {
     expect(error(() => loadConfig({ overrides: ['dns.nope=1'] })).message).toContain('dns.nope: unknown key');
     expect(error(() => loadConfig({ overrides: ['dns.ttl'] })).message).toContain('--set dns.ttl: expected key.path=value');
