@@ -10,6 +10,7 @@ import { RRType } from '../../src/dns/wire.ts';
 import { parseTopology } from '../../src/topology/reader.ts';
 import { TopologyIndex } from '../../src/topology/topology-index.ts';
 import { topologyJson, type TestInstance } from '../helpers/topology.ts';
+import { buildQuery } from './client.ts';
 
 interface QueryOptions {
   id?: number;
@@ -21,31 +22,16 @@ interface QueryOptions {
   opcode?: number;
 }
 
+/** A query as dig sends it: with EDNS, the OPT record carries a cookie option, which the fast path must ignore. */
 function query(name: string, type: number, o: QueryOptions = {}): Buffer {
-  const labels = name === '' ? [] : name.split('.');
-  const parts: Buffer[] = [Buffer.alloc(12)];
-  const header = parts[0];
-  header.writeUInt16BE(o.id ?? 0x1234, 0);
-  header.writeUInt16BE(((o.opcode ?? 0) << 11) | (o.rd === false ? 0 : 0x0100) | (o.cd ? 0x0010 : 0), 2);
-  header.writeUInt16BE(1, 4);
-  header.writeUInt16BE(o.edns == null ? 0 : 1, 10);
-  for (const label of labels) parts.push(Buffer.from([label.length]), Buffer.from(label, 'latin1'));
-  const tail = Buffer.alloc(5);
-  tail.writeUInt16BE(type, 1);
-  tail.writeUInt16BE(1, 3);
-  parts.push(tail);
-  if (o.edns != null) {
-    // OPT with a cookie option, as dig sends it: the fast path must ignore options.
-    const opt = Buffer.alloc(11 + 12);
-    opt.writeUInt16BE(RRType.OPT, 1);
-    opt.writeUInt16BE(o.edns, 3);
-    opt[6] = o.ednsVersion ?? 0;
-    opt.writeUInt16BE(12, 9);
-    opt.writeUInt16BE(10, 11);
-    opt.writeUInt16BE(8, 13);
-    parts.push(opt);
-  }
-  return Buffer.concat(parts);
+  const flags = ((o.opcode ?? 0) << 11) | (o.rd === false ? 0 : 0x0100) | (o.cd ? 0x0010 : 0);
+  const packet = buildQuery(name, { id: o.id, flags, type, edns: o.edns == null ? undefined : { udpSize: o.edns, version: o.ednsVersion } });
+  if (o.edns == null) return packet;
+  const cookie = Buffer.alloc(12);
+  cookie.writeUInt16BE(10, 0);
+  cookie.writeUInt16BE(8, 2);
+  packet.writeUInt16BE(cookie.length, packet.length - 2);
+  return Buffer.concat([packet, cookie]);
 }
 
 const instances: TestInstance[] = [
