@@ -1,8 +1,9 @@
 // The syncer: keeps this node's topology file equal to the live presences. Every
 // interval (or earlier on a NOTIFY) it reads `revision > last` in pages; a fresh node, or
 // one that sees the revision go backwards or its last row vanish, takes a consistent
-// snapshot. A snapshot that would drop many cells at once is held back by the mass-expiry
-// guard (tables emptied: the file stays until the registrars have re-registered).
+// snapshot. Cells a snapshot drops without a tombstone stay in the file for a TTL (their
+// registrars re-register within a heartbeat), and then only as far as the mass-expiry
+// guard allows (tables emptied: the file stays until the registrars have re-registered).
 // When the database is unreachable the file is left alone and staleness grows.
 import { readFileSync } from 'node:fs';
 import type { Registry } from '../admin/metrics.ts';
@@ -52,8 +53,8 @@ export class Syncer {
   private publishedCells: Array<string | null> = [];
   private published = false;
   private dirty = false;
-  /** Set by a snapshot: the next publication needs the guard's consent. */
-  private needsConsent = false;
+  /** When a snapshot replaced our view: publishing what it dropped needs the guard's consent. */
+  private snapshotAt: number | null = null;
   private readonly guard: MassExpiryGuard<{ cellId: string; ttlMs: number }>;
   private lastSuccess: number;
   private timer: Timer | null = null;
@@ -170,7 +171,7 @@ export class Syncer {
       this.live.clear();
       for (const row of snap.rows) this.live.set(row.id, row);
       this.position = { revision: snap.revision, id: snap.lastId };
-      this.needsConsent = true;
+      this.snapshotAt = this.options.clock.now();
       this.dirty = true;
       return;
     }
@@ -196,19 +197,22 @@ export class Syncer {
   private async publish(): Promise<void> {
     const { clock, logger, file } = this.options;
     const records = [...this.live.values()];
-    if (this.needsConsent) {
+    if (this.snapshotAt !== null) {
       const gone = vanishedCells(this.publishedCells, records.map((r) => r.cellId));
+      // Rows that vanished without a tombstone were lost, not expired: every live
+      // registrar re-registers within one heartbeat, so nothing is dropped before a TTL.
+      if (gone.length && clock.now() - this.snapshotAt < this.options.ttlMs) return;
       const publishedCellCount = new Set(this.publishedCells).size;
       const decision = this.guard.decide(gone.map((cellId) => ({ cellId, ttlMs: this.options.ttlMs })), publishedCellCount, clock.now());
       if (decision.held.length) {
         if (decision.tripped) {
           this.trips.inc();
           logger.error({ vanished: decision.held.map((c) => c.cellId), cellsInFile: publishedCellCount },
-            'the database lost most cells at once (tables emptied or restored?); keeping the topology file until they re-register');
+            'the database lost most cells at once (tables emptied or restored?) and they did not re-register; keeping the topology file');
         }
         return;
       }
-      this.needsConsent = false;
+      this.snapshotAt = null;
     }
     const revision = this.position.revision ?? 0;
     try {

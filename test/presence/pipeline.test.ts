@@ -239,6 +239,29 @@ describe('data loss', () => {
     for (const n of nodes) await n.registrar.stop();
   });
 
+  it('tables emptied and one cell never comes back: its instances stay a full TTL, then go (one cell is within the guard)', async () => {
+    await truncateAll();
+    const clock = new ManualClock();
+    const live = node('e-live', clock);
+    const dead = node('e-dead', clock);
+    live.source.set([registration('e-l1')]);
+    dead.source.set([registration('e-d1'), registration('e-d2')]);
+    await Promise.all([live.registrar.kick(), dead.registrar.kick()]);
+    const s = syncer(clock);
+    await s.sync.tick();
+    await truncateAll();
+    await live.registrar.kick();
+    await s.sync.tick();
+    expect(s.ids()).toEqual(['e-d1', 'e-d2', 'e-l1']);
+    clock.advance(TTL - 1);
+    await s.sync.tick();
+    expect(s.ids()).toEqual(['e-d1', 'e-d2', 'e-l1']);
+    clock.advance(1);
+    await s.sync.tick();
+    expect(s.ids()).toEqual(['e-l1']);
+    expect(s.read().version).toBe(await store.head());
+  });
+
   it('only the instance rows deleted: the next heartbeat notices the missing rows and rewrites them', async () => {
     await truncateAll();
     const clock = new ManualClock();
