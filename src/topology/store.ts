@@ -73,15 +73,12 @@ export class TopologyStore extends EventEmitter<{ swap: [TopologyIndex] }> {
     this.reloadTopology();
     const file = resolve(this.options.file);
     const aliasesDir = resolve(this.options.aliasesDir);
-    // Watching the directories, not the file, survives rename-over and delete/re-create.
-    this.watcher = watch([dirname(file), aliasesDir], {
-      depth: 0,
-      ignoreInitial: true,
-      ignored: (path: string) => {
-        const p = resolve(path);
-        return p !== file && p !== dirname(file) && p !== aliasesDir && !(dirname(p) === aliasesDir && ALIAS_FILE.test(p));
-      },
-    });
+    // Watching directories, not files, survives rename-over and delete/re-create; watching
+    // the aliases directory from its parent also sees it created after the start.
+    const roots = [...new Set([dirname(file), dirname(aliasesDir)])];
+    const wanted = (p: string) =>
+      roots.includes(p) || p === file || p === aliasesDir || (dirname(p) === aliasesDir && ALIAS_FILE.test(p));
+    this.watcher = watch(roots, { depth: 1, ignoreInitial: true, ignored: (path: string) => !wanted(resolve(path)) });
     this.watcher.on('all', (_event: string, path: string) => this.schedule(resolve(path) === file ? 'topology' : 'aliases'));
     await new Promise<void>((ready) => this.watcher!.once('ready', () => ready()));
   }

@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Registry } from '../../src/admin/metrics.ts';
 import { parseCriteria } from '../../src/topology/criteria.ts';
 import { TopologyStore } from '../../src/topology/store.ts';
-import { tempDir } from '../helpers/daemon.ts';
+import { tempDir, waitFor } from '../helpers/daemon.ts';
 import { topologyJson } from '../helpers/topology.ts';
 
 interface Harness {
@@ -24,13 +24,13 @@ afterEach(async () => {
   await Promise.all(stores.splice(0).map((s) => s.stop()));
 });
 
-async function harness(topology: string | null, aliasFiles: Record<string, string> = {}): Promise<Harness> {
+async function harness(topology: string | null, aliasFiles: Record<string, string> | null = {}): Promise<Harness> {
   const dir = tempDir();
   const file = join(dir, 'topology.json');
   const aliasesDir = join(dir, 'aliases.d');
-  mkdirSync(aliasesDir);
+  if (aliasFiles) mkdirSync(aliasesDir);
   if (topology !== null) writeFileSync(file, topology);
-  for (const [name, text] of Object.entries(aliasFiles)) writeFileSync(join(aliasesDir, name), text);
+  for (const [name, text] of Object.entries(aliasFiles ?? {})) writeFileSync(join(aliasesDir, name), text);
   const logs: Harness['logs'] = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, done) {
@@ -113,5 +113,23 @@ describe('TopologyStore', () => {
     expect(h.store.current!.aliasTargets('a.w.internal')).toEqual(['a.web.default.cf.bosh']);
     expect(h.metrics.counter('presence_dns_topology_reload_failures_total', '').get()).toBe(1);
     expect(h.logs.some((l) => l.level === 50 && l.msg.includes('alias file broken.yaml rejected'))).toBe(true);
+  });
+
+  it('watches an aliases directory created after the start', async () => {
+    const h = await harness(topologyJson([{ id: 'a', ip: '10.0.0.1' }]), null);
+    mkdirSync(h.aliasesDir);
+    writeFileSync(join(h.aliasesDir, 'late.yaml'), 'late.internal:\n  - a.web.default.cf.bosh\n');
+    await waitFor(() => h.store.current!.aliasTargets('late.internal') !== null, 5000, 'the late alias file');
+    expect(h.store.current!.aliasTargets('late.internal')).toEqual(['a.web.default.cf.bosh']);
+    rmSync(join(h.aliasesDir, 'late.yaml'));
+    await waitFor(() => h.store.current!.aliasTargets('late.internal') === null, 5000, 'the alias to go');
+  });
+
+  it('reloads on its own when the watched file changes', async () => {
+    const h = await harness(topologyJson([{ id: 'a', ip: '10.0.0.1' }], {}, 1));
+    const swapped = new Promise((done) => h.store.once('swap', done));
+    writeFileSync(h.file, topologyJson([{ id: 'b', ip: '10.0.0.2' }], {}, 2));
+    await swapped;
+    expect(ids(h, '*.web.default.cf')).toEqual(['b']);
   });
 });
