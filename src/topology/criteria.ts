@@ -104,9 +104,10 @@ export function parseCriteria(labels: string[], domain: string, options: ParseOp
     if (rest[1] !== '_tcp' && rest[1] !== '_udp') throw new CriteriaError(`"${rest[1]}": SRV protocol must be _tcp or _udp`);
     rest = rest.slice(2);
   }
-  // `_http._tcp.<group>.<network>.<deployment>` and an SRV question on the group name
-  // itself name every instance of the group; for A/AAAA three labels stay a FORMERR.
-  if (rest.length === 3 && (service !== null || options.srv)) rest = ['*', ...rest];
+  // `_http._tcp.<group>.<network>.<deployment>` (or `…q-g<N>`) and an SRV question on the
+  // group name itself name every instance of the group; for A/AAAA they stay a FORMERR.
+  const groupOnly = rest.length === 3 || (rest.length === 1 && SHORT_FORM.test(rest[0]));
+  if (groupOnly && (service !== null || options.srv)) rest = ['*', ...rest];
   const criteria: Criteria = {
     domain, instanceId: null, filters: emptyFilters(), group: null, network: null, deployment: null, groupId: null, service,
   };

@@ -99,11 +99,14 @@ describe('platform names answered by the running daemon', () => {
       expect(r.additional.map((a) => `${a.type} ${a.data}`)).toEqual(['AAAA fd00::3']);
     });
 
-    it('SRV on a group name lists every named port', async () => {
+    it('SRV on a group name lists every named port, in the long and the short form', async () => {
       const r = await q('api.private.cf-api.bosh.', 'SRV');
       expect(r.status).toBe('NOERROR');
       expect(r.answer.map((a) => a.data)).toEqual(['0 1 9000 api-0.api.private.cf-api.bosh.']);
       expect(r.additional.map((a) => a.data)).toEqual(['10.0.1.1']);
+      expect((await q('_grpc._tcp.q-g2.bosh.', 'SRV')).answer.map((a) => a.data)).toEqual(['0 1 9000 api-0.api.private.cf-api.bosh.']);
+      expect((await q('q-g2.bosh.', 'SRV')).answer).toHaveLength(1);
+      expect((await q('q-g2.bosh.')).status).toBe('FORMERR');
     });
 
     it('PTR for v4 and v6 instance addresses', async () => {

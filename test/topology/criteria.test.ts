@@ -133,7 +133,10 @@ describe('names into criteria', () => {
 
   it('reads a bare group name as every instance only for an SRV question', () => {
     expect(parse('web.default.cf', true).group).toEqual({ kind: 'exact', value: 'web' });
+    expect(parse('q-g4', true).groupId).toBe(4);
+    expect(parse('_http._tcp.q-g4').groupId).toBe(4);
     expect(formerr('web.default.cf')).toContain('got 3');
+    expect(formerr('q-g4')).toContain('got 1');
   });
 
   it.each([
