@@ -2,7 +2,8 @@
 // upstream, serving a few names), against asking dnsmasq directly, driven by dnsperf on
 // loopback. Latency at a fixed modest rate (so it measures the path, not queueing):
 // through the cache, and with the cache off (every query forwarded: the real overhead of
-// the hop); then queries/s of cache hits at full speed. `node --import tsx bench/forward.ts`.
+// the hop); then queries/s of cache hits at full speed, beside a platform name answered by
+// the same daemon for reference. `node --import tsx bench/forward.ts`.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -52,8 +53,8 @@ async function startForwarder(dir: string, upstreamPort: number, cache: boolean)
 function row(path: string, load: string, r: PerfResult, base?: PerfResult): Record<string, string | number> {
   return {
     path, load, 'queries/s': Math.round(r.qps), 'lost/sent': `${r.lost}/${r.sent}`,
-    'avg ms': Number(r.avgMs.toFixed(3)), 'p99 ms': Number(r.p99Ms.toFixed(3)),
-    'avg vs direct': base ? `${(r.avgMs / base.avgMs).toFixed(2)}×` : '',
+    'avg ms': Number.isFinite(r.avgMs) ? Number(r.avgMs.toFixed(3)) : '-', 'p99 ms': Number(r.p99Ms.toFixed(3)),
+    'avg vs direct': base && Number.isFinite(r.avgMs / base.avgMs) ? `${(r.avgMs / base.avgMs).toFixed(2)}×` : '',
     'q/s vs direct': base ? `${(r.qps / base.qps).toFixed(2)}×` : '',
   };
 }
@@ -62,6 +63,8 @@ export async function runForwardBench(): Promise<Array<Record<string, string | n
   const work = mkdtempSync(join(tmpdir(), 'presence-dns-fwd-bench-'));
   const queries = join(work, 'queries.txt');
   writeFileSync(queries, NAMES.map((n) => `${n} A\n`).join(''));
+  const platformQueries = join(work, 'platform.txt');
+  writeFileSync(platformQueries, 'aaaa-1.web.default.cf.bosh A\n');
   const upstream = await startUpstream();
   const daemons: RunningDaemon[] = [];
   try {
@@ -69,20 +72,22 @@ export async function runForwardBench(): Promise<Array<Record<string, string | n
     daemons.push(cached);
     const uncached = await startForwarder(join(work, 'uncached'), upstream.port, false);
     daemons.push(uncached);
-    const perf = (port: number, qps?: number) =>
-      dnsperf({ port, queries, seconds: SECONDS, qps, clients: qps ? 1 : 4, outstanding: qps ? 20 : 200, scratch: join(work, 'perf.out') });
+    const perf = (port: number, qps?: number, file = queries) =>
+      dnsperf({ port, queries: file, seconds: SECONDS, qps, clients: qps ? 1 : 4, outstanding: qps ? 20 : 200, scratch: join(work, 'perf.out') });
     const fixed = `${FIXED_QPS} q/s`;
     const direct = await perf(upstream.port, FIXED_QPS);
     const viaCache = await perf(cached.dnsPort, FIXED_QPS);
     const viaForward = await perf(uncached.dnsPort, FIXED_QPS);
     const directMax = await perf(upstream.port);
     const cacheMax = await perf(cached.dnsPort);
+    const platformMax = await perf(cached.dnsPort, undefined, platformQueries);
     return [
       row('dnsmasq directly', fixed, direct),
       row('presence-dns, cache hits', fixed, viaCache, direct),
       row('presence-dns, cache off (forwarded)', fixed, viaForward, direct),
       row('dnsmasq directly', 'max', directMax),
       row('presence-dns, cache hits', 'max', cacheMax, directMax),
+      row('presence-dns, platform name (reference)', 'max', platformMax, directMax),
     ];
   } finally {
     await Promise.all(daemons.map((d) => d.stop()));

@@ -15,7 +15,7 @@ import { AllowList, defaultAllow } from './allow.ts';
 import { AnswerCache, type CacheEntry } from './cache.ts';
 import { systemClock, type Clock } from './clock.ts';
 import { buildUpstreamQuery, renderReply, type StoredMessage } from './message.ts';
-import { exchange } from './transport.ts';
+import { UpstreamClient } from './transport.ts';
 import {
   ForwardError, orderUpstreams, parseUpstream, resolvConfUpstreams, Upstream,
   type HealthOptions, type UpstreamAddress, type UpstreamHooks,
@@ -62,6 +62,7 @@ function cacheKey(query: DecodedQuery): string {
 
 export class Forwarder implements NextHandler {
   private upstreams: Upstream[] = [];
+  private readonly clients = new Map<string, UpstreamClient>();
   private readonly cache: AnswerCache | null;
   private readonly allow: AllowList;
   private readonly inflight = new Map<string, Promise<Outcome>>();
@@ -127,6 +128,7 @@ export class Forwarder implements NextHandler {
 
   async stop(): Promise<void> {
     for (const u of this.upstreams) u.stop();
+    for (const client of this.clients.values()) client.close();
     await this.watcher?.close();
   }
 
@@ -156,9 +158,14 @@ export class Forwarder implements NextHandler {
     this.upstreams = addresses.map((a) => {
       const kept = old.get(a.label);
       old.delete(a.label);
+      if (!kept) this.clients.set(a.label, new UpstreamClient(a, this.clock));
       return kept ?? new Upstream(a, this.health, this.clock, this.hooks);
     });
-    for (const removed of old.values()) removed.stop();
+    for (const removed of old.values()) {
+      removed.stop();
+      this.clients.get(removed.address.label)?.close();
+      this.clients.delete(removed.address.label);
+    }
   }
 
   async handle(query: DecodedQuery, packet: Buffer, client: Client): Promise<NextAnswer | null> {
@@ -225,9 +232,12 @@ export class Forwarder implements NextHandler {
     const timeoutMs = this.options.config.timeout * 1000;
     let reason = 'no upstreams';
     for (const upstream of orderUpstreams(this.upstreams, this.options.config.policy)) {
+      const client = this.clients.get(upstream.address.label);
+      // Removed by a resolv.conf change while this question was in flight.
+      if (!client) continue;
       const started = this.clock.now();
       this.requests.inc({ to: upstream.address.label });
-      const result = await exchange(upstream.address, buildUpstreamQuery(randomInt(0x10000), packet, query), this.clock, timeoutMs);
+      const result = await client.exchange(buildUpstreamQuery(randomInt(0x10000), packet, query), timeoutMs);
       if (!result.ok) {
         upstream.failed();
         reason = `${upstream.address.label}: ${result.reason}`;
@@ -245,7 +255,8 @@ export class Forwarder implements NextHandler {
     const decoded = decodeQuery(PROBE_QUESTION);
     if (!decoded.ok) return false;
     const query = buildUpstreamQuery(randomInt(0x10000), PROBE_QUESTION, decoded.query);
-    return (await exchange(upstream.address, query, this.clock, this.options.config.timeout * 1000)).ok;
+    const client = this.clients.get(upstream.address.label);
+    return client !== undefined && (await client.exchange(query, this.options.config.timeout * 1000)).ok;
   }
 
   private renderFresh(outcome: Extract<Outcome, { ok: true }>, query: DecodedQuery, packet: Buffer, client: Client): Buffer {

@@ -238,6 +238,15 @@ describe('upstreams', () => {
     expect(overUdp!.addresses.length).toBeLessThan(100);
   });
 
+  it('moves to a fresh UDP source port every few hundred queries', async () => {
+    const up = await upstream();
+    const { ask } = await forwarder({ upstreams: [`127.0.0.1:${up.port}`], cache: { enabled: false } });
+    for (let i = 0; i < 600; i++) expect(await ask('www.example.com')).toMatchObject({ addresses: ['192.0.2.1'] });
+    const ports = new Set(up.seen.map((q) => q.from));
+    expect(ports.size).toBeGreaterThanOrEqual(3);
+    expect(up.seen.filter((q) => q.from === up.seen[0].from)).toHaveLength(256);
+  });
+
   it('fails over from a dead first upstream, marks it down, probes it with backoff and goes back when it answers', async () => {
     const dead = await upstream();
     const live = await upstream();

@@ -16,6 +16,8 @@ export interface SeenQuery {
   name: string;
   type: number;
   transport: 'udp' | 'tcp';
+  /** The client's source port. */
+  from: number;
 }
 
 export type UpstreamMode = 'answer' | 'servfail' | 'silent';
@@ -45,7 +47,7 @@ export class TestUpstream {
   async listen(port = this.port): Promise<void> {
     const udp = createSocket('udp4');
     udp.on('message', (packet, rinfo) => {
-      const reply = this.answer(packet, 'udp');
+      const reply = this.answer(packet, 'udp', rinfo.port);
       if (reply) this.later(() => udp.send(reply, rinfo.port, rinfo.address));
     });
     await new Promise<void>((resolve, reject) => {
@@ -55,11 +57,12 @@ export class TestUpstream {
     this.port = udp.address().port;
     const tcp = createServer((conn) => {
       conn.on('error', () => conn.destroy());
+      const from = conn.remotePort ?? 0;
       let buffered = Buffer.alloc(0);
       conn.on('data', (chunk: Buffer) => {
         buffered = Buffer.concat([buffered, chunk]);
         while (buffered.length >= 2 && buffered.length >= 2 + buffered.readUInt16BE(0)) {
-          const reply = this.answer(buffered.subarray(2, 2 + buffered.readUInt16BE(0)), 'tcp');
+          const reply = this.answer(buffered.subarray(2, 2 + buffered.readUInt16BE(0)), 'tcp', from);
           buffered = buffered.subarray(2 + buffered.readUInt16BE(0));
           if (!reply) continue;
           const frame = Buffer.alloc(2);
@@ -90,12 +93,12 @@ export class TestUpstream {
     else send();
   }
 
-  private answer(packet: Buffer, transport: 'udp' | 'tcp'): Buffer | null {
+  private answer(packet: Buffer, transport: 'udp' | 'tcp', from: number): Buffer | null {
     const decoded = decodeQuery(packet);
     if (!decoded.ok) return null;
     const { query } = decoded;
     const name = query.question.name.toLowerCase();
-    this.seen.push({ name, type: query.question.type, transport });
+    this.seen.push({ name, type: query.question.type, transport, from });
     if (this.mode === 'silent') return null;
     const entry = this.zone.get(name);
     const soa: ResourceRecord = {
