@@ -49,9 +49,11 @@ const BAD_YAML = `instances:
 const uri = (m: { body: Record<string, unknown> }) => (m.body.uris as string[])[0];
 const registeredUris = (g: Gorouter) => [...new Set(g.registers().map(uri))].sort();
 
+// NATS_URL when set (a server for this test run only: router.* subjects are broadcast,
+// so other emitters or routers on it would mix in); the restart test starts its own.
 let nats: NatsServer;
 beforeAll(async () => {
-  nats = await startNats({ own: true });
+  nats = await startNats();
 });
 afterAll(async () => {
   await nats.stop();

@@ -1,7 +1,9 @@
 // A real nats-server for tests, and a NATS client that plays gorouter.
-// `startNats()` uses NATS_URL when set (CI may provide a server) and otherwise starts
-// `nats-server` from PATH on a free loopback port; a test that must kill and restart
-// the server asks for its own. A missing nats-server binary is a failure, never a skip.
+// `startNats()` uses NATS_URL when set (CI may provide a server; it must serve this test
+// run alone, since router.* subjects are broadcast) and otherwise starts `nats-server`
+// from PATH on a free loopback port. Tests that kill the server, need auth or TLS, or
+// must not hear another test's router.start ask for their own. A missing nats-server
+// binary is a failure, never a skip.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
