@@ -238,6 +238,20 @@ describe('upstreams', () => {
     expect(overUdp!.addresses.length).toBeLessThan(100);
   });
 
+  it('ignores a reply for another question (a forged answer cannot poison the cache)', async () => {
+    const up = await upstream();
+    const { ask, clock } = await forwarder({ upstreams: [`127.0.0.1:${up.port}`] });
+    up.mode = 'forged';
+    const pending = ask('www.example.com');
+    await waitFor(() => up.count('www.example.com') === 1, 2000, 'query upstream');
+    await settle();
+    clock.advance(2_000);
+    expect(await pending).toMatchObject({ rcode: 2, addresses: [] });
+    up.mode = 'answer';
+    expect(await ask('www.example.com')).toMatchObject({ rcode: 0, addresses: ['192.0.2.1'] });
+    expect(up.count('www.example.com')).toBe(2);
+  });
+
   it('moves to a fresh UDP source port every few hundred queries', async () => {
     const up = await upstream();
     const { ask } = await forwarder({ upstreams: [`127.0.0.1:${up.port}`], cache: { enabled: false } });

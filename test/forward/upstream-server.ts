@@ -4,7 +4,7 @@
 import { createSocket, type Socket } from 'node:dgram';
 import { createServer, type Server } from 'node:net';
 import {
-  decodeQuery, encodeResponse, udpLimit, Rcode, RRType, type DnsResult, type ResourceRecord,
+  decodeQuery, encodeResponse, udpLimit, HEADER_SIZE, Rcode, RRType, type DnsResult, type ResourceRecord,
 } from '../../src/dns/wire.ts';
 
 export interface ZoneEntry {
@@ -20,7 +20,8 @@ export interface SeenQuery {
   from: number;
 }
 
-export type UpstreamMode = 'answer' | 'servfail' | 'silent';
+/** `forged`: answers with the right ID but another question, as a blind spoofer would. */
+export type UpstreamMode = 'answer' | 'servfail' | 'silent' | 'forged';
 
 export class TestUpstream {
   readonly seen: SeenQuery[] = [];
@@ -100,6 +101,19 @@ export class TestUpstream {
     const name = query.question.name.toLowerCase();
     this.seen.push({ name, type: query.question.type, transport, from });
     if (this.mode === 'silent') return null;
+    if (this.mode === 'forged') {
+      const forged = Buffer.from(packet);
+      forged[HEADER_SIZE + 1] ^= 0x01;
+      return this.answerFor(forged, transport);
+    }
+    return this.answerFor(packet, transport);
+  }
+
+  private answerFor(packet: Buffer, transport: 'udp' | 'tcp'): Buffer | null {
+    const decoded = decodeQuery(packet);
+    if (!decoded.ok) return null;
+    const { query } = decoded;
+    const name = query.question.name.toLowerCase();
     const entry = this.zone.get(name);
     const soa: ResourceRecord = {
       name: 'test', ttl: 60, type: RRType.SOA, mname: 'ns.test', rname: 'hostmaster.test',
