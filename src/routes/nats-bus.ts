@@ -89,6 +89,8 @@ export class NatsBus extends EventEmitter<{ connected: [] }> implements RouteBus
   private closed = false;
   private retry: Timer | null = null;
   private isConnected = false;
+  /** Failed dials since the last connection: the first is a warning, the rest debug. */
+  private failures = 0;
 
   private readonly options: ConnectionOptions & { servers: string[] };
 
@@ -150,6 +152,9 @@ export class NatsBus extends EventEmitter<{ connected: [] }> implements RouteBus
         ...options,
         name: 'presence-dns route-emitter',
         maxReconnectAttempts: -1,
+        // Forever means forever: not even two auth failures in a row (a credential
+        // rotation in progress) may make the client give up.
+        ignoreAuthErrorAbort: true,
         reconnectTimeWait: 1000,
         // A half-open TCP connection is noticed within ~30 s instead of nats.js's 4 min.
         pingInterval: 10_000,
@@ -157,9 +162,9 @@ export class NatsBus extends EventEmitter<{ connected: [] }> implements RouteBus
       });
     } catch (err) {
       if (this.closed) return;
-      this.logger.warn({ nats: where, err: (err as Error).message }, 'cannot connect to NATS; retrying');
-      // Until the first connection nats.js has no reconnect loop of its own.
-      this.retry = this.clock.after(RETRY_FIRST_CONNECT_MS, () => void this.dial());
+      const level = this.failures++ === 0 ? 'warn' : 'debug';
+      this.logger[level]({ nats: where, err: (err as Error).message, attempts: this.failures }, 'cannot connect to NATS; retrying every second');
+      this.redial();
       return;
     }
     if (this.closed) {
@@ -167,12 +172,20 @@ export class NatsBus extends EventEmitter<{ connected: [] }> implements RouteBus
       return;
     }
     this.nc = nc;
+    this.failures = 0;
     for (const [subject, handler] of this.handlers) this.attach(nc, subject, handler);
     this.up(nc);
     void this.watch(nc);
   }
 
+  /** nats.js reconnects by itself, but not before its first connection nor after it closed. */
+  private redial(): void {
+    this.retry = this.clock.after(RETRY_FIRST_CONNECT_MS, () => void this.dial());
+  }
+
   private up(nc: NatsConnection): void {
+    // nats.js can report one reconnect per failed attempt once it is through; one is news.
+    if (this.isConnected) return;
     this.isConnected = true;
     this.logger.info({ nats: nc.getServer() }, 'connected to NATS');
     this.emit('connected');
@@ -189,13 +202,20 @@ export class NatsBus extends EventEmitter<{ connected: [] }> implements RouteBus
         this.logger.warn({ err: String(status.data) }, 'NATS error');
       }
     }
+    // The status stream ends when the connection is closed for good.
+    this.isConnected = false;
+    this.nc = null;
+    if (this.closed) return;
+    this.logger.warn('NATS connection closed; connecting again');
+    this.redial();
   }
 
   private attach(nc: NatsConnection, subject: string, handler: (data: string) => void): void {
     nc.subscribe(subject, {
       callback: (err, msg) => {
         if (err) this.logger.warn({ subject, err: err.message }, 'NATS subscription error');
-        else handler(msg.string());
+        // A status message ("503 no responders" to a greet nobody listens to) is not data.
+        else if (!msg.headers?.hasError) handler(msg.string());
       },
     });
   }

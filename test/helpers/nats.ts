@@ -15,8 +15,8 @@ export interface NatsServer {
   url: string;
   /** Kills the server process (SIGKILL: no goodbye to clients). Own servers only. */
   kill(): Promise<void>;
-  /** Starts it again on the same port. Own servers only. */
-  restart(): Promise<void>;
+  /** Starts it again on the same port (with other arguments if given). Own servers only. */
+  restart(args?: string[]): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -60,14 +60,15 @@ export async function startNats(options: NatsOptions = {}): Promise<NatsServer> 
     const refuse = () => Promise.reject(new Error('cannot kill or restart the NATS server of NATS_URL'));
     return { url: external, kill: refuse, restart: refuse, stop: () => Promise.resolve() };
   }
-  const args = options.args ?? [];
+  let args = options.args ?? [];
   // -p -1: nats-server picks a free port; a restart reuses the one it picked.
   let { child, port } = await spawnServer(-1, args);
   return {
     url: `nats://127.0.0.1:${port}`,
     kill: () => killProcess(child),
-    async restart() {
+    async restart(newArgs) {
       await killProcess(child);
+      args = newArgs ?? args;
       ({ child, port } = await spawnServer(port, args));
     },
     stop: () => killProcess(child),

@@ -258,7 +258,7 @@ describe('NATS outages', () => {
     cleanups.push(() => own.stop());
     await own.kill();
     const lines: string[] = [];
-    const recording = pino({ level: 'info' }, { write: (line: string) => void lines.push(line) });
+    const recording = pino({ level: 'debug' }, { write: (line: string) => void lines.push(line) });
     const failures = () => lines.filter((l) => l.includes('cannot connect to NATS')).length;
     const clock = new ManualClock();
     const bus = new NatsBus({ url: own.url }, recording, clock);
@@ -276,6 +276,32 @@ describe('NATS outages', () => {
     await gorouter.until((g) => g.registers().length === 2, 'registers once NATS is up');
     expect(gorouter.registers().every((m) => m.raw.includes(UPDATED_AT))).toBe(true);
     expect(lines.some((l) => l.includes('connected to NATS'))).toBe(true);
+  });
+
+  it('keeps reconnecting through authentication failures (credentials being rotated)', async () => {
+    const own = await startNats({ own: true, args: ['--user', 'nats', '--pass', 'old'] });
+    cleanups.push(() => own.stop());
+    const lines: string[] = [];
+    const recording = pino({ level: 'debug' }, { write: (line: string) => void lines.push(line) });
+    const authErrors = () => lines.filter((l) => l.includes('NATS error') && /authorization/i.test(l)).length;
+    const clock = new ManualClock();
+    const bus = new NatsBus({ url: own.url, user: 'nats', password: 'old' }, recording);
+    new RouteEmitter({ source: new TestSource([api]), bus, logger: recording, metrics: new Registry(), clock }).start();
+    bus.start();
+    cleanups.push(() => bus.close());
+    await waitFor(() => bus.connected, 5000, 'first connection');
+    await own.restart(['--user', 'nats', '--pass', 'new']);
+    // nats.js gives up after two auth failures in a row unless told not to.
+    await waitFor(() => authErrors() >= 3, 15_000, 'three refused reconnects');
+    await own.restart(['--user', 'nats', '--pass', 'old']);
+    await waitFor(() => bus.connected, 15_000, 'reconnected once the credentials work again');
+    const watcher = await playGorouter(own.url, { user: 'nats', pass: 'old' });
+    cleanups.push(() => watcher.close());
+    clock.advance(20_000);
+    await watcher.until((g) => g.registers().length === 1, 'routes flowing again');
+    expect(lines.filter((l) => l.includes('"connected to NATS"'))).toHaveLength(2);
+    // Greets nobody listened to came back as "no responders" statuses: not router answers.
+    expect(lines.filter((l) => l.includes('router.greet reply'))).toEqual([]);
   });
 
   it('authenticates with credentials in the URL, and with a token', async () => {
