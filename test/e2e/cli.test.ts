@@ -35,7 +35,7 @@ function configFile(text: string): string {
   return path;
 }
 
-describe('presence-dns validate-config', () => {
+describe.concurrent('presence-dns validate-config', () => {
   it('exits 0 on the shipped default config', async () => {
     const r = await bin('validate-config', join(ROOT, 'config/default.yaml'));
     expect(r).toMatchObject({ code: 0, stderr: '' });
@@ -70,7 +70,7 @@ describe('presence-dns validate-config', () => {
   });
 });
 
-describe('starting with a bad config', () => {
+describe.concurrent('starting with a bad config', () => {
   it('npm start exits 2 naming the key', async () => {
     const r = await cli('npm', ['start', '--silent', '--', '--config', configFile('dns:\n  listen: 5353\n')]);
     expect(r.code).toBe(2);
