@@ -56,7 +56,7 @@ beforeAll(async () => {
   nats = await startNats();
 });
 afterAll(async () => {
-  await nats.stop();
+  await nats?.stop();
 });
 
 function daemonWith(files: Record<string, string>, config: Record<string, unknown> = {}, url = nats.url): Promise<RunningDaemon> {
@@ -74,8 +74,8 @@ describe('route emitter in the daemon', () => {
     daemon = await daemonWith({ 'instances.d/web.yaml': WEB_YAML, 'instances.d/api.yaml': API_YAML });
   });
   afterAll(async () => {
-    await daemon.stop();
-    await gorouter.close();
+    await daemon?.stop();
+    await gorouter?.close();
   });
 
   it('registers one message per (instance, hostname) with the exact fields, and again every interval', async () => {
