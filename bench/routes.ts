@@ -56,7 +56,7 @@ async function main(): Promise<void> {
 
   const clock = new ManualClock();
   const logger = pino({ level: 'silent' });
-  const bus = new NatsBus({ url: nats.url }, logger, clock);
+  const bus = new NatsBus({ nats_url: nats.url }, logger, clock);
   const source = new TestSource(registrations(routes));
   const emitter = new RouteEmitter({ source, bus, logger, metrics: new Registry(), clock });
   const connected = new Promise<void>((resolve) => bus.once('connected', () => resolve()));

@@ -3,6 +3,7 @@
 import { z } from 'zod';
 import { isCidr } from '../forward/allow.ts';
 import { isUpstreamAddress } from '../forward/upstreams.ts';
+import { NatsConfigError, natsConnectionOptions } from '../routes/nats-options.ts';
 
 const port = z.number().int().min(0).max(65535);
 const listenAddress = z.strictObject({ address: z.string().min(1), port });
@@ -101,8 +102,18 @@ export const configSchema = z.strictObject({
     isolation_segment: z.string().optional(),
   })
     .overwrite((routes) => ({ ...routes, enabled: routes.enabled ?? routes.nats_url !== undefined }))
-    .refine((routes) => !routes.enabled || routes.nats_url !== undefined, {
-      path: ['nats_url'], message: 'routes.enabled is true, so the NATS URL of the gorouters is required',
+    .superRefine((routes, ctx) => {
+      if (!routes.enabled) return;
+      if (routes.nats_url === undefined) {
+        ctx.addIssue({ code: 'custom', path: ['nats_url'], message: 'routes.enabled is true, so the NATS URL of the gorouters is required' });
+        return;
+      }
+      try {
+        natsConnectionOptions({ ...routes, nats_url: routes.nats_url });
+      } catch (err) {
+        if (!(err instanceof NatsConfigError)) throw err;
+        ctx.addIssue({ code: 'custom', path: [err.key], message: err.reason });
+      }
     })
     .prefault({}),
   admin: z.strictObject({

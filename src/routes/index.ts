@@ -7,11 +7,13 @@ import type { Config } from '../config/index.ts';
 import type { Logger } from '../log.ts';
 import type { RegistrationSource } from '../registrations/types.ts';
 import { RouteEmitter } from './emitter.ts';
-import { NatsBus, redactUrl } from './nats-bus.ts';
+import { NatsBus } from './nats-bus.ts';
+import { redactUrl } from './nats-options.ts';
 
 export { RouteEmitter, SUBJECT, type RouteEmitterOptions } from './emitter.ts';
 export { COMPONENT_TAG, diffEndpoints, routeEndpoints, type RouteEndpoint, type RouteMessage } from './messages.ts';
-export { NatsBus, NatsConfigError, natsConnectionOptions, redactUrl, type NatsSettings, type RouteBus } from './nats-bus.ts';
+export { NatsBus, type RouteBus } from './nats-bus.ts';
+export { NatsConfigError, natsConnectionOptions, redactUrl, type NatsSettings } from './nats-options.ts';
 
 export interface RoutesModule {
   /** Unregisters this node's routes, then closes the NATS connection. */
@@ -26,13 +28,8 @@ export function startRoutes(options: {
   metrics: Registry;
 }): RoutesModule {
   const { config, logger } = options;
-  const bus = new NatsBus({
-    url: config.nats_url ?? '',
-    user: config.nats_user,
-    password: config.nats_password,
-    token: config.nats_token,
-    tls: config.nats_tls,
-  }, logger);
+  // The schema already refused what natsConnectionOptions would (see config/schema.ts).
+  const bus = new NatsBus({ ...config, nats_url: config.nats_url ?? '' }, logger);
   const emitter = new RouteEmitter({
     source: options.registrations,
     bus,

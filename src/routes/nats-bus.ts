@@ -5,6 +5,7 @@ import { EventEmitter } from 'node:events';
 import { connect, createInbox, Events, type ConnectionOptions, type NatsConnection } from 'nats';
 import { systemClock, type Clock, type Timer } from '../forward/clock.ts';
 import type { Logger } from '../log.ts';
+import { natsConnectionOptions, type NatsSettings } from './nats-options.ts';
 
 /** What the emitter needs from a message bus. */
 export interface RouteBus extends EventEmitter<{ connected: [] }> {
@@ -16,69 +17,6 @@ export interface RouteBus extends EventEmitter<{ connected: [] }> {
   inbox(): string;
   /** Waits until what was published has reached the server, or `timeoutMs` passed. */
   flush(timeoutMs: number): Promise<void>;
-}
-
-export interface NatsSettings {
-  /** One URL or a comma-separated list; `nats://user:pass@host:port` is accepted. */
-  url: string;
-  user?: string;
-  password?: string;
-  token?: string;
-  tls?: { ca_file?: string; cert_file?: string; key_file?: string };
-}
-
-export class NatsConfigError extends Error {
-  readonly code = 'ROUTES_NATS_CONFIG_INVALID';
-}
-
-/**
- * nats.js options from our config. Credentials embedded in the URL (how CF manifests
- * spell NATS URLs) become user/password because the client does not read them there;
- * explicit `nats_user`/`nats_password` win.
- */
-export function natsConnectionOptions(settings: NatsSettings): ConnectionOptions & { servers: string[] } {
-  let urlUser: string | undefined;
-  let urlPassword: string | undefined;
-  const servers = settings.url.split(',').map((raw) => raw.trim()).filter(Boolean).map((raw) => {
-    const withScheme = raw.includes('://') ? raw : `nats://${raw}`;
-    let url: URL;
-    try {
-      url = new URL(withScheme);
-    } catch {
-      throw new NatsConfigError(`routes.nats_url: "${redactUrl(raw)}" is not a URL (expected nats://host:port)`);
-    }
-    if (url.username) urlUser = decodeURIComponent(url.username);
-    if (url.password) urlPassword = decodeURIComponent(url.password);
-    if (!url.hostname) throw new NatsConfigError(`routes.nats_url: "${redactUrl(raw)}" has no host`);
-    return `${url.protocol === 'tls:' ? 'tls' : 'nats'}://${url.host}`;
-  });
-  if (servers.length === 0) throw new NatsConfigError('routes.nats_url is empty');
-  const user = settings.user ?? urlUser;
-  const pass = settings.password ?? urlPassword;
-  if (settings.token && user) throw new NatsConfigError('routes: set either nats_token or a user/password, not both');
-  const files = settings.tls ?? {};
-  if (Boolean(files.cert_file) !== Boolean(files.key_file)) {
-    throw new NatsConfigError('routes.nats_tls: a client certificate needs both cert_file and key_file');
-  }
-  // nats.js ignores the URL scheme, so tls:// has to become an explicit TLS requirement.
-  const wantsTls = servers.some((s) => s.startsWith('tls:')) || Boolean(files.ca_file || files.cert_file);
-  return {
-    servers,
-    ...(user !== undefined && { user, pass: pass ?? '' }),
-    ...(settings.token !== undefined && { token: settings.token }),
-    ...(wantsTls && {
-      tls: {
-        ...(files.ca_file && { caFile: files.ca_file }),
-        ...(files.cert_file && { certFile: files.cert_file }),
-        ...(files.key_file && { keyFile: files.key_file }),
-      },
-    }),
-  };
-}
-
-/** A URL fit for a log line: no credentials. */
-export function redactUrl(url: string): string {
-  return url.replace(/\/\/[^@/]*@/g, '//***@');
 }
 
 const RETRY_FIRST_CONNECT_MS = 1000;

@@ -50,7 +50,7 @@ async function harness(options: { url?: string; registrations?: typeof web[]; an
   cleanups.push(() => gorouter.close());
   const clock = new ManualClock();
   const source = new TestSource(options.registrations ?? [web, api]);
-  const bus = new NatsBus({ url: options.url ?? server.url }, logger);
+  const bus = new NatsBus({ nats_url: options.url ?? server.url }, logger);
   const metrics = new Registry();
   const emitter = new RouteEmitter({
     source, bus, logger, metrics, clock, wallClockMs: () => WALL_MS, random: options.random ?? (() => 0.5),
@@ -261,7 +261,7 @@ describe('NATS outages', () => {
     const recording = pino({ level: 'debug' }, { write: (line: string) => void lines.push(line) });
     const failures = () => lines.filter((l) => l.includes('cannot connect to NATS')).length;
     const clock = new ManualClock();
-    const bus = new NatsBus({ url: own.url }, recording, clock);
+    const bus = new NatsBus({ nats_url: own.url }, recording, clock);
     const emitter = new RouteEmitter({ source: new TestSource([web]), bus, logger: recording, metrics: new Registry(), clock, wallClockMs: () => WALL_MS });
     emitter.start();
     bus.start();
@@ -285,7 +285,7 @@ describe('NATS outages', () => {
     const recording = pino({ level: 'debug' }, { write: (line: string) => void lines.push(line) });
     const authErrors = () => lines.filter((l) => l.includes('NATS error') && /authorization/i.test(l)).length;
     const clock = new ManualClock();
-    const bus = new NatsBus({ url: own.url, user: 'nats', password: 'old' }, recording);
+    const bus = new NatsBus({ nats_url: own.url, nats_user: 'nats', nats_password: 'old' }, recording);
     new RouteEmitter({ source: new TestSource([api]), bus, logger: recording, metrics: new Registry(), clock }).start();
     bus.start();
     cleanups.push(() => bus.close());
@@ -309,8 +309,8 @@ describe('NATS outages', () => {
     const withToken = await startNats({ args: ['--auth', 'tok3n'] });
     cleanups.push(() => withUser.stop(), () => withToken.stop());
     const cases = [
-      { watcher: { user: 'nats', pass: 's3cret' }, settings: { url: withUser.url.replace('//', '//nats:s3cret@') }, url: withUser.url },
-      { watcher: { token: 'tok3n' }, settings: { url: withToken.url, token: 'tok3n' }, url: withToken.url },
+      { watcher: { user: 'nats', pass: 's3cret' }, settings: { nats_url: withUser.url.replace('//', '//nats:s3cret@') }, url: withUser.url },
+      { watcher: { token: 'tok3n' }, settings: { nats_url: withToken.url, nats_token: 'tok3n' }, url: withToken.url },
     ];
     for (const { watcher: auth, settings, url } of cases) {
       const watcher = await playGorouter(url, auth);
@@ -320,7 +320,7 @@ describe('NATS outages', () => {
       emitter.start();
       bus.start();
       cleanups.push(() => bus.close());
-      await watcher.until((g) => g.registers().length === 1, `register through ${settings.token ? 'token' : 'user/password'} auth`);
+      await watcher.until((g) => g.registers().length === 1, `register through ${'nats_token' in settings ? 'token' : 'user/password'} auth`);
     }
   });
 
@@ -331,8 +331,8 @@ describe('NATS outages', () => {
     const watcher = await playGorouter(tlsServer.url, { tls: { caFile: files.ca, certFile: files.clientCert, keyFile: files.clientKey } });
     cleanups.push(() => watcher.close());
     const bus = new NatsBus({
-      url: tlsServer.url.replace('nats://', 'tls://'),
-      tls: { ca_file: files.ca, cert_file: files.clientCert, key_file: files.clientKey },
+      nats_url: tlsServer.url.replace('nats://', 'tls://'),
+      nats_tls: { ca_file: files.ca, cert_file: files.clientCert, key_file: files.clientKey },
     }, logger);
     new RouteEmitter({ source: new TestSource([api]), bus, logger, metrics: new Registry(), clock: new ManualClock() }).start();
     bus.start();
