@@ -155,9 +155,19 @@ describe('forwarding to two upstreams', () => {
   });
 
   it('shares one upstream query among identical concurrent questions', async () => {
-    first.delayMs = 400;
-    const replies = await Promise.all(Array.from({ length: 10 }, () => dig(daemon.dnsPort, 'same.example.com')));
-    first.delayMs = 0;
+    const received = async () => {
+      const text = await (await daemon.admin('/metrics')).text();
+      return [...text.matchAll(/^coredns_dns_requests_total\S* (\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
+    };
+    const before = await received();
+    first.hold();
+    second.hold();
+    const pending = Promise.all(Array.from({ length: 10 }, () => dig(daemon.dnsPort, 'same.example.com', 'A', ['+time=10'])));
+    // Every question has reached the daemon before the upstream may answer any.
+    await waitFor(async () => (await received()) >= before + 10, 8000, 'ten questions at the daemon');
+    first.release();
+    second.release();
+    const replies = await pending;
     expect(replies.map(addresses)).toEqual(Array.from({ length: 10 }, () => ['192.0.2.13']));
     expect(first.count('same.example.com') + second.count('same.example.com')).toBe(1);
   });

@@ -26,8 +26,8 @@ export type UpstreamMode = 'answer' | 'servfail' | 'silent' | 'forged';
 export class TestUpstream {
   readonly seen: SeenQuery[] = [];
   mode: UpstreamMode = 'answer';
-  /** Real delay before each reply, ms (for questions that must overlap in flight). */
-  delayMs = 0;
+  /** Replies kept back while holding (for questions that must overlap in flight). */
+  private held: Array<() => void> | null = null;
   private udp: Socket | null = null;
   private tcp: Server | null = null;
   port = 0;
@@ -90,8 +90,19 @@ export class TestUpstream {
   }
 
   private later(send: () => void): void {
-    if (this.delayMs > 0) setTimeout(send, this.delayMs);
+    if (this.held) this.held.push(send);
     else send();
+  }
+
+  /** Keeps replies back until release(). */
+  hold(): void {
+    this.held ??= [];
+  }
+
+  release(): void {
+    const held = this.held ?? [];
+    this.held = null;
+    for (const send of held) send();
   }
 
   private answer(packet: Buffer, transport: 'udp' | 'tcp', from: number): Buffer | null {
