@@ -96,6 +96,8 @@ export class RegistrationSet
     });
     // Any event rescans: Kubernetes ConfigMap volumes change files by swapping a `..data` symlink.
     this.watcher.on('all', () => this.schedule());
+    // Without a listener a watcher error (e.g. inotify limits) would throw and end the process.
+    this.watcher.on('error', (err) => this.options.logger.error({ dir: this.dir, err: (err as Error).message }, 'watching the registrations directory failed; changes may be missed until restart'));
     await new Promise<void>((ready) => this.watcher!.once('ready', () => ready()));
     this.loadApiState();
     this.scan();
