@@ -69,7 +69,9 @@ export async function dnsperfRun(o: PerfOptions): Promise<PerfRun> {
   for (let at = text.indexOf('\n> '); at !== -1; at = text.indexOf('\n> ', at + 1)) {
     const end = text.indexOf('\n', at + 1);
     const line = text.slice(at + 1, end === -1 ? undefined : end);
-    latencies.push(Number(line.slice(line.lastIndexOf(' ') + 1)));
+    // Answered queries end in their latency; other "> " lines (timeouts) do not count.
+    const latency = Number(line.slice(line.lastIndexOf(' ') + 1));
+    if (Number.isFinite(latency)) latencies.push(latency);
   }
   const summary = text.slice(text.lastIndexOf('Statistics:'));
   return {

@@ -10,9 +10,8 @@
 import type { TopologyIndex } from '../topology/topology-index.ts';
 import { HEADER_SIZE, MIN_UDP_SIZE, RRType } from './wire.ts';
 
-export interface FastKey {
-  /** Lower-cased question name (wire form) + type + class + transport + size limit. */
-  key: string;
+/** Where the question name ends and its type: what `fastKey` learned besides the key. */
+export interface FastQuestion {
   /** Offset where the question name ends (the bytes copied from the query). */
   nameEnd: number;
   type: number;
@@ -34,31 +33,37 @@ export interface FastPathOptions {
   /** Encodes one answer with the general path; called once per ring slot on a miss. */
   build: (packet: Buffer, index: TopologyIndex, transport: 'udp' | 'tcp') => Built;
   /** Called for every answer served here, to count it. */
-  served: (entry: Entry, transport: 'udp' | 'tcp') => void;
+  served: (transport: 'udp' | 'tcp', type: number, rcode: number) => void;
 }
 
-export interface Entry {
-  /** Encodings of the answer; one unless the records are shuffled. */
-  readonly ring: Buffer[] | null;
+interface Ring {
+  /** Encodings as latin1 strings (see `Entry`). */
+  readonly encodings: string[];
   next: number;
-  readonly type: number;
-  /** Per-entry slot for the caller's pre-bound metric children. */
-  counters: unknown;
 }
+
+/**
+ * An encoded answer, held as a latin1 string: one heap object per entry, no Buffer view
+ * and no pooled ArrayBuffer kept alive by a few bytes of it. A ring for shuffled answers;
+ * null for a name that is not ours (the general path answers it every time).
+ */
+type Entry = string | Ring | null;
 
 const TCP_LIMIT = 65535;
-/** A rough per-entry cost of the map slot, entry object and Buffer headers. */
-const ENTRY_OVERHEAD = 160;
+/** A rough per-entry cost of the map slot and string headers. */
+const ENTRY_OVERHEAD = 64;
 const OPCODE_OR_QR = 0xf8;
 const RD = 0x01;
 const CD = 0x10;
 
 /**
- * Reads header, question and an optional lone OPT record — only what the lookup needs.
- * Returns null for anything unusual (not a plain query, pointers, odd labels, several
- * additional records, EDNS version > 0): the general path handles those.
+ * Reads header, question and an optional lone OPT record — only what the lookup needs —
+ * and returns the cache key: lower-cased question name (wire form), type, class, EDNS
+ * or not, and the size limit. Returns null for anything unusual (not a plain query,
+ * pointers, odd labels, several additional records, EDNS version > 0): the general
+ * path handles those.
  */
-export function fastKey(packet: Buffer, transport: 'udp' | 'tcp', maxUdpSize: number, scratch: Buffer): FastKey | null {
+export function fastKey(packet: Buffer, transport: 'udp' | 'tcp', maxUdpSize: number, scratch: Buffer, out: FastQuestion): string | null {
   const length = packet.length;
   if (length < HEADER_SIZE + 5) return null;
   if (packet[2] & OPCODE_OR_QR) return null;
@@ -105,7 +110,9 @@ export function fastKey(packet: Buffer, transport: 'udp' | 'tcp', maxUdpSize: nu
   packet.copy(scratch, nameLength, nameEnd, questionEnd);
   scratch[nameLength + 4] = ednsMark;
   scratch.writeUInt16BE(limit, nameLength + 5);
-  return { key: scratch.toString('latin1', 0, nameLength + 7), nameEnd, type: packet.readUInt16BE(nameEnd) };
+  out.nameEnd = nameEnd;
+  out.type = packet.readUInt16BE(nameEnd);
+  return scratch.toString('latin1', 0, nameLength + 7);
 }
 
 /**
@@ -120,6 +127,7 @@ export class FastPath {
   private old = new Map<string, Entry>();
   private youngBytes = 0;
   private readonly scratch = Buffer.alloc(512);
+  private readonly question: FastQuestion = { nameEnd: 0, type: 0 };
   private readonly ringSize: number;
   hits = 0;
   misses = 0;
@@ -148,48 +156,52 @@ export class FastPath {
       this.index = index;
       this.clear();
     }
-    const parsed = fastKey(packet, transport, this.options.maxUdpSize, this.scratch);
-    if (!parsed) return null;
-    let entry = this.young.get(parsed.key);
+    const { question } = this;
+    const key = fastKey(packet, transport, this.options.maxUdpSize, this.scratch, question);
+    if (key === null) return null;
+    let entry = this.young.get(key);
     if (entry === undefined) {
-      entry = this.old.get(parsed.key);
-      if (entry !== undefined) this.old.delete(parsed.key);
+      entry = this.old.get(key);
+      if (entry !== undefined) this.old.delete(key);
       else {
         this.misses++;
-        entry = this.build(packet, parsed.type, index, transport);
+        entry = this.build(packet, index, transport);
       }
-      this.insert(parsed.key, entry);
+      this.insert(key, entry);
     } else this.hits++;
-    const ring = entry.ring;
-    if (ring === null) return null;
-    const template = ring[entry.next];
-    if (ring.length > 1) entry.next = (entry.next + 1) % ring.length;
-    const out = Buffer.allocUnsafe(template.length);
-    template.copy(out);
+    if (entry === null) return null;
+    let template: string;
+    if (typeof entry === 'string') template = entry;
+    else {
+      template = entry.encodings[entry.next];
+      entry.next = (entry.next + 1) % entry.encodings.length;
+    }
+    const out = Buffer.from(template, 'latin1');
     out[0] = packet[0];
     out[1] = packet[1];
-    out[2] = (template[2] & ~RD) | (packet[2] & RD);
-    out[3] = (template[3] & ~CD) | (packet[3] & CD);
-    packet.copy(out, HEADER_SIZE, HEADER_SIZE, parsed.nameEnd);
-    this.options.served(entry, transport);
+    out[2] = (out[2] & ~RD) | (packet[2] & RD);
+    out[3] = (out[3] & ~CD) | (packet[3] & CD);
+    packet.copy(out, HEADER_SIZE, HEADER_SIZE, question.nameEnd);
+    this.options.served(transport, question.type, out[3] & 0x0f);
     return out;
   }
 
-  private build(packet: Buffer, type: number, index: TopologyIndex, transport: 'udp' | 'tcp'): Entry {
+  private build(packet: Buffer, index: TopologyIndex, transport: 'udp' | 'tcp'): Entry {
     const first = this.options.build(packet, index, transport);
-    if (first.kind === 'pass') return { ring: null, next: 0, type, counters: null };
-    const ring = [first.packet];
-    if (first.shuffled) {
-      for (let i = 1; i < this.ringSize; i++) {
-        const more = this.options.build(packet, index, transport);
-        if (more.kind === 'answer') ring.push(more.packet);
-      }
+    if (first.kind === 'pass') return null;
+    const encoded = first.packet.toString('latin1');
+    if (!first.shuffled) return encoded;
+    const encodings = [encoded];
+    for (let i = 1; i < this.ringSize; i++) {
+      const more = this.options.build(packet, index, transport);
+      if (more.kind === 'answer') encodings.push(more.packet.toString('latin1'));
     }
-    return { ring, next: 0, type, counters: null };
+    return { encodings, next: 0 };
   }
 
   private insert(key: string, entry: Entry): void {
-    const bytes = ENTRY_OVERHEAD + key.length + (entry.ring?.reduce((n, b) => n + b.length, 0) ?? 0);
+    const encoded = entry === null ? 0 : typeof entry === 'string' ? entry.length : entry.encodings.reduce((n, e) => n + e.length, 0);
+    const bytes = ENTRY_OVERHEAD + key.length + encoded;
     // Each generation gets half of the budget; anything bigger is not kept at all.
     const half = this.options.maxBytes / 2;
     if (bytes > half) return;

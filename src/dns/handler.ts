@@ -5,7 +5,7 @@
 // served from the fast path's cache, which this general path fills on a miss.
 import type { Registry } from '../admin/metrics.ts';
 import type { TopologyIndex } from '../topology/topology-index.ts';
-import { FastPath, type Built, type Entry } from './fastpath.ts';
+import { FastPath, type Built } from './fastpath.ts';
 import { PlatformResolver } from './resolver.ts';
 import {
   decodeQuery, encodeBareReply, encodeResponse, udpLimit, Rcode, rrTypeName,
@@ -58,6 +58,7 @@ export class DnsHandler {
   private nextHandler: NextHandler | null = null;
   /** Start time of the fast-path query being answered (a field: no closure per query). */
   private fastStarted = 0;
+  private readonly fastCounters = new Map<number, BoundCounters>();
 
   constructor(private readonly options: DnsHandlerOptions) {
     this.resolver = new PlatformResolver({ ttl: options.ttl, negativeTtl: options.negativeTtl });
@@ -70,7 +71,7 @@ export class DnsHandler {
       maxUdpSize: options.maxUdpSize,
       maxBytes: options.answerCacheBytes ?? 64 * 1024 * 1024,
       build: (packet, index, transport) => this.build(packet, index, transport),
-      served: (entry, transport) => this.countFast(entry, transport),
+      served: (transport, type, rcode) => this.countFast(transport, type, rcode),
     });
     const cache = this.fast;
     metrics.gauge('presence_dns_answer_cache_hits', 'Queries answered from the encoded-answer cache since start.').collect(() => cache.hits);
@@ -107,16 +108,17 @@ export class DnsHandler {
     return { kind: 'answer', packet: encoded, shuffled: result.answers.length > 1 || result.additional.length > 1 };
   }
 
-  private countFast(entry: Entry, transport: Transport): void {
-    let bound = entry.counters as BoundCounters | null;
-    if (bound === null) {
-      const reply = entry.ring![0];
+  /** Counts a fast-path answer with label sets bound once per (transport, type, rcode). */
+  private countFast(transport: Transport, type: number, rcode: number): void {
+    const key = type * 64 + rcode * 2 + (transport === 'tcp' ? 1 : 0);
+    let bound = this.fastCounters.get(key);
+    if (bound === undefined) {
       bound = {
-        requests: this.requests.labels({ proto: transport, type: rrTypeName(entry.type) }),
-        responses: this.responses.labels({ rcode: RCODE_NAMES[reply[3] & 0x0f] ?? String(reply[3] & 0x0f) }),
+        requests: this.requests.labels({ proto: transport, type: rrTypeName(type) }),
+        responses: this.responses.labels({ rcode: RCODE_NAMES[rcode] ?? String(rcode) }),
         duration: this.duration.labels({ proto: transport }),
       };
-      entry.counters = bound;
+      this.fastCounters.set(key, bound);
     }
     bound.requests.inc();
     bound.responses.inc();

@@ -217,7 +217,7 @@ describe('the answer cache is bounded', () => {
       expect(cache.answer(query(`random-${n}.web.default.cf.bosh`, RRType.A), 'udp', index)).not.toBeNull();
     }
     expect(built).toHaveLength(5000);
-    // About 300 bytes per entry (100 encoded + key + overhead): 16 KiB holds well under 100.
+    // About 200 bytes per entry (100 encoded + key + overhead): 16 KiB holds well under 100.
     expect(cache.size).toBeLessThan(100);
     expect(cache.size).toBeGreaterThan(0);
   });
