@@ -5,6 +5,7 @@ import { writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { addresses, dig } from '../helpers/dig.ts';
 import { startDaemon, waitFor, type RunningDaemon } from '../helpers/daemon.ts';
 import { topologyJson } from '../helpers/topology.ts';
 
@@ -211,4 +212,30 @@ describe('API registrations across a restart', () => {
       expect(await second.stop()).toBe(0);
     }
   });
+});
+
+describe('API registrations reach DNS through the presence pipeline (embedded database)', () => {
+  it('an instance put through the API is answered by dig, and gone after DELETE', async () => {
+    const daemon = await startDaemon({
+      config: { registrar: { enabled: true, cell_id: 'cell-e2e' }, sync: { enabled: true, interval: 0.2 }, routes: { enabled: false } },
+      waitReady: false,
+    });
+    try {
+      await waitFor(async () => (await daemon.admin('/ready')).status === 200, 30_000, 'daemon ready');
+      // Two instances: removing the only one would trip the syncer's mass-drop guard (by design).
+      for (const [id, ip] of [['dns-1', '10.0.7.1'], ['dns-2', '10.0.7.2']]) {
+        const res = await daemon.admin(`/v1/instances/${id}`, { method: 'PUT', body: JSON.stringify(apiEntry(id, { ip })) });
+        expect(res.status).toBe(200);
+      }
+      const name = 'dns-1.api.default.cf.bosh.';
+      await waitFor(async () => addresses(await dig(daemon.dnsPort, name)).includes('10.0.7.1'), 20_000, `${name} to be answered`);
+      expect(addresses(await dig(daemon.dnsPort, 'q-s0.api.default.cf.bosh.'))).toEqual(['10.0.7.1', '10.0.7.2']);
+
+      expect((await daemon.admin('/v1/instances/dns-1', { method: 'DELETE' })).status).toBe(200);
+      await waitFor(async () => (await dig(daemon.dnsPort, name)).status === 'NXDOMAIN', 20_000, `${name} to be gone`);
+      expect(addresses(await dig(daemon.dnsPort, 'q-s0.api.default.cf.bosh.'))).toEqual(['10.0.7.2']);
+    } finally {
+      expect(await daemon.stop()).toBe(0);
+    }
+  }, 90_000); // a fresh embedded database takes seconds to initialise on a busy machine
 });
