@@ -50,13 +50,55 @@ async function startForwarder(dir: string, upstreamPort: number, cache: boolean)
   return daemon;
 }
 
-function row(path: string, load: string, r: PerfResult, base?: PerfResult): Record<string, string | number> {
-  return {
-    path, load, 'queries/s': Math.round(r.qps), 'lost/sent': `${r.lost}/${r.sent}`,
-    'avg ms': Number.isFinite(r.avgMs) ? Number(r.avgMs.toFixed(3)) : '-', 'p99 ms': Number(r.p99Ms.toFixed(3)),
-    'avg vs direct': base && Number.isFinite(r.avgMs / base.avgMs) ? `${(r.avgMs / base.avgMs).toFixed(2)}×` : '',
-    'q/s vs direct': base ? `${(r.qps / base.qps).toFixed(2)}×` : '',
-  };
+interface Target {
+  path: string;
+  port: number;
+  queries: string;
+}
+
+interface Summary {
+  qps: number;
+  sent: number;
+  lost: number;
+  avgMs: number;
+  p99Ms: number;
+}
+
+const median = (xs: number[]) => (xs.length ? [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] : NaN);
+const fixed3 = (n: number) => (Number.isFinite(n) ? Number(n.toFixed(3)) : '-');
+const times = (a: number, b: number) => (Number.isFinite(a / b) ? `${(a / b).toFixed(2)}×` : '-');
+
+/**
+ * dnsperf against each target in turn, one-second slices round-robin, SECONDS slices
+ * each: a burst of load from other processes hits every target alike instead of one.
+ * Latency is the median of the slices' averages and p99s.
+ */
+async function interleaved(targets: Target[], scratch: string, qps?: number): Promise<Summary[]> {
+  const slices: PerfResult[][] = targets.map(() => []);
+  for (let round = 0; round < SECONDS; round++) {
+    for (const [i, t] of targets.entries()) {
+      slices[i].push(await dnsperf({
+        port: t.port, queries: t.queries, seconds: 1, qps, clients: qps ? 1 : 4, outstanding: qps ? 20 : 200, scratch,
+      }));
+    }
+  }
+  return slices.map((runs) => ({
+    qps: runs.reduce((n, r) => n + r.qps, 0) / runs.length,
+    sent: runs.reduce((n, r) => n + r.sent, 0),
+    lost: runs.reduce((n, r) => n + r.lost, 0),
+    avgMs: median(runs.map((r) => r.avgMs).filter(Number.isFinite)),
+    p99Ms: median(runs.map((r) => r.p99Ms)),
+  }));
+}
+
+function rows(load: string, targets: Target[], results: Summary[]): Array<Record<string, string | number>> {
+  const base = results[0];
+  return results.map((r, i) => ({
+    path: targets[i].path, load, 'queries/s': Math.round(r.qps), 'lost/sent': `${r.lost}/${r.sent}`,
+    'avg ms': fixed3(r.avgMs), 'p99 ms': fixed3(r.p99Ms),
+    'avg vs direct': i > 0 ? times(r.avgMs, base.avgMs) : '',
+    'q/s vs direct': i > 0 ? times(r.qps, base.qps) : '',
+  }));
 }
 
 export async function runForwardBench(): Promise<Array<Record<string, string | number>>> {
@@ -65,6 +107,7 @@ export async function runForwardBench(): Promise<Array<Record<string, string | n
   writeFileSync(queries, NAMES.map((n) => `${n} A\n`).join(''));
   const platformQueries = join(work, 'platform.txt');
   writeFileSync(platformQueries, 'aaaa-1.web.default.cf.bosh A\n');
+  const scratch = join(work, 'perf.out');
   const upstream = await startUpstream();
   const daemons: RunningDaemon[] = [];
   try {
@@ -72,22 +115,13 @@ export async function runForwardBench(): Promise<Array<Record<string, string | n
     daemons.push(cached);
     const uncached = await startForwarder(join(work, 'uncached'), upstream.port, false);
     daemons.push(uncached);
-    const perf = (port: number, qps?: number, file = queries) =>
-      dnsperf({ port, queries: file, seconds: SECONDS, qps, clients: qps ? 1 : 4, outstanding: qps ? 20 : 200, scratch: join(work, 'perf.out') });
-    const fixed = `${FIXED_QPS} q/s`;
-    const direct = await perf(upstream.port, FIXED_QPS);
-    const viaCache = await perf(cached.dnsPort, FIXED_QPS);
-    const viaForward = await perf(uncached.dnsPort, FIXED_QPS);
-    const directMax = await perf(upstream.port);
-    const cacheMax = await perf(cached.dnsPort);
-    const platformMax = await perf(cached.dnsPort, undefined, platformQueries);
+    const direct: Target = { path: 'dnsmasq directly', port: upstream.port, queries };
+    const hits: Target = { path: 'presence-dns, cache hits', port: cached.dnsPort, queries };
+    const latency = [direct, hits, { path: 'presence-dns, cache off (every query forwarded)', port: uncached.dnsPort, queries }];
+    const throughput = [direct, hits, { path: 'presence-dns, platform name (reference)', port: cached.dnsPort, queries: platformQueries }];
     return [
-      row('dnsmasq directly', fixed, direct),
-      row('presence-dns, cache hits', fixed, viaCache, direct),
-      row('presence-dns, cache off (forwarded)', fixed, viaForward, direct),
-      row('dnsmasq directly', 'max', directMax),
-      row('presence-dns, cache hits', 'max', cacheMax, directMax),
-      row('presence-dns, platform name (reference)', 'max', platformMax, directMax),
+      ...rows(`${FIXED_QPS} q/s`, latency, await interleaved(latency, scratch, FIXED_QPS)),
+      ...rows('max', throughput, await interleaved(throughput, scratch)),
     ];
   } finally {
     await Promise.all(daemons.map((d) => d.stop()));
