@@ -157,6 +157,10 @@ function table(body: unknown): string {
 }
 
 export async function runInstancesCli(argv: string[], io: CliIo = processIo): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    io.out(`${INSTANCES_USAGE}\n`);
+    return 0;
+  }
   let args: CliArgs;
   try {
     args = parseCliArgs(argv, io.env);

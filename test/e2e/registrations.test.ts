@@ -191,6 +191,7 @@ describe('registrations API and CLI against the daemon', () => {
     expect(unreachable).toMatchObject({ code: 1, stderr: expect.stringContaining('cannot reach the admin API') });
     const usage = await cli(['frobnicate']);
     expect(usage).toMatchObject({ code: 2, stderr: expect.stringContaining('unknown instances command "frobnicate"') });
+    expect(await cli(['--help'])).toMatchObject({ code: 0, stdout: expect.stringContaining('presence-dns instances put FILE|-') });
   });
 });
 
