@@ -55,6 +55,8 @@ class UdpChannel {
   private readonly waiting = new Map<number, Waiter>();
   private sent = 0;
   private closed = false;
+  /** Queries sent before the socket finished connecting (a connected socket's send needs no address). */
+  private queued: Buffer[] | null = [];
 
   constructor(to: UpstreamAddress) {
     this.socket = createSocket({ type: isIPv6(to.host) ? 'udp6' : 'udp4', lookup: literalLookup });
@@ -71,7 +73,11 @@ class UdpChannel {
     this.socket.on('error', (err: NodeJS.ErrnoException) => {
       for (const waiter of [...this.waiting.values()]) waiter.settle({ ok: false, reason: `UDP: ${err.code ?? err.message}` });
     });
-    this.socket.connect(to.port, to.host);
+    this.socket.connect(to.port, to.host, () => {
+      const queued = this.queued ?? [];
+      this.queued = null;
+      if (!this.closed) for (const query of queued) this.socket.send(query);
+    });
   }
 
   get exhausted(): boolean {
@@ -85,7 +91,8 @@ class UdpChannel {
     query.writeUInt16BE(id, 0);
     this.waiting.set(id, { query, settle });
     this.sent++;
-    this.socket.send(query);
+    if (this.queued) this.queued.push(query);
+    else this.socket.send(query);
     return () => {
       this.waiting.delete(id);
       this.closeIfDone();
