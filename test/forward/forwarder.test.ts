@@ -185,11 +185,11 @@ describe('serve-stale (RFC 8767)', () => {
     expect(up.count('www.example.com')).toBe(3);
   });
 
-  it('answers stale when a refresh has not come back within the 1.8 s client timer', async () => {
+  it('answers stale when a refresh has not come back within the 1.8 s client timer; the late answer still refreshes the cache', async () => {
     const up = await upstream();
     const { ask, clock } = await forwarder({ upstreams: [`127.0.0.1:${up.port}`] });
     await ask('www.example.com');
-    up.mode = 'silent';
+    up.hold();
     clock.advance(60_000);
     let reply: ReadReply | null = null;
     const pending = ask('www.example.com').then((r) => (reply = r));
@@ -201,6 +201,13 @@ describe('serve-stale (RFC 8767)', () => {
     await pending;
     expect(reply).toMatchObject({ ede: [STALE_ANSWER], addresses: ['192.0.2.1'] });
     expect(reply!.answers[0].ttl).toBe(30);
+
+    up.release();
+    await settle();
+    const fresh = await ask('www.example.com');
+    expect(fresh).toMatchObject({ ede: [], addresses: ['192.0.2.1'] });
+    expect(fresh!.answers[0].ttl).toBe(60);
+    expect(up.count('www.example.com')).toBe(2);
   });
 
   it('drops stale entries after serve_stale.max_age', async () => {
