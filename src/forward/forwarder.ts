@@ -17,7 +17,7 @@ import { systemClock, type Clock } from './clock.ts';
 import { buildUpstreamQuery, renderReply, type StoredMessage } from './message.ts';
 import { UpstreamClient } from './transport.ts';
 import {
-  ForwardError, orderUpstreams, parseUpstream, resolvConfUpstreams, Upstream,
+  orderUpstreams, parseUpstream, resolvConfUpstreams, Upstream,
   type HealthOptions, type UpstreamAddress, type UpstreamHooks,
 } from './upstreams.ts';
 
@@ -40,7 +40,7 @@ const EDE_OPTION = 15;
 const EDE_STALE_ANSWER = 3;
 const EDE_NO_REACHABLE_AUTHORITY = 22;
 const TCP_MAX = 65535;
-/** Distinct questions waiting on upstreams at once (each holds a socket); beyond it, new ones fail fast. */
+/** Distinct questions waiting on upstreams at once; beyond it, new ones fail fast instead of piling up. */
 const MAX_IN_FLIGHT = 2048;
 const MAX_PROBE_MS = 30_000;
 /** `. IN NS`: what the health probe asks (any reply at all means the upstream is alive). */
@@ -274,5 +274,3 @@ export class Forwarder implements NextHandler {
     });
   }
 }
-
-export { ForwardError };

@@ -41,7 +41,10 @@ describe('forwarding through one upstream', () => {
     expect(first.flags).toEqual(expect.arrayContaining(['qr', 'rd', 'ra']));
     expect(first.flags).not.toContain('aa');
     expect(first.answer).toEqual([{ name: 'WWW.example.com.', ttl: 60, type: 'A', data: '192.0.2.1' }]);
-    await waitFor(async () => (await dig(daemon.dnsPort, 'www.example.com')).answer[0]?.ttl === 59, 3000, 'TTL 59');
+    let later = first;
+    await waitFor(async () => (later = await dig(daemon.dnsPort, 'www.example.com')).answer[0]?.ttl < 60, 5000, 'TTL below 60');
+    expect(later.answer[0]).toMatchObject({ data: '192.0.2.1', ttl: expect.any(Number) });
+    expect(later.answer[0].ttl).toBeGreaterThanOrEqual(55);
     expect(upstream.count('www.example.com')).toBe(1);
   });
 
