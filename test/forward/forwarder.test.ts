@@ -245,6 +245,15 @@ describe('upstreams', () => {
     expect(overUdp!.addresses.length).toBeLessThan(100);
   });
 
+  it('forwards to an IPv6 upstream, over UDP and over TCP', async () => {
+    const up = await TestUpstream.start(ZONE, '::1');
+    cleanups.push(() => up.stop());
+    const { ask } = await forwarder({ upstreams: [`[::1]:${up.port}`] });
+    expect(await ask('www.example.com')).toMatchObject({ addresses: ['192.0.2.1'] });
+    expect((await ask('big.example.com', {}, { ...LOCAL, transport: 'tcp' }))!.addresses).toHaveLength(100);
+    expect(up.count('big.example.com', 'tcp')).toBe(1);
+  });
+
   it('ignores a reply for another question (a forged answer cannot poison the cache)', async () => {
     const up = await upstream();
     const { ask, clock } = await forwarder({ upstreams: [`127.0.0.1:${up.port}`] });

@@ -32,11 +32,11 @@ export class TestUpstream {
   private tcp: Server | null = null;
   port = 0;
 
-  constructor(readonly zone: Map<string, ZoneEntry> = new Map()) {}
+  constructor(readonly zone: Map<string, ZoneEntry> = new Map(), readonly host = '127.0.0.1') {}
 
-  static async start(zone: Record<string, ZoneEntry> = {}, port = 0): Promise<TestUpstream> {
-    const upstream = new TestUpstream(new Map(Object.entries(zone)));
-    await upstream.listen(port);
+  static async start(zone: Record<string, ZoneEntry> = {}, host = '127.0.0.1'): Promise<TestUpstream> {
+    const upstream = new TestUpstream(new Map(Object.entries(zone)), host);
+    await upstream.listen();
     return upstream;
   }
 
@@ -46,14 +46,14 @@ export class TestUpstream {
   }
 
   async listen(port = this.port): Promise<void> {
-    const udp = createSocket('udp4');
+    const udp = createSocket(this.host.includes(':') ? 'udp6' : 'udp4');
     udp.on('message', (packet, rinfo) => {
       const reply = this.answer(packet, 'udp', rinfo.port);
       if (reply) this.later(() => udp.send(reply, rinfo.port, rinfo.address));
     });
     await new Promise<void>((resolve, reject) => {
       udp.once('error', reject);
-      udp.bind(port, '127.0.0.1', () => resolve());
+      udp.bind(port, this.host, () => resolve());
     });
     this.port = udp.address().port;
     const tcp = createServer((conn) => {
@@ -74,7 +74,7 @@ export class TestUpstream {
     });
     await new Promise<void>((resolve, reject) => {
       tcp.once('error', reject);
-      tcp.listen(this.port, '127.0.0.1', () => resolve());
+      tcp.listen(this.port, this.host, () => resolve());
     });
     this.udp = udp;
     this.tcp = tcp;
