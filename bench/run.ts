@@ -86,8 +86,15 @@ function rssMb(pid: number): number {
   return Math.round(Number(/VmRSS:\s+(\d+)/.exec(status)![1]) / 1024);
 }
 
-interface Target { server: string; records: number; port: number; queries: string }
-interface Row { server: string; records: number; result: PerfResult }
+interface Target { server: string; records: number; port: number; queries: string; pid: number }
+/** `cpuUs`: the server's own CPU time per answered query, µs — independent of how busy the client was. */
+interface Row { server: string; records: number; result: PerfResult; cpuUs: number }
+
+/** CPU seconds (user + system) a process has used so far. */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
 
 /**
  * Drives every target for SECONDS in total, in ROUNDS slices taken in turn, so that
@@ -97,12 +104,18 @@ interface Row { server: string; records: number; result: PerfResult }
 async function compare(targets: Target[], qps?: number): Promise<Row[]> {
   for (const t of targets) await dnsperf({ port: t.port, queries: t.queries, seconds: 30, scratch: join(work, 'warm.out'), passes: 1 });
   const runs = targets.map((): PerfRun[] => []);
+  const cpu = targets.map(() => 0);
   for (let round = 0; round < ROUNDS; round++) {
     for (const [i, t] of targets.entries()) {
+      const before = cpuSeconds(t.pid);
       runs[i].push(await dnsperfRun({ port: t.port, queries: t.queries, seconds: SECONDS / ROUNDS, qps, scratch: join(work, 'perf.out') }));
+      cpu[i] += cpuSeconds(t.pid) - before;
     }
   }
-  return targets.map((t, i) => ({ server: t.server, records: t.records, result: combine(runs[i]) }));
+  return targets.map((t, i) => {
+    const answered = runs[i].reduce((n, r) => n + r.completed, 0);
+    return { server: t.server, records: t.records, result: combine(runs[i]), cpuUs: (cpu[i] / answered) * 1e6 };
+  });
 }
 
 const ms = (n: number) => n.toFixed(2);
@@ -136,9 +149,9 @@ async function main(): Promise<void> {
     const dnsmasq = await startDnsmasq(join(dir, 'hosts'), size);
     await answering(dnsmasq.port, topology.names[0]);
     const targets: Target[] = [
-      { server: 'presence-dns', records: size, port: daemon.dnsPort, queries },
-      { server: 'dnsmasq', records: size, port: dnsmasq.port, queries },
-      { server: 'echo', records: size, port: echo.port, queries: echoQueries },
+      { server: 'presence-dns', records: size, port: daemon.dnsPort, queries, pid: daemon.process.pid! },
+      { server: 'dnsmasq', records: size, port: dnsmasq.port, queries, pid: dnsmasq.child.pid! },
+      { server: 'echo', records: size, port: echo.port, queries: echoQueries, pid: echo.child.pid! },
     ];
     rows.push(...await compare(targets));
     if (size === LARGEST) {
@@ -204,10 +217,10 @@ function printTable(title: string, rows: Row[]): void {
     const echo = rows.find((d) => d.server === 'echo' && d.records === r.records)?.result.qps;
     const dnsmasq = rows.find((d) => d.server === 'dnsmasq' && d.records === r.records)?.result.qps;
     const mine = r.server === 'presence-dns';
-    return [r.server, String(r.records), String(Math.round(r.result.qps)), `${r.result.lost}/${r.result.sent}`,
+    return [r.server, String(r.records), String(Math.round(r.result.qps)), `${r.result.lost}/${r.result.sent}`, r.cpuUs.toFixed(1),
       ms(r.result.avgMs), ms(r.result.p99Ms), mine ? ratio(r.result.qps, dnsmasq) : '', mine ? ratio(r.result.qps, echo) : ''];
   });
-  const header = ['server', 'records', 'queries/s', 'lost/sent', 'avg ms', 'p99 ms', 'vs dnsmasq', 'vs echo'];
+  const header = ['server', 'records', 'queries/s', 'lost/sent', 'CPU µs/query', 'avg ms', 'p99 ms', 'vs dnsmasq', 'vs echo'];
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
   const fmt = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i])).join(' | ')} |`;
   process.stdout.write(`\n${title}\n${fmt(header)}\n|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|\n${lines.map(fmt).join('\n')}\n`);
