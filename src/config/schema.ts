@@ -22,7 +22,7 @@ export const configSchema = z.strictObject({
     /** Largest UDP answer we send to EDNS clients (RFC 6891; 1232 avoids fragmentation). */
     max_udp_size: z.number().int().min(512).max(65535).default(1232),
     /** Memory bound of the fast path's cache of encoded platform answers, bytes; 0 turns it off. */
-    answer_cache_bytes: z.number().int().min(0).default(64 * 1024 * 1024),
+    answer_cache_bytes: z.number().int().min(0).default(128 * 1024 * 1024),
   }).prefault({}),
   topology: z.strictObject({
     file: z.string().default('topology.json'),

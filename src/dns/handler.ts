@@ -69,7 +69,7 @@ export class DnsHandler {
     this.malformed = metrics.counter('presence_dns_malformed_packets_total', 'Packets that were not a usable DNS query.');
     this.fast = new FastPath({
       maxUdpSize: options.maxUdpSize,
-      maxBytes: options.answerCacheBytes ?? 64 * 1024 * 1024,
+      maxBytes: options.answerCacheBytes ?? 128 * 1024 * 1024,
       build: (packet, index, transport) => this.build(packet, index, transport),
       served: (transport, type, rcode) => this.countFast(transport, type, rcode),
     });
