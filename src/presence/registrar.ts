@@ -104,14 +104,15 @@ export class Registrar {
         }
       }
       if (this.dirty) {
-        const registrations = this.options.source.list();
-        const result = await store.writeInstances(cellId, registrations);
+        // Cleared before reading the list: a change arriving during the write marks it again.
         this.dirty = false;
+        const result = await store.writeInstances(cellId, this.options.source.list());
         if (result.written || result.tombstoned) logger.info({ cellId, ...result }, 'instances written');
       }
       this.failures = 0;
       delay = heartbeatDelay(ttlMs, this.options.random);
     } catch (err) {
+      this.dirty = true;
       this.failures++;
       this.errors.inc();
       delay = backoffDelay(this.failures, BACKOFF_BASE_MS, ttlMs / 3, this.options.random);

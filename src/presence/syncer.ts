@@ -61,6 +61,7 @@ export class Syncer {
   private running: Promise<void> | null = null;
   private rerun = false;
   private stopped = true;
+  private closed = false;
   private unlisten: (() => Promise<void>) | null = null;
   /** null until the first pass. */
   private dbUp: boolean | null = null;
@@ -100,6 +101,7 @@ export class Syncer {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.closed = true;
     this.timer?.cancel();
     await this.running;
     await this.unlisten?.();
@@ -108,6 +110,8 @@ export class Syncer {
 
   /** One pass now; passes never overlap, a tick during one reruns it. */
   tick(): Promise<void> {
+    // A NOTIFY may still arrive after stop(); the database is closing by then.
+    if (this.closed) return Promise.resolve();
     if (this.running) {
       this.rerun = true;
       return this.running;
