@@ -142,16 +142,19 @@ export interface SyncPosition {
 }
 
 /**
- * What a sync pass does, given the database's head revision and the current revision
- * of the row we last applied (undefined: not looked up, null: the row is gone).
+ * What a sync pass does, given the database's head (newest revision, and below which
+ * tombstones were purged) and the current revision of the row we last applied
+ * (undefined: not looked up, null: the row is gone).
  */
-export function planSync(position: SyncPosition, head: number, lastRowRevision: number | null | undefined): 'snapshot' | 'incremental' | 'idle' {
+export function planSync(position: SyncPosition, head: { revision: number; purgedBelow: number }, lastRowRevision: number | null | undefined): 'snapshot' | 'incremental' | 'idle' {
   if (position.revision === null) return 'snapshot';
-  if (head < position.revision) return 'snapshot';
-  // Rows are never deleted (tombstones), and a row's revision only grows: a vanished
+  if (head.revision < position.revision) return 'snapshot';
+  // Deletions we have not read may be gone with the purged tombstones.
+  if (position.revision < head.purgedBelow) return 'snapshot';
+  // A row's revision only grows and only purged tombstones are deleted: a vanished
   // row, or one now older than what we applied, means the tables were emptied or restored.
   if (position.id !== null && (lastRowRevision === null || (lastRowRevision !== undefined && lastRowRevision < position.revision))) return 'snapshot';
-  return head > position.revision ? 'incremental' : 'idle';
+  return head.revision > position.revision ? 'incremental' : 'idle';
 }
 
 /** Cells that have instances in `before` and none in `after`. */

@@ -9,6 +9,8 @@ import { ExpiryTracker, LockWatch, MassExpiryGuard, type CellObservation } from 
 import type { PresenceStore } from './store.ts';
 
 export const REAPER_LOCK = 'reaper';
+/** How often the holder purges old tombstones. */
+const PURGE_INTERVAL_MS = 60_000;
 
 export interface ReaperOptions {
   store: PresenceStore;
@@ -16,6 +18,8 @@ export interface ReaperOptions {
   lockTtlMs: number;
   maxExpireFraction: number;
   guardHold: number;
+  /** Tombstones are kept for this many revisions (default 100,000), then purged. */
+  tombstoneRetention?: number;
   clock: Clock;
   logger: Logger;
   metrics: Registry;
@@ -32,6 +36,7 @@ export class Reaper {
   private readonly lockWatch = new LockWatch();
   private holder = false;
   private dbLost = false;
+  private lastPurge: number | null = null;
   private timer: Timer | null = null;
   private running: Promise<void> | null = null;
   private stopped = true;
@@ -106,10 +111,19 @@ export class Reaper {
       this.holder = true;
       this.dbLost = false;
       await this.reap();
+      await this.purge();
     } catch (err) {
       if (!this.dbLost) logger.warn({ err: (err as Error).message }, 'reaper cannot reach the database; expiry paused');
       this.dbLost = true;
     }
+  }
+
+  private async purge(): Promise<void> {
+    const now = this.options.clock.now();
+    if (this.lastPurge !== null && now - this.lastPurge < PURGE_INTERVAL_MS) return;
+    this.lastPurge = now;
+    const purged = await this.options.store.purgeTombstones(this.options.tombstoneRetention ?? 100_000);
+    if (purged) this.options.logger.info({ purged }, 'old tombstones purged');
   }
 
   private async reap(): Promise<void> {

@@ -38,6 +38,8 @@ const MIGRATIONS: string[] = [
      revision bigint NOT NULL,
      deleted boolean NOT NULL DEFAULT false
    )`,
+  // Tombstones at or below this revision have been purged: a syncer behind it must snapshot.
+  'ALTER TABLE presence_revision ADD COLUMN IF NOT EXISTS purged_below bigint NOT NULL DEFAULT 0',
   'CREATE UNIQUE INDEX IF NOT EXISTS presences_revision ON presences (revision)',
   'CREATE INDEX IF NOT EXISTS presences_cell ON presences (cell_id) WHERE NOT deleted',
   `CREATE TABLE IF NOT EXISTS locks (

@@ -294,10 +294,26 @@ export class PresenceStore {
     });
   }
 
-  async head(): Promise<number> {
+  /** The newest revision, and below which tombstones may have been purged. */
+  async head(): Promise<{ revision: number; purgedBelow: number }> {
     await this.prepare();
-    const { rows } = await this.db.query<{ revision: number | string }>('SELECT revision FROM presence_revision WHERE id = 1');
-    return rows.length ? Number(rows[0].revision) : 0;
+    const { rows } = await this.db.query<{ revision: number | string; purged_below: number | string }>('SELECT revision, purged_below FROM presence_revision WHERE id = 1');
+    return rows.length ? { revision: Number(rows[0].revision), purgedBelow: Number(rows[0].purged_below) } : { revision: 0, purgedBelow: 0 };
+  }
+
+  /**
+   * Deletes tombstones more than `keep` revisions old and records the cut, so a syncer
+   * that was further behind takes a snapshot instead of missing those deletions.
+   */
+  async purgeTombstones(keep: number): Promise<number> {
+    await this.prepare();
+    return this.db.transaction(async (tx) => {
+      const cutoff = (await lockRevision(tx)) - keep;
+      if (cutoff <= 0) return 0;
+      const { rowCount } = await tx.query('DELETE FROM presences WHERE deleted AND revision <= $1', [cutoff]);
+      if (rowCount) await tx.query('UPDATE presence_revision SET purged_below = GREATEST(purged_below, $1) WHERE id = 1', [cutoff]);
+      return rowCount;
+    });
   }
 
   /** The current revision of one row; null if the row does not exist. */

@@ -167,7 +167,7 @@ export class Syncer {
     const { store } = this.options;
     const head = await store.head();
     const { id, revision } = this.position;
-    const rowRevision = id !== null && revision !== null && head >= revision ? await store.rowRevision(id) : undefined;
+    const rowRevision = id !== null && revision !== null && head.revision >= revision ? await store.rowRevision(id) : undefined;
     const plan = planSync(this.position, head, rowRevision);
     if (plan === 'snapshot') {
       const snap = await store.snapshot();

@@ -5,6 +5,7 @@ import {
   ExpiryTracker, LockWatch, MassExpiryGuard, backoffDelay, heartbeatDelay, planSync, vanishedCells, type CellObservation,
 } from '../../src/presence/decisions.ts';
 
+const head = (revision: number, purgedBelow = 0) => ({ revision, purgedBelow });
 const cell = (cellId: string, heartbeatIndex: number, ttlMs = 3000, owner = 'o'): CellObservation => ({ cellId, owner, heartbeatIndex, ttlMs });
 
 describe('backoff and jitter', () => {
@@ -96,17 +97,22 @@ describe('lock watch', () => {
 
 describe('sync planning', () => {
   it('snapshots when fresh, when the revision goes backwards, or when the last applied row vanished', () => {
-    expect(planSync({ revision: null, id: null }, 10, undefined)).toBe('snapshot');
-    expect(planSync({ revision: 10, id: 'x' }, 4, undefined)).toBe('snapshot');
-    expect(planSync({ revision: 10, id: 'x' }, 12, null)).toBe('snapshot');
-    expect(planSync({ revision: 10, id: 'x' }, 12, 3)).toBe('snapshot');
+    expect(planSync({ revision: null, id: null }, head(10), undefined)).toBe('snapshot');
+    expect(planSync({ revision: 10, id: 'x' }, head(4), undefined)).toBe('snapshot');
+    expect(planSync({ revision: 10, id: 'x' }, head(12), null)).toBe('snapshot');
+    expect(planSync({ revision: 10, id: 'x' }, head(12), 3)).toBe('snapshot');
+  });
+
+  it('snapshots when tombstones it has not read may have been purged', () => {
+    expect(planSync({ revision: 10, id: 'x' }, head(500, 11), 10)).toBe('snapshot');
+    expect(planSync({ revision: 10, id: 'x' }, head(500, 10), 10)).toBe('incremental');
   });
 
   it('reads incrementally when ahead and idles when caught up', () => {
-    expect(planSync({ revision: 10, id: 'x' }, 12, 10)).toBe('incremental');
-    expect(planSync({ revision: 10, id: 'x' }, 12, 11)).toBe('incremental');
-    expect(planSync({ revision: 10, id: 'x' }, 10, 10)).toBe('idle');
-    expect(planSync({ revision: 0, id: null }, 3, undefined)).toBe('incremental');
+    expect(planSync({ revision: 10, id: 'x' }, head(12), 10)).toBe('incremental');
+    expect(planSync({ revision: 10, id: 'x' }, head(12), 11)).toBe('incremental');
+    expect(planSync({ revision: 10, id: 'x' }, head(10), 10)).toBe('idle');
+    expect(planSync({ revision: 0, id: null }, head(3), undefined)).toBe('incremental');
   });
 
   it('names the cells a new view would drop', () => {

@@ -37,6 +37,8 @@ afterAll(async () => {
 function node(cellId: string, clock: ManualClock, metrics = new Registry(), s = store) {
   const source = new TestSource();
   const registrar = new Registrar({ store: s, source, cellId, address: null, ttlMs: TTL, clock, logger: silentLogger, metrics, random: () => 1 });
+  // Started so registration changes reach it; its timers never fire (the test kicks it).
+  registrar.start();
   return { source, registrar, metrics };
 }
 
@@ -70,7 +72,7 @@ describe('registrar → syncer → file', () => {
     await a.registrar.kick();
     await s.sync.tick();
     expect(s.ids()).toEqual(['p-1', 'p-2', 'p-3']);
-    expect(s.read().version).toBe(await store.head());
+    expect(s.read().version).toBe((await store.head()).revision);
     expect(s.read().instances[0]).toMatchObject({ cellId: 'cell-a', health: 'running', group: 'web', deployment: 'cf' });
 
     // Changes arrive incrementally, in pages of two.
@@ -79,7 +81,7 @@ describe('registrar → syncer → file', () => {
     await s.sync.tick();
     expect(s.ids()).toEqual(['p-1', 'p-3', 'p-4', 'p-5']);
     expect(s.read().instances.find((i) => i.id === 'p-1')?.ip).toBe('10.0.0.9');
-    expect(s.read().version).toBe(await store.head());
+    expect(s.read().version).toBe((await store.head()).revision);
     await a.registrar.stop();
   });
 
@@ -213,6 +215,37 @@ describe('reaper', () => {
   });
 });
 
+describe('tombstone retention', () => {
+  it('the reaper purges old tombstones; a syncer that was further behind takes a snapshot and misses no deletion', async () => {
+    await truncateAll();
+    await db.query('DELETE FROM locks');
+    const clock = new ManualClock();
+    const a = node('ret-1', clock);
+    a.source.set([registration('ret-keep'), registration('ret-gone-1'), registration('ret-gone-2')]);
+    await a.registrar.kick();
+    const behind = syncer(clock);
+    await behind.sync.tick();
+    const current = syncer(clock);
+    a.source.set([registration('ret-keep')]);
+    await a.registrar.kick();
+    await current.sync.tick();
+    // More revisions than the retention, so both tombstones fall out of it.
+    for (let i = 0; i < 4; i++) {
+      a.source.set([registration('ret-keep', { index: i + 1 })]);
+      await a.registrar.kick();
+    }
+    const r = new Reaper({ store, owner: a.registrar.owner, lockTtlMs: TTL, maxExpireFraction: 0.3, guardHold: 10, tombstoneRetention: 2, clock, logger: silentLogger, metrics: new Registry() });
+    await r.tick();
+    await r.stop();
+    expect((await db.query("SELECT id FROM presences WHERE id LIKE 'ret-gone%'")).rows).toEqual([]);
+    await behind.sync.tick();
+    await current.sync.tick();
+    expect(behind.ids()).toEqual(['ret-keep']);
+    expect(current.ids()).toEqual(['ret-keep']);
+    expect(behind.read().instances[0].index).toBe(4);
+  });
+});
+
 describe('data loss', () => {
   it('tables emptied: the file keeps every instance until the registrars re-register within one heartbeat', async () => {
     await truncateAll();
@@ -235,7 +268,7 @@ describe('data loss', () => {
     await Promise.all(nodes.slice(1).map((n) => n.registrar.kick()));
     await s.sync.tick();
     expect(s.ids()).toEqual(all);
-    expect(s.read().version).toBe(await store.head());
+    expect(s.read().version).toBe((await store.head()).revision);
     for (const n of nodes) await n.registrar.stop();
   });
 
@@ -259,7 +292,7 @@ describe('data loss', () => {
     clock.advance(1);
     await s.sync.tick();
     expect(s.ids()).toEqual(['e-l1']);
-    expect(s.read().version).toBe(await store.head());
+    expect(s.read().version).toBe((await store.head()).revision);
   });
 
   it('only the instance rows deleted: the next heartbeat notices the missing rows and rewrites them', async () => {
@@ -285,7 +318,6 @@ describe('database down', () => {
     const metrics = new Registry();
     const a = node('down-1', clock, metrics, down);
     a.source.set([registration('down-x')]);
-    a.registrar.start();
     for (let i = 0; i < 8; i++) await a.registrar.kick();
     // Doubling from 250 ms, capped at ttl/3 (random pinned to 1: no jitter).
     expect(clock.scheduled.slice(0, 3)).toEqual([250, 500, 1000]);

@@ -40,11 +40,11 @@ describe('instance rows', () => {
     await store.registerCell({ cellId: 'c-rows', owner: crypto.randomUUID(), address: null, ttlMs: 3000 });
     const a = registration('rows-a', { ip: '10.1.0.1' });
     const b = registration('rows-b', { ip: '10.1.0.2', index: 1 });
-    const start = await store.head();
+    const start = (await store.head()).revision;
 
     expect(await store.writeInstances('c-rows', [a, b])).toMatchObject({ written: 2, tombstoned: 0, revision: start + 2 });
     expect(await store.writeInstances('c-rows', [a, b])).toMatchObject({ written: 0, tombstoned: 0, revision: start + 2 });
-    expect(await store.head()).toBe(start + 2);
+    expect((await store.head()).revision).toBe(start + 2);
 
     await store.writeInstances('c-rows', [a, { ...b, health: 'failing' }]);
     const changed = await store.changesSince(start + 2, 100);
@@ -136,14 +136,14 @@ describe('revisions', () => {
   it('a reader polling revision > last never misses a revision committed by concurrent writers', async () => {
     const writers = await Promise.all(Array.from({ length: 8 }, () => connect()));
     const reader = await connect();
-    const start = await store.head();
+    const start = (await store.head()).revision;
     const perWriter = 25;
     const seen: number[] = [];
     const gaps: string[] = [];
     let last = start;
     let writing = true;
     const poll = (async () => {
-      while (writing || last < (await reader.head())) {
+      while (writing || last < (await reader.head()).revision) {
         const page = await reader.changesSince(last, 7);
         for (const row of page) {
           // Writers only insert, so every revision stays on its row: a jump is a skipped commit.
