@@ -8,7 +8,8 @@ import type { AdminServer, Registry } from '../admin/index.ts';
 import type { Config } from '../config/index.ts';
 import type { Logger } from '../log.ts';
 import type { RegistrationSource } from '../registrations/types.ts';
-import { systemClock, type Clock } from './clock.ts';
+// One Clock shape (monotonic now + timers) for the whole daemon; the forwarder exports it.
+import { systemClock, type Clock } from '../forward/index.ts';
 import { openDb, redactUrl, type Db } from './db.ts';
 import { Reaper } from './reaper.ts';
 import { Registrar } from './registrar.ts';
@@ -16,7 +17,6 @@ import { migrate } from './schema.ts';
 import { PresenceStore } from './store.ts';
 import { Syncer } from './syncer.ts';
 
-export { systemClock, type Clock, type Timer } from './clock.ts';
 export { DbError, openDb, redactUrl, type Db, type Queryable } from './db.ts';
 export * from './decisions.ts';
 export { migrate } from './schema.ts';

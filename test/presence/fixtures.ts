@@ -3,7 +3,7 @@
 import { EventEmitter } from 'node:events';
 import { pino } from 'pino';
 import type { Registration, RegistrationSource } from '../../src/registrations/types.ts';
-import type { Clock, Timer } from '../../src/presence/clock.ts';
+import type { Clock, Timer } from '../../src/forward/index.ts';
 
 export const silentLogger = pino({ level: 'silent' });
 
