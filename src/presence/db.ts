@@ -28,8 +28,8 @@ export interface Db extends Queryable {
   close(): Promise<void>;
 }
 
-export class DbError extends Error {
-  constructor(readonly code: 'DB_UNREACHABLE' | 'DB_QUERY_FAILED', message: string) {
+export class PresenceError extends Error {
+  constructor(readonly code: 'DB_UNREACHABLE' | 'REGISTRATIONS_MISSING', message: string) {
     super(message);
   }
 }
@@ -192,6 +192,6 @@ export async function openDb(options: OpenDbOptions): Promise<Db> {
     const db = await PGlite.create(options.embeddedDir);
     return new PgliteDb(db);
   } catch (err) {
-    throw new DbError('DB_UNREACHABLE', `cannot open the embedded database in ${options.embeddedDir}: ${(err as Error).message} (is another presence-dns process using it?)`);
+    throw new PresenceError('DB_UNREACHABLE', `cannot open the embedded database in ${options.embeddedDir}: ${(err as Error).message} (is another presence-dns process using it?)`);
   }
 }

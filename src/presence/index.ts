@@ -10,14 +10,14 @@ import type { Logger } from '../log.ts';
 import type { RegistrationSource } from '../registrations/types.ts';
 // One Clock shape (monotonic now + timers) for the whole daemon; the forwarder exports it.
 import { systemClock, type Clock } from '../forward/index.ts';
-import { openDb, redactUrl, type Db } from './db.ts';
+import { openDb, PresenceError, redactUrl, type Db } from './db.ts';
 import { Reaper } from './reaper.ts';
 import { Registrar } from './registrar.ts';
 import { migrate } from './schema.ts';
 import { PresenceStore } from './store.ts';
 import { Syncer } from './syncer.ts';
 
-export { DbError, openDb, redactUrl, type Db, type Queryable } from './db.ts';
+export { PresenceError, openDb, redactUrl, type Db, type Queryable } from './db.ts';
 export * from './decisions.ts';
 export { migrate } from './schema.ts';
 export { PresenceStore, recordKey, NOTIFY_CHANNEL, type PresenceRecord, type PresenceRow, type WriteResult } from './store.ts';
@@ -61,7 +61,7 @@ export async function startPresence(options: PresenceOptions): Promise<Presence 
 
   let registrar: Registrar | null = null;
   if (config.registrar.enabled) {
-    if (!options.registrations) throw new Error('the registrar needs the registrations module');
+    if (!options.registrations) throw new PresenceError('REGISTRATIONS_MISSING', 'registrar.enabled needs the registrations module (registrations.dir) to be running');
     registrar = new Registrar({
       store, source: options.registrations, cellId: config.registrar.cell_id ?? hostname(), address: config.registrar.address ?? null,
       ttlMs, clock, logger: log.child({ part: 'registrar' }), metrics,
