@@ -16,7 +16,7 @@ import { dnsperf, combine, dnsperfRun, type PerfResult, type PerfRun } from './d
 import { generate, writeHosts, writeQueries, writeTopology } from './topology.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
-const ROUNDS = 3;
+const ROUNDS = 5;
 const SIZES = (process.env.BENCH_SIZES ?? '100,10000,200000').split(',').map(Number);
 const LARGEST = Math.max(...SIZES);
 const RELOAD_SIZE = SIZES.includes(10_000) ? 10_000 : SIZES[0];

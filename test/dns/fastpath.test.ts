@@ -179,6 +179,22 @@ describe('fast path answers equal general path answers', () => {
   });
 });
 
+describe('metrics on the fast path', () => {
+  it('counts every answer it serves by type, rcode and transport, like the general path', () => {
+    const metrics = new Registry();
+    const handler = newHandler(() => buildIndex(instances, 1), metrics);
+    for (let i = 0; i < 5; i++) handler.answerFast(query('aaaa-1.web.default.cf.bosh', RRType.A), 'udp');
+    for (let i = 0; i < 3; i++) handler.answerFast(query('nope.web.default.cf.bosh', RRType.AAAA), 'tcp');
+    const requests = metrics.counter('coredns_dns_requests_total', '');
+    expect(requests.get({ proto: 'udp', type: 'A' })).toBe(5);
+    expect(requests.get({ proto: 'tcp', type: 'AAAA' })).toBe(3);
+    const responses = metrics.counter('coredns_dns_responses_total', '');
+    expect(responses.get({ rcode: 'NOERROR' })).toBe(5);
+    expect(responses.get({ rcode: 'NXDOMAIN' })).toBe(3);
+    expect(metrics.histogram('coredns_dns_request_duration_seconds', '').count({ proto: 'udp' })).toBe(5);
+  });
+});
+
 describe('shuffling on the fast path', () => {
   afterEach(() => vi.restoreAllMocks());
 
