@@ -3,7 +3,8 @@
 // the RD/CD bits and the case of the question, because the encoder copies the question
 // from the query and compresses owner names to pointers into it. So each such answer is
 // encoded once per topology version by the general path (decode → resolver → encoder),
-// kept here, and served by copying it and patching those few bytes. Answers with more
+// kept here, and served by copying it and patching those few bytes (and RA, which
+// follows the forwarder's upstreams). Answers with more
 // than one record keep a small ring of differently shuffled encodings, rotated per
 // query. Anything this parser is not sure about returns null: the caller then runs the
 // general path, which answers it exactly as it always does.
@@ -32,6 +33,8 @@ export interface FastPathOptions {
   ringSize?: number;
   /** Encodes one answer with the general path; called once per ring slot on a miss. */
   build: (packet: Buffer, index: TopologyIndex, transport: 'udp' | 'tcp') => Built;
+  /** Whether RA is set: asked per answer, as the forwarder's upstreams come and go. */
+  recursionAvailable: () => boolean;
   /** Called for every answer served here, to count it. */
   served: (transport: 'udp' | 'tcp', type: number, rcode: number) => void;
 }
@@ -54,6 +57,7 @@ const TCP_LIMIT = 65535;
 const ENTRY_OVERHEAD = 64;
 const OPCODE_OR_QR = 0xf8;
 const RD = 0x01;
+const RA = 0x80;
 const CD = 0x10;
 
 /**
@@ -141,8 +145,7 @@ export class FastPath {
     return this.young.size + this.old.size;
   }
 
-  /** Drops every encoding, e.g. when something they depend on (RA) changed. */
-  clear(): void {
+  private clear(): void {
     this.young = new Map();
     this.old = new Map();
     this.youngBytes = 0;
@@ -180,7 +183,7 @@ export class FastPath {
     out[0] = packet[0];
     out[1] = packet[1];
     out[2] = (out[2] & ~RD) | (packet[2] & RD);
-    out[3] = (out[3] & ~CD) | (packet[3] & CD);
+    out[3] = (out[3] & ~(CD | RA)) | (packet[3] & CD) | (this.options.recursionAvailable() ? RA : 0);
     packet.copy(out, HEADER_SIZE, HEADER_SIZE, question.nameEnd);
     this.options.served(transport, question.type, out[3] & 0x0f);
     return out;

@@ -55,7 +55,7 @@ export class DnsHandler {
   private readonly duration;
   private readonly malformed;
   private readonly fast: FastPath;
-  private nextHandler: NextHandler | null = null;
+  next: NextHandler | null = null;
   /** Start time of the fast-path query being answered (a field: no closure per query). */
   private fastStarted = 0;
   private readonly fastCounters = new Map<number, BoundCounters>();
@@ -71,21 +71,12 @@ export class DnsHandler {
       maxUdpSize: options.maxUdpSize,
       maxBytes: options.answerCacheBytes ?? 128 * 1024 * 1024,
       build: (packet, index, transport) => this.build(packet, index, transport),
+      recursionAvailable: () => this.next?.recursionAvailable ?? false,
       served: (transport, type, rcode) => this.countFast(transport, type, rcode),
     });
     const cache = this.fast;
     metrics.gauge('presence_dns_answer_cache_hits', 'Queries answered from the encoded-answer cache since start.').collect(() => cache.hits);
     metrics.gauge('presence_dns_answer_cache_misses', 'Queries that encoded an answer for the cache since start.').collect(() => cache.misses);
-  }
-
-  get next(): NextHandler | null {
-    return this.nextHandler;
-  }
-
-  /** Setting the next handler changes RA in every answer, so cached encodings go. */
-  set next(handler: NextHandler | null) {
-    this.nextHandler = handler;
-    this.fast.clear();
   }
 
   /**

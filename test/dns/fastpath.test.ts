@@ -118,7 +118,9 @@ describe('fast path answers equal general path answers', () => {
       [{ edns: 1232 }, 'tcp'],
     ];
     let compared = 0;
-    for (const round of [1, 2]) {
+    for (const round of [1, 2, 3]) {
+      // The third round with a forwarder behind: RA set in both paths' answers.
+      if (round === 3) handler.next = { recursionAvailable: true, handle: () => Promise.resolve(null) };
       for (const [name, type] of PLATFORM_FORMS) {
         for (const asked of cases(name)) {
           for (const [o, transport] of variants) {
@@ -132,7 +134,7 @@ describe('fast path answers equal general path answers', () => {
         }
       }
     }
-    expect(compared).toBe(2 * PLATFORM_FORMS.length * 3 * variants.length);
+    expect(compared).toBe(3 * PLATFORM_FORMS.length * 3 * variants.length);
     // The second round (and the other cases of a name) came from the cache.
     expect(metrics.gauge('presence_dns_answer_cache_hits', '').get()).toBeGreaterThan(compared / 2);
   });
@@ -167,6 +169,25 @@ describe('fast path answers equal general path answers', () => {
     // BADVERS (16) lives in the OPT record's extended rcode byte: 16 >> 4 = 1.
     expect(badvers[badvers.length - 6]).toBe(1);
     expect((await handler.handle(notify, client('udp')))![3] & 0x0f).toBe(4);
+    // With a forwarder behind, names that are not ours reach it — every time, not just the first.
+    const forwarded: string[] = [];
+    handler.next = { recursionAvailable: true, handle: (q) => (forwarded.push(q.question.name), Promise.resolve(null)) };
+    for (let i = 0; i < 2; i++) {
+      expect(handler.answerFast(outside, 'udp')).toBeNull();
+      await handler.handle(outside, client('udp'));
+    }
+    expect(forwarded).toEqual(['example.com', 'example.com']);
+  });
+
+  it('sets RA as the next handler says at the time of each answer', () => {
+    const handler = newHandler(() => buildIndex(instances, 1));
+    const ask = () => handler.answerFast(query('aaaa-1.web.default.cf.bosh', RRType.A), 'udp')![3] & 0x80;
+    expect(ask()).toBe(0);
+    let upstreams = 1;
+    handler.next = { get recursionAvailable() { return upstreams > 0; }, handle: () => Promise.resolve(null) };
+    expect(ask()).toBe(0x80);
+    upstreams = 0;
+    expect(ask()).toBe(0);
   });
 
   it('serves the new topology from the first query after a swap', () => {
@@ -227,6 +248,7 @@ describe('the answer cache is bounded', () => {
         built.push(packet.length);
         return { kind: 'answer', packet: Buffer.alloc(100), shuffled: false };
       },
+      recursionAvailable: () => false,
       served: () => {},
     });
     for (let n = 0; n < 5000; n++) {
