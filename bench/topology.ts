@@ -11,18 +11,18 @@ export interface BenchTopology {
   names: string[];
 }
 
-export function generate(count: number, version = 1, seed = 0): BenchTopology {
+export function generate(count: number): BenchTopology {
   const instances: TestInstance[] = [];
   const names: string[] = [];
   for (let n = 0; n < count; n++) {
     const group = `g${Math.floor(n / GROUP_SIZE)}`;
     const deployment = `d${Math.floor(n / (GROUP_SIZE * 100))}`;
-    const id = `i${n.toString(36)}-${(n * 2654435761 + seed) % 1e6}`;
+    // Ids that look like instance ids rather than a counter, and are unique per n.
+    const id = `i${n.toString(36)}-${(n * 2654435761) % 1e6}`;
     const ip = `10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}`;
     instances.push({ id, group, deployment, ip, index: n % GROUP_SIZE, groupIds: [Math.floor(n / GROUP_SIZE)], health: 'running', ports: { http: 8080 } });
     names.push(`${id}.${group}.default.${deployment}.bosh`);
   }
-  void version;
   return { instances, names };
 }
 
