@@ -16,10 +16,12 @@ function topology(version: number): string {
   return topologyJson([...STABLE, { id: 'moving', group: 'mover', ip: movingIp(version), index: 0, health: 'running' }], {}, version);
 }
 
-async function reloads(daemon: RunningDaemon): Promise<number> {
+async function metric(daemon: RunningDaemon, name: string): Promise<number> {
   const text = await (await daemon.admin('/metrics')).text();
-  return Number(/^presence_dns_topology_reloads_total (\d+)/m.exec(text)?.[1] ?? 0);
+  return Number(new RegExp(`^${name} (\\d+)`, 'm').exec(text)?.[1] ?? 0);
 }
+
+const reloads = (daemon: RunningDaemon) => metric(daemon, 'presence_dns_topology_reloads_total');
 
 describe('topology reloads under a query stream', () => {
   let daemon: RunningDaemon;
@@ -79,5 +81,7 @@ describe('topology reloads under a query stream', () => {
     expect(movingAnswers).toBe(TOTAL / 5);
     // The stream really overlapped reloads (the debounce may merge a few writes).
     expect((await reloads(daemon)) - before).toBeGreaterThanOrEqual(5);
+    // Most answers came from the fast path's cache, refilled after each swap.
+    expect(await metric(daemon, 'presence_dns_answer_cache_hits')).toBeGreaterThan(TOTAL / 2);
   });
 });
