@@ -12,7 +12,7 @@ import { Registry } from '../src/admin/index.ts';
 import { RouteEmitter } from '../src/routes/emitter.ts';
 import { NatsBus } from '../src/routes/nats-bus.ts';
 import { DEFAULT_REGISTER_INTERVAL_S } from '../src/routes/schedule.ts';
-import { ManualClock } from '../test/forward/manual-clock.ts';
+import { ManualClock } from '../test/helpers/manual-clock.ts';
 import { startNats } from '../test/helpers/nats.ts';
 import { registration, route, TestSource } from '../test/routes/fixtures.ts';
 

@@ -135,6 +135,8 @@ export class FastPath {
   private readonly ringSize: number;
   hits = 0;
   misses = 0;
+  /** Whether the last `answer` that returned null did so for a name we do not serve. */
+  foreign = false;
 
   constructor(private readonly options: FastPathOptions) {
     this.ringSize = options.ringSize ?? 8;
@@ -153,6 +155,7 @@ export class FastPath {
 
   /** The reply bytes, or null when the general path must answer this packet. */
   answer(packet: Buffer, transport: 'udp' | 'tcp', index: TopologyIndex | null): Buffer | null {
+    this.foreign = false;
     if (index === null || this.options.maxBytes === 0) return null;
     if (index !== this.index) {
       // One assignment per version: every query after the swap sees only the new index.
@@ -172,7 +175,10 @@ export class FastPath {
       }
       this.insert(key, entry);
     } else this.hits++;
-    if (entry === null) return null;
+    if (entry === null) {
+      this.foreign = true;
+      return null;
+    }
     let template: string;
     if (typeof entry === 'string') template = entry;
     else {

@@ -4,11 +4,11 @@
 // `answerFast` first: platform answers already encoded for this topology version are
 // served from the fast path's cache, which this general path fills on a miss.
 import type { Registry } from '../admin/metrics.ts';
-import type { TopologyIndex } from '../topology/topology-index.ts';
+import { TopologyIndex } from '../topology/topology-index.ts';
 import { FastPath, type Built } from './fastpath.ts';
 import { PlatformResolver } from './resolver.ts';
 import {
-  decodeQuery, encodeBareReply, encodeResponse, udpLimit, Rcode, rrTypeName,
+  decodeQuery, encodeBareReply, encodeResponse, udpLimit, Rcode, RRType, rrTypeName,
   type DecodedQuery, type DnsResult, type EdnsOption,
 } from './wire.ts';
 
@@ -27,6 +27,8 @@ export type NextAnswer = { result: DnsResult; ednsOptions?: EdnsOption[] } | { p
 export interface NextHandler {
   readonly recursionAvailable: boolean;
   handle(query: DecodedQuery, packet: Buffer, client: Client): Promise<NextAnswer | null>;
+  /** A finished reply when one is at hand without waiting (a fresh cache hit), else null. */
+  answerCached?(query: DecodedQuery, packet: Buffer, client: Client): Buffer | null;
 }
 
 export interface DnsHandlerOptions {
@@ -47,6 +49,15 @@ interface BoundCounters {
 
 const RCODE_NAMES = Object.fromEntries(Object.entries(Rcode).map(([k, v]) => [v, k]));
 const TCP_MAX = 65535;
+/** Answers names when no topology is loaded yet (upcheck still works; nothing else is ours). */
+const EMPTY_INDEX = new TopologyIndex({ version: 0, instances: [], aliases: new Map(), ptrRecords: null, generatedAt: null, source: null });
+
+const KNOWN_TYPES = new Set<number>(Object.values(RRType));
+
+/** Metric label of a query type: its name when known, else "other", so labels stay few (as CoreDNS does). */
+function typeLabel(type: number): string {
+  return KNOWN_TYPES.has(type) ? rrTypeName(type) : 'other';
+}
 
 export class DnsHandler {
   private readonly resolver: PlatformResolver;
@@ -83,9 +94,16 @@ export class DnsHandler {
    * The reply from the cache of encoded platform answers, or null when the general path
    * (`handle`) must answer. Synchronous: no promise per query on the hot path.
    */
-  answerFast(packet: Buffer, transport: Transport): Buffer | null {
+  answerFast(packet: Buffer, client: Client): Buffer | null {
     this.fastStarted = performance.now();
-    return this.fast.answer(packet, transport, this.options.currentIndex());
+    const reply = this.fast.answer(packet, client.transport, this.options.currentIndex());
+    if (reply !== null || !this.fast.foreign || !this.next?.answerCached) return reply;
+    // Not ours: a forwarded answer still fresh in the next handler's cache needs no promise either.
+    const decoded = decodeQuery(packet);
+    if (!decoded.ok) return null;
+    const cached = this.next.answerCached(decoded.query, packet, client);
+    if (cached) this.countFast(client.transport, decoded.query.question.type, cached[3] & 0x0f);
+    return cached;
   }
 
   /** Encodes one platform answer for the fast path's cache, exactly as `answer` would. */
@@ -101,11 +119,11 @@ export class DnsHandler {
 
   /** Counts a fast-path answer with label sets bound once per (transport, type, rcode). */
   private countFast(transport: Transport, type: number, rcode: number): void {
-    const key = type * 64 + rcode * 2 + (transport === 'tcp' ? 1 : 0);
+    const key = (KNOWN_TYPES.has(type) ? type : 0) * 64 + rcode * 2 + (transport === 'tcp' ? 1 : 0);
     let bound = this.fastCounters.get(key);
     if (bound === undefined) {
       bound = {
-        requests: this.requests.labels({ proto: transport, type: rrTypeName(type) }),
+        requests: this.requests.labels({ proto: transport, type: typeLabel(type) }),
         responses: this.responses.labels({ rcode: RCODE_NAMES[rcode] ?? String(rcode) }),
         duration: this.duration.labels({ proto: transport }),
       };
@@ -126,7 +144,7 @@ export class DnsHandler {
       reply = decoded.id === null ? null : encodeBareReply(decoded.id, decoded.opcode, decoded.recursionDesired, Rcode.FORMERR);
     } else {
       const { query } = decoded;
-      this.requests.inc({ proto: client.transport, type: rrTypeName(query.question.type) });
+      this.requests.inc({ proto: client.transport, type: typeLabel(query.question.type) });
       reply = query.opcode !== 0
         ? encodeBareReply(query.id, query.opcode, query.recursionDesired, Rcode.NOTIMP)
         : await this.answer(query, packet, client);
@@ -152,8 +170,7 @@ export class DnsHandler {
     if (query.edns && query.edns.version > 0) {
       return encode({ rcode: Rcode.BADVERS, authoritative: false, answers: [], authority: [], additional: [] });
     }
-    const index = this.options.currentIndex();
-    const platform = index ? this.resolver.resolve(index, query.question) : null;
+    const platform = this.resolver.resolve(this.options.currentIndex() ?? EMPTY_INDEX, query.question);
     if (platform) return encode(platform);
     const next = this.next ? await this.next.handle(query, packet, client) : null;
     if (next && 'packet' in next) return next.packet;

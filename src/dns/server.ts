@@ -34,6 +34,9 @@ export class DnsServer {
   private readonly tcp: Server[] = [];
   private readonly connections = new Set<TcpSocket>();
   private inFlight = 0;
+  /** Set by stop(): new packets are dropped while in-flight ones are still answered. */
+  private stopping = false;
+  private closed = false;
   private drained: (() => void) | null = null;
   /** The addresses actually bound (port 0 in the config picks a free port). */
   readonly bound: Array<ListenAddress & { transport: 'udp' | 'tcp' }> = [];
@@ -42,13 +45,24 @@ export class DnsServer {
 
   async start(): Promise<void> {
     for (const { address, port } of this.options.listen) {
-      const udpPort = await this.listenUdp(address, port);
-      // The TCP listener takes the same port as UDP, so port 0 yields one port for both.
-      await this.listenTcp(address, udpPort);
+      // The TCP listener takes the UDP socket's port, so port 0 yields one port for both.
+      // A port the kernel picked for UDP can already be taken for TCP: pick again.
+      for (let attempt = 1; ; attempt++) {
+        const udp = await this.listenUdp(address, port);
+        try {
+          await this.listenTcp(address, udp.port);
+          break;
+        } catch (err) {
+          if (port !== 0 || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt === 10) throw err;
+          udp.socket.close();
+          this.udp.splice(this.udp.indexOf(udp.socket), 1);
+          this.bound.splice(this.bound.findIndex((b) => b.transport === 'udp' && b.port === udp.port), 1);
+        }
+      }
     }
   }
 
-  private listenUdp(address: string, port: number): Promise<number> {
+  private listenUdp(address: string, port: number): Promise<{ socket: Socket; port: number }> {
     const family = isIPv6(address) ? 6 : 4;
     const socket = createSocket({
       type: family === 6 ? 'udp6' : 'udp4',
@@ -59,13 +73,16 @@ export class DnsServer {
     });
     const { handler } = this.options;
     socket.on('message', (packet, rinfo) => {
-      const fast = handler.answerFast(packet, 'udp');
+      if (this.stopping) return;
+      const client: Client = { address: rinfo.address, port: rinfo.port, transport: 'udp' };
+      const fast = handler.answerFast(packet, client);
       if (fast) {
         socket.send(fast, rinfo.port, rinfo.address);
         return;
       }
-      this.run(packet, { address: rinfo.address, port: rinfo.port, transport: 'udp' }, (reply) => {
-        socket.send(reply, rinfo.port, rinfo.address);
+      this.run(packet, client, (reply) => {
+        // The socket closes only after the drain, but a reply past the grace period finds it closed.
+        if (!this.closed) socket.send(reply, rinfo.port, rinfo.address);
       });
     });
     socket.on('error', (err) => this.options.logger.error({ err: err.message }, 'UDP socket error'));
@@ -76,7 +93,7 @@ export class DnsServer {
         socket.off('error', reject);
         const bound = socket.address().port;
         this.bound.push({ address, port: bound, transport: 'udp' });
-        resolve(bound);
+        resolve({ socket, port: bound });
       });
     });
   }
@@ -103,6 +120,7 @@ export class DnsServer {
     const client: Client = { address: conn.remoteAddress ?? '', port: conn.remotePort ?? 0, transport: 'tcp' };
     let buffered: Buffer = Buffer.alloc(0);
     conn.on('data', (chunk: Buffer) => {
+      if (this.stopping) return;
       buffered = buffered.length ? Buffer.concat([buffered, chunk]) : chunk;
       while (buffered.length >= 2) {
         const length = buffered.readUInt16BE(0);
@@ -114,9 +132,13 @@ export class DnsServer {
           const frame = Buffer.allocUnsafe(2 + reply.length);
           frame.writeUInt16BE(reply.length, 0);
           reply.copy(frame, 2);
-          conn.write(frame);
+          // A client that sends but does not read must not make us buffer without bound.
+          if (!conn.write(frame)) {
+            conn.pause();
+            conn.once('drain', () => conn.resume());
+          }
         };
-        const fast = this.options.handler.answerFast(message, 'tcp');
+        const fast = this.options.handler.answerFast(message, client);
         if (fast) send(fast);
         else this.run(message, client, send);
       }
@@ -136,9 +158,9 @@ export class DnsServer {
     });
   }
 
-  /** Stops taking queries, then waits (at most `graceMs`) for those in flight. */
+  /** Stops taking queries, then waits (at most `graceMs`) for those in flight to be answered. */
   async stop(graceMs = 3000): Promise<void> {
-    for (const socket of this.udp) socket.close();
+    this.stopping = true;
     const closed = Promise.all(this.tcp.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
     if (this.inFlight > 0) {
       await new Promise<void>((resolve) => {
@@ -146,6 +168,8 @@ export class DnsServer {
         setTimeout(resolve, graceMs).unref();
       });
     }
+    this.closed = true;
+    for (const socket of this.udp) socket.close();
     // end() flushes the replies already written before closing each connection.
     for (const conn of this.connections) conn.end();
     await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, graceMs).unref())]);

@@ -12,8 +12,8 @@ import type { ListenAddress } from '../dns/server.ts';
 import { decodeQuery, Rcode, udpLimit, type DecodedQuery, type EdnsOption } from '../dns/wire.ts';
 import type { Logger } from '../log.ts';
 import { AllowList, defaultAllow } from './allow.ts';
-import { AnswerCache, type CacheEntry } from './cache.ts';
-import { systemClock, type Clock } from './clock.ts';
+import { AnswerCache, type CacheEntry, type Lookup } from './cache.ts';
+import { systemClock, type Clock } from '../clock.ts';
 import { buildUpstreamQuery, renderReply, type StoredMessage } from './message.ts';
 import { UpstreamClient } from './transport.ts';
 import {
@@ -30,6 +30,8 @@ export interface ForwarderOptions {
   logger: Logger;
   clock?: Clock;
 }
+
+type FreshLookup = Extract<Lookup, { state: 'fresh' }>;
 
 type Outcome =
   | { ok: true; stored: StoredMessage; entry: CacheEntry | null }
@@ -168,15 +170,18 @@ export class Forwarder implements NextHandler {
     }
   }
 
+  answerCached(query: DecodedQuery, packet: Buffer, client: Client): Buffer | null {
+    if (this.upstreams.length === 0 || !this.allow.allows(client.address)) return null;
+    const key = cacheKey(query);
+    const looked = this.cache?.lookup(key, this.clock.now());
+    return looked?.state === 'fresh' ? this.serveFresh(key, looked, query, packet, client) : null;
+  }
+
   async handle(query: DecodedQuery, packet: Buffer, client: Client): Promise<NextAnswer | null> {
     if (this.upstreams.length === 0 || !this.allow.allows(client.address)) return null;
     const key = cacheKey(query);
     const looked = this.cache?.lookup(key, this.clock.now()) ?? { state: 'miss' as const };
-    if (looked.state === 'fresh') {
-      (looked.entry.negative ? this.hits.denial : this.hits.success).inc();
-      if (looked.prefetch && !this.inflight.has(key)) void this.refresh(key, query, packet);
-      return { packet: this.render(looked.entry.stored, query, packet, client, looked.ttl) };
-    }
+    if (looked.state === 'fresh') return { packet: this.serveFresh(key, looked, query, packet, client) };
     this.misses.inc();
     if (looked.state === 'stale') {
       const outcome = looked.refresh ? await this.withinClientTimer(this.refresh(key, query, packet)) : null;
@@ -191,6 +196,12 @@ export class Forwarder implements NextHandler {
       result: { rcode: Rcode.SERVFAIL, authoritative: false, answers: [], authority: [], additional: [] },
       ednsOptions: [ede(EDE_NO_REACHABLE_AUTHORITY, outcome.reason)],
     };
+  }
+
+  private serveFresh(key: string, looked: FreshLookup, query: DecodedQuery, packet: Buffer, client: Client): Buffer {
+    (looked.entry.negative ? this.hits.denial : this.hits.success).inc();
+    if (looked.prefetch && !this.inflight.has(key)) void this.refresh(key, query, packet);
+    return this.render(looked.entry.stored, query, packet, client, looked.ttl);
   }
 
   /** The refresh's outcome, or null if it has not come back within the client timer (RFC 8767 §5). */

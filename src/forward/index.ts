@@ -4,4 +4,3 @@
 // selection and health, the answer cache, and the upstream sockets.
 export { Forwarder, type ForwarderOptions } from './forwarder.ts';
 export { ForwardError } from './upstreams.ts';
-export { systemClock, type Clock, type Timer } from './clock.ts';

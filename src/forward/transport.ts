@@ -6,7 +6,7 @@
 import { createSocket, type Socket, type SocketOptions } from 'node:dgram';
 import { randomInt } from 'node:crypto';
 import { connect, isIPv6 } from 'node:net';
-import type { Clock } from './clock.ts';
+import type { Clock } from '../clock.ts';
 import { parseUpstreamResponse, type StoredMessage } from './message.ts';
 import type { UpstreamAddress } from './upstreams.ts';
 

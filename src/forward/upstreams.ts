@@ -3,7 +3,7 @@
 // backoff brings it back) and the selection policies. Pure apart from the clock.
 import { isIP } from 'node:net';
 import type { ListenAddress } from '../dns/server.ts';
-import type { Clock, Timer } from './clock.ts';
+import type { Clock, Timer } from '../clock.ts';
 
 export class ForwardError extends Error {
   constructor(readonly code: string, message: string) {

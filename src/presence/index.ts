@@ -9,7 +9,7 @@ import type { Config } from '../config/index.ts';
 import type { Logger } from '../log.ts';
 import type { RegistrationSource } from '../registrations/types.ts';
 // One Clock shape (monotonic now + timers) for the whole daemon; the forwarder exports it.
-import { systemClock, type Clock } from '../forward/index.ts';
+import { systemClock, type Clock } from '../clock.ts';
 import { openDb, PresenceError, redactUrl, type Db } from './db.ts';
 import { Reaper } from './reaper.ts';
 import { Registrar } from './registrar.ts';

@@ -4,7 +4,7 @@
 // and the mass-expiry guard holds back a pass that would take out too many cells at once.
 import type { Registry } from '../admin/metrics.ts';
 import type { Logger } from '../log.ts';
-import type { Clock, Timer } from '../forward/index.ts';
+import type { Clock, Timer } from '../clock.ts';
 import { ExpiryTracker, LockWatch, MassExpiryGuard, type CellObservation } from './decisions.ts';
 import type { PresenceStore } from './store.ts';
 

@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import type { Registry } from '../admin/metrics.ts';
 import type { Logger } from '../log.ts';
 import type { Registration, RegistrationSource } from '../registrations/types.ts';
-import type { Clock, Timer } from '../forward/index.ts';
+import type { Clock, Timer } from '../clock.ts';
 import { backoffDelay, heartbeatDelay } from './decisions.ts';
 import type { PresenceStore } from './store.ts';
 

@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import type { Registry } from '../admin/metrics.ts';
 import type { Logger } from '../log.ts';
 import { parseTopology, writeTopologyFile, type TopologyRecord } from '../topology/index.ts';
-import type { Clock, Timer } from '../forward/index.ts';
+import type { Clock, Timer } from '../clock.ts';
 import { MassExpiryGuard, planSync, vanishedCells, type SyncPosition } from './decisions.ts';
 import { NOTIFY_CHANNEL, type PresenceRecord, type PresenceRow, type PresenceStore } from './store.ts';
 

@@ -6,7 +6,7 @@ import type { Registry } from '../admin/index.ts';
 import type { Logger } from '../log.ts';
 import type { Registration, RegistrationSource } from '../registrations/types.ts';
 // The forwarder's Clock: one timer abstraction for the whole daemon.
-import { systemClock, type Clock, type Timer } from '../forward/clock.ts';
+import { systemClock, type Clock, type Timer } from '../clock.ts';
 import { diffEndpoints, routeEndpoints, withUpdatedAt, type RouteEndpoint } from './messages.ts';
 import type { RouteBus } from './nats-bus.ts';
 import {

@@ -3,7 +3,7 @@
 // can re-publish everything. All decisions live in emitter.ts.
 import { EventEmitter } from 'node:events';
 import { connect, createInbox, Events, type ConnectionOptions, type NatsConnection } from 'nats';
-import { systemClock, type Clock, type Timer } from '../forward/clock.ts';
+import { systemClock, type Clock, type Timer } from '../clock.ts';
 import type { Logger } from '../log.ts';
 import { natsConnectionOptions, type NatsSettings } from './nats-options.ts';
 

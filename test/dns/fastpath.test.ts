@@ -12,6 +12,8 @@ import { TopologyIndex } from '../../src/topology/topology-index.ts';
 import { topologyJson, type TestInstance } from '../helpers/topology.ts';
 import { buildQuery } from './client.ts';
 
+const UDP_CLIENT = { address: '127.0.0.1', port: 53000, transport: 'udp' } as const;
+
 interface QueryOptions {
   id?: number;
   /** EDNS UDP size; null sends no OPT record. */
@@ -125,7 +127,7 @@ describe('fast path answers equal general path answers', () => {
         for (const asked of cases(name)) {
           for (const [o, transport] of variants) {
             const packet = query(asked, type, { ...o, id: (compared * 7 + round) & 0xffff });
-            const fast = handler.answerFast(packet, transport);
+            const fast = handler.answerFast(packet, { address: '127.0.0.1', port: 53000, transport });
             const general = await handler.handle(packet, client(transport));
             expect(fast, `${asked} ${type} ${JSON.stringify(o)} ${transport}`).not.toBeNull();
             expect(fast!.equals(general!), `${asked} ${type} ${JSON.stringify(o)} ${transport}`).toBe(true);
@@ -141,17 +143,17 @@ describe('fast path answers equal general path answers', () => {
 
   it('covers what the forms promise: TC over 512, the EDNS cap, SOA on negatives, echoed case', () => {
     const handler = newHandler(() => buildIndex(instances, 1));
-    const big = handler.answerFast(query('*.big.default.cf.bosh', RRType.A, { edns: null }), 'udp')!;
+    const big = handler.answerFast(query('*.big.default.cf.bosh', RRType.A, { edns: null }), UDP_CLIENT)!;
     expect(big.length).toBeLessThanOrEqual(512);
     expect(big[2] & 0x02).toBe(0x02);
-    const edns = handler.answerFast(query('*.big.default.cf.bosh', RRType.A, { edns: 4096 }), 'udp')!;
+    const edns = handler.answerFast(query('*.big.default.cf.bosh', RRType.A, { edns: 4096 }), UDP_CLIENT)!;
     expect(edns[2] & 0x02).toBe(0);
     expect(edns.readUInt16BE(6)).toBe(60);
-    const nx = handler.answerFast(query('NoPe.web.default.cf.bosh', RRType.A), 'udp')!;
+    const nx = handler.answerFast(query('NoPe.web.default.cf.bosh', RRType.A), UDP_CLIENT)!;
     expect(nx[3] & 0x0f).toBe(3);
     expect(nx.readUInt16BE(8)).toBe(1);
     expect(nx.toString('latin1', 13, 17)).toBe('NoPe');
-    const formerr = handler.answerFast(query('a.b.bosh', RRType.A), 'udp')!;
+    const formerr = handler.answerFast(query('a.b.bosh', RRType.A), UDP_CLIENT)!;
     expect(formerr[3] & 0x0f).toBe(1);
   });
 
@@ -162,7 +164,7 @@ describe('fast path answers equal general path answers', () => {
     const outside = query('example.com', RRType.A);
     const badVersion = query('aaaa-1.web.default.cf.bosh', RRType.A, { edns: 1232, ednsVersion: 1 });
     const notify = query('aaaa-1.web.default.cf.bosh', RRType.A, { opcode: 4 });
-    for (const packet of [compressed, outside, outside, badVersion, notify]) expect(handler.answerFast(packet, 'udp')).toBeNull();
+    for (const packet of [compressed, outside, outside, badVersion, notify]) expect(handler.answerFast(packet, UDP_CLIENT)).toBeNull();
     expect((await handler.handle(compressed, client('udp')))![3] & 0x0f).toBe(1);
     expect((await handler.handle(outside, client('udp')))![3] & 0x0f).toBe(5);
     const badvers = (await handler.handle(badVersion, client('udp')))!;
@@ -173,7 +175,7 @@ describe('fast path answers equal general path answers', () => {
     const forwarded: string[] = [];
     handler.next = { recursionAvailable: true, handle: (q) => (forwarded.push(q.question.name), Promise.resolve(null)) };
     for (let i = 0; i < 2; i++) {
-      expect(handler.answerFast(outside, 'udp')).toBeNull();
+      expect(handler.answerFast(outside, UDP_CLIENT)).toBeNull();
       await handler.handle(outside, client('udp'));
     }
     expect(forwarded).toEqual(['example.com', 'example.com']);
@@ -181,7 +183,7 @@ describe('fast path answers equal general path answers', () => {
 
   it('sets RA as the next handler says at the time of each answer', () => {
     const handler = newHandler(() => buildIndex(instances, 1));
-    const ask = () => handler.answerFast(query('aaaa-1.web.default.cf.bosh', RRType.A), 'udp')![3] & 0x80;
+    const ask = () => handler.answerFast(query('aaaa-1.web.default.cf.bosh', RRType.A), UDP_CLIENT)![3] & 0x80;
     expect(ask()).toBe(0);
     let upstreams = 1;
     handler.next = { get recursionAvailable() { return upstreams > 0; }, handle: () => Promise.resolve(null) };
@@ -193,7 +195,7 @@ describe('fast path answers equal general path answers', () => {
   it('serves the new topology from the first query after a swap', () => {
     let index = buildIndex(instances, 1);
     const handler = newHandler(() => index);
-    const ask = () => handler.answerFast(query('aaaa-1.web.default.cf.bosh', RRType.A), 'udp')!;
+    const ask = () => handler.answerFast(query('aaaa-1.web.default.cf.bosh', RRType.A), UDP_CLIENT)!;
     expect([...ask().subarray(-4)]).toEqual([10, 0, 0, 1]);
     index = buildIndex(instances.map((i) => (i.id === 'aaaa-1' ? { ...i, ip: '10.9.9.9' } : i)), 2);
     expect([...ask().subarray(-4)]).toEqual([10, 9, 9, 9]);
@@ -204,8 +206,8 @@ describe('metrics on the fast path', () => {
   it('counts every answer it serves by type, rcode and transport, like the general path', () => {
     const metrics = new Registry();
     const handler = newHandler(() => buildIndex(instances, 1), metrics);
-    for (let i = 0; i < 5; i++) handler.answerFast(query('aaaa-1.web.default.cf.bosh', RRType.A), 'udp');
-    for (let i = 0; i < 3; i++) handler.answerFast(query('nope.web.default.cf.bosh', RRType.AAAA), 'tcp');
+    for (let i = 0; i < 5; i++) handler.answerFast(query('aaaa-1.web.default.cf.bosh', RRType.A), UDP_CLIENT);
+    for (let i = 0; i < 3; i++) handler.answerFast(query('nope.web.default.cf.bosh', RRType.AAAA), { address: '127.0.0.1', port: 53000, transport: 'tcp' });
     const requests = metrics.counter('coredns_dns_requests_total', '');
     expect(requests.get({ proto: 'udp', type: 'A' })).toBe(5);
     expect(requests.get({ proto: 'tcp', type: 'AAAA' })).toBe(3);
@@ -228,7 +230,7 @@ describe('shuffling on the fast path', () => {
     const handler = newHandler(() => buildIndex(instances, 1));
     const orders = new Set<string>();
     for (let i = 0; i < 8; i++) {
-      const reply = handler.answerFast(query('q-s4.web.default.cf.bosh', RRType.A), 'udp')!;
+      const reply = handler.answerFast(query('q-s4.web.default.cf.bosh', RRType.A), UDP_CLIENT)!;
       const addresses = [0, 1, 2].map((n) => reply.subarray(reply.length - 4 - 16 * (2 - n), reply.length - 16 * (2 - n)).join('.'));
       expect([...addresses].sort()).toEqual(['10.0.0.1', '10.0.0.2', '10.0.0.3']);
       orders.add(addresses.join(','));

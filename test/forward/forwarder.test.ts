@@ -12,7 +12,7 @@ import { RRType } from '../../src/dns/wire.ts';
 import { Forwarder } from '../../src/forward/index.ts';
 import { createLogger } from '../../src/log.ts';
 import { waitFor } from '../helpers/daemon.ts';
-import { ManualClock } from './manual-clock.ts';
+import { ManualClock } from '../helpers/manual-clock.ts';
 import { makeQuery, readReply, type QueryOptions, type ReadReply } from './packets.ts';
 import { TestUpstream, type ZoneEntry } from './upstream-server.ts';
 

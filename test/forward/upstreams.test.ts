@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import {
   orderUpstreams, parseUpstream, probeDelay, resolvConfUpstreams, Upstream, type HealthOptions,
 } from '../../src/forward/upstreams.ts';
-import { ManualClock } from './manual-clock.ts';
+import { ManualClock } from '../helpers/manual-clock.ts';
 
 const HEALTH: HealthOptions = { maxFails: 2, probeMs: 500, maxProbeMs: 30_000 };
 

@@ -3,7 +3,6 @@
 import { EventEmitter } from 'node:events';
 import { pino } from 'pino';
 import type { Registration, RegistrationSource } from '../../src/registrations/types.ts';
-import type { Clock, Timer } from '../../src/forward/index.ts';
 
 export const silentLogger = pino({ level: 'silent' });
 
@@ -27,21 +26,3 @@ export class TestSource extends EventEmitter<{ change: [Registration[]] }> imple
   }
 }
 
-/** Time moves only when the test says so; scheduled passes never fire (the test runs them). */
-export class ManualClock implements Clock {
-  private t = 0;
-  readonly scheduled: number[] = [];
-
-  now(): number {
-    return this.t;
-  }
-
-  after(ms: number): Timer {
-    this.scheduled.push(ms);
-    return { cancel: () => undefined };
-  }
-
-  advance(ms: number): void {
-    this.t += ms;
-  }
-}

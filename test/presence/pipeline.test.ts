@@ -15,7 +15,8 @@ import { Syncer } from '../../src/presence/syncer.ts';
 import { parseIp } from '../../src/topology/ip.ts';
 import { parseTopology } from '../../src/topology/reader.ts';
 import { freePort, testDatabase, type TestDatabase } from '../helpers/postgres.ts';
-import { ManualClock, TestSource, registration, silentLogger } from './fixtures.ts';
+import { TestSource, registration, silentLogger } from './fixtures.ts';
+import { ManualClock } from '../helpers/manual-clock.ts';
 
 const TTL = 3000;
 let database: TestDatabase;
@@ -65,7 +66,7 @@ async function truncateAll(): Promise<void> {
 describe('registrar → syncer → file', () => {
   it('publishes registered instances with the revision as the file version, and drops removed ones', async () => {
     await truncateAll();
-    const clock = new ManualClock();
+    const clock = new ManualClock({ start: 0, runTimers: false });
     const a = node('cell-a', clock);
     const s = syncer(clock);
     a.source.set([registration('p-1', { ip: '10.0.0.1' }), registration('p-2', { ip: '10.0.0.2' }), registration('p-3', { ip: '10.0.0.3' })]);
@@ -87,7 +88,7 @@ describe('registrar → syncer → file', () => {
 
   it('a fresh node with an empty database still writes a (empty) file, so DNS becomes ready', async () => {
     await truncateAll();
-    const s = syncer(new ManualClock());
+    const s = syncer(new ManualClock({ start: 0, runTimers: false }));
     await s.sync.tick();
     expect(existsSync(s.file)).toBe(true);
     expect(s.ids()).toEqual([]);
@@ -97,7 +98,7 @@ describe('registrar → syncer → file', () => {
 describe('reaper', () => {
   it('expires a silent cell after exactly its TTL, and only then; a beating cell stays', async () => {
     await truncateAll();
-    const clock = new ManualClock();
+    const clock = new ManualClock({ start: 0, runTimers: false });
     const a = node('cell-a', clock);
     const b = node('cell-b', clock);
     a.source.set([registration('r-a1')]);
@@ -131,7 +132,7 @@ describe('reaper', () => {
   it('a reaper that gains the lock gives every cell a fresh TTL; the lock moves only after observed non-renewal', async () => {
     await truncateAll();
     await db.query('DELETE FROM locks');
-    const clock = new ManualClock();
+    const clock = new ManualClock({ start: 0, runTimers: false });
     const a = node('cell-a', clock);
     a.source.set([registration('l-a1')]);
     await a.registrar.kick();
@@ -165,7 +166,7 @@ describe('reaper', () => {
 
   it('the mass-expiry guard holds when most cells go silent at once, then lets go after guard_hold × TTL', async () => {
     await truncateAll();
-    const clock = new ManualClock();
+    const clock = new ManualClock({ start: 0, runTimers: false });
     const nodes = ['g-1', 'g-2', 'g-3', 'g-4'].map((id) => node(id, clock));
     nodes.forEach((n, i) => n.source.set([registration(`g-i${i}`)]));
     await Promise.all(nodes.map((n) => n.registrar.kick()));
@@ -197,7 +198,7 @@ describe('reaper', () => {
 
   it('an operator can release the guard at once', async () => {
     await truncateAll();
-    const clock = new ManualClock();
+    const clock = new ManualClock({ start: 0, runTimers: false });
     const nodes = ['o-1', 'o-2', 'o-3'].map((id) => node(id, clock));
     nodes.forEach((n, i) => n.source.set([registration(`o-i${i}`)]));
     await Promise.all(nodes.map((n) => n.registrar.kick()));
@@ -219,7 +220,7 @@ describe('tombstone retention', () => {
   it('the reaper purges old tombstones; a syncer that was further behind takes a snapshot and misses no deletion', async () => {
     await truncateAll();
     await db.query('DELETE FROM locks');
-    const clock = new ManualClock();
+    const clock = new ManualClock({ start: 0, runTimers: false });
     const a = node('ret-1', clock);
     a.source.set([registration('ret-keep'), registration('ret-gone-1'), registration('ret-gone-2')]);
     await a.registrar.kick();
@@ -249,7 +250,7 @@ describe('tombstone retention', () => {
 describe('data loss', () => {
   it('tables emptied: the file keeps every instance until the registrars re-register within one heartbeat', async () => {
     await truncateAll();
-    const clock = new ManualClock();
+    const clock = new ManualClock({ start: 0, runTimers: false });
     const nodes = ['t-1', 't-2', 't-3'].map((id) => node(id, clock));
     nodes.forEach((n, i) => n.source.set([registration(`t-i${i}a`), registration(`t-i${i}b`)]));
     await Promise.all(nodes.map((n) => n.registrar.kick()));
@@ -274,7 +275,7 @@ describe('data loss', () => {
 
   it('tables emptied and one cell never comes back: its instances stay a full TTL, then go (one cell is within the guard)', async () => {
     await truncateAll();
-    const clock = new ManualClock();
+    const clock = new ManualClock({ start: 0, runTimers: false });
     const live = node('e-live', clock);
     const dead = node('e-dead', clock);
     live.source.set([registration('e-l1')]);
@@ -297,7 +298,7 @@ describe('data loss', () => {
 
   it('only the instance rows deleted: the next heartbeat notices the missing rows and rewrites them', async () => {
     await truncateAll();
-    const clock = new ManualClock();
+    const clock = new ManualClock({ start: 0, runTimers: false });
     const a = node('d-1', clock);
     a.source.set([registration('d-x'), registration('d-y')]);
     await a.registrar.kick();
@@ -314,7 +315,7 @@ describe('database down', () => {
     const port = await freePort();
     const downDb = await openDb({ url: `postgres://postgres:postgres@127.0.0.1:${port}/postgres`, embeddedDir: '', logger: silentLogger });
     const down = new PresenceStore(downDb);
-    const clock = new ManualClock();
+    const clock = new ManualClock({ start: 0, runTimers: false });
     const metrics = new Registry();
     const a = node('down-1', clock, metrics, down);
     a.source.set([registration('down-x')]);
@@ -344,7 +345,7 @@ describe('embedded PGlite', () => {
     await migrate(lite);
     await migrate(lite);
     const liteStore = new PresenceStore(lite);
-    const clock = new ManualClock();
+    const clock = new ManualClock({ start: 0, runTimers: false });
     const a = node('lite-1', clock, new Registry(), liteStore);
     a.source.set([registration('lite-x', { ip: '10.7.0.1' }), registration('lite-y', { ip: parseIp('fd00::7')!.canonical })]);
     await a.registrar.kick();

@@ -9,7 +9,7 @@ import { NatsBus } from '../../src/routes/nats-bus.ts';
 import { waitFor } from '../helpers/daemon.ts';
 import { makeTlsFiles, playGorouter, startNats, type Gorouter, type NatsServer } from '../helpers/nats.ts';
 import { registration, route, TestSource } from './fixtures.ts';
-import { ManualClock } from '../forward/manual-clock.ts';
+import { ManualClock } from '../helpers/manual-clock.ts';
 
 const WALL_MS = 1_763_708_255_123;
 const UPDATED_AT = '"endpoint_updated_at_ns":1763708255123000000';

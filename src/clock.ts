@@ -1,5 +1,6 @@
-// Time for the forwarder's decisions (cache expiry, stale windows, recheck, probe
-// backoff). Everything that depends on time takes a Clock, so tests drive it exactly.
+// Time, injected: everything with TTLs, intervals, timeouts or backoff (forwarder cache
+// and probes, presence heartbeats and expiry, route re-emission) takes a Clock, so tests
+// drive it exactly with a manual clock instead of sleeping.
 
 export interface Timer {
   cancel(): void;

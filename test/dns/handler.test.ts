@@ -1,0 +1,80 @@
+// The handler chain without sockets: the self check before any topology, a forwarded
+// answer served synchronously from the forwarder's cache (a real upstream on loopback),
+// and query-type metric labels that stay bounded under odd query types.
+import { afterEach, describe, expect, it } from 'vitest';
+import { Registry } from '../../src/admin/metrics.ts';
+import { configSchema } from '../../src/config/schema.ts';
+import { DnsHandler, type Client } from '../../src/dns/handler.ts';
+import { Rcode, RRType } from '../../src/dns/wire.ts';
+import { Forwarder } from '../../src/forward/index.ts';
+import { createLogger } from '../../src/log.ts';
+import { TopologyIndex } from '../../src/topology/index.ts';
+import { makeQuery, readReply } from '../forward/packets.ts';
+import { TestUpstream } from '../forward/upstream-server.ts';
+
+const LOCAL: Client = { address: '127.0.0.1', port: 40000, transport: 'udp' };
+const OUTSIDER: Client = { address: '127.0.0.2', port: 40000, transport: 'udp' };
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()!();
+});
+
+const LOADED = new TopologyIndex({ version: 1, instances: [], aliases: new Map(), ptrRecords: null, generatedAt: null, source: null }, { domains: ['bosh'] });
+
+function handler(metrics = new Registry(), index: TopologyIndex | null = null): DnsHandler {
+  return new DnsHandler({ ttl: 5, negativeTtl: 5, maxUdpSize: 1232, metrics, currentIndex: () => index });
+}
+
+describe('DnsHandler', () => {
+  it('answers upcheck.presence-dns before any topology is loaded', async () => {
+    const reply = await handler().handle(makeQuery('upcheck.presence-dns').packet, LOCAL);
+    const read = readReply(reply!);
+    expect(read.rcode).toBe(Rcode.NOERROR);
+    expect(read.addresses).toEqual(['127.0.0.1']);
+  });
+
+  it('serves a fresh forwarded answer synchronously, only to allowed clients', async () => {
+    const upstream = await TestUpstream.start({ 'www.example.com': { addresses: ['192.0.2.7'], ttl: 60 } });
+    cleanups.push(() => upstream.stop());
+    const forwarder = new Forwarder({
+      config: configSchema.parse({ forward: { upstreams: [`127.0.0.1:${upstream.port}`], allow: ['127.0.0.1/32'] } }).forward,
+      listen: [{ address: '127.0.0.1', port: 5353 }],
+      maxUdpSize: 1232,
+      metrics: new Registry(),
+      logger: createLogger('silent'),
+    });
+    await forwarder.start();
+    cleanups.push(() => forwarder.stop());
+    const h = handler(new Registry(), LOADED);
+    h.next = forwarder;
+    const { packet } = makeQuery('www.example.com', { id: 0x4242 });
+
+    expect(h.answerFast(packet, LOCAL)).toBeNull();
+    const first = readReply((await h.handle(packet, LOCAL))!);
+    expect(first.addresses).toEqual(['192.0.2.7']);
+
+    const cached = h.answerFast(makeQuery('WWW.example.com', { id: 0x0707 }).packet, LOCAL);
+    expect(cached).not.toBeNull();
+    const read = readReply(cached!);
+    expect(read.id).toBe(0x0707);
+    expect(read.question).toBe('WWW.example.com');
+    expect(read.addresses).toEqual(['192.0.2.7']);
+    expect(read.recursionAvailable).toBe(true);
+    expect(upstream.count('www.example.com')).toBe(1);
+
+    expect(h.answerFast(packet, OUTSIDER)).toBeNull();
+    expect(readReply((await h.handle(packet, OUTSIDER))!).rcode).toBe(Rcode.REFUSED);
+  });
+
+  it('counts queries of unknown types under type="other"', async () => {
+    const metrics = new Registry();
+    const h = handler(metrics);
+    for (const type of [4000, 4001, 65000]) await h.handle(makeQuery('upcheck.presence-dns', { type }).packet, LOCAL);
+    await h.handle(makeQuery('upcheck.presence-dns', { type: RRType.AAAA }).packet, LOCAL);
+    const text = metrics.render();
+    expect(text).toContain('coredns_dns_requests_total{proto="udp",type="other"} 3');
+    expect(text).toContain('coredns_dns_requests_total{proto="udp",type="AAAA"} 1');
+    expect(text).not.toMatch(/type="TYPE\d+"/);
+  });
+});
