@@ -16,8 +16,13 @@ import { TopologyStore } from './topology/index.ts';
 export interface Daemon {
   dnsPorts: number[];
   adminPort: number;
+  /** Applies what can change without a restart; returns the config sections that need one. */
+  reload(next: Config): string[];
   stop(): Promise<void>;
 }
+
+/** Sections whose new values take effect live on SIGHUP; everything else waits for a restart. */
+const LIVE_SECTIONS = new Set(['log']);
 
 export async function startDaemon(config: Config, logger: Logger): Promise<Daemon> {
   const metrics = new Registry();
@@ -81,9 +86,18 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
 
   const dnsPorts = [...new Set(dns.bound.map((b) => b.port))];
   logger.info({ dns: dns.bound, admin: admin ? `${config.admin.address}:${admin.port}` : null }, 'presence-dns started');
+  let current = config;
   return {
     dnsPorts,
     adminPort: admin?.port ?? 0,
+    reload(next) {
+      logger.level = next.log.level;
+      topology.reload();
+      const restart = (Object.keys(next) as Array<keyof Config>)
+        .filter((section) => !LIVE_SECTIONS.has(section) && JSON.stringify(next[section]) !== JSON.stringify(current[section]));
+      current = { ...next, ...Object.fromEntries(restart.map((section) => [section, current[section]])) };
+      return restart;
+    },
     async stop() {
       await dns.stop();
       await Promise.all([admin?.stop(), topology.stop(), forwarder?.stop(), registrations?.stop(), routes?.stop(), presence?.stop()]);
@@ -152,6 +166,16 @@ export async function main(argv: string[]): Promise<number> {
   }
   const logger = createLogger(loaded.config.log.level);
   const daemon = await startDaemon(loaded.config, logger);
+  const source = { file: loaded.file, env: process.env, overrides: args.overrides };
+  process.on('SIGHUP', () => {
+    try {
+      const restart = daemon.reload(loadConfig(source).config);
+      logger.info({ needsRestart: restart }, restart.length ? 'config reloaded; some sections change only at the next restart' : 'config reloaded');
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      logger.error({ err: err.message }, 'SIGHUP: the config file is invalid; keeping the running config');
+    }
+  });
   await new Promise<void>((resolve) => {
     const shutdown = (signal: string) => {
       logger.info({ signal }, 'shutting down');

@@ -22,9 +22,11 @@ export interface LoadedConfig {
 type Tree = Record<string, unknown>;
 
 const ENV_PREFIX = 'PRESENCE_DNS_';
+/** Keys holding file paths, resolved against the config file's directory when relative. */
 const PATH_KEYS = [
   ['topology', 'file'], ['dns', 'aliases_dir'], ['registrations', 'dir'], ['database', 'embedded_dir'],
-] as const;
+  ['routes', 'nats_tls', 'ca_file'], ['routes', 'nats_tls', 'cert_file'], ['routes', 'nats_tls', 'key_file'],
+];
 
 interface Def {
   type: string;
@@ -144,9 +146,11 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
   }
   const config = parsed.data;
   const base = file ? dirname(file) : process.cwd();
-  for (const [section, key] of PATH_KEYS) {
-    const holder = config[section] as Record<string, string>;
-    if (!isAbsolute(holder[key])) holder[key] = resolve(base, holder[key]);
+  for (const path of PATH_KEYS) {
+    const holder = path.slice(0, -1).reduce<Tree | undefined>((node, key) => node?.[key] as Tree | undefined, config);
+    const key = path[path.length - 1];
+    const value = holder?.[key];
+    if (typeof value === 'string' && !isAbsolute(value)) holder![key] = resolve(base, value);
   }
   return { config, file };
 }

@@ -15,8 +15,11 @@ export const configSchema = z.strictObject({
     ttl: z.number().int().min(0).max(86400).default(5),
     /** TTL of negative answers (SOA minimum); defaults to dns.ttl. */
     negative_ttl: z.number().int().min(0).max(86400).optional(),
-    /** Domains served even when no record lives under them. */
-    domains: z.array(z.string().min(1)).default([]),
+    /**
+     * Domains served even when no record lives under them, so a name under them is never
+     * forwarded or refused just because its last instance went away.
+     */
+    domains: z.array(z.string().min(1)).default(['bosh']),
     /** Directory of alias files (*.yaml|json: alias name → list of target names). */
     aliases_dir: z.string().default('aliases.d'),
     /** Largest UDP answer we send to EDNS clients (RFC 6891; 1232 avoids fragmentation). */

@@ -104,6 +104,12 @@ export class TopologyStore extends EventEmitter<{ swap: [TopologyIndex] }> {
     }, this.options.debounceMs ?? 50);
   }
 
+  /** Re-reads the alias files and the topology file now (SIGHUP), not waiting for a file event. */
+  reload(): boolean {
+    this.reloadAliases();
+    return this.reloadTopology();
+  }
+
   /** Re-reads the topology file; on any failure the index in service stays. */
   reloadTopology(): boolean {
     const { file, logger } = this.options;

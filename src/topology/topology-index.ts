@@ -1,7 +1,7 @@
 // The index over one topology version: built once when a topology is loaded, so that a
 // lookup is a map access (plus a filter over one group), never a scan of every record.
 import { matchesInstance, matchesPattern, type Criteria } from './criteria.ts';
-import type { AliasMap, Instance, Topology } from './types.ts';
+import { normalizeName, type AliasMap, type Instance, type Topology } from './types.ts';
 
 export interface IndexOptions {
   /** Domains served even when no record lives under them (dns.domains). */
@@ -49,7 +49,7 @@ export class TopologyIndex {
     this.version = topology.version;
     this.recordCount = topology.instances.length;
     this.hasHealth = topology.instances.some((i) => i.health !== null);
-    const domains = new Set(options.domains ?? []);
+    const domains = new Set((options.domains ?? []).map(normalizeName));
     for (const i of topology.instances) {
       domains.add(i.domain);
       const key = [i.domain, i.group, i.network, i.deployment].join(SEP);

@@ -51,6 +51,13 @@ describe('loadConfig', () => {
     expect(config.registrations.dir).toBe(join(path, '..', 'instances.d'));
   });
 
+  it('resolves the NATS TLS files against the config file\'s directory too', () => {
+    const path = file('tls.yaml', 'routes:\n  nats_url: tls://127.0.0.1:4222\n  nats_tls:\n    ca_file: certs/ca.pem\n    cert_file: /etc/pki/cert.pem\n    key_file: /etc/pki/key.pem\n');
+    const tls = loadConfig({ file: path }).config.routes.nats_tls!;
+    expect(tls.ca_file).toBe(join(path, '..', 'certs/ca.pem'));
+    expect(tls.cert_file).toBe('/etc/pki/cert.pem');
+  });
+
   it.each([
     ['an unknown key', 'dns:\n  tll: 5\n', 'dns.tll: unknown key'],
     ['an unknown section', 'dnz: {}\n', 'dnz: unknown key'],

@@ -223,7 +223,6 @@ describe('API registrations reach DNS through the presence pipeline (embedded da
     });
     try {
       await waitFor(async () => (await daemon.admin('/ready')).status === 200, 30_000, 'daemon ready');
-      // Two instances: removing the only one would trip the syncer's mass-drop guard (by design).
       for (const [id, ip] of [['dns-1', '10.0.7.1'], ['dns-2', '10.0.7.2']]) {
         const res = await daemon.admin(`/v1/instances/${id}`, { method: 'PUT', body: JSON.stringify(apiEntry(id, { ip })) });
         expect(res.status).toBe(200);
@@ -235,6 +234,10 @@ describe('API registrations reach DNS through the presence pipeline (embedded da
       expect((await daemon.admin('/v1/instances/dns-1', { method: 'DELETE' })).status).toBe(200);
       await waitFor(async () => (await dig(daemon.dnsPort, name)).status === 'NXDOMAIN', 20_000, `${name} to be gone`);
       expect(addresses(await dig(daemon.dnsPort, 'q-s0.api.default.cf.bosh.'))).toEqual(['10.0.7.2']);
+
+      // The last instance under bosh. going away leaves the domain served: NXDOMAIN, never REFUSED.
+      expect((await daemon.admin('/v1/instances/dns-2', { method: 'DELETE' })).status).toBe(200);
+      await waitFor(async () => (await dig(daemon.dnsPort, 'dns-2.api.default.cf.bosh.')).status === 'NXDOMAIN', 20_000, 'the last instance to be gone');
     } finally {
       expect(await daemon.stop()).toBe(0);
     }
