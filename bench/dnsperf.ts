@@ -2,6 +2,7 @@
 // latency of every answer (from -v, written to a file so that printing them costs
 // dnsperf as little as possible), from which average and p99 are computed.
 import { spawn } from 'node:child_process';
+import { createSocket } from 'node:dgram';
 import { closeSync, openSync, readFileSync, rmSync } from 'node:fs';
 
 export interface PerfOptions {
@@ -101,4 +102,15 @@ export function combine(runs: PerfRun[]): PerfResult {
     avgMs: all.length ? (total / all.length) * 1000 : 0,
     p99Ms: all.length ? all[Math.min(all.length - 1, Math.floor(all.length * 0.99))] * 1000 : 0,
   };
+}
+
+/** A UDP port free on 127.0.0.1 right now (for servers that cannot bind port 0 themselves). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createSocket('udp4');
+    s.bind(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
 }

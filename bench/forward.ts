@@ -5,7 +5,6 @@
 // the hop); then queries/s of cache hits at full speed, beside a platform name answered by
 // the same daemon for reference. `node --import tsx bench/forward.ts`.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createSocket } from 'node:dgram';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,21 +12,11 @@ import { fileURLToPath } from 'node:url';
 import { startDaemon, waitFor, type RunningDaemon } from '../test/helpers/daemon.ts';
 import { dig } from '../test/helpers/dig.ts';
 import { topologyJson } from '../test/helpers/topology.ts';
-import { dnsperf, type PerfResult } from './dnsperf.ts';
+import { dnsperf, freePort, type PerfResult } from './dnsperf.ts';
 
 const SECONDS = 5;
 const FIXED_QPS = 2000;
 const NAMES = Array.from({ length: 10 }, (_, i) => `host${i}.fwd.bench`);
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createSocket('udp4');
-    s.bind(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function startUpstream(): Promise<{ port: number; child: ChildProcess }> {
   const port = await freePort();

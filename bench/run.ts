@@ -6,13 +6,12 @@
 // it stops every process it started. Ratios matter; absolute figures depend on what
 // else the machine is doing.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createSocket } from 'node:dgram';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dig } from '../test/helpers/dig.ts';
 import { startDaemon, waitFor, type RunningDaemon } from '../test/helpers/daemon.ts';
-import { dnsperf, combine, dnsperfRun, type PerfResult, type PerfRun } from './dnsperf.ts';
+import { dnsperf, combine, dnsperfRun, freePort, type PerfResult, type PerfRun } from './dnsperf.ts';
 import { generate, writeHosts, writeQueries, writeTopology } from './topology.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
@@ -26,15 +25,6 @@ const work = join(tmpdir(), `presence-dns-bench-${process.pid}`);
 const children = new Set<ChildProcess>();
 const daemons = new Set<RunningDaemon>();
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createSocket('udp4');
-    s.bind(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function track(child: ChildProcess): ChildProcess {
   children.add(child);

@@ -15,12 +15,10 @@ export const CLASS_IN = 1;
 export const HEADER_SIZE = 12;
 export const MIN_UDP_SIZE = 512;
 
-const FLAG_QR = 0x8000;
-const FLAG_AA = 0x0400;
-const FLAG_TC = 0x0200;
-const FLAG_RD = 0x0100;
-const FLAG_RA = 0x0080;
-const FLAG_CD = 0x0010;
+/** Bits of the header's flags word (RFC 1035 §4.1.1, RFC 4035 for AD/CD). */
+export const Flag = {
+  QR: 0x8000, AA: 0x0400, TC: 0x0200, RD: 0x0100, RA: 0x0080, AD: 0x0020, CD: 0x0010,
+} as const;
 
 export interface Edns {
   udpSize: number;
@@ -137,9 +135,9 @@ export function decodeQuery(buf: Buffer): DecodeResult {
   if (buf.length < HEADER_SIZE) return { ok: false, id: null, reason: 'shorter than a DNS header' };
   const id = buf.readUInt16BE(0);
   const flags = buf.readUInt16BE(2);
-  if (flags & FLAG_QR) return { ok: false, id: null, reason: 'a response, not a query' };
+  if (flags & Flag.QR) return { ok: false, id: null, reason: 'a response, not a query' };
   const opcode = (flags >> 11) & 0x0f;
-  const recursionDesired = (flags & FLAG_RD) !== 0;
+  const recursionDesired = (flags & Flag.RD) !== 0;
   const fail = (reason: string): DecodeResult => ({ ok: false, id, opcode, recursionDesired, reason });
   const qdcount = buf.readUInt16BE(4);
   if (qdcount !== 1) return fail(`expected one question, got ${qdcount}`);
@@ -163,7 +161,7 @@ export function decodeQuery(buf: Buffer): DecodeResult {
     }
     return {
       ok: true,
-      query: { id, opcode, recursionDesired, checkingDisabled: (flags & FLAG_CD) !== 0, question, questionEnd, edns },
+      query: { id, opcode, recursionDesired, checkingDisabled: (flags & Flag.CD) !== 0, question, questionEnd, edns },
     };
   } catch (err) {
     if (err instanceof MalformedPacket) return fail(err.message);
@@ -341,12 +339,12 @@ export function encodeResponse(queryPacket: Buffer, query: DecodedQuery, result:
     }
   }
   const rcode = query.edns ? result.rcode & 0x0f : result.rcode > 15 ? Rcode.SERVFAIL : result.rcode;
-  let flags = FLAG_QR | (query.opcode << 11) | (rcode & 0x0f);
-  if (result.authoritative) flags |= FLAG_AA;
-  if (truncated) flags |= FLAG_TC;
-  if (query.recursionDesired) flags |= FLAG_RD;
-  if (options.recursionAvailable) flags |= FLAG_RA;
-  if (query.checkingDisabled) flags |= FLAG_CD;
+  let flags = Flag.QR | (query.opcode << 11) | (rcode & 0x0f);
+  if (result.authoritative) flags |= Flag.AA;
+  if (truncated) flags |= Flag.TC;
+  if (query.recursionDesired) flags |= Flag.RD;
+  if (options.recursionAvailable) flags |= Flag.RA;
+  if (query.checkingDisabled) flags |= Flag.CD;
   const out = Buffer.allocUnsafe(w.offset + optSize);
   w.buf.copy(out, 0, 0, w.offset);
   out.writeUInt16BE(query.id, 0);
@@ -367,7 +365,7 @@ export function encodeResponse(queryPacket: Buffer, query: DecodedQuery, result:
 export function encodeBareReply(id: number, opcode: number, recursionDesired: boolean, rcode: number): Buffer {
   const out = Buffer.alloc(HEADER_SIZE);
   out.writeUInt16BE(id, 0);
-  out.writeUInt16BE(FLAG_QR | (opcode << 11) | (recursionDesired ? FLAG_RD : 0) | rcode, 2);
+  out.writeUInt16BE(Flag.QR | (opcode << 11) | (recursionDesired ? Flag.RD : 0) | rcode, 2);
   return out;
 }
 

@@ -2,14 +2,8 @@
 // the upstream's answer as an opaque message (without its OPT record) plus the offsets of
 // every TTL field; answering a client copies those bytes, patches the ID, the flags, the
 // question's case and the TTLs, and appends our own OPT. Pure: no sockets here.
-import { HEADER_SIZE, RRType, type DecodedQuery } from '../dns/wire.ts';
+import { Flag, HEADER_SIZE, RRType, type DecodedQuery } from '../dns/wire.ts';
 
-const FLAG_QR = 0x8000;
-const FLAG_TC = 0x0200;
-const FLAG_RD = 0x0100;
-const FLAG_RA = 0x0080;
-const FLAG_AD = 0x0020;
-const FLAG_CD = 0x0010;
 const DNSSEC_OK = 0x8000;
 /** What we advertise to upstreams: large enough for most answers, small enough not to fragment. */
 export const UPSTREAM_UDP_SIZE = 1232;
@@ -66,7 +60,7 @@ export function buildUpstreamQuery(id: number, packet: Buffer, query: DecodedQue
   const question = lowerAscii(packet.subarray(HEADER_SIZE, query.questionEnd));
   const out = Buffer.alloc(HEADER_SIZE + question.length + 11);
   out.writeUInt16BE(id, 0);
-  out.writeUInt16BE(FLAG_RD | (query.checkingDisabled ? FLAG_CD : 0), 2);
+  out.writeUInt16BE(Flag.RD | (query.checkingDisabled ? Flag.CD : 0), 2);
   out.writeUInt16BE(1, 4);
   out.writeUInt16BE(1, 10);
   question.copy(out, HEADER_SIZE);
@@ -89,7 +83,7 @@ export function parseUpstreamResponse(buf: Buffer, sent: Buffer): ParseResult {
     const id = buf.readUInt16BE(0);
     const flags = buf.readUInt16BE(2);
     if (id !== sent.readUInt16BE(0)) throw new Malformed('ID does not match the query');
-    if (!(flags & FLAG_QR)) throw new Malformed('not a response');
+    if (!(flags & Flag.QR)) throw new Malformed('not a response');
     if (buf.readUInt16BE(4) !== 1) throw new Malformed('expected one question');
     const questionEnd = skipName(buf, HEADER_SIZE) + 4;
     const sentQuestionEnd = skipName(sent, HEADER_SIZE) + 4;
@@ -98,7 +92,7 @@ export function parseUpstreamResponse(buf: Buffer, sent: Buffer): ParseResult {
     }
     const counts = [buf.readUInt16BE(6), buf.readUInt16BE(8), buf.readUInt16BE(10)];
     const stored: StoredMessage = {
-      message: buf, questionEnd, rcode: flags & 0x0f, authenticData: (flags & FLAG_AD) !== 0,
+      message: buf, questionEnd, rcode: flags & 0x0f, authenticData: (flags & Flag.AD) !== 0,
       sections: [], ttlOffsets: [], ttls: [], recordEnds: [], cacheTtl: null,
     };
     let offset = questionEnd;
@@ -134,7 +128,7 @@ export function parseUpstreamResponse(buf: Buffer, sent: Buffer): ParseResult {
     const answers = stored.sections.filter((s) => s === 0).length;
     const negative = stored.rcode === 3 || (stored.rcode === 0 && answers === 0);
     if (stored.rcode === 0 || stored.rcode === 3) stored.cacheTtl = negative ? negativeTtl : minTtl === Infinity ? null : minTtl;
-    return { ok: true, id, truncated: (flags & FLAG_TC) !== 0, stored };
+    return { ok: true, id, truncated: (flags & Flag.TC) !== 0, stored };
   } catch (err) {
     if (err instanceof Malformed) return { ok: false, reason: err.message };
     throw err;
@@ -189,11 +183,11 @@ export function renderReply(stored: StoredMessage, options: RenderOptions): Buff
   const out = Buffer.allocUnsafe(end + (opt?.length ?? 0));
   stored.message.copy(out, 0, 0, end);
   options.packet.copy(out, HEADER_SIZE, HEADER_SIZE, query.questionEnd);
-  let flags = FLAG_QR | FLAG_RA | stored.rcode;
-  if (truncated) flags |= FLAG_TC;
-  if (query.recursionDesired) flags |= FLAG_RD;
-  if (query.checkingDisabled) flags |= FLAG_CD;
-  if (stored.authenticData && query.edns?.dnssecOk) flags |= FLAG_AD;
+  let flags = Flag.QR | Flag.RA | stored.rcode;
+  if (truncated) flags |= Flag.TC;
+  if (query.recursionDesired) flags |= Flag.RD;
+  if (query.checkingDisabled) flags |= Flag.CD;
+  if (stored.authenticData && query.edns?.dnssecOk) flags |= Flag.AD;
   out.writeUInt16BE(query.id, 0);
   out.writeUInt16BE(flags, 2);
   const counts = [0, 0, 0];

@@ -9,24 +9,13 @@ import type { CellObservation, LockHolder } from './decisions.ts';
 
 export const NOTIFY_CHANNEL = 'presence_dns_revision';
 
-export interface PresenceRecord {
-  id: string;
+/**
+ * One instance row: a registration as the database keeps it — owned by a cell, with its
+ * numeric ids resolved. The route emitter's extras stay local and are not stored.
+ */
+export interface PresenceRecord extends Omit<Registration, 'groupIds' | 'app' | 'isolationSegment' | 'tags'> {
   cellId: string;
-  group: string;
   groupIds: number[];
-  network: string;
-  networkId: number | null;
-  deployment: string;
-  az: string | null;
-  azId: number | null;
-  index: number | null;
-  numId: number | null;
-  ip: string;
-  domain: string;
-  agentId: string | null;
-  health: Health;
-  ports: Record<string, number>;
-  routes: RouteRegistration[];
 }
 
 export interface PresenceRow extends PresenceRecord {
