@@ -4,9 +4,10 @@
 // and the mass-expiry guard holds back a pass that would take out too many cells at once.
 import type { Registry } from '../admin/metrics.ts';
 import type { Logger } from '../log.ts';
-import type { Clock, Timer } from '../clock.ts';
+import type { Clock } from '../clock.ts';
 import { ExpiryTracker, LockWatch, MassExpiryGuard, type CellObservation } from './decisions.ts';
 import type { PresenceStore } from './store.ts';
+import { PassLoop } from './loop.ts';
 
 export const REAPER_LOCK = 'reaper';
 /** How often the holder purges old tombstones. */
@@ -37,13 +38,15 @@ export class Reaper {
   private holder = false;
   private dbLost = false;
   private lastPurge: number | null = null;
-  private timer: Timer | null = null;
-  private running: Promise<void> | null = null;
-  private stopped = true;
+  private readonly loop: PassLoop;
   private readonly expiredCells;
   private readonly guardTrips;
 
   constructor(private readonly options: ReaperOptions) {
+    this.loop = new PassLoop(options.clock, async () => {
+      await this.pass();
+      return this.intervalMs;
+    });
     this.guard = new MassExpiryGuard(options.maxExpireFraction, options.guardHold);
     this.expiredCells = options.metrics.counter('presence_dns_cells_expired_total', 'Cells expired by the reaper (their instances tombstoned).');
     this.guardTrips = options.metrics.counter('presence_dns_expiry_guard_trips_total', 'Reaper passes where the mass-expiry guard held back expiries.');
@@ -65,14 +68,11 @@ export class Reaper {
   }
 
   start(): void {
-    this.stopped = false;
-    void this.tick();
+    this.loop.start();
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    this.timer?.cancel();
-    await this.running;
+    await this.loop.stop();
     if (this.holder) {
       await this.options.store.releaseLock(REAPER_LOCK, this.options.owner).catch((err: Error) => {
         this.options.logger.warn({ err: err.message }, 'could not release the reaper lock; it expires by its TTL');
@@ -83,13 +83,7 @@ export class Reaper {
 
   /** One pass; passes never overlap. */
   tick(): Promise<void> {
-    if (this.running) return this.running;
-    this.timer?.cancel();
-    this.running = this.pass().finally(() => {
-      this.running = null;
-      if (!this.stopped) this.timer = this.options.clock.after(this.intervalMs, () => void this.tick());
-    });
-    return this.running;
+    return this.loop.kick();
   }
 
   private async pass(): Promise<void> {

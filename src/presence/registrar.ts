@@ -6,9 +6,10 @@ import { randomUUID } from 'node:crypto';
 import type { Registry } from '../admin/metrics.ts';
 import type { Logger } from '../log.ts';
 import type { Registration, RegistrationSource } from '../registrations/types.ts';
-import type { Clock, Timer } from '../clock.ts';
+import type { Clock } from '../clock.ts';
 import { backoffDelay, heartbeatDelay } from './decisions.ts';
 import type { PresenceStore } from './store.ts';
+import { PassLoop } from './loop.ts';
 
 export interface RegistrarOptions {
   store: PresenceStore;
@@ -31,55 +32,38 @@ export class Registrar {
   /** Registrations not yet known to be in the database. */
   private dirty = true;
   private failures = 0;
-  private timer: Timer | null = null;
-  private running: Promise<void> | null = null;
-  private rerun = false;
-  private stopped = true;
+  private readonly loop: PassLoop;
   private readonly onChange = () => {
     this.dirty = true;
-    this.kick();
+    void this.kick();
   };
   private readonly ownerLost;
   private readonly errors;
 
   constructor(private readonly options: RegistrarOptions) {
+    this.loop = new PassLoop(options.clock, () => this.pass());
     this.ownerLost = options.metrics.counter('presence_dns_registrar_reregistrations_total', 'Times the registrar found its cell or rows gone (tables emptied, another owner) and re-registered.');
     this.errors = options.metrics.counter('presence_dns_registrar_errors_total', 'Registrar database operations that failed and were retried with backoff.');
   }
 
   start(): void {
-    this.stopped = false;
     this.options.source.on('change', this.onChange);
-    this.kick();
+    this.loop.start();
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
     this.options.source.off('change', this.onChange);
-    this.timer?.cancel();
-    await this.running;
+    await this.loop.stop();
   }
 
   /** One pass now (also what the timer runs); passes never overlap, a kick during one reruns it. */
   kick(): Promise<void> {
-    if (this.running) {
-      this.rerun = true;
-      return this.running;
-    }
-    this.running = (async () => {
-      do {
-        this.rerun = false;
-        this.timer?.cancel();
-        await this.pass();
-      } while (this.rerun && !this.stopped);
-    })().finally(() => {
-      this.running = null;
-    });
-    return this.running;
+    return this.loop.kick();
   }
 
-  private async pass(): Promise<void> {
-    const { store, cellId, logger, clock, ttlMs } = this.options;
+  /** Registers or heartbeats once; resolves to the delay before the next pass. */
+  private async pass(): Promise<number> {
+    const { store, cellId, logger, ttlMs } = this.options;
     let delay: number;
     try {
       if (!this.registered) {
@@ -118,7 +102,7 @@ export class Registrar {
       delay = backoffDelay(this.failures, BACKOFF_BASE_MS, ttlMs / 3, this.options.random);
       logger.warn({ cellId, err: (err as Error).message, retryInMs: Math.round(delay) }, 'registrar database operation failed');
     }
-    if (!this.stopped) this.timer = clock.after(delay, () => void this.kick());
+    return delay;
   }
 
   private expectedRows(): number {

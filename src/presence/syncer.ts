@@ -9,9 +9,10 @@ import { readFileSync } from 'node:fs';
 import type { Registry } from '../admin/metrics.ts';
 import type { Logger } from '../log.ts';
 import { parseTopology, writeTopologyFile, type TopologyRecord } from '../topology/index.ts';
-import type { Clock, Timer } from '../clock.ts';
+import type { Clock } from '../clock.ts';
 import { MassExpiryGuard, planSync, vanishedCells, type SyncPosition } from './decisions.ts';
 import { NOTIFY_CHANNEL, type PresenceRecord, type PresenceRow, type PresenceStore } from './store.ts';
+import { PassLoop } from './loop.ts';
 
 export interface SyncerOptions {
   store: PresenceStore;
@@ -57,11 +58,7 @@ export class Syncer {
   private snapshotAt: number | null = null;
   private readonly guard: MassExpiryGuard<{ cellId: string; ttlMs: number }>;
   private lastSuccess: number;
-  private timer: Timer | null = null;
-  private running: Promise<void> | null = null;
-  private rerun = false;
-  private stopped = true;
-  private closed = false;
+  private readonly loop: PassLoop;
   private unlisten: (() => Promise<void>) | null = null;
   /** null until the first pass. */
   private dbUp: boolean | null = null;
@@ -69,6 +66,10 @@ export class Syncer {
   private readonly trips;
 
   constructor(private readonly options: SyncerOptions) {
+    this.loop = new PassLoop(options.clock, async () => {
+      await this.pass();
+      return options.intervalMs;
+    });
     this.guard = new MassExpiryGuard(options.maxDropFraction, options.guardHold);
     this.lastSuccess = options.clock.now();
     const { metrics } = options;
@@ -95,38 +96,18 @@ export class Syncer {
   }
 
   start(): void {
-    this.stopped = false;
-    void this.tick();
+    this.loop.start();
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    this.closed = true;
-    this.timer?.cancel();
-    await this.running;
+    await this.loop.stop();
     await this.unlisten?.();
     this.unlisten = null;
   }
 
-  /** One pass now; passes never overlap, a tick during one reruns it. */
+  /** One pass now; passes never overlap, a tick during one reruns it (a NOTIFY after stop() does nothing). */
   tick(): Promise<void> {
-    // A NOTIFY may still arrive after stop(); the database is closing by then.
-    if (this.closed) return Promise.resolve();
-    if (this.running) {
-      this.rerun = true;
-      return this.running;
-    }
-    this.timer?.cancel();
-    this.running = (async () => {
-      do {
-        this.rerun = false;
-        await this.pass();
-      } while (this.rerun && !this.stopped);
-    })().finally(() => {
-      this.running = null;
-      if (!this.stopped) this.timer = this.options.clock.after(this.options.intervalMs, () => void this.tick());
-    });
-    return this.running;
+    return this.loop.kick();
   }
 
   private readPublishedCells(): Array<string | null> {
