@@ -8,7 +8,6 @@ import type { AdminServer, Registry } from '../admin/index.ts';
 import type { Config } from '../config/index.ts';
 import type { Logger } from '../log.ts';
 import type { RegistrationSource } from '../registrations/types.ts';
-// One Clock shape (monotonic now + timers) for the whole daemon; the forwarder exports it.
 import { systemClock, type Clock } from '../clock.ts';
 import { openDb, PresenceError, redactUrl, type Db } from './db.ts';
 import { Reaper } from './reaper.ts';
