@@ -93,60 +93,90 @@ export function recordKey(r: PresenceRecord): string {
 }
 
 type IdKind = 'group' | 'az' | 'network' | 'instance';
+type IdName = [IdKind, string, string];
 
-/** Numeric ids of names, allocated on first use; callers hold the revision row lock. */
+const idKey = (kind: IdKind, scope: string, name: string) => `${kind}\u0000${scope}\u0000${name}`;
+
+/**
+ * Numeric ids of names, allocated on first use; callers hold the revision row lock. Set
+ * based: a cell of any size costs three statements, not one round trip per instance
+ * while every other writer waits on the revision row.
+ */
 class IdAllocator {
   private readonly known = new Map<string, number>();
   constructor(private readonly tx: Queryable) {}
 
-  private static key(kind: IdKind, scope: string, name: string): string {
-    return `${kind}\u0000${scope}\u0000${name}`;
+  /** Records the pins, then allocates every name still unknown, numbered in first-use order. */
+  async prepare(pins: Array<[...IdName, number]>, names: IdName[]): Promise<void> {
+    // Pins first, so no allocation below hands a pinned number to another name.
+    if (pins.length) {
+      await this.tx.query(
+        `INSERT INTO numeric_ids (kind, scope, name, id)
+           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[]) ON CONFLICT DO NOTHING`,
+        [pins.map((p) => p[0]), pins.map((p) => p[1]), pins.map((p) => p[2]), pins.map((p) => p[3])],
+      );
+    }
+    const unique = [...new Map(names.map((n) => [idKey(...n), n])).values()];
+    await this.load(unique);
+    const missing = unique.filter((n) => !this.known.has(idKey(...n)));
+    if (missing.length === 0) return;
+    const { rows } = await this.tx.query<{ kind: IdKind; scope: string; name: string; id: number }>(
+      `WITH wanted AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS w(kind, scope, name, ord)),
+         tops AS (SELECT kind, scope, (SELECT COALESCE(MAX(n.id), 0) FROM numeric_ids n WHERE n.kind = s.kind AND n.scope = s.scope) AS top
+                    FROM (SELECT DISTINCT kind, scope FROM wanted) s)
+       INSERT INTO numeric_ids (kind, scope, name, id)
+         SELECT w.kind, w.scope, w.name, t.top + row_number() OVER (PARTITION BY w.kind, w.scope ORDER BY w.ord)
+           FROM wanted w JOIN tops t USING (kind, scope)
+       RETURNING kind, scope, name, id`,
+      [missing.map((n) => n[0]), missing.map((n) => n[1]), missing.map((n) => n[2])],
+    );
+    for (const r of rows) this.known.set(idKey(r.kind, r.scope, r.name), r.id);
   }
 
-  async load(wanted: Array<[IdKind, string, string]>): Promise<void> {
+  private async load(wanted: IdName[]): Promise<void> {
     if (wanted.length === 0) return;
     const { rows } = await this.tx.query<{ kind: IdKind; scope: string; name: string; id: number }>(
       `SELECT n.kind, n.scope, n.name, n.id FROM numeric_ids n
          JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(kind, scope, name) USING (kind, scope, name)`,
       [wanted.map((w) => w[0]), wanted.map((w) => w[1]), wanted.map((w) => w[2])],
     );
-    for (const r of rows) this.known.set(IdAllocator.key(r.kind, r.scope, r.name), r.id);
+    for (const r of rows) this.known.set(idKey(r.kind, r.scope, r.name), r.id);
   }
 
-  /** Records a pin so later allocations never hand the same number to another name. */
-  async pin(kind: IdKind, scope: string, name: string, id: number): Promise<number> {
-    await this.tx.query('INSERT INTO numeric_ids (kind, scope, name, id) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING', [kind, scope, name, id]);
+  id(kind: IdKind, scope: string, name: string): number {
+    const id = this.known.get(idKey(kind, scope, name));
+    if (id === undefined) throw new Error(`numeric id of ${kind} ${name} was not prepared`);
     return id;
-  }
-
-  async get(kind: IdKind, scope: string, name: string): Promise<number> {
-    const key = IdAllocator.key(kind, scope, name);
-    const known = this.known.get(key);
-    if (known !== undefined) return known;
-    const { rows } = await this.tx.query<{ id: number }>(
-      `INSERT INTO numeric_ids (kind, scope, name, id)
-         SELECT $1, $2, $3, COALESCE(MAX(id), 0) + 1 FROM numeric_ids WHERE kind = $1 AND scope = $2
-       RETURNING id`,
-      [kind, scope, name],
-    );
-    this.known.set(key, rows[0].id);
-    return rows[0].id;
   }
 }
 
-async function toRecord(cellId: string, r: Registration, ids: IdAllocator): Promise<PresenceRecord> {
+/** The pins a registration carries and the names it needs numbered. */
+function idNeeds(r: Registration): { pins: Array<[...IdName, number]>; names: IdName[] } {
+  const pins: Array<[...IdName, number]> = [];
+  const names: IdName[] = [];
+  if (r.groupIds === null) names.push(['group', '', r.group]);
+  if (r.networkId !== null) pins.push(['network', '', r.network, r.networkId]);
+  else names.push(['network', '', r.network]);
+  if (r.az !== null && r.azId !== null) pins.push(['az', '', r.az, r.azId]);
+  else if (r.az !== null) names.push(['az', '', r.az]);
+  if (r.numId !== null) pins.push(['instance', r.deployment, r.id, r.numId]);
+  else names.push(['instance', r.deployment, r.id]);
+  return { pins, names };
+}
+
+function toRecord(cellId: string, r: Registration, ids: IdAllocator): PresenceRecord {
   return {
     id: r.id,
     cellId,
     group: r.group,
-    groupIds: r.groupIds ?? [await ids.get('group', '', r.group)],
+    groupIds: r.groupIds ?? [ids.id('group', '', r.group)],
     network: r.network,
-    networkId: r.networkId !== null ? await ids.pin('network', '', r.network, r.networkId) : await ids.get('network', '', r.network),
+    networkId: r.networkId ?? ids.id('network', '', r.network),
     deployment: r.deployment,
     az: r.az,
-    azId: r.az === null ? r.azId : r.azId !== null ? await ids.pin('az', '', r.az, r.azId) : await ids.get('az', '', r.az),
+    azId: r.az === null ? r.azId : r.azId ?? ids.id('az', '', r.az),
     index: r.index,
-    numId: r.numId !== null ? await ids.pin('instance', r.deployment, r.id, r.numId) : await ids.get('instance', r.deployment, r.id),
+    numId: r.numId ?? ids.id('instance', r.deployment, r.id),
     ip: r.ip,
     domain: r.domain,
     agentId: r.agentId,
@@ -171,18 +201,28 @@ async function setRevision(tx: Queryable, revision: number): Promise<void> {
   await tx.query('SELECT pg_notify($1, $2)', [NOTIFY_CHANNEL, String(revision)]);
 }
 
-async function upsertRow(tx: Queryable, r: PresenceRecord, revision: number): Promise<void> {
+/** Writes `records` in one statement, with revisions `first`, `first + 1`, … in list order. */
+async function upsertRows(tx: Queryable, records: PresenceRecord[], first: number): Promise<void> {
+  if (records.length === 0) return;
+  const rows = records.map((r, i) => ({
+    id: r.id, cell_id: r.cellId, group_name: r.group, group_ids: r.groupIds, network: r.network, network_id: r.networkId,
+    deployment: r.deployment, az: r.az, az_id: r.azId, instance_index: r.index, num_id: r.numId, ip: r.ip, domain: r.domain,
+    agent_id: r.agentId, health: r.health, ports: r.ports, routes: r.routes, revision: first + i,
+  }));
   await tx.query(
     `INSERT INTO presences (${ROW_COLUMNS})
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16::jsonb, $17::jsonb, $18, false)
+       SELECT id, cell_id, group_name, group_ids, network, network_id, deployment, az, az_id, instance_index, num_id,
+              ip, domain, agent_id, health, ports, routes, revision, false
+         FROM jsonb_to_recordset($1::jsonb) AS r(id text, cell_id text, group_name text, group_ids int[], network text,
+              network_id int, deployment text, az text, az_id int, instance_index int, num_id int, ip text, domain text,
+              agent_id text, health text, ports jsonb, routes jsonb, revision bigint)
      ON CONFLICT (id) DO UPDATE SET cell_id = EXCLUDED.cell_id, group_name = EXCLUDED.group_name,
        group_ids = EXCLUDED.group_ids, network = EXCLUDED.network, network_id = EXCLUDED.network_id,
        deployment = EXCLUDED.deployment, az = EXCLUDED.az, az_id = EXCLUDED.az_id,
        instance_index = EXCLUDED.instance_index, num_id = EXCLUDED.num_id, ip = EXCLUDED.ip,
        domain = EXCLUDED.domain, agent_id = EXCLUDED.agent_id, health = EXCLUDED.health,
        ports = EXCLUDED.ports, routes = EXCLUDED.routes, revision = EXCLUDED.revision, deleted = false`,
-    [r.id, r.cellId, r.group, r.groupIds, r.network, r.networkId, r.deployment, r.az, r.azId, r.index, r.numId,
-      r.ip, r.domain, r.agentId, r.health, JSON.stringify(r.ports), JSON.stringify(r.routes), revision],
+    [JSON.stringify(rows)],
   );
 }
 
@@ -233,23 +273,26 @@ export class PresenceStore {
       );
       const existing = new Map(rows.map((r) => [r.id, fromDb(r)]));
       const allocator = new IdAllocator(tx);
-      await allocator.load(registrations.flatMap((r): Array<[IdKind, string, string]> => [
-        ['group', '', r.group], ['network', '', r.network], ['instance', r.deployment, r.id], ...(r.az ? [['az', '', r.az] as [IdKind, string, string]] : []),
-      ]));
-      let revision = head;
-      let written = 0;
-      for (const registration of registrations) {
-        const record = await toRecord(cellId, registration, allocator);
+      const needs = registrations.map(idNeeds);
+      await allocator.prepare(needs.flatMap((n) => n.pins), needs.flatMap((n) => n.names));
+      // One row per id (the last registration of an id wins), in registration order.
+      const records = [...new Map(registrations.map((r) => [r.id, toRecord(cellId, r, allocator)])).values()];
+      const changed = records.filter((record) => {
         const current = existing.get(record.id);
-        if (current && !current.deleted && recordKey(current) === recordKey(record)) continue;
-        await upsertRow(tx, record, ++revision);
-        written++;
-      }
+        return !current || current.deleted || recordKey(current) !== recordKey(record);
+      });
+      await upsertRows(tx, changed, head + 1);
       const wanted = new Set(ids);
       const gone = rows.filter((r) => r.cell_id === cellId && !r.deleted && !wanted.has(r.id)).map((r) => r.id).sort();
-      for (const id of gone) await tx.query('UPDATE presences SET deleted = true, revision = $2 WHERE id = $1', [id, ++revision]);
+      if (gone.length) {
+        await tx.query(
+          `UPDATE presences p SET deleted = true, revision = $2 + g.n FROM unnest($1::text[]) WITH ORDINALITY AS g(id, n) WHERE p.id = g.id`,
+          [gone, head + changed.length],
+        );
+      }
+      const revision = head + changed.length + gone.length;
       if (revision !== head) await setRevision(tx, revision);
-      return { written, tombstoned: gone.length, revision };
+      return { written: changed.length, tombstoned: gone.length, revision };
     });
   }
 
