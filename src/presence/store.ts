@@ -8,6 +8,7 @@ import type { Db, Queryable, Row } from './db.ts';
 import type { CellObservation, LockHolder } from './decisions.ts';
 
 export const NOTIFY_CHANNEL = 'presence_dns_revision';
+const SNAPSHOT_PAGE = 10_000;
 
 /**
  * One instance row: a registration as the database keeps it — owned by a cell, with its
@@ -371,10 +372,20 @@ export class PresenceStore {
     return this.db.transaction(async (tx) => {
       const newest = await tx.query<{ id: string; revision: number | string }>('SELECT id, revision FROM presences ORDER BY revision DESC LIMIT 1');
       const head = await tx.query<{ revision: number | string }>('SELECT revision FROM presence_revision WHERE id = 1');
-      const { rows } = await tx.query<DbPresenceRow>(`SELECT ${ROW_COLUMNS} FROM presences WHERE NOT deleted ORDER BY id`);
+      // In pages, so no single query of a big fleet's snapshot runs into the pool's query_timeout.
+      const rows: PresenceRow[] = [];
+      for (let after = ''; ;) {
+        const page = await tx.query<DbPresenceRow>(
+          `SELECT ${ROW_COLUMNS} FROM presences WHERE NOT deleted AND id > $1 ORDER BY id LIMIT $2`,
+          [after, SNAPSHOT_PAGE],
+        );
+        for (const row of page.rows) rows.push(fromDb(row));
+        if (page.rows.length < SNAPSHOT_PAGE) break;
+        after = page.rows[page.rows.length - 1].id;
+      }
       const top = newest.rows[0];
       return {
-        rows: rows.map(fromDb),
+        rows,
         revision: top ? Number(top.revision) : head.rows.length ? Number(head.rows[0].revision) : 0,
         lastId: top?.id ?? null,
       };
