@@ -372,16 +372,14 @@ export class PresenceStore {
     return this.db.transaction(async (tx) => {
       const newest = await tx.query<{ id: string; revision: number | string }>('SELECT id, revision FROM presences ORDER BY revision DESC LIMIT 1');
       const head = await tx.query<{ revision: number | string }>('SELECT revision FROM presence_revision WHERE id = 1');
-      // In pages, so no single query of a big fleet's snapshot runs into the pool's query_timeout.
+      // Fetched in pages from one cursor (one scan), so no single round trip of a big
+      // fleet's snapshot runs into the pool's query_timeout.
+      await tx.query(`DECLARE presence_snapshot NO SCROLL CURSOR FOR SELECT ${ROW_COLUMNS} FROM presences WHERE NOT deleted ORDER BY id`);
       const rows: PresenceRow[] = [];
-      for (let after = ''; ;) {
-        const page = await tx.query<DbPresenceRow>(
-          `SELECT ${ROW_COLUMNS} FROM presences WHERE NOT deleted AND id > $1 ORDER BY id LIMIT $2`,
-          [after, SNAPSHOT_PAGE],
-        );
+      for (;;) {
+        const page = await tx.query<DbPresenceRow>(`FETCH ${SNAPSHOT_PAGE} FROM presence_snapshot`);
         for (const row of page.rows) rows.push(fromDb(row));
         if (page.rows.length < SNAPSHOT_PAGE) break;
-        after = page.rows[page.rows.length - 1].id;
       }
       const top = newest.rows[0];
       return {
