@@ -135,13 +135,23 @@ class IdAllocator {
   }
 
   private async load(wanted: IdName[]): Promise<void> {
-    if (wanted.length === 0) return;
-    const { rows } = await this.tx.query<{ kind: IdKind; scope: string; name: string; id: number }>(
-      `SELECT n.kind, n.scope, n.name, n.id FROM numeric_ids n
-         JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(kind, scope, name) USING (kind, scope, name)`,
-      [wanted.map((w) => w[0]), wanted.map((w) => w[1]), wanted.map((w) => w[2])],
-    );
-    for (const r of rows) this.known.set(idKey(r.kind, r.scope, r.name), r.id);
+    const byScope = new Map<string, { kind: IdKind; scope: string; names: string[] }>();
+    for (const [kind, scope, name] of wanted) {
+      const key = idKey(kind, scope, '');
+      const group = byScope.get(key) ?? { kind, scope, names: [] };
+      group.names.push(name);
+      byScope.set(key, group);
+    }
+    // One query per (kind, scope), probing the primary key with `name = ANY`: a join against
+    // an unnest was planned as a hash of the whole table while a registration burst outran
+    // autovacuum's statistics, which made every cell's write cost O(fleet).
+    for (const { kind, scope, names } of byScope.values()) {
+      const { rows } = await this.tx.query<{ name: string; id: number }>(
+        'SELECT name, id FROM numeric_ids WHERE kind = $1 AND scope = $2 AND name = ANY($3::text[])',
+        [kind, scope, names],
+      );
+      for (const r of rows) this.known.set(idKey(kind, scope, r.name), r.id);
+    }
   }
 
   id(kind: IdKind, scope: string, name: string): number {
