@@ -23,6 +23,7 @@ import { migrate, openDb, PresenceStore, Registrar, Syncer, type Db, type Presen
 import type { Registration } from '../src/registrations/types.ts';
 import { testDatabase, type TestDatabase } from '../test/helpers/postgres.ts';
 import { registration, TestSource } from '../test/presence/fixtures.ts';
+import { quantiles } from './stats.ts';
 
 const CELLS = Number(process.env.FLEET_CELLS ?? 1000);
 const INSTANCES = Number(process.env.FLEET_INSTANCES ?? 200);
@@ -138,12 +139,6 @@ function instancesOf(cell: number, healthOf: (index: number) => 'running' | 'fai
       ip: `10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}`, health: healthOf(j), ports: { http: 8080 },
     });
   });
-}
-
-function quantiles(samples: number[]): { n: number; p50: number; p99: number; max: number } {
-  const sorted = [...samples].sort((a, b) => a - b);
-  const at = (p: number) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))] ?? NaN;
-  return { n: sorted.length, p50: at(0.5), p99: at(0.99), max: sorted[sorted.length - 1] ?? NaN };
 }
 
 /** Resolves when `done()` holds, polling every 50 ms; throws after `timeoutMs`. */

@@ -12,14 +12,11 @@ import { startDaemon, waitFor, type RunningDaemon } from '../test/helpers/daemon
 import { testDatabase } from '../test/helpers/postgres.ts';
 import { UdpClient } from '../test/dns/client.ts';
 import { instancesFile, presenceConfig } from '../test/presence/daemons.ts';
+import { quantiles } from './stats.ts';
 
 const COUNT = Number(process.env.BENCH_REGISTRATIONS ?? 100);
 const TTL_SECONDS = Number(process.env.BENCH_TTL ?? 5);
 const SYNC_INTERVAL = Number(process.env.BENCH_SYNC_INTERVAL ?? 1);
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
-}
 
 /** Polls `name` on the node every 2 ms until `done(rcode)`; returns when that happened. */
 async function until(client: UdpClient, name: string, done: (rcode: number, addresses: string[]) => boolean, timeoutMs: number): Promise<number> {
@@ -54,7 +51,6 @@ async function main(): Promise<void> {
       const seen = await until(client, `q-s4.bench${i}.default.cf.bosh`, (rcode, addrs) => rcode === 0 && addrs.length === 1, 30_000);
       samples.push(seen - started);
     }
-    samples.sort((x, y) => x - y);
 
     await sql.connect();
     const beat = async () => Number((await sql.query<{ h: string }>("SELECT heartbeat_index AS h FROM cells WHERE cell_id = 'bench-a'")).rows[0]?.h ?? -1);
@@ -70,9 +66,10 @@ async function main(): Promise<void> {
     client.close();
 
     const ms = (n: number) => `${n.toFixed(0)} ms`;
+    const q = quantiles(samples);
     process.stdout.write([
       `presence propagation (sync.interval ${SYNC_INTERVAL} s, registrar.ttl ${TTL_SECONDS} s, ${database.url.includes('5432') ? 'shared' : 'embedded'} PostgreSQL, LISTEN/NOTIFY on)`,
-      `  A→B registration → answered on B, ${COUNT} registrations: median ${ms(percentile(samples, 50))}, p99 ${ms(percentile(samples, 99))}, max ${ms(samples[samples.length - 1])}`,
+      `  A→B registration → answered on B, ${COUNT} registrations: median ${ms(q.p50)}, p99 ${ms(q.p99)}, max ${ms(q.max)}`,
       `  last heartbeat of A → NXDOMAIN on B: ${ms(gone - lastBeat)} (TTL ${TTL_SECONDS * 1000} ms)`,
       '',
     ].join('\n'));
