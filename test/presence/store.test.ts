@@ -78,6 +78,19 @@ describe('instance rows', () => {
   });
 });
 
+describe('numeric ids in one write', () => {
+  it('never hands a new instance the number another instance of the same write pins', async () => {
+    await store.writeInstances('c-pins', [
+      registration('pins-new', { deployment: 'pinned' }),
+      registration('pins-fixed', { deployment: 'pinned', numId: 1 }),
+    ]);
+    const rows = new Map((await store.snapshot()).rows.map((r) => [r.id, r]));
+    expect(rows.get('pins-fixed')!.numId).toBe(1);
+    expect(rows.get('pins-new')!.numId).not.toBe(1);
+    expect(rows.get('pins-new')!.numId).not.toBeNull();
+  });
+});
+
 describe('cells and heartbeats', () => {
   it('bumps the heartbeat of its own cell and reports how many rows it has; a new owner takes the cell', async () => {
     const owner = crypto.randomUUID();
