@@ -1,13 +1,24 @@
 // The configuration schema: every key of the operator contract (DESIGN §8) with its
 // default. Unknown keys are errors, so a typo is caught at start, not ignored.
 import { z } from 'zod';
-import { isCidr } from '../forward/allow.ts';
-import { isUpstreamAddress } from '../forward/upstreams.ts';
+import { parseCidr } from '../forward/allow.ts';
+import { ForwardError, parseUpstream } from '../forward/upstreams.ts';
 import { NatsConfigError, natsConnectionOptions } from '../routes/nats-options.ts';
 
 const port = z.number().int().min(0).max(65535);
 const listenAddress = z.strictObject({ address: z.string().min(1), port });
 const seconds = z.number().positive();
+
+/** A string `parse` accepts; when it does not, the parser's own reason is the message. */
+function parsedBy(parse: (text: string) => unknown) {
+  return z.string().superRefine((text, ctx) => {
+    try {
+      parse(text);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: err instanceof ForwardError ? err.reason : (err as Error).message });
+    }
+  });
+}
 
 export const configSchema = z.strictObject({
   dns: z.strictObject({
@@ -58,7 +69,7 @@ export const configSchema = z.strictObject({
   }).prefault({}),
   forward: z.strictObject({
     enabled: z.boolean().default(true),
-    upstreams: z.array(z.string().refine(isUpstreamAddress, 'expected an IP address with an optional port: "10.0.0.2", "10.0.0.2:5390", "[::1]:53"')).default([]),
+    upstreams: z.array(parsedBy(parseUpstream)).default([]),
     resolv_conf: z.string().default('/etc/resolv.conf'),
     policy: z.enum(['sequential', 'random', 'fastest']).default('sequential'),
     timeout: seconds.default(2),
@@ -67,7 +78,7 @@ export const configSchema = z.strictObject({
     /** First health probe of an upstream marked down, seconds; doubles per failed probe up to 30 s. */
     health_check: seconds.default(0.5),
     /** CIDRs allowed to recurse; default loopback and the listen addresses' networks. */
-    allow: z.array(z.string().refine(isCidr, 'expected a CIDR such as "10.0.0.0/8" or "::1/128"')).optional(),
+    allow: z.array(parsedBy(parseCidr)).optional(),
     cache: z.strictObject({
       enabled: z.boolean().default(true),
       max_entries: z.number().int().positive().default(10000),

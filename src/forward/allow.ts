@@ -21,24 +21,14 @@ function addressBytes(text: string): Buffer | null {
   return mapped ? Buffer.from(bytes.subarray(12)) : bytes;
 }
 
-function parseCidr(text: string): Cidr {
+export function parseCidr(text: string): Cidr {
   const [ip, prefixText] = text.split('/');
   const bytes = addressBytes(ip);
   const prefix = prefixText === undefined ? (bytes?.length ?? 0) * 8 : Number(prefixText);
   if (!bytes || !Number.isInteger(prefix) || prefix < 0 || prefix > bytes.length * 8) {
-    throw new ForwardError('BAD_CIDR', `forward.allow: "${text}" is not a CIDR (e.g. "10.0.0.0/8", "::1/128")`);
+    throw new ForwardError('BAD_CIDR', 'forward.allow', `"${text}" is not a CIDR (e.g. "10.0.0.0/8", "::1/128")`);
   }
   return { bytes, prefix };
-}
-
-/** For config validation: does `text` parse as a CIDR (or a single address)? */
-export function isCidr(text: string): boolean {
-  try {
-    parseCidr(text);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 function contains(cidr: Cidr, address: Buffer): boolean {

@@ -6,8 +6,9 @@ import type { ListenAddress } from '../dns/server.ts';
 import type { Clock, Timer } from '../clock.ts';
 
 export class ForwardError extends Error {
-  constructor(readonly code: string, message: string) {
-    super(message);
+  /** `reason` without the key, for callers (the config schema) that name the key themselves. */
+  constructor(readonly code: string, key: string, readonly reason: string) {
+    super(`${key}: ${reason}`);
   }
 }
 
@@ -37,19 +38,9 @@ export function parseUpstream(text: string): UpstreamAddress {
   }
   const portNumber = Number(port);
   if (!isIP(host) || !/^\d+$/.test(port) || portNumber < 1 || portNumber > 65535) {
-    throw new ForwardError('BAD_UPSTREAM', `forward.upstreams: "${text}" is not an IP address with an optional port (e.g. "10.0.0.2", "10.0.0.2:5390", "[::1]:53")`);
+    throw new ForwardError('BAD_UPSTREAM', 'forward.upstreams', `"${text}" is not an IP address with an optional port (e.g. "10.0.0.2", "10.0.0.2:5390", "[::1]:53")`);
   }
   return address(host, portNumber);
-}
-
-/** For config validation: does `text` parse as an upstream? */
-export function isUpstreamAddress(text: string): boolean {
-  try {
-    parseUpstream(text);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 const WILDCARDS = new Set(['0.0.0.0', '::']);

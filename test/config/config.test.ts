@@ -65,6 +65,8 @@ describe('loadConfig', () => {
     ['an out-of-range port', 'admin:\n  port: 70000\n', 'admin.port:'],
     ['a bad listen entry', 'dns:\n  listen:\n    - { address: 127.0.0.1, port: "x" }\n', 'dns.listen.0.port:'],
     ['an unknown log level', 'log:\n  level: loud\n', 'log.level:'],
+    ['a bad upstream', 'forward:\n  upstreams: ["10.0.0.2", "nope:53"]\n', 'forward.upstreams.1: "nope:53" is not an IP address'],
+    ['a bad allow CIDR', 'forward:\n  allow: ["10.0.0.0/33"]\n', 'forward.allow.0: "10.0.0.0/33" is not a CIDR'],
   ])('names the key for %s', (_what, text, message) => {
     expect(error(() => loadConfig({ file: file('bad.yaml', text) })).message).toContain(message);
   });
