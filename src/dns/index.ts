@@ -2,5 +2,5 @@
 // chain (platform names → next handler → REFUSED) and the UDP/TCP transport.
 export { DnsHandler, type Client, type NextAnswer, type NextHandler, type Transport } from './handler.ts';
 export { DnsServer, type ListenAddress } from './server.ts';
-export { PlatformResolver, UPCHECK_NAME } from './resolver.ts';
+export { PlatformResolver } from './resolver.ts';
 export * from './wire.ts';

@@ -19,7 +19,7 @@ import { Syncer } from './syncer.ts';
 export { PresenceError, openDb, redactUrl, type Db, type Queryable } from './db.ts';
 export * from './decisions.ts';
 export { migrate } from './schema.ts';
-export { PresenceStore, recordKey, NOTIFY_CHANNEL, type PresenceRecord, type PresenceRow, type WriteResult } from './store.ts';
+export { PresenceStore, NOTIFY_CHANNEL, type PresenceRecord, type PresenceRow, type WriteResult } from './store.ts';
 export { Registrar, type RegistrarOptions } from './registrar.ts';
 export { Reaper, REAPER_LOCK, type ReaperOptions, type ReaperStatus } from './reaper.ts';
 export { Syncer, type SyncerOptions, type SyncStatus } from './syncer.ts';

@@ -1,7 +1,6 @@
 // The live topology: loads the topology file and the alias files, watches both, and
 // swaps in a freshly built index in one step. A file that cannot be read or parsed
 // never replaces the last good index; the failure is logged, counted and reported.
-import { EventEmitter } from 'node:events';
 import { readdirSync, readFileSync } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
@@ -33,7 +32,7 @@ export interface TopologyStatus {
 
 const ALIAS_FILE = /\.(ya?ml|json)$/;
 
-export class TopologyStore extends EventEmitter<{ swap: [TopologyIndex] }> {
+export class TopologyStore {
   private index: TopologyIndex | null = null;
   private topology: Topology | null = null;
   private aliases: AliasMap = new Map();
@@ -45,7 +44,6 @@ export class TopologyStore extends EventEmitter<{ swap: [TopologyIndex] }> {
   private readonly failures;
 
   constructor(private readonly options: TopologyStoreOptions) {
-    super();
     const { metrics } = options;
     this.reloads = metrics.counter('presence_dns_topology_reloads_total', 'Topology files loaded into service.');
     this.failures = metrics.counter('presence_dns_topology_reload_failures_total', 'Topology or alias files rejected; the last good topology stayed in service.');
@@ -161,7 +159,6 @@ export class TopologyStore extends EventEmitter<{ swap: [TopologyIndex] }> {
     this.loadedAt = new Date();
     this.reloads.inc();
     this.options.logger.info({ version: index.version, records: index.recordCount }, 'topology in service');
-    this.emit('swap', index);
   }
 
   private reject(reason: string): false {
