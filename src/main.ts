@@ -71,6 +71,9 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
         : { reason: status.lastError ?? 'no topology loaded yet' },
     };
   });
+  // Up before the database opens (PGlite takes seconds): /health answers while DNS already does.
+  // Modules mount their routes and readiness checks as they start; requests look them up each time.
+  await admin?.start();
   // This node's instances: the source the registrar and the route emitter are handed.
   const registrations = config.registrar.enabled || config.routes.enabled
     ? new RegistrationSet({ dir: config.registrations.dir, logger: logger.child({ module: 'registrations' }), metrics })
@@ -82,7 +85,6 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     : null;
   // Presence in the database (registrar, reaper, syncer); a database that is down never stops DNS.
   const presence = await startPresence({ config, logger, metrics, admin, registrations });
-  await admin?.start();
 
   const dnsPorts = [...new Set(dns.bound.map((b) => b.port))];
   logger.info({ dns: dns.bound, admin: admin ? `${config.admin.address}:${admin.port}` : null }, 'presence-dns started');
