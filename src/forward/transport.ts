@@ -55,10 +55,13 @@ class UdpChannel {
   private readonly waiting = new Map<number, Waiter>();
   private sent = 0;
   private closed = false;
+  /** Replaced by a successor: it closes once its last question is settled. */
+  private retired = false;
   /** Queries sent before the socket finished connecting (a connected socket's send needs no address). */
   private queued: Buffer[] | null = [];
 
-  constructor(to: UpstreamAddress) {
+  /** `previous`, the socket this one replaces, is retired once this one is bound. */
+  constructor(to: UpstreamAddress, private previous: UdpChannel | null) {
     this.socket = createSocket({ type: isIPv6(to.host) ? 'udp6' : 'udp4', lookup: literalLookup });
     this.socket.on('message', (reply) => {
       if (reply.length < 2) return;
@@ -74,6 +77,7 @@ class UdpChannel {
       for (const waiter of [...this.waiting.values()]) waiter.settle({ ok: false, reason: `UDP: ${err.code ?? err.message}` });
     });
     this.socket.connect(to.port, to.host, () => {
+      this.retirePrevious();
       const queued = this.queued ?? [];
       this.queued = null;
       if (!this.closed) for (const query of queued) this.socket.send(query);
@@ -99,17 +103,32 @@ class UdpChannel {
     };
   }
 
+  /**
+   * Called once the successor socket is bound: closing only then means the kernel cannot
+   * hand the successor this socket's port, so every 256 queries the port really changes.
+   */
+  retire(): void {
+    this.retired = true;
+    this.closeIfDone();
+  }
+
   closeIfDone(): void {
-    if (this.exhausted && this.waiting.size === 0 && !this.closed) {
+    if (this.retired && this.exhausted && this.waiting.size === 0 && !this.closed) {
       this.closed = true;
       this.socket.close();
     }
   }
 
+  private retirePrevious(): void {
+    this.previous?.retire();
+    this.previous = null;
+  }
+
   close(): void {
+    this.retirePrevious();
     for (const waiter of [...this.waiting.values()]) waiter.settle({ ok: false, reason: 'forwarder stopped' });
     this.sent = QUERIES_PER_SOCKET;
-    this.closeIfDone();
+    this.retire();
   }
 }
 
@@ -133,7 +152,9 @@ export class UpstreamClient {
   }
 
   private exchangeUdp(query: Buffer, timeoutMs: number): Promise<UdpResult> {
-    if (!this.channel || this.channel.exhausted) this.channel = new UdpChannel(this.address);
+    if (!this.channel || this.channel.exhausted) {
+      this.channel = new UdpChannel(this.address, this.channel);
+    }
     const channel = this.channel;
     return withDeadline<UdpResult>(this.clock, timeoutMs, (settle) => channel.send(query, settle), {
       ok: false, reason: `no UDP answer within ${timeoutMs} ms`,
