@@ -26,6 +26,7 @@ const LIVE_SECTIONS = new Set(['log']);
 
 export async function startDaemon(config: Config, logger: Logger): Promise<Daemon> {
   const metrics = new Registry();
+  metrics.collectProcessMetrics();
   const topology = new TopologyStore({
     file: config.topology.file,
     aliasesDir: config.dns.aliases_dir,

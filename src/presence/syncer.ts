@@ -75,8 +75,8 @@ export class Syncer {
     const { metrics } = options;
     this.duration = metrics.histogram('presence_dns_sync_duration_seconds', 'Duration of successful sync passes (database → topology file).');
     this.trips = metrics.counter('presence_dns_expiry_guard_trips_total', 'Reaper passes where the mass-expiry guard held back expiries.');
-    metrics.gauge('presence_dns_stale_seconds', 'Seconds since the topology file was last confirmed against the database.').collect(() => this.status().staleSeconds);
-    metrics.gauge('presence_dns_db_up', '1 when the last database round trip of the syncer succeeded.').collect(() => (this.dbUp === true ? 1 : 0));
+    metrics.gauge('presence_dns_stale_seconds', 'Seconds since the topology file was last confirmed against the database.', { collect: () => this.status().staleSeconds });
+    metrics.gauge('presence_dns_db_up', '1 when the last database round trip of the syncer succeeded.', { collect: () => (this.dbUp === true ? 1 : 0) });
     this.publishedCells = this.readPublishedCells();
   }
 

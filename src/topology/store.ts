@@ -47,8 +47,8 @@ export class TopologyStore {
     const { metrics } = options;
     this.reloads = metrics.counter('presence_dns_topology_reloads_total', 'Topology files loaded into service.');
     this.failures = metrics.counter('presence_dns_topology_reload_failures_total', 'Topology or alias files rejected; the last good topology stayed in service.');
-    metrics.gauge('presence_dns_topology_records', 'Instance records in the topology in service.').collect(() => this.index?.recordCount ?? 0);
-    metrics.gauge('presence_dns_topology_revision', 'Version (revision) of the topology in service.').collect(() => this.index?.version ?? 0);
+    metrics.gauge('presence_dns_topology_records', 'Instance records in the topology in service.', { collect: () => this.index?.recordCount ?? 0 });
+    metrics.gauge('presence_dns_topology_revision', 'Version (revision) of the topology in service.', { collect: () => this.index?.version ?? 0 });
   }
 
   get current(): TopologyIndex | null {

@@ -120,7 +120,7 @@ describe('reaper', () => {
     await r.tick();
     await s.sync.tick();
     expect(s.ids()).toEqual(['r-a1']);
-    expect(metrics.counter('presence_dns_cells_expired_total', '').get()).toBe(1);
+    expect(await metrics.value('presence_dns_cells_expired_total')).toBe(1);
 
     // The expired cell's registrar notices within one heartbeat and comes back.
     await b.registrar.kick();
@@ -179,7 +179,7 @@ describe('reaper', () => {
     await r.tick();
     await s.sync.tick();
     expect(s.ids()).toHaveLength(4);
-    expect(metrics.counter('presence_dns_expiry_guard_trips_total', '').get()).toBe(1);
+    expect(await metrics.value('presence_dns_expiry_guard_trips_total')).toBe(1);
     expect(r.status().guardHolding.sort()).toEqual(['g-2', 'g-3', 'g-4']);
 
     clock.advance(10 * TTL - 1);
@@ -192,7 +192,7 @@ describe('reaper', () => {
     await r.tick();
     await s.sync.tick();
     expect(s.ids()).toEqual(['g-i0']);
-    expect(metrics.counter('presence_dns_expiry_guard_trips_total', '').get()).toBe(1);
+    expect(await metrics.value('presence_dns_expiry_guard_trips_total')).toBe(1);
     await r.stop();
   });
 
@@ -319,11 +319,10 @@ describe('database down', () => {
     const metrics = new Registry();
     const a = node('down-1', clock, metrics, down);
     a.source.set([registration('down-x')]);
-    const errors = metrics.counter('presence_dns_registrar_errors_total', '');
-    const seen: Array<[number, number]> = [];
+        const seen: Array<[number, number]> = [];
     for (let i = 0; i < 8; i++) {
       await a.registrar.kick();
-      seen.push([errors.get(), clock.scheduled.at(-1)!]);
+      seen.push([await metrics.value('presence_dns_registrar_errors_total'), clock.scheduled.at(-1)!]);
     }
     // After n consecutive failures the next try waits 250 ms doubled n-1 times, capped at
     // ttl/3 = 1000 ms (random pinned to 1: no jitter).
@@ -338,7 +337,7 @@ describe('database down', () => {
     await s.sync.tick();
     expect(existsSync(s.file)).toBe(false);
     expect(s.sync.status()).toMatchObject({ stale: true, staleSeconds: 5 });
-    expect(metrics.gauge('presence_dns_db_up', '').get()).toBe(0);
+    expect(await metrics.value('presence_dns_db_up')).toBe(0);
     await downDb.close();
   });
 });

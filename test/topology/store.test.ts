@@ -52,7 +52,7 @@ describe('TopologyStore', () => {
   it('loads the file and reports it', async () => {
     const h = await harness(topologyJson([{ id: 'a', ip: '10.0.0.1' }], {}, 3));
     expect(h.store.status()).toMatchObject({ loaded: true, version: 3, records: 1, lastError: null });
-    expect(h.metrics.gauge('presence_dns_topology_records', '').get()).toBe(1);
+    expect(await h.metrics.value('presence_dns_topology_records')).toBe(1);
     expect(ids(h, '*.web.default.cf')).toEqual(['a']);
   });
 
@@ -85,7 +85,7 @@ describe('TopologyStore', () => {
     expect(h.store.current).toBe(before);
     expect(h.store.status()).toMatchObject({ loaded: true, version: 1, records: 1 });
     expect(h.store.status().lastError).toContain(reason);
-    expect(h.metrics.counter('presence_dns_topology_reload_failures_total', '').get()).toBe(1);
+    expect(await h.metrics.value('presence_dns_topology_reload_failures_total')).toBe(1);
     expect(h.logs.some((l) => l.level === 50 && l.msg.includes('keeping the last good topology'))).toBe(true);
 
     writeFileSync(h.file, topologyJson([{ id: 'b', ip: '10.0.0.2' }], {}, 2));
@@ -111,7 +111,7 @@ describe('TopologyStore', () => {
     });
     expect(h.store.current!.aliasTargets('web.service.internal')).toEqual(['q-s0.web.default.cf.bosh']);
     expect(h.store.current!.aliasTargets('a.w.internal')).toEqual(['a.web.default.cf.bosh']);
-    expect(h.metrics.counter('presence_dns_topology_reload_failures_total', '').get()).toBe(1);
+    expect(await h.metrics.value('presence_dns_topology_reload_failures_total')).toBe(1);
     expect(h.logs.some((l) => l.level === 50 && l.msg.includes('alias file broken.yaml rejected'))).toBe(true);
   });
 
