@@ -1,8 +1,8 @@
-// The thin query interface everything above it is written against, and its two
-// adapters: a PostgreSQL server through `pg`, and the embedded PGlite. Same SQL on both.
-import { mkdirSync } from 'node:fs';
-import { PGlite } from '@electric-sql/pglite';
-import pg from 'pg';
+// The thin query interface everything above it is written against, and `openDb`, which
+// loads one of its two adapters: a PostgreSQL server through `pg` (pg-db.ts), or the
+// embedded PGlite (pglite-db.ts). Same SQL on both. Each adapter is imported only when
+// it is opened, so a daemon on a PostgreSQL server never loads PGlite, nor the embedded
+// one `pg`.
 import type { Logger } from '../log.ts';
 
 export type SqlValue = string | number | boolean | null | string[] | number[];
@@ -45,139 +45,6 @@ export function redactUrl(url: string): string {
   }
 }
 
-// pg hands int8 back as text so it never loses precision; revisions stay far below 2^53.
-pg.types.setTypeParser(pg.types.builtins.INT8, (v: string) => Number(v));
-
-class PgDb implements Db {
-  readonly kind = 'pg';
-  private readonly pool: pg.Pool;
-
-  constructor(url: string, logger: Logger) {
-    this.pool = new pg.Pool({
-      connectionString: url,
-      max: 4,
-      connectionTimeoutMillis: 3000,
-      // A partitioned database must fail a query, not hang the syncer or the registrar.
-      query_timeout: 5000,
-      idleTimeoutMillis: 10_000,
-    });
-    // An idle connection dying with the server would otherwise crash the process.
-    this.pool.on('error', (err) => logger.warn({ err: err.message }, 'idle database connection lost'));
-  }
-
-  async query<T extends Row = Row>(text: string, params: SqlValue[] = []) {
-    const result = await this.pool.query<T>(text, params);
-    return { rows: result.rows, rowCount: result.rowCount ?? 0 };
-  }
-
-  async transaction<T>(fn: (tx: Queryable) => Promise<T>, isolation: Isolation = 'read committed'): Promise<T> {
-    const client = await this.pool.connect();
-    try {
-      await client.query(`BEGIN ISOLATION LEVEL ${isolation === 'repeatable read' ? 'REPEATABLE READ' : 'READ COMMITTED'}`);
-      const result = await fn(clientQueryable(client));
-      await client.query('COMMIT');
-      client.release();
-      return result;
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      // A broken connection must not go back into the pool.
-      client.release(err instanceof Error ? err : true);
-      throw err;
-    }
-  }
-
-  async withAdvisoryLock<T>(key: number, fn: (db: Queryable) => Promise<T>): Promise<T> {
-    const client = await this.pool.connect();
-    try {
-      await client.query('SELECT pg_advisory_lock($1)', [key]);
-      try {
-        return await fn(clientQueryable(client));
-      } finally {
-        await client.query('SELECT pg_advisory_unlock($1)', [key]);
-      }
-    } finally {
-      client.release();
-    }
-  }
-
-  async listen(channel: string, fn: () => void, onLost: () => void): Promise<() => Promise<void>> {
-    const client = await this.pool.connect();
-    let released = false;
-    const release = (err?: Error) => {
-      if (released) return;
-      released = true;
-      client.release(err ?? false);
-    };
-    client.on('notification', (msg) => {
-      if (msg.channel === channel) fn();
-    });
-    client.on('error', (err) => {
-      release(err);
-      onLost();
-    });
-    try {
-      await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
-    } catch (err) {
-      release(err as Error);
-      throw err;
-    }
-    return async () => {
-      if (released) return;
-      await client.query(`UNLISTEN ${pg.escapeIdentifier(channel)}`).catch(() => undefined);
-      release();
-    };
-  }
-
-  async close(): Promise<void> {
-    await this.pool.end();
-  }
-}
-
-function clientQueryable(client: pg.PoolClient): Queryable {
-  return {
-    async query<T extends Row = Row>(text: string, params: SqlValue[] = []) {
-      const result = await client.query<T>(text, params);
-      return { rows: result.rows, rowCount: result.rowCount ?? 0 };
-    },
-  };
-}
-
-class PgliteDb implements Db {
-  readonly kind = 'pglite';
-  constructor(private readonly db: PGlite) {}
-
-  async query<T extends Row = Row>(text: string, params: SqlValue[] = []) {
-    const result = await this.db.query<T>(text, params);
-    return { rows: result.rows, rowCount: result.affectedRows ?? result.rows.length };
-  }
-
-  transaction<T>(fn: (tx: Queryable) => Promise<T>, isolation: Isolation = 'read committed'): Promise<T> {
-    return this.db.transaction(async (tx) => {
-      if (isolation === 'repeatable read') await tx.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ');
-      return fn({
-        async query<R extends Row = Row>(text: string, params: SqlValue[] = []) {
-          const result = await tx.query<R>(text, params);
-          return { rows: result.rows, rowCount: result.affectedRows ?? result.rows.length };
-        },
-      });
-    });
-  }
-
-  withAdvisoryLock<T>(_key: number, fn: (db: Queryable) => Promise<T>): Promise<T> {
-    // One connection in one process: nothing else can run migrations concurrently.
-    return fn(this);
-  }
-
-  async listen(channel: string, fn: () => void): Promise<() => Promise<void>> {
-    // In-process: it cannot lose its connection, so there is no onLost to call.
-    return this.db.listen(channel, fn);
-  }
-
-  async close(): Promise<void> {
-    await this.db.close();
-  }
-}
-
 export interface OpenDbOptions {
   /** PostgreSQL URL; absent means the embedded PGlite in `embeddedDir`. */
   url?: string;
@@ -186,12 +53,10 @@ export interface OpenDbOptions {
 }
 
 export async function openDb(options: OpenDbOptions): Promise<Db> {
-  if (options.url) return new PgDb(options.url, options.logger);
-  mkdirSync(options.embeddedDir, { recursive: true });
-  try {
-    const db = await PGlite.create(options.embeddedDir);
-    return new PgliteDb(db);
-  } catch (err) {
-    throw new PresenceError('DB_UNREACHABLE', `cannot open the embedded database in ${options.embeddedDir}: ${(err as Error).message} (is another presence-dns process using it?)`);
+  if (options.url) {
+    const { PgDb } = await import('./pg-db.ts');
+    return new PgDb(options.url, options.logger);
   }
+  const { openPglite } = await import('./pglite-db.ts');
+  return openPglite(options.embeddedDir);
 }
