@@ -2,7 +2,8 @@
 // minimal Node.js UDP echo (the runtime's limit), side by side in one run, driven by
 // dnsperf over loopback; then load/index time and RSS at 200 k instances, a reload
 // every second under load, p99 at a fixed 20 k queries/s, and the forwarding bench
-// (bench/forward.ts) when it exists. Bounded (BENCH_SECONDS per run, default 10) and
+// (bench/forward.ts) when it exists, and the footprint (bench/memory.ts: RSS of the
+// DNS-only daemon and of `npm start`, start to first answer). Bounded (BENCH_SECONDS per run, default 10) and
 // it stops every process it started. Ratios matter; absolute figures depend on what
 // else the machine is doing.
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -12,6 +13,7 @@ import { join } from 'node:path';
 import { dig } from '../test/helpers/dig.ts';
 import { startDaemon, waitFor, type RunningDaemon } from '../test/helpers/daemon.ts';
 import { dnsperf, combine, dnsperfRun, freePort, type PerfResult, type PerfRun } from './dnsperf.ts';
+import { runMemoryBench, treeRssMb } from './memory.ts';
 import { generate, writeHosts, writeQueries, writeTopology } from './topology.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
@@ -69,11 +71,6 @@ async function startPresence(dir: string): Promise<RunningDaemon> {
 async function stopPresence(daemon: RunningDaemon): Promise<void> {
   await daemon.stop();
   daemons.delete(daemon);
-}
-
-function rssMb(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  return Math.round(Number(/VmRSS:\s+(\d+)/.exec(status)![1]) / 1024);
 }
 
 interface Target { server: string; records: number; port: number; queries: string; pid: number }
@@ -145,8 +142,8 @@ async function main(): Promise<void> {
     ];
     rows.push(...await compare(targets));
     if (size === LARGEST) {
-      extra.push([`presence-dns RSS with ${size} records after the runs (answer cache full)`, `${rssMb(daemon.process.pid!)} MB`]);
-      extra.push([`presence-dns start to ready with ${size} records (process start, tsx, load, index)`, `${Math.round(startMs)} ms`]);
+      extra.push([`presence-dns RSS with ${size} records after the runs (answer cache full)`, `${treeRssMb(daemon.process.pid!)} MB`]);
+      extra.push([`presence-dns start to ready with ${size} records (process start, load, index)`, `${Math.round(startMs)} ms`]);
     }
     if (size === RELOAD_SIZE) {
       fixed.push(...await compare(targets, FIXED_QPS));
@@ -178,6 +175,8 @@ async function main(): Promise<void> {
     process.stdout.write(`presence-dns queries/s with ${big.records} records vs ${small.records}: ${ratio(big.result.qps, small.result.qps)}\n`);
   }
   await forwardBench();
+  process.stdout.write('\nFootprint\n');
+  for (const [what, value] of await runMemoryBench()) process.stdout.write(`${what}: ${value}\n`);
 }
 
 /** A new topology version every second while dnsperf runs flat out. */
