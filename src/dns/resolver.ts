@@ -2,7 +2,7 @@
 // records, flags — that the encoder turns into bytes; null means "not a name we serve"
 // so the server can pass it on (forwarder) or refuse it.
 import { applyHealth, CriteriaError, parseCriteria } from '../topology/criteria.ts';
-import { reverseNameToIp } from '../topology/ip.ts';
+import { reverseNameToIp } from '../util/ip.ts';
 import { instanceName, type TopologyIndex } from '../topology/topology-index.ts';
 import type { Instance } from '../topology/types.ts';
 import { CLASS_IN, Rcode, RRType, type DnsResult, type Question, type ResourceRecord } from './wire.ts';

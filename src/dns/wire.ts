@@ -2,6 +2,7 @@
 // (header, question, EDNS OPT) and encoding a response from a resolver's value. Pure: no
 // sockets here. Decoding never allocates more than the packet it reads, and every loop
 // is bounded by the packet's length, so hostile input cannot blow up memory or time.
+import { ipv6Bytes } from '../util/ip.ts';
 
 export const RRType = {
   A: 1, NS: 2, CNAME: 5, SOA: 6, PTR: 12, MX: 15, TXT: 16, AAAA: 28, SRV: 33, OPT: 41, ANY: 255,
@@ -366,25 +367,6 @@ export function encodeBareReply(id: number, opcode: number, recursionDesired: bo
   const out = Buffer.alloc(HEADER_SIZE);
   out.writeUInt16BE(id, 0);
   out.writeUInt16BE(Flag.QR | (opcode << 11) | (recursionDesired ? Flag.RD : 0) | rcode, 2);
-  return out;
-}
-
-/** 16 bytes of an IPv6 address in any textual form (including an embedded IPv4 tail). */
-export function ipv6Bytes(address: string): Buffer {
-  const out = Buffer.alloc(16);
-  let text = address;
-  const tail: number[] = [];
-  const lastColon = text.lastIndexOf(':');
-  if (text.includes('.', lastColon)) {
-    for (const part of text.slice(lastColon + 1).split('.')) tail.push(Number(part));
-    text = text.slice(0, lastColon + 1) + '0:0';
-  }
-  const [head, rest] = text.includes('::') ? text.split('::') : [text, undefined];
-  const headParts = head ? head.split(':') : [];
-  const restParts = rest ? rest.split(':') : [];
-  const groups = [...headParts, ...new Array<string>(8 - headParts.length - restParts.length).fill('0'), ...restParts];
-  groups.forEach((g, i) => out.writeUInt16BE(parseInt(g || '0', 16), i * 2));
-  if (tail.length === 4) tail.forEach((b, i) => (out[12 + i] = b));
   return out;
 }
 

@@ -7,4 +7,3 @@ export { TopologyStore, type TopologyStatus } from './store.ts';
 export { serializeTopology, writeFileAtomic, writeTopologyFile, type TopologyDocument, type TopologyRecord } from './writer.ts';
 export * from './criteria.ts';
 export * from './types.ts';
-export { parseIp, reverseNameToIp } from './ip.ts';

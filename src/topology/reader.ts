@@ -1,7 +1,7 @@
 // Reading a topology file: our columnar format or an unmodified BOSH DNS records.json.
 // A file that does not parse, or lacks the columnar shape, is rejected whole; a row
 // with the wrong width or a bad value is skipped with a warning naming row and column.
-import { parseIp } from './ip.ts';
+import { parseIp } from '../util/ip.ts';
 import { HEALTH_VALUES, normalizeName, type AliasMap, type Health, type Instance, type Topology } from './types.ts';
 
 export type ReadResult =

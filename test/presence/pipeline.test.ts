@@ -12,7 +12,7 @@ import { Registrar } from '../../src/presence/registrar.ts';
 import { migrate } from '../../src/presence/schema.ts';
 import { PresenceStore } from '../../src/presence/store.ts';
 import { Syncer } from '../../src/presence/syncer.ts';
-import { parseIp } from '../../src/topology/ip.ts';
+import { parseIp } from '../../src/util/ip.ts';
 import { parseTopology } from '../../src/topology/reader.ts';
 import { freePort, testDatabase, type TestDatabase } from '../helpers/postgres.ts';
 import { TestSource, registration, silentLogger } from './fixtures.ts';
