@@ -11,7 +11,7 @@ import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dig } from '../helpers/dig.ts';
 import { waitFor } from '../helpers/daemon.ts';
-import { baseImage, buildImage, cleanUp, dataDir, docker, dockerEngine, TEST_LABEL } from '../helpers/docker.ts';
+import { baseImage, buildImage, cleanUp, composeTool, dataDir, docker, dockerEngine, run, TEST_LABEL } from '../helpers/docker.ts';
 import { freePort } from '../helpers/postgres.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -131,6 +131,48 @@ if (!engine.available) {
         expect(await docker(['inspect', '-f', '{{.State.ExitCode}}', id])).toBe('0');
         expect(seconds).toBeLessThan(5);
       }, 60_000);
+    });
+
+    describe('the two-node compose drill (deploy/compose.yaml: PostgreSQL, NATS, two nodes)', () => {
+      const project = `presence-dns-test-${RUN}`;
+      const ports = { a: 0, b: 0 };
+      let compose: (args: string[], timeoutMs?: number) => Promise<string>;
+      let danglingBefore: Set<string>;
+
+      beforeAll(async () => {
+        const tool = await composeTool();
+        if (!tool) throw new Error('neither `docker compose` nor docker-compose is installed (Debian: apt-get install docker-compose)');
+        ports.a = await freePort();
+        ports.b = await freePort();
+        const env = {
+          ...process.env, PRESENCE_DNS_IMAGE: IMAGE, DEBIAN_IMAGE: 'node:24-slim', PRESENCE_DNS_FORWARD_ENABLED: 'false',
+          NODE_A_PORT: String(ports.a), NODE_B_PORT: String(ports.b),
+        };
+        compose = (args, timeoutMs = 120_000) => run(tool[0], [...tool.slice(1), '-p', project, '-f', join(ROOT, 'deploy/compose.yaml'), ...args], timeoutMs, env)
+          .then((r) => r.stdout.trim());
+        await compose(['config', '--quiet']);
+        danglingBefore = new Set((await docker(['images', '-q', '--filter', 'dangling=true'])).split('\n').filter(Boolean));
+        await compose(['build', 'postgres', 'nats'], BUILD_TIMEOUT);
+        await compose(['up', '-d'], 180_000);
+      }, BUILD_TIMEOUT);
+
+      afterAll(async () => {
+        await compose?.(['down', '-v', '--rmi', 'all'], 120_000).catch(() => undefined);
+        // The node image is this run's own (removed with the others at the end); compose's
+        // --rmi all took it already, and the postgres and nats builds left their stages.
+        const dangling = (await docker(['images', '-q', '--filter', 'dangling=true'])).split('\n').filter((id) => id && !danglingBefore?.has(id));
+        images.push(...dangling);
+      }, 180_000);
+
+      it('registers on node A, answers on node B, and still answers with PostgreSQL stopped', async () => {
+        const bothAnswers = async (port: number) => (await dig(port, 'q-s0.web.default.cf.bosh')).answer.map((a) => a.data).sort().join(',') === '10.0.1.10,10.0.2.10';
+        await waitFor(() => bothAnswers(ports.a), 90_000, 'node A to answer its own instances');
+        await waitFor(() => bothAnswers(ports.b), 30_000, 'node B to answer node A\'s instances');
+        await compose(['stop', 'postgres'], 60_000);
+        await new Promise((r) => setTimeout(r, 3000));
+        expect(await bothAnswers(ports.b)).toBe(true);
+        expect(await bothAnswers(ports.a)).toBe(true);
+      }, 180_000);
     });
 
     describe('as a node of the pipeline on the embedded database (switched on by env)', () => {

@@ -24,9 +24,9 @@ export interface RunResult {
 }
 
 /** Runs a command, failing (never hanging) after `timeoutMs`; rejects with its stderr on a non-zero exit. */
-export function run(file: string, args: string[], timeoutMs = 60_000): Promise<RunResult> {
+export function run(file: string, args: string[], timeoutMs = 60_000, env?: NodeJS.ProcessEnv): Promise<RunResult> {
   return new Promise((resolvePromise, reject) => {
-    execFile(file, args, { timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+    execFile(file, args, { timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 64 * 1024 * 1024, env }, (err, stdout, stderr) => {
       // The end of both streams: docker build reports a failing step's output on stdout.
       const tail = (text: string) => text.trim().split('\n').slice(-25).join('\n');
       if (err) reject(new Error(`${file} ${args.join(' ').slice(0, 300)} failed${err.killed ? ` (killed after ${timeoutMs} ms)` : ''}:\n${tail(stdout)}\n${tail(stderr) || err.message}`));
@@ -71,6 +71,13 @@ export async function dockerEngine(): Promise<Engine> {
   }
   const tail = existsSync(DOCKERD_LOG) ? readFileSync(DOCKERD_LOG, 'utf8').split('\n').slice(-5).join('\n') : '';
   return { available: false, reason: `dockerd did not answer within 30 s (log ${DOCKERD_LOG}):\n${tail}` };
+}
+
+/** The compose command there is: the `docker compose` plugin, else Debian's docker-compose; null when neither. */
+export async function composeTool(): Promise<string[] | null> {
+  if (await run('docker', ['compose', 'version'], 10_000).then(() => true, () => false)) return ['docker', 'compose'];
+  if (await onPath('docker-compose')) return ['docker-compose'];
+  return null;
 }
 
 /** The Debian mirror apt uses here (its first URIs / deb line), for debootstrap. */
@@ -138,7 +145,7 @@ const CONTEXT = ['Dockerfile', '.dockerignore', 'package.json', 'package-lock.js
  * NODE_EXTRA_CA_CERTS: as behind a TLS-intercepting proxy) added as the optional npm-ca.pem. Returns the intermediate (dangling) images the
  * build left, for cleanup.
  */
-export async function buildImage(tag: string, runId: string, dockerfile = 'Dockerfile'): Promise<{ dangling: string[] }> {
+export async function buildImage(tag: string, runId: string): Promise<{ dangling: string[] }> {
   const before = new Set((await docker(['images', '-q', '--filter', 'dangling=true'])).split('\n').filter(Boolean));
   const context = mkdtempSync(join(tmpdir(), 'presence-dns-context-'));
   try {
@@ -147,7 +154,7 @@ export async function buildImage(tag: string, runId: string, dockerfile = 'Docke
       .find((file) => file && file !== 'null' && existsSync(file));
     if (cafile) cpSync(cafile, join(context, 'npm-ca.pem'));
     // --force-rm: a failed step's container goes too.
-    await docker(['build', '--network', 'host', '--force-rm', '--label', `${TEST_LABEL}=${runId}`, '-f', join(context, dockerfile), '-t', tag, context], 15 * 60_000);
+    await docker(['build', '--network', 'host', '--force-rm', '--label', `${TEST_LABEL}=${runId}`, '-t', tag, context], 15 * 60_000);
   } catch (err) {
     await removeImages(await newDangling(before));
     throw err;
