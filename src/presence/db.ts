@@ -1,7 +1,6 @@
-// The thin query interface everything above it is written against, and its two
-// adapters: a PostgreSQL server through `pg`, and the embedded PGlite. Same SQL on both.
-import { mkdirSync } from 'node:fs';
-import { PGlite } from '@electric-sql/pglite';
+// The thin query interface everything above it is written against, and its adapter for a
+// PostgreSQL server through `pg`. The embedded PGlite's adapter is embedded-db.ts (it runs
+// in a thread of its own). Same SQL on both.
 import pg from 'pg';
 import type { Logger } from '../log.ts';
 
@@ -142,56 +141,7 @@ function clientQueryable(client: pg.PoolClient): Queryable {
   };
 }
 
-class PgliteDb implements Db {
-  readonly kind = 'pglite';
-  constructor(private readonly db: PGlite) {}
-
-  async query<T extends Row = Row>(text: string, params: SqlValue[] = []) {
-    const result = await this.db.query<T>(text, params);
-    return { rows: result.rows, rowCount: result.affectedRows ?? result.rows.length };
-  }
-
-  transaction<T>(fn: (tx: Queryable) => Promise<T>, isolation: Isolation = 'read committed'): Promise<T> {
-    return this.db.transaction(async (tx) => {
-      if (isolation === 'repeatable read') await tx.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ');
-      return fn({
-        async query<R extends Row = Row>(text: string, params: SqlValue[] = []) {
-          const result = await tx.query<R>(text, params);
-          return { rows: result.rows, rowCount: result.affectedRows ?? result.rows.length };
-        },
-      });
-    });
-  }
-
-  withAdvisoryLock<T>(_key: number, fn: (db: Queryable) => Promise<T>): Promise<T> {
-    // One connection in one process: nothing else can run migrations concurrently.
-    return fn(this);
-  }
-
-  async listen(channel: string, fn: () => void): Promise<() => Promise<void>> {
-    // In-process: it cannot lose its connection, so there is no onLost to call.
-    return this.db.listen(channel, fn);
-  }
-
-  async close(): Promise<void> {
-    await this.db.close();
-  }
-}
-
-export interface OpenDbOptions {
-  /** PostgreSQL URL; absent means the embedded PGlite in `embeddedDir`. */
-  url?: string;
-  embeddedDir: string;
-  logger: Logger;
-}
-
-export async function openDb(options: OpenDbOptions): Promise<Db> {
-  if (options.url) return new PgDb(options.url, options.logger);
-  mkdirSync(options.embeddedDir, { recursive: true });
-  try {
-    const db = await PGlite.create(options.embeddedDir);
-    return new PgliteDb(db);
-  } catch (err) {
-    throw new PresenceError('DB_UNREACHABLE', `cannot open the embedded database in ${options.embeddedDir}: ${(err as Error).message} (is another presence-dns process using it?)`);
-  }
+/** A pool to the PostgreSQL server at `url` (connections are made on first use). */
+export function openPgDb(url: string, logger: Logger): Db {
+  return new PgDb(url, logger);
 }

@@ -59,6 +59,13 @@ const MIGRATIONS: string[] = [
      PRIMARY KEY (kind, scope, name),
      UNIQUE (kind, scope, id)
    )`,
+  // The id of this database: the syncer marks the files it writes with it, and never
+  // replaces a file synced from another database.
+  `CREATE TABLE IF NOT EXISTS presence_cluster (
+     id int PRIMARY KEY CHECK (id = 1),
+     cluster uuid NOT NULL DEFAULT gen_random_uuid()
+   )`,
+  'INSERT INTO presence_cluster (id) VALUES (1) ON CONFLICT DO NOTHING',
 ];
 
 export async function migrate(db: Db): Promise<void> {

@@ -14,6 +14,18 @@ export function parseIp(text: string): ParsedIp | null {
   return null;
 }
 
+/** The address in 16 bytes (IPv4 in the first 4), as the topology image stores it. */
+export function ipBytes(ip: ParsedIp): Uint8Array {
+  const bytes = new Uint8Array(16);
+  if (ip.family === 4) ip.canonical.split('.').forEach((part, k) => (bytes[k] = Number(part)));
+  else ip.canonical.split(':').forEach((group, k) => {
+    const v = parseInt(group, 16);
+    bytes[k * 2] = v >> 8;
+    bytes[k * 2 + 1] = v & 0xff;
+  });
+  return bytes;
+}
+
 function expandIpv6(text: string): string {
   let body = text.toLowerCase().split('%')[0];
   const lastColon = body.lastIndexOf(':');

@@ -2,7 +2,7 @@
 // A file that does not parse, or lacks the columnar shape, is rejected whole; a row
 // with the wrong width or a bad value is skipped with a warning naming row and column.
 import { parseIp } from './ip.ts';
-import { HEALTH_VALUES, normalizeName, type AliasMap, type Health, type Instance, type Topology } from './types.ts';
+import { HEALTH_VALUES, normalizeName, RECORD_KEYS, type AliasMap, type Health, type Instance, type Topology } from './types.ts';
 
 export type ReadResult =
   | { ok: true; topology: Topology; warnings: string[] }
@@ -133,6 +133,32 @@ export function readAliases(value: unknown, warnings: string[], into: AliasMap =
   return into;
 }
 
+/** Reads `record_infos` rows of the columns `keys`: an Instance, or null with a warning naming row and column. */
+type RowReader = (info: unknown, where: string, warnings: string[]) => Instance | null;
+
+function rowReader(keys: string[]): RowReader | string {
+  const columns = new Map<string, number>();
+  keys.forEach((k, i) => columns.set(COLUMN_SYNONYMS[k] ?? k, i));
+  const missing = REQUIRED_COLUMNS.filter((c) => !columns.has(c));
+  if (missing.length) return `record_keys lacks required column(s): ${missing.join(', ')}`;
+  return (info, where, warnings) => {
+    if (!Array.isArray(info) || info.length !== keys.length) {
+      warnings.push(`${where}: expected ${keys.length} columns, got ${Array.isArray(info) ? info.length : typeof info}; skipped`);
+      return null;
+    }
+    try {
+      return toInstance((column) => {
+        const at = columns.get(column);
+        return at === undefined ? undefined : info[at];
+      });
+    } catch (err) {
+      if (!(err instanceof RowError)) throw err;
+      warnings.push(`${where}: ${err.message}; skipped`);
+      return null;
+    }
+  };
+}
+
 export function parseTopology(text: string): ReadResult {
   let doc: unknown;
   try {
@@ -146,27 +172,14 @@ export function parseTopology(text: string): ReadResult {
   const infos = file.record_infos;
   if (!Array.isArray(keys) || !keys.every((k) => typeof k === 'string')) return { ok: false, error: 'record_keys must be a list of column names' };
   if (!Array.isArray(infos)) return { ok: false, error: 'record_infos must be a list of rows' };
-  const columns = new Map<string, number>();
-  (keys as string[]).forEach((k, i) => columns.set(COLUMN_SYNONYMS[k] ?? k, i));
-  const missing = REQUIRED_COLUMNS.filter((c) => !columns.has(c));
-  if (missing.length) return { ok: false, error: `record_keys lacks required column(s): ${missing.join(', ')}` };
+  const read = rowReader(keys);
+  if (typeof read === 'string') return { ok: false, error: read };
 
   const warnings: string[] = [];
   const instances: Instance[] = [];
   infos.forEach((info, i) => {
-    if (!Array.isArray(info) || info.length !== keys.length) {
-      warnings.push(`record_infos[${i}]: expected ${keys.length} columns, got ${Array.isArray(info) ? info.length : typeof info}; skipped`);
-      return;
-    }
-    try {
-      instances.push(toInstance((column) => {
-        const at = columns.get(column);
-        return at === undefined ? undefined : info[at];
-      }));
-    } catch (err) {
-      if (!(err instanceof RowError)) throw err;
-      warnings.push(`record_infos[${i}]: ${err.message}; skipped`);
-    }
+    const instance = read(info, `record_infos[${i}]`, warnings);
+    if (instance) instances.push(instance);
   });
 
   let ptrRecords: Array<[string, string]> | null = null;
@@ -192,6 +205,65 @@ export function parseTopology(text: string): ReadResult {
       ptrRecords,
       generatedAt: typeof file.generated_at === 'string' ? file.generated_at : null,
       source: typeof file.source === 'string' ? file.source : null,
+      cluster: typeof file.cluster === 'string' ? file.cluster : null,
     },
   };
+}
+
+export interface JournalRead {
+  /** The snapshot version the journal continues; null when its header is unreadable. */
+  base: number | null;
+  cluster: string | null;
+  entries: Array<{ version: number; removes: string[]; adds: Instance[] }>;
+  /** Bytes up to the end of the last complete line read (where to resume tailing). */
+  consumed: number;
+  warnings: string[];
+}
+
+/**
+ * Reads a journal (writer.ts): a header line, then one line per change. Reading stops at
+ * the first line that is incomplete or does not parse (a torn append); `consumed` says
+ * how far it got, so a tail resumes there. `fromHeader` false: `text` continues a
+ * journal already read (no header line).
+ */
+export function parseJournal(text: string, fromHeader = true): JournalRead {
+  const out: JournalRead = { base: null, cluster: null, entries: [], consumed: 0, warnings: [] };
+  const read = rowReader([...RECORD_KEYS]);
+  if (typeof read === 'string') throw new Error(read);
+  let offset = 0;
+  let headerPending = fromHeader;
+  for (let end = text.indexOf('\n'); end !== -1; end = text.indexOf('\n', offset)) {
+    const line = text.slice(offset, end);
+    let doc: unknown;
+    try {
+      doc = JSON.parse(line);
+    } catch {
+      out.warnings.push(`journal line at byte ${offset} does not parse; stopped there`);
+      break;
+    }
+    const entry = doc as Record<string, unknown>;
+    if (headerPending) {
+      headerPending = false;
+      if (entry.journal !== 1 || typeof entry.base !== 'number') {
+        out.warnings.push('journal header is not {"journal":1,"base":N}; ignored the journal');
+        break;
+      }
+      out.base = entry.base;
+      out.cluster = typeof entry.cluster === 'string' ? entry.cluster : null;
+    } else {
+      if (typeof entry.v !== 'number' || !Array.isArray(entry.rm) || !Array.isArray(entry.add) || !entry.rm.every((n) => typeof n === 'string')) {
+        out.warnings.push(`journal line at byte ${offset} is not a change; stopped there`);
+        break;
+      }
+      const adds: Instance[] = [];
+      entry.add.forEach((row, i) => {
+        const instance = read(row, `journal v${entry.v as number} add[${i}]`, out.warnings);
+        if (instance) adds.push(instance);
+      });
+      out.entries.push({ version: entry.v, removes: (entry.rm as string[]).map(normalizeName), adds });
+    }
+    offset = end + 1;
+    out.consumed = Buffer.byteLength(text.slice(0, offset));
+  }
+  return out;
 }
