@@ -9,9 +9,9 @@ import { basename, dirname, extname, join, resolve } from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
 import { parse as parseYaml } from 'yaml';
 import type { Logger } from '../log.ts';
-import { compileImage } from './image-builder.ts';
+import { ImageBuilder } from './image-builder.ts';
 import { readImageCache, snapshotHead } from './image-cache.ts';
-import { parseJournal, parseTopology, readAliases } from './reader.ts';
+import { parseJournal, readAliases, readTopology } from './reader.ts';
 import type { TopologyState } from './state.ts';
 import type { AliasMap, Topology } from './types.ts';
 import { mergeAliases } from './view.ts';
@@ -29,7 +29,7 @@ export interface FileSourceOptions {
   /** Longest a stream of events may hold a read back, ms. */
   maxDelayMs?: number;
   /** The topology file was replaced by someone other than our syncer (while it owned it). */
-  onForeignWrite?: (topology: Topology) => void;
+  onForeignWrite?: (topology: Omit<Topology, 'instances'>) => void;
   /** After every read, good or rejected (the worker reports its status). */
   onRead?: () => void;
 }
@@ -58,7 +58,7 @@ export class FileSource {
   private firstPending = 0;
   private pending = new Set<'topology' | 'journal' | 'aliases'>();
   /** The topology file as last read: metadata the syncer's ownership check looks at. */
-  topology: Topology | null = null;
+  topology: Omit<Topology, 'instances'> | null = null;
   lastError: string | null = null;
   /** Set while our syncer writes the file: its own writes are not read back. */
   ownedVersion: (() => number | null) | null = null;
@@ -140,10 +140,10 @@ export class FileSource {
       // While our syncer owns the file, its own snapshots are not read back; anything else is a foreign write.
       const head = snapshotHead(this.file);
       if (!head || (head.source === SYNC_SOURCE && head.cluster === this.topology?.cluster && head.version === this.ownedVersion())) return;
-      const text = this.readText(this.file);
-      const read = text === null ? null : parseTopology(text);
+      const bytes = this.readBytes(this.file);
+      const read = bytes === null ? null : readTopology(bytes, () => {});
       if (!read?.ok) return;
-      this.topology = { ...read.topology, instances: [] };
+      this.topology = read.topology;
       this.options.onForeignWrite?.(read.topology);
       return;
     }
@@ -157,22 +157,27 @@ export class FileSource {
     if (cached) {
       // Our own snapshot, unchanged since its image was cached: skip the parse.
       this.fileAliases = new Map();
-      this.topology = { version: cached.image.version, instances: [], aliases: new Map(), ptrRecords: null, generatedAt: null, source: cached.head.source, cluster: cached.head.cluster };
+      this.topology = { version: cached.image.version, aliases: new Map(), ptrRecords: null, generatedAt: null, source: cached.head.source, cluster: cached.head.cluster };
       state.replace(cached.image.buffer as SharedArrayBuffer, this.changedAliases());
       this.loaded(cached.image.version, 'image cache');
       return;
     }
-    const text = this.readText(this.file);
-    if (text === null) return;
-    const read = parseTopology(text);
+    const bytes = this.readBytes(this.file);
+    if (bytes === null) return;
+    // Rows go straight into the image; the file never exists as one object graph.
+    const builder = new ImageBuilder(Math.ceil(bytes.length / 120));
+    const skipped: string[] = [];
+    const read = readTopology(bytes, (i) => {
+      const reason = builder.add(i);
+      if (reason !== null) skipped.push(`instance ${i.id}: ${reason}; skipped`);
+    });
     if (!read.ok) return void this.reject(`topology file ${this.file} rejected: ${read.error}`);
-    const skipped: string[] = [...read.warnings];
-    const buffer = compileImage(read.topology, (i, reason) => skipped.push(`instance ${i.id}: ${reason}; skipped`));
+    skipped.unshift(...read.warnings);
     for (const warning of skipped.slice(0, 20)) logger.warn({ file: this.file }, `topology row skipped: ${warning}`);
     if (skipped.length > 20) logger.warn({ file: this.file, skipped: skipped.length }, 'more topology rows skipped');
-    this.topology = { ...read.topology, instances: [] };
+    this.topology = read.topology;
     this.fileAliases = read.topology.aliases;
-    state.replace(buffer, this.changedAliases());
+    state.replace(builder.finish({ version: read.topology.version, ptrRecords: read.topology.ptrRecords }), this.changedAliases());
     this.loaded(read.topology.version, 'file');
   }
 
@@ -229,9 +234,9 @@ export class FileSource {
     }
   }
 
-  private readText(path: string): string | null {
+  private readBytes(path: string): Buffer | null {
     try {
-      return readFileSync(path, 'utf8');
+      return readFileSync(path);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       // No file yet is the normal start of a syncing node; anything else is an error.

@@ -2,6 +2,7 @@
 // A file that does not parse, or lacks the columnar shape, is rejected whole; a row
 // with the wrong width or a bad value is skipped with a warning naming row and column.
 import { parseIp } from './ip.ts';
+import { JsonScanError, scanArray, scanObject, type Range } from './json-scan.ts';
 import { HEALTH_VALUES, normalizeName, RECORD_KEYS, type AliasMap, type Health, type Instance, type Topology } from './types.ts';
 
 export type ReadResult =
@@ -159,55 +160,94 @@ function rowReader(keys: string[]): RowReader | string {
   };
 }
 
-export function parseTopology(text: string): ReadResult {
-  let doc: unknown;
+export type StreamResult =
+  | { ok: true; topology: Omit<Topology, 'instances'>; warnings: string[] }
+  | { ok: false; error: string };
+
+/**
+ * Reads a topology file's bytes, handing each good row to `onInstance` as it is read: the
+ * rows are parsed one at a time and never held together. On `ok: false` the rows already
+ * handed over must be discarded (the file is rejected whole).
+ */
+export function readTopology(bytes: Buffer, onInstance: (instance: Instance) => void): StreamResult {
+  const text = (r: Range) => bytes.toString('utf8', r.start, r.end);
+  const members = new Map<string, Range>();
   try {
-    doc = JSON.parse(text);
+    scanObject(bytes, (key, range) => members.set(key, range), text);
   } catch (err) {
-    return { ok: false, error: `not valid JSON: ${(err as Error).message}` };
+    if (!(err instanceof JsonScanError) && !(err instanceof SyntaxError)) throw err;
+    return { ok: false, error: notAnObject(bytes) ?? `not valid JSON: ${err.message}` };
   }
-  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) return { ok: false, error: 'top level must be a JSON object' };
-  const file = doc as Record<string, unknown>;
-  const keys = file.record_keys;
-  const infos = file.record_infos;
-  if (!Array.isArray(keys) || !keys.every((k) => typeof k === 'string')) return { ok: false, error: 'record_keys must be a list of column names' };
-  if (!Array.isArray(infos)) return { ok: false, error: 'record_infos must be a list of rows' };
-  const read = rowReader(keys);
-  if (typeof read === 'string') return { ok: false, error: read };
-
-  const warnings: string[] = [];
-  const instances: Instance[] = [];
-  infos.forEach((info, i) => {
-    const instance = read(info, `record_infos[${i}]`, warnings);
-    if (instance) instances.push(instance);
-  });
-
-  let ptrRecords: Array<[string, string]> | null = null;
-  if (Array.isArray(file.records)) {
-    ptrRecords = [];
-    for (const pair of file.records) {
-      const ip = Array.isArray(pair) && typeof pair[0] === 'string' ? parseIp(pair[0]) : null;
-      if (!ip || typeof pair[1] !== 'string') {
-        warnings.push(`records: ${JSON.stringify(pair)} is not an [ip, name] pair; skipped`);
-        continue;
+  try {
+    const value = (key: string): unknown => {
+      const range = members.get(key);
+      return range === undefined ? undefined : JSON.parse(text(range));
+    };
+    const keys = value('record_keys');
+    if (!Array.isArray(keys) || !keys.every((k) => typeof k === 'string')) return { ok: false, error: 'record_keys must be a list of column names' };
+    const infos = members.get('record_infos');
+    if (!infos || bytes[infos.start] !== 0x5b) return { ok: false, error: 'record_infos must be a list of rows' };
+    const read = rowReader(keys);
+    if (typeof read === 'string') return { ok: false, error: read };
+    const warnings: string[] = [];
+    scanArray(bytes, infos, (i, range) => {
+      const instance = read(JSON.parse(text(range)), `record_infos[${i}]`, warnings);
+      if (instance) onInstance(instance);
+    });
+    const records = value('records');
+    let ptrRecords: Array<[string, string]> | null = null;
+    if (Array.isArray(records)) {
+      ptrRecords = [];
+      for (const pair of records) {
+        const ip = Array.isArray(pair) && typeof pair[0] === 'string' ? parseIp(pair[0]) : null;
+        if (!ip || typeof pair[1] !== 'string') {
+          warnings.push(`records: ${JSON.stringify(pair)} is not an [ip, name] pair; skipped`);
+          continue;
+        }
+        ptrRecords.push([ip.canonical, normalizeName(pair[1])]);
       }
-      ptrRecords.push([ip.canonical, normalizeName(pair[1])]);
     }
+    const version = value('version');
+    const str = (key: string) => {
+      const v = value(key);
+      return typeof v === 'string' ? v : null;
+    };
+    return {
+      ok: true,
+      warnings,
+      topology: {
+        version: typeof version === 'number' && Number.isFinite(version) ? version : 0,
+        aliases: readAliases(value('aliases'), warnings),
+        ptrRecords,
+        generatedAt: str('generated_at'),
+        source: str('source'),
+        cluster: str('cluster'),
+      },
+    };
+  } catch (err) {
+    if (!(err instanceof SyntaxError) && !(err instanceof JsonScanError)) throw err;
+    return { ok: false, error: `not valid JSON: ${err.message}` };
   }
-  const version = typeof file.version === 'number' && Number.isFinite(file.version) ? file.version : 0;
-  return {
-    ok: true,
-    warnings,
-    topology: {
-      version,
-      instances,
-      aliases: readAliases(file.aliases, warnings),
-      ptrRecords,
-      generatedAt: typeof file.generated_at === 'string' ? file.generated_at : null,
-      source: typeof file.source === 'string' ? file.source : null,
-      cluster: typeof file.cluster === 'string' ? file.cluster : null,
-    },
-  };
+}
+
+/** Why a document that is not one object is refused: its own parse error, or its shape. */
+function notAnObject(bytes: Buffer): string | null {
+  let k = 0;
+  while (k < bytes.length && (bytes[k] === 0x20 || bytes[k] === 0x0a || bytes[k] === 0x0d || bytes[k] === 0x09)) k++;
+  if (bytes[k] === 0x7b) return null;
+  try {
+    JSON.parse(bytes.toString('utf8'));
+  } catch (err) {
+    return `not valid JSON: ${(err as Error).message}`;
+  }
+  return 'top level must be a JSON object';
+}
+
+/** The whole topology of a (small) file's text, rows collected. */
+export function parseTopology(text: string): ReadResult {
+  const instances: Instance[] = [];
+  const read = readTopology(Buffer.from(text), (i) => instances.push(i));
+  return read.ok ? { ok: true, warnings: read.warnings, topology: { ...read.topology, instances } } : read;
 }
 
 export interface JournalRead {

@@ -5,6 +5,7 @@
 // snapshot on disk when the syncer owns the file — so the amortised cost per change stays
 // independent of the topology's size (a database's WAL and checkpoint, in small).
 import type { Logger } from '../log.ts';
+import { collectGarbage } from '../util/worker-thread.ts';
 import { ImageBuilder } from './image-builder.ts';
 import { writeImageCache } from './image-cache.ts';
 import { TopologyImage } from './image.ts';
@@ -35,18 +36,16 @@ export function sameInstance(a: Instance, b: Instance): boolean {
 /** Instances that differ between two views (both sides of each change), or 'replaced' past `limit`. O(topology). */
 export function changedInstances(before: TopologyView, after: TopologyView, limit: number): Instance[] | 'replaced' {
   const changed: Instance[] = [];
-  const seen = new Set<string>();
+  // Lookups both ways instead of a set of every name: nothing of O(topology) is kept.
   for (const i of after.instances()) {
-    const name = instanceName(i);
-    seen.add(name);
-    const old = before.get(name);
+    const old = before.get(instanceName(i));
     if (old && sameInstance(old, i)) continue;
     if (old) changed.push(old);
     changed.push(i);
     if (changed.length > limit) return 'replaced';
   }
   for (const i of before.instances()) {
-    if (seen.has(instanceName(i))) continue;
+    if (after.get(instanceName(i))) continue;
     changed.push(i);
     if (changed.length > limit) return 'replaced';
   }
@@ -170,6 +169,7 @@ export class TopologyState {
     this.view = next;
     this.options.post({ type: 'image', buffer, seq: this.seq, aliases: this.aliases, change });
     this.owned?.snapshot(next);
+    collectGarbage();
   }
 
   /** The alias files changed; the topology did not. */
@@ -205,6 +205,7 @@ export class TopologyState {
     this.counts.compactions++;
     this.options.post({ type: 'image', buffer: next.base.buffer as SharedArrayBuffer, seq: this.seq, aliases: this.aliases, change: [] });
     this.owned?.snapshot(next);
+    collectGarbage();
     this.options.logger.debug({ records: next.recordCount, ms: Math.round(performance.now() - started) }, 'topology compacted');
   }
 

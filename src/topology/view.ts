@@ -235,9 +235,9 @@ export class TopologyView implements TopologyLookup {
     this.aliases = aliases;
   }
 
-  /** Instances changed since the base image (overlay size): how far a compaction is due. */
+  /** About how many instances changed since the base image (a change masks one and adds one): how far a compaction is due. */
   get pending(): number {
-    return this.masked.size + this.overlay.byName.size;
+    return Math.max(this.masked.size, this.overlay.byName.size);
   }
 
   private remove(name: string): Instance[] {

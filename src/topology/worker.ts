@@ -5,11 +5,8 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { systemClock } from '../clock.ts';
 import { createLogger } from '../log.ts';
-import { openPgDb, type Db } from '../presence/db.ts';
-import { RemoteDb } from '../presence/embedded-db.ts';
-import { migrate } from '../presence/schema.ts';
-import { PresenceStore } from '../presence/store.ts';
-import { Syncer } from '../presence/syncer.ts';
+import type { Db } from '../presence/db.ts';
+import type { Syncer } from '../presence/syncer.ts';
 import { FileSource } from './file-source.ts';
 import type { ToMain, ToWorker, TopologyWorkerOptions, WorkerStatus } from './protocol.ts';
 import { OwnedFile, TopologyState } from './state.ts';
@@ -26,7 +23,7 @@ const post = (message: ToMain) => {
 const state = new TopologyState({ domains: options.domains, post, logger });
 
 /** Why the syncer must leave the file alone: someone else wrote it (DESIGN §3.2). */
-function refusal(topology: Topology | null, cluster: string): string | null {
+function refusal(topology: Omit<Topology, 'instances'> | null, cluster: string): string | null {
   if (state.owned || topology === null) return null;
   if (topology.source !== SYNC_SOURCE) {
     const who = topology.source === null ? 'a file with no "source" (an unmodified BOSH records.json, or an operator\'s file)' : `"${topology.source}"`;
@@ -56,6 +53,11 @@ const source = new FileSource({
 let db: Db | null = null;
 let syncer: Syncer | null = null;
 if (options.sync) {
+  // Loaded only for a syncing node: a DNS-only daemon's worker never loads pg.
+  const [{ openPgDb }, { RemoteDb }, { migrate }, { PresenceStore }, { Syncer }] = await Promise.all([
+    import('../presence/db.ts'), import('../presence/embedded-db.ts'), import('../presence/schema.ts'),
+    import('../presence/store.ts'), import('../presence/syncer.ts'),
+  ]);
   const sync = options.sync;
   db = 'url' in sync.database ? openPgDb(sync.database.url, logger) : new RemoteDb(sync.database.port);
   const database = db;

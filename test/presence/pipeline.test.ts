@@ -254,6 +254,27 @@ describe('tombstone retention', () => {
 });
 
 describe('data loss', () => {
+  it('an emptied database never empties a topology with records, until an operator releases the guard', async () => {
+    await truncateAll();
+    const clock = new ManualClock({ start: 0, runTimers: false });
+    const lone = node('z-1', clock);
+    lone.source.set([registration('z-i1')]);
+    await lone.registrar.kick();
+    await lone.registrar.stop();
+    const s = syncer(clock);
+    await s.sync.tick();
+    expect(s.ids()).toEqual(['z-i1']);
+    // Nobody re-registers (the only cell is gone for good, or the database was wiped).
+    await truncateAll();
+    await s.sync.tick();
+    clock.advance(100 * TTL);
+    await s.sync.tick();
+    expect(s.ids()).toEqual(['z-i1']);
+    s.sync.releaseGuard();
+    await s.sync.tick();
+    expect(s.ids()).toEqual([]);
+  });
+
   it('tables emptied: the file keeps every instance until the registrars re-register within one heartbeat', async () => {
     await truncateAll();
     const clock = new ManualClock({ start: 0, runTimers: false });
