@@ -13,7 +13,7 @@
 // was encoded; a delta bumps the epochs of the tags it touches, and an entry whose epoch
 // moved is re-encoded on its next query. A replaced topology flushes everything.
 import type { TopologyLookup } from '../topology/view.ts';
-import { STATIC_TAG } from './cache-tags.ts';
+import { STATIC_TAG } from '../topology/cache-tags.ts';
 import { HEADER_SIZE, MIN_UDP_SIZE, RRType } from './wire.ts';
 
 /** Where the question name ends and its type: what `fastKey` learned besides the key. */
@@ -169,8 +169,8 @@ export class FastPath {
   }
 
   /** Marks every entry carrying one of `tags` for re-encoding on its next query. */
-  invalidate(tags: Iterable<number>): void {
-    for (const tag of tags) this.epochs[tag & (EPOCH_SLOTS - 1)]++;
+  invalidate(tags: ArrayLike<number>): void {
+    for (let k = 0; k < tags.length; k++) this.epochs[tags[k] & (EPOCH_SLOTS - 1)]++;
   }
 
   private fresh(entry: Entry): boolean {

@@ -4,8 +4,8 @@
 // `answerFast` first: platform answers already encoded are served from the fast path's
 // cache, which this general path fills on a miss and topology changes invalidate.
 import type { Registry } from '../admin/metrics.ts';
-import { emptyView, type TopologyLookup, type ViewChange } from '../topology/view.ts';
-import { instanceTags } from './cache-tags.ts';
+import type { TopologyChange } from '../topology/store.ts';
+import { emptyView, type TopologyLookup } from '../topology/view.ts';
 import { FastPath, type Built } from './fastpath.ts';
 import { PlatformResolver } from './resolver.ts';
 import {
@@ -111,9 +111,9 @@ export class DnsHandler {
    * The topology in service changed: `replaced` drops every cached answer; a delta
    * re-encodes only the answers the changed instances can appear in.
    */
-  topologyChanged(change: ViewChange | 'replaced'): void {
-    if (change === 'replaced' || change.everything) this.fast.flush();
-    else for (const i of change.instances) this.fast.invalidate(instanceTags(i));
+  topologyChanged(change: TopologyChange): void {
+    if (change === 'replaced') this.fast.flush();
+    else this.fast.invalidate(change.tags);
   }
 
   /** Encodes one platform answer for the fast path's cache, exactly as `answer` would. */

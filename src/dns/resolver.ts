@@ -6,7 +6,7 @@ import { applyHealth, CriteriaError, parseCriteria } from '../topology/criteria.
 import { reverseNameToIp } from '../topology/ip.ts';
 import type { Instance } from '../topology/types.ts';
 import { instanceName, type TopologyLookup } from '../topology/view.ts';
-import { addressTag, agentTag, ALIAS_TAG, criteriaTag, STATIC_TAG } from './cache-tags.ts';
+import { addressTag, agentTag, ALIAS_TAG, criteriaTag, STATIC_TAG } from '../topology/cache-tags.ts';
 import { CLASS_IN, Rcode, RRType, type DnsResult, type Question, type ResourceRecord } from './wire.ts';
 
 export interface ResolverOptions {

@@ -60,8 +60,8 @@ export class FileSource {
   /** The topology file as last read: metadata the syncer's ownership check looks at. */
   topology: Omit<Topology, 'instances'> | null = null;
   lastError: string | null = null;
-  /** Set while our syncer writes the file: its own writes are not read back. */
-  ownedVersion: (() => number | null) | null = null;
+  /** Set while our syncer writes the file: the snapshot it wrote last, which is not read back. */
+  ownSnapshot: (() => { cluster: string; version: number | null }) | null = null;
   readonly counts: SourceCounts = { reloads: 0, reloadFailures: 0 };
 
   constructor(private readonly options: FileSourceOptions) {
@@ -136,10 +136,11 @@ export class FileSource {
   }
 
   private topologyChanged(): void {
-    if (this.ownedVersion) {
+    if (this.ownSnapshot) {
       // While our syncer owns the file, its own snapshots are not read back; anything else is a foreign write.
       const head = snapshotHead(this.file);
-      if (!head || (head.source === SYNC_SOURCE && head.cluster === this.topology?.cluster && head.version === this.ownedVersion())) return;
+      const own = this.ownSnapshot();
+      if (!head || (head.source === SYNC_SOURCE && head.cluster === own.cluster && head.version === own.version)) return;
       const bytes = this.readBytes(this.file);
       const read = bytes === null ? null : readTopology(bytes, () => {});
       if (!read?.ok) return;
@@ -193,7 +194,7 @@ export class FileSource {
 
   /** Applies what the journal gained since the last read; a journal of another snapshot is ignored. */
   private readJournal(): void {
-    if (this.ownedVersion) return;
+    if (this.ownSnapshot) return;
     const view = this.options.state.current;
     if (!view || !this.topology) return;
     let fd: number;

@@ -3,7 +3,7 @@
 // that changed, so a change costs O(change) bytes between threads whatever the size.
 import type { MessagePort } from 'node:worker_threads';
 import type { SyncStatus } from '../presence/syncer.ts';
-import type { AliasMap, Instance } from './types.ts';
+import type { AliasMap } from './types.ts';
 import type { TopologyDelta } from './view.ts';
 
 export interface SyncSettings {
@@ -26,8 +26,11 @@ export interface TopologyWorkerOptions {
 }
 
 export type ToMain =
-  /** A new base image. `change`: what differs from the image before ('replaced': too much to say). */
-  | { type: 'image'; buffer: SharedArrayBuffer; seq: number; aliases: AliasMap; change: 'replaced' | Instance[] }
+  /**
+   * A new base image. `change`: the cache tags of what differs from the image before
+   * (cache-tags.ts; empty for a compaction), or 'replaced' when that is too much to say.
+   */
+  | { type: 'image'; buffer: SharedArrayBuffer; seq: number; aliases: AliasMap; change: 'replaced' | Uint32Array }
   | { type: 'delta'; delta: TopologyDelta }
   | { type: 'aliases'; aliases: AliasMap }
   | { type: 'status'; status: WorkerStatus };

@@ -5,6 +5,7 @@
 // snapshot on disk when the syncer owns the file — so the amortised cost per change stays
 // independent of the topology's size (a database's WAL and checkpoint, in small).
 import type { Logger } from '../log.ts';
+import { tagsOf } from './cache-tags.ts';
 import { collectGarbage } from '../util/worker-thread.ts';
 import { ImageBuilder } from './image-builder.ts';
 import { writeImageCache } from './image-cache.ts';
@@ -72,6 +73,8 @@ export interface StateCounts {
 export class OwnedFile {
   private readonly journal: JournalWriter;
   private snapshotBytes = 0;
+  /** The version of the last snapshot written (null: none yet). */
+  snapshotVersion: number | null = null;
   /** A write failed since the last good snapshot: the journal is behind memory. */
   private broken = true;
   writeError: string | null = null;
@@ -97,6 +100,7 @@ export class OwnedFile {
       })());
       this.journal.reset({ base: view.version, cluster: this.cluster });
       this.snapshotBytes = bytes;
+      this.snapshotVersion = view.version;
       this.broken = false;
       this.writeError = null;
     } catch (err) {
@@ -135,7 +139,7 @@ export class OwnedFile {
 export interface TopologyStateOptions {
   /** dns.domains: served even with no records. */
   domains: string[];
-  post: (message: ToMain) => void;
+  post: (message: ToMain, transfer?: ArrayBuffer[]) => void;
   logger: Logger;
 }
 
@@ -162,12 +166,14 @@ export class TopologyState {
     const before = this.view;
     if (aliases) this.aliases = aliases;
     const next = this.newView(new TopologyImage(buffer), this.aliases);
-    const change = before === null || aliases !== undefined || before.hasHealth !== next.hasHealth
+    const changed = before === null || aliases !== undefined || before.hasHealth !== next.hasHealth
       || before.liveDomains().join(' ') !== next.liveDomains().join(' ')
       ? 'replaced'
       : changedInstances(before, next, replacedThreshold(next.recordCount));
     this.view = next;
-    this.options.post({ type: 'image', buffer, seq: this.seq, aliases: this.aliases, change });
+    // The DNS thread is sent the cache tags, not the instances: a typed array it need not decode.
+    const change = changed === 'replaced' ? changed : tagsOf(changed);
+    this.options.post({ type: 'image', buffer, seq: this.seq, aliases: this.aliases, change }, change === 'replaced' ? [] : [change.buffer as ArrayBuffer]);
     this.owned?.snapshot(next);
     collectGarbage();
   }
@@ -203,7 +209,7 @@ export class TopologyState {
     const next = this.newView(new TopologyImage(compactView(view)), this.aliases);
     this.view = next;
     this.counts.compactions++;
-    this.options.post({ type: 'image', buffer: next.base.buffer as SharedArrayBuffer, seq: this.seq, aliases: this.aliases, change: [] });
+    this.options.post({ type: 'image', buffer: next.base.buffer as SharedArrayBuffer, seq: this.seq, aliases: this.aliases, change: new Uint32Array(0) });
     this.owned?.snapshot(next);
     collectGarbage();
     this.options.logger.debug({ records: next.recordCount, ms: Math.round(performance.now() - started) }, 'topology compacted');

@@ -10,7 +10,8 @@ import type { SyncStatus } from '../presence/syncer.ts';
 import { siblingModule, startWorker } from '../util/worker-thread.ts';
 import { TopologyImage } from './image.ts';
 import type { FileStatus, SyncSettings, ToMain, ToWorker, TopologyWorkerOptions, WorkerStatus } from './protocol.ts';
-import { TopologyView, type ViewChange } from './view.ts';
+import { tagsOf } from './cache-tags.ts';
+import { TopologyView } from './view.ts';
 
 export interface TopologyStoreOptions {
   file: string;
@@ -30,7 +31,10 @@ export interface TopologyStatus extends FileStatus {
   workerRestarts: number;
 }
 
-export type TopologyListener = (change: ViewChange | 'replaced') => void;
+/** What a cache in front of the view must drop: everything, or the answers carrying these tags (cache-tags.ts). */
+export type TopologyChange = 'replaced' | { tags: ArrayLike<number> };
+
+export type TopologyListener = (change: TopologyChange) => void;
 
 const RESTART_MIN_MS = 500;
 const RESTART_MAX_MS = 30_000;
@@ -179,12 +183,15 @@ export class TopologyStore {
         this.view = view;
         if (first) this.options.logger.info({ version: view.version, records: view.recordCount }, 'topology in service');
         if (message.change === 'replaced') this.notify('replaced');
-        else if (message.change.length) this.notify({ instances: message.change, everything: false });
+        else if (message.change.length) this.notify({ tags: message.change });
         return;
       }
-      case 'delta':
-        if (this.view) this.notify(this.view.apply(message.delta));
+      case 'delta': {
+        if (!this.view) return;
+        const change = this.view.apply(message.delta);
+        this.notify(change.everything ? 'replaced' : { tags: tagsOf(change.instances) });
         return;
+      }
       case 'aliases':
         this.view?.setAliases(message.aliases);
         this.notify('replaced');
@@ -195,7 +202,7 @@ export class TopologyStore {
     }
   }
 
-  private notify(change: ViewChange | 'replaced'): void {
+  private notify(change: TopologyChange): void {
     for (const listener of this.listeners) listener(change);
   }
 

@@ -16,8 +16,8 @@ import { SYNC_SOURCE } from './writer.ts';
 const options = workerData as TopologyWorkerOptions;
 let reportQueued = false;
 const logger = createLogger(options.logLevel).child({ module: 'topology' });
-const post = (message: ToMain) => {
-  parentPort!.postMessage(message);
+const post = (message: ToMain, transfer: ArrayBuffer[] = []) => {
+  parentPort!.postMessage(message, transfer);
   if (message.type !== 'status') reportSoon();
 };
 const state = new TopologyState({ domains: options.domains, post, logger });
@@ -44,7 +44,7 @@ const source = new FileSource({
     logger.error({ file: options.file, source: topology.source }, 'someone else replaced the topology file the syncer wrote; serving theirs, and the syncer stops writing it');
     state.owned?.close();
     state.owned = null;
-    source.ownedVersion = null;
+    source.ownSnapshot = null;
     source.reload();
   },
   onRead: reportSoon,
@@ -73,8 +73,9 @@ if (options.sync) {
     refusal: (cluster) => refusal(source.topology, cluster),
     claim: (cluster) => {
       if (state.owned) return;
-      state.own(new OwnedFile(options.file, cluster, logger, state.counts));
-      source.ownedVersion = () => state.current?.version ?? null;
+      const owned = new OwnedFile(options.file, cluster, logger, state.counts);
+      state.own(owned);
+      source.ownSnapshot = () => ({ cluster, version: owned.snapshotVersion });
     },
   });
 }

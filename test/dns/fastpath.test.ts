@@ -8,6 +8,7 @@ import { Registry } from '../../src/admin/metrics.ts';
 import { FastPath } from '../../src/dns/fastpath.ts';
 import { DnsHandler, type Transport } from '../../src/dns/handler.ts';
 import { RRType } from '../../src/dns/wire.ts';
+import { tagsOf } from '../../src/topology/cache-tags.ts';
 import { parseTopology } from '../../src/topology/reader.ts';
 import type { TopologyLookup, TopologyView } from '../../src/topology/view.ts';
 import { topologyJson, type TestInstance } from '../helpers/topology.ts';
@@ -225,7 +226,8 @@ describe('fast path answers equal general path answers', () => {
     const old = index.get('aaaa-1.web.default.cf.bosh')!;
     const moved = { ...old, ip: '10.9.9.9' };
     const added = { ...old, id: 'new-1', ip: '10.8.8.8', index: 9, agentId: null };
-    handler.topologyChanged(index.apply({ seq: 1, version: 2, removes: [], adds: [moved, added] }));
+    const change = index.apply({ seq: 1, version: 2, removes: [], adds: [moved, added] });
+    handler.topologyChanged({ tags: tagsOf(change.instances) });
     expect(last4(ask('aaaa-1.web.default.cf.bosh'))).toBe('10.9.9.9');
     expect(last4(ask('new-1.web.default.cf.bosh'))).toBe('10.8.8.8');
     // The group's wildcard answer changed too; other instances and other groups did not.

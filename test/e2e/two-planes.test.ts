@@ -4,7 +4,7 @@
 // the syncer, and (c) the daemon starts on the embedded database. Every query must be
 // answered, with the right addresses.
 import { spawn } from 'node:child_process';
-import { renameSync, writeFileSync } from 'node:fs';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { migrate, openPgDb, PresenceStore } from '../../src/presence/index.ts';
@@ -95,6 +95,10 @@ describe('the DNS thread keeps answering', () => {
     expect(seen.sent).toBeGreaterThan(800);
     expect(seen.unanswered).toBe(0);
     expect(seen.wrong).toEqual([]);
+    // The changes went to the journal, one line each, and the syncer never took its own snapshot for someone else's.
+    const journal = readFileSync(join(daemon.dir, 'topology.json.journal'), 'utf8').trim().split('\n');
+    expect(journal.length).toBeGreaterThan(10);
+    expect(daemon.logs.filter((l) => l.includes('"level":50'))).toEqual([]);
   });
 
   it('from its first answer on, while it starts on the embedded database', { timeout: 120_000 }, async () => {

@@ -96,7 +96,7 @@ describe('the file the syncer owns', () => {
     expect(state.counts.compactions).toBe(1);
     expect(state.current!.pending).toBe(0);
     // The new base image went to the DNS thread with nothing to invalidate (answers did not change).
-    expect(posted.at(-1)).toMatchObject({ type: 'image', change: [] });
+    expect(posted.at(-1)).toMatchObject({ type: 'image', change: new Uint32Array(0) });
     const snapshot = parseTopology(readFileSync(file, 'utf8'));
     expect(snapshot.ok && snapshot.topology.version).toBe(1 + threshold);
     expect(readFileSync(journalPath(file), 'utf8').trim().split('\n')).toHaveLength(1);

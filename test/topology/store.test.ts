@@ -5,7 +5,9 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Registry } from '../../src/admin/metrics.ts';
+import { instanceTags, tagsOf } from '../../src/topology/cache-tags.ts';
 import { parseCriteria } from '../../src/topology/criteria.ts';
+import type { Instance } from '../../src/topology/types.ts';
 import { TopologyStore } from '../../src/topology/store.ts';
 import { tempDir, waitFor } from '../helpers/daemon.ts';
 import { topologyJson } from '../helpers/topology.ts';
@@ -39,6 +41,8 @@ async function harness(topology: string | null, aliasFiles: Record<string, strin
 
 const ids = (h: Harness, name: string) =>
   h.store.current!.select(parseCriteria(name.split('.'), 'bosh')).map((i) => i.id).sort();
+/** The tag of an answer about this one instance by its id name. */
+const idTag = (i: Instance) => instanceTags(i)[1];
 const failures = (h: Harness) => h.metrics.counter('presence_dns_topology_reload_failures_total', '').get();
 
 describe('TopologyStore', () => {
@@ -118,13 +122,19 @@ describe('TopologyStore', () => {
 
   it('reloads on its own when the watched file changes, telling listeners what changed', async () => {
     const h = await harness(topologyJson([{ id: 'a', ip: '10.0.0.1' }, { id: 'c', ip: '10.0.0.3' }], {}, 1));
+    const before = h.store.current!;
+    const a = before.get('a.web.default.cf.bosh')!;
+    const c = before.get('c.web.default.cf.bosh')!;
     const changes: unknown[] = [];
-    h.store.onChange((change) => changes.push(change === 'replaced' ? change : change.instances.map((i) => `${i.id}@${i.ip}`).sort()));
+    h.store.onChange((change) => changes.push(change === 'replaced' ? change : Array.from(change.tags).sort()));
     writeFileSync(h.file, topologyJson([{ id: 'b', ip: '10.0.0.2' }, { id: 'c', ip: '10.0.0.3' }], {}, 2));
     await waitFor(() => h.store.current!.version === 2, 5000, 'the new version');
     expect(ids(h, '*.web.default.cf')).toEqual(['b', 'c']);
-    // Only what differs: the cached answers about `c` stay.
-    expect(changes).toEqual([['a@10.0.0.1', 'b@10.0.0.2']]);
+    // Only what differs: the tags of a (gone) and b (new); the cached answers about c alone stay.
+    const b = h.store.current!.get('b.web.default.cf.bosh')!;
+    expect(changes).toEqual([[...tagsOf([a, b])].sort()]);
+    expect(tagsOf([c]).some((tag) => tag === idTag(c))).toBe(true);
+    expect((changes[0] as number[]).includes(idTag(c))).toBe(false);
   });
 
   it('keeps answering from the view in service while a dead worker is restarted', async () => {

@@ -4,9 +4,9 @@
 // delta re-encodes only the names it touches, and churn elsewhere leaves the cache warm.
 // Tags are 32-bit hashes: two tags that collide only cost an extra re-encode, never a
 // stale answer, because an instance bumps every tag an answer about it could carry.
-import type { Criteria } from '../topology/criteria.ts';
-import { hashInit, hashNumber, hashText } from '../topology/image-layout.ts';
-import type { Instance } from '../topology/types.ts';
+import type { Criteria } from './criteria.ts';
+import { hashInit, hashNumber, hashText } from './image-layout.ts';
+import type { Instance } from './types.ts';
 
 /** Never invalidated by a delta (upcheck, malformed names, foreign names): only by a full flush. */
 export const STATIC_TAG = 0;
@@ -51,4 +51,11 @@ export function instanceTags(i: Instance): number[] {
   if (i.index !== null) tags.push(indexTag(i.domain, i.group, i.network, i.deployment, i.index));
   if (i.agentId !== null) tags.push(agentTag(i.agentId));
   return tags;
+}
+
+/** The tags of every instance in `instances`, for a cache in another thread (transferable). */
+export function tagsOf(instances: Iterable<Instance>): Uint32Array {
+  const tags: number[] = [];
+  for (const i of instances) tags.push(...instanceTags(i));
+  return Uint32Array.from(new Set(tags));
 }
