@@ -11,7 +11,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { migrate, openPgDb, PresenceStore, type Db } from '../src/presence/index.ts';
+import { migrate, PresenceStore, type Db } from '../src/presence/index.ts';
+import { openPgDb } from '../src/presence/pg-db.ts';
 import type { Registration } from '../src/registrations/types.ts';
 import { UdpClient } from '../test/dns/client.ts';
 import { startDaemon, tempDir, waitFor, type RunningDaemon } from '../test/helpers/daemon.ts';

@@ -19,7 +19,8 @@ import { isMainThread, parentPort, Worker, workerData } from 'node:worker_thread
 import { pino } from 'pino';
 import { Registry } from '../src/admin/metrics.ts';
 import { systemClock } from '../src/clock.ts';
-import { migrate, openPgDb, PresenceStore, Registrar, Syncer, type Db, type PresenceRow, type WriteResult } from '../src/presence/index.ts';
+import { migrate, PresenceStore, Registrar, Syncer, type Db, type PresenceRow, type WriteResult } from '../src/presence/index.ts';
+import { openPgDb } from '../src/presence/pg-db.ts';
 import { TopologyImage } from '../src/topology/image.ts';
 import { OwnedFile, TopologyState } from '../src/topology/state.ts';
 import type { Registration } from '../src/registrations/types.ts';

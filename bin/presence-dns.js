@@ -1,7 +1,5 @@
 #!/usr/bin/env node
-// Runs the TypeScript sources through tsx, so the package needs no build step.
-import { register } from 'tsx/esm/api';
+// The `presence-dns` command: the compiled daemon and CLI in dist/ (`npm run build`).
+import { main } from '../dist/main.js';
 
-register();
-const { main } = await import('../src/main.ts');
 process.exit(await main(process.argv.slice(2)));

@@ -1,16 +1,17 @@
 // Entry point: parses the command line, loads the config, and wires the modules together.
-// Each module owns its own folder; nothing here knows how they work inside.
+// Each module owns its own folder; nothing here knows how they work inside. Modules with
+// heavy dependencies (the forwarder, the route emitter and its NATS client; the database
+// adapters, see presence/db.ts) are imported only when the config switches them on, so a
+// DNS-only sidecar never loads them.
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AdminServer, Registry } from './admin/index.ts';
 import { ConfigError, loadConfig, type Config } from './config/index.ts';
 import { DnsHandler, DnsServer } from './dns/index.ts';
-import { Forwarder } from './forward/index.ts';
 import { createLogger, type Logger } from './log.ts';
 import { openPresenceDb, startPresence } from './presence/index.ts';
 import { mountInstancesApi, RegistrationSet, runInstancesCli } from './registrations/index.ts';
-import { startRoutes } from './routes/index.ts';
 import { TopologyStore } from './topology/index.ts';
 
 export interface Daemon {
@@ -26,10 +27,11 @@ const LIVE_SECTIONS = new Set(['log']);
 
 export async function startDaemon(config: Config, logger: Logger): Promise<Daemon> {
   const metrics = new Registry();
+  metrics.collectProcessMetrics();
   // The database is opened (PGlite: in a thread of its own, in the background) before the
   // topology worker starts, which reaches it for the syncer.
   const usesDb = config.registrar.enabled || config.reaper.enabled || config.sync.enabled;
-  const presenceDb = usesDb ? openPresenceDb(config, logger.child({ module: 'presence' })) : null;
+  const presenceDb = usesDb ? await openPresenceDb(config, logger.child({ module: 'presence' })) : null;
   const topology = new TopologyStore({
     file: config.topology.file,
     aliasesDir: config.dns.aliases_dir,
@@ -58,7 +60,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
   });
   topology.onChange((change) => handler.topologyChanged(change));
   const forwarder = config.forward.enabled
-    ? new Forwarder({
+    ? new (await import('./forward/index.ts')).Forwarder({
         config: config.forward,
         listen: config.dns.listen,
         maxUdpSize: config.dns.max_udp_size,
@@ -88,7 +90,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
   await registrations?.start();
   if (registrations && admin) mountInstancesApi(admin, registrations);
   const routes = config.routes.enabled && registrations
-    ? startRoutes({ config: config.routes, registrations, logger: logger.child({ module: 'routes' }), metrics })
+    ? (await import('./routes/index.ts')).startRoutes({ config: config.routes, registrations, logger: logger.child({ module: 'routes' }), metrics })
     : null;
   // Presence in the database (registrar, reaper); a database that is down never stops DNS.
   const presence = presenceDb

@@ -46,7 +46,7 @@ export class AdminServer {
   constructor(private readonly options: AdminServerOptions) {
     this.route('/health', () => ({ status: 200, body: { status: 'ok' } }));
     this.route('/ready', () => this.readiness());
-    this.route('/metrics', () => ({ status: 200, body: options.metrics.render(), contentType: 'text/plain; version=0.0.4' }));
+    this.route('/metrics', async () => ({ status: 200, body: await options.metrics.render(), contentType: options.metrics.contentType }));
   }
 
   addReadinessCheck(name: string, check: () => ReadinessCheck): void {

@@ -3,7 +3,7 @@
 // count. Transport-agnostic; the server feeds it bytes from UDP and TCP. The server asks
 // `answerFast` first: platform answers already encoded are served from the fast path's
 // cache, which this general path fills on a miss and topology changes invalidate.
-import type { Registry } from '../admin/metrics.ts';
+import type { HotCounter, HotHistogram, Registry } from '../admin/metrics.ts';
 import type { TopologyChange } from '../topology/store.ts';
 import { emptyView, type TopologyLookup } from '../topology/view.ts';
 import { FastPath, type Built } from './fastpath.ts';
@@ -43,9 +43,9 @@ export interface DnsHandlerOptions {
 }
 
 interface BoundCounters {
-  requests: { inc(): void };
-  responses: { inc(): void };
-  duration: { observe(seconds: number): void };
+  requests: HotCounter;
+  responses: HotCounter;
+  duration: HotHistogram;
 }
 
 const RCODE_NAMES = Object.fromEntries(Object.entries(Rcode).map(([k, v]) => [v, k]));
@@ -75,9 +75,9 @@ export class DnsHandler {
   constructor(private readonly options: DnsHandlerOptions) {
     this.resolver = new PlatformResolver({ ttl: options.ttl, negativeTtl: options.negativeTtl });
     const { metrics } = options;
-    this.requests = metrics.counter('coredns_dns_requests_total', 'DNS requests received.');
-    this.responses = metrics.counter('coredns_dns_responses_total', 'DNS responses sent, by rcode.');
-    this.duration = metrics.histogram('coredns_dns_request_duration_seconds', 'Time to answer a DNS request.');
+    this.requests = metrics.counter('coredns_dns_requests_total', 'DNS requests received.', { labelNames: ['proto', 'type'] });
+    this.responses = metrics.counter('coredns_dns_responses_total', 'DNS responses sent, by rcode.', { labelNames: ['rcode'] });
+    this.duration = metrics.histogram('coredns_dns_request_duration_seconds', 'Time to answer a DNS request.', { labelNames: ['proto'] });
     this.malformed = metrics.counter('presence_dns_malformed_packets_total', 'Packets that were not a usable DNS query.');
     this.fast = new FastPath({
       maxUdpSize: options.maxUdpSize,
@@ -87,8 +87,8 @@ export class DnsHandler {
       served: (transport, type, rcode) => this.countFast(transport, type, rcode),
     });
     const cache = this.fast;
-    metrics.gauge('presence_dns_answer_cache_hits', 'Queries answered from the encoded-answer cache since start.').collect(() => cache.hits);
-    metrics.gauge('presence_dns_answer_cache_misses', 'Queries that encoded an answer for the cache since start.').collect(() => cache.misses);
+    metrics.counter('presence_dns_answer_cache_hits_total', 'Queries answered from the encoded-answer cache.', { total: () => cache.hits });
+    metrics.counter('presence_dns_answer_cache_misses_total', 'Queries that encoded an answer for the cache.', { total: () => cache.misses });
   }
 
   /**
@@ -132,10 +132,11 @@ export class DnsHandler {
     const key = (KNOWN_TYPES.has(type) ? type : 0) * 64 + rcode * 2 + (transport === 'tcp' ? 1 : 0);
     let bound = this.fastCounters.get(key);
     if (bound === undefined) {
+      const { metrics } = this.options;
       bound = {
-        requests: this.requests.labels({ proto: transport, type: typeLabel(type) }),
-        responses: this.responses.labels({ rcode: RCODE_NAMES[rcode] ?? String(rcode) }),
-        duration: this.duration.labels({ proto: transport }),
+        requests: metrics.hotCounter(this.requests, { proto: transport, type: typeLabel(type) }),
+        responses: metrics.hotCounter(this.responses, { rcode: RCODE_NAMES[rcode] ?? String(rcode) }),
+        duration: metrics.hotHistogram(this.duration, { proto: transport }),
       };
       this.fastCounters.set(key, bound);
     }
@@ -161,7 +162,7 @@ export class DnsHandler {
     }
     if (reply) {
       this.responses.inc({ rcode: RCODE_NAMES[reply[3] & 0x0f] ?? String(reply[3] & 0x0f) });
-      this.duration.observe((performance.now() - started) / 1000, { proto: client.transport });
+      this.duration.observe({ proto: client.transport }, (performance.now() - started) / 1000);
     }
     return reply;
   }

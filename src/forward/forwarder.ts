@@ -96,14 +96,14 @@ export class Forwarder implements NextHandler {
         })
       : null;
     this.health = { maxFails: config.max_fails, probeMs: config.health_check * 1000, maxProbeMs: MAX_PROBE_MS };
-    const hits = metrics.counter('coredns_cache_hits_total', 'Answers served fresh from the forwarder cache, by type (success, denial).');
-    this.hits = { success: hits.labels({ type: 'success' }), denial: hits.labels({ type: 'denial' }) };
+    const hits = metrics.counter('coredns_cache_hits_total', 'Answers served fresh from the forwarder cache, by type (success, denial).', { labelNames: ['type'] });
+    this.hits = { success: metrics.hotCounter(hits, { type: 'success' }), denial: metrics.hotCounter(hits, { type: 'denial' }) };
     this.misses = metrics.counter('coredns_cache_misses_total', 'Forwarded questions not answerable fresh from the cache.');
     this.servedStale = metrics.counter('coredns_cache_served_stale_total', 'Expired answers served because the upstreams failed or were slow (RFC 8767).');
-    this.requests = metrics.counter('coredns_forward_requests_total', 'Queries sent to upstreams, by upstream.');
-    this.healthFailures = metrics.counter('coredns_forward_healthcheck_failures_total', 'Failed health probes of upstreams marked down, by upstream.');
+    this.requests = metrics.counter('coredns_forward_requests_total', 'Queries sent to upstreams, by upstream.', { labelNames: ['to'] });
+    this.healthFailures = metrics.counter('coredns_forward_healthcheck_failures_total', 'Failed health probes of upstreams marked down, by upstream.', { labelNames: ['to'] });
     const cache = this.cache;
-    metrics.gauge('coredns_cache_entries', 'Entries in the forwarder cache.').collect(() => cache?.size ?? 0);
+    metrics.gauge('coredns_cache_entries', 'Entries in the forwarder cache.', { collect: () => cache?.size ?? 0 });
     const { logger } = options;
     this.hooks = {
       probe: (u) => this.probe(u),

@@ -11,7 +11,7 @@ import type { Config } from '../config/index.ts';
 import type { Logger } from '../log.ts';
 import type { RegistrationSource } from '../registrations/types.ts';
 import { systemClock, type Clock } from '../clock.ts';
-import { openPgDb, PresenceError, redactUrl, type Db } from './db.ts';
+import { PresenceError, redactUrl, type Db } from './db.ts';
 import { startEmbeddedDb } from './embedded-db.ts';
 import { Reaper } from './reaper.ts';
 import { Registrar } from './registrar.ts';
@@ -19,7 +19,7 @@ import { migrate } from './schema.ts';
 import { PresenceStore } from './store.ts';
 import type { SyncStatus } from './syncer.ts';
 
-export { PresenceError, openPgDb, redactUrl, type Db, type Queryable } from './db.ts';
+export { PresenceError, redactUrl, type Db, type Queryable } from './db.ts';
 export * from './decisions.ts';
 export { migrate } from './schema.ts';
 export { PresenceStore, NOTIFY_CHANNEL, type PresenceRecord, type PresenceRow, type WriteResult } from './store.ts';
@@ -39,10 +39,12 @@ export interface PresenceDatabase {
  * The presence database: the server in `database.url`, or the embedded PGlite in its own
  * thread. Returns at once: PGlite opens in the background (statements wait for it).
  */
-export function openPresenceDb(config: Config, logger: Logger): PresenceDatabase {
+export async function openPresenceDb(config: Config, logger: Logger): Promise<PresenceDatabase> {
   const { url, embedded_dir: dir } = config.database;
   if (url) {
     logger.info({ database: redactUrl(url) }, 'presence database');
+    // Loaded only for a server: a daemon on the embedded database never loads `pg`.
+    const { openPgDb } = await import('./pg-db.ts');
     const db = openPgDb(url, logger);
     return { db, forWorker: { url }, close: () => db.close() };
   }

@@ -50,7 +50,7 @@ export class Reaper {
     this.guard = new MassExpiryGuard(options.maxExpireFraction, options.guardHold);
     this.expiredCells = options.metrics.counter('presence_dns_cells_expired_total', 'Cells expired by the reaper (their instances tombstoned).');
     this.guardTrips = options.metrics.counter('presence_dns_expiry_guard_trips_total', 'Reaper passes where the mass-expiry guard held back expiries.');
-    options.metrics.gauge('presence_dns_reaper_holder', '1 while this node holds the reaper lock.').collect(() => (this.holder ? 1 : 0));
+    options.metrics.gauge('presence_dns_reaper_holder', '1 while this node holds the reaper lock.', { collect: () => (this.holder ? 1 : 0) });
   }
 
   /** Pass period: renews the lock well inside its TTL and checks cells at least every second. */

@@ -76,10 +76,9 @@ export class RegistrationSet
     this.dir = resolve(options.dir);
     this.statePath = join(this.dir, API_STATE_FILE);
     const { metrics } = options;
-    this.errors = metrics.counter('presence_dns_registration_errors_total', 'Registration files, API requests or API state rejected as invalid or conflicting.');
-    metrics.gauge('presence_dns_registrations', 'Instances registered on this node (files and API).').collect(() => this.index.size);
-    metrics.gauge('presence_dns_registration_files_rejected', 'Registration files whose current content is rejected (their previous good version stays).')
-      .collect(() => [...this.files.values()].filter((f) => f.error !== null).length);
+    this.errors = metrics.counter('presence_dns_registration_errors_total', 'Registration files, API requests or API state rejected as invalid or conflicting.', { labelNames: ['source'] });
+    metrics.gauge('presence_dns_registrations', 'Instances registered on this node (files and API).', { collect: () => this.index.size });
+    metrics.gauge('presence_dns_registration_files_rejected', 'Registration files whose current content is rejected (their previous good version stays).', { collect: () => [...this.files.values()].filter((f) => f.error !== null).length });
   }
 
   /** Loads the API state and the directory, then watches it. Emits `change` once if anything is registered. */

@@ -47,7 +47,7 @@ function routeMetrics(m: Registry) {
     routes: m.gauge('presence_dns_routes_total', 'HTTP routes (instance, hostname) this node emits to gorouter'),
     registered: m.counter('presence_dns_routes_registered_total', 'Routes registered because they appeared or changed'),
     unregistered: m.counter('presence_dns_routes_unregistered_total', 'Routes unregistered because their instance, hostname or health went away'),
-    emitted: m.counter('presence_dns_route_messages_emitted_total', 'NATS messages published to gorouter, by subject'),
+    emitted: m.counter('presence_dns_route_messages_emitted_total', 'NATS messages published to gorouter, by subject', { labelNames: ['subject'] }),
     duration: m.histogram('presence_dns_route_emit_duration_seconds', 'Time to publish the full route set once'),
   };
 }
@@ -105,7 +105,7 @@ export class RouteEmitter {
     bus.off('connected', this.onConnected);
     const goodbye = [...this.endpoints.values(), ...this.pending.all()];
     const sent = this.publishAll(SUBJECT.unregister, goodbye.map((e) => e.json));
-    this.metrics.unregistered.inc(undefined, this.endpoints.size);
+    this.metrics.unregistered.inc(this.endpoints.size);
     this.endpoints = new Map();
     this.metrics.routes.set(0);
     await bus.flush(this.options.stopFlushMs ?? 2000);
@@ -129,8 +129,8 @@ export class RouteEmitter {
     }
     this.publishAll(SUBJECT.unregister, diff.unregister.map((e) => e.json));
     this.publishRegisters(diff.register);
-    this.metrics.registered.inc(undefined, diff.register.length);
-    this.metrics.unregistered.inc(undefined, diff.unregister.length);
+    this.metrics.registered.inc(diff.register.length);
+    this.metrics.unregistered.inc(diff.unregister.length);
     // Name the routes when a few changed; a node's first load can be thousands.
     const named = (endpoints: RouteEndpoint[]) => (endpoints.length <= LOGGED_KEYS ? endpoints.map((e) => e.key) : endpoints.length);
     this.options.logger.info({ registered: named(diff.register), unregistered: named(diff.unregister), routes: next.size }, 'routes changed');

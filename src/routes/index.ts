@@ -37,7 +37,7 @@ export function startRoutes(options: {
     metrics: options.metrics,
     isolationSegment: config.isolation_segment ?? null,
   });
-  options.metrics.gauge('presence_dns_routes_nats_connected', '1 while the route emitter is connected to NATS').collect(() => (bus.connected ? 1 : 0));
+  options.metrics.gauge('presence_dns_routes_nats_connected', '1 while the route emitter is connected to NATS', { collect: () => (bus.connected ? 1 : 0) });
   emitter.start();
   bus.start();
   logger.info({ nats: redactUrl(config.nats_url ?? '') }, 'route emitter started');

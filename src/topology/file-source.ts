@@ -159,6 +159,7 @@ export class FileSource {
       // Our own snapshot, unchanged since its image was cached: skip the parse.
       this.fileAliases = new Map();
       this.topology = { version: cached.image.version, aliases: new Map(), ptrRecords: null, generatedAt: null, source: cached.head.source, cluster: cached.head.cluster };
+      this.lastError = null;
       state.replace(cached.image.buffer as SharedArrayBuffer, this.changedAliases());
       this.loaded(cached.image.version, 'image cache');
       return;
@@ -178,12 +179,12 @@ export class FileSource {
     if (skipped.length > 20) logger.warn({ file: this.file, skipped: skipped.length }, 'more topology rows skipped');
     this.topology = read.topology;
     this.fileAliases = read.topology.aliases;
+    this.lastError = null;
     state.replace(builder.finish({ version: read.topology.version, ptrRecords: read.topology.ptrRecords }), this.changedAliases());
     this.loaded(read.topology.version, 'file');
   }
 
   private loaded(version: number, from: string): void {
-    this.lastError = null;
     this.counts.reloads++;
     this.tail = null;
     this.readJournal();

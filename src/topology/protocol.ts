@@ -33,7 +33,9 @@ export type ToMain =
   | { type: 'image'; buffer: SharedArrayBuffer; seq: number; aliases: AliasMap; change: 'replaced' | Uint32Array }
   | { type: 'delta'; delta: TopologyDelta }
   | { type: 'aliases'; aliases: AliasMap }
-  | { type: 'status'; status: WorkerStatus };
+  | { type: 'status'; status: WorkerStatus }
+  /** The first read of the files is done (whatever it found). */
+  | { type: 'started' };
 
 export type ToWorker = { type: 'reload' } | { type: 'release-guard' } | { type: 'stop' };
 

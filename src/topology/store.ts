@@ -62,13 +62,13 @@ export class TopologyStore {
       restarts: metrics.counter('presence_dns_topology_worker_restarts_total', 'Times the topology worker died and was restarted.'),
       syncDuration: metrics.histogram('presence_dns_sync_duration_seconds', 'Duration of successful sync passes (database → topology).'),
     };
-    metrics.gauge('presence_dns_topology_records', 'Instance records in the topology in service.').collect(() => this.view?.recordCount ?? 0);
-    metrics.gauge('presence_dns_topology_revision', 'Version (revision) of the topology in service.').collect(() => this.view?.version ?? 0);
-    metrics.gauge('presence_dns_topology_worker_up', '1 while the topology worker runs.').collect(() => (this.worker ? 1 : 0));
+    metrics.gauge('presence_dns_topology_records', 'Instance records in the topology in service.', { collect: () => this.view?.recordCount ?? 0 });
+    metrics.gauge('presence_dns_topology_revision', 'Version (revision) of the topology in service.', { collect: () => this.view?.version ?? 0 });
+    metrics.gauge('presence_dns_topology_worker_up', '1 while the topology worker runs.', { collect: () => (this.worker ? 1 : 0) });
     if (options.sync) {
-      metrics.gauge('presence_dns_stale_seconds', 'Seconds since the topology was last confirmed against the database.').collect(() => this.last?.sync?.staleSeconds ?? 0);
-      metrics.gauge('presence_dns_db_up', '1 when the last database round trip of the syncer succeeded.').collect(() => (this.last?.sync?.dbUp ? 1 : 0));
-      metrics.gauge('presence_dns_sync_refused', '1 while the syncer refuses to write a topology file someone else wrote.').collect(() => (this.last?.sync?.refused ? 1 : 0));
+      metrics.gauge('presence_dns_stale_seconds', 'Seconds since the topology was last confirmed against the database.', { collect: () => this.last?.sync?.staleSeconds ?? 0 });
+      metrics.gauge('presence_dns_db_up', '1 when the last database round trip of the syncer succeeded.', { collect: () => (this.last?.sync?.dbUp ? 1 : 0) });
+      metrics.gauge('presence_dns_sync_refused', '1 while the syncer refuses to write a topology file someone else wrote.', { collect: () => (this.last?.sync?.refused ? 1 : 0) });
     }
   }
 
@@ -156,7 +156,7 @@ export class TopologyStore {
     let first = true;
     worker.on('message', (message: ToMain) => {
       this.receive(message);
-      if (first && message.type === 'status') {
+      if (first && message.type === 'started') {
         first = false;
         started?.();
       }
@@ -199,6 +199,8 @@ export class TopologyStore {
       case 'status':
         this.account(message.status);
         return;
+      case 'started':
+        return;
     }
   }
 
@@ -209,7 +211,7 @@ export class TopologyStore {
   private account(status: WorkerStatus): void {
     for (const key of Object.keys(this.counted) as Array<keyof WorkerStatus['counts']>) {
       const added = status.counts[key] - this.counted[key];
-      if (added > 0) this.metric[key].inc(undefined, added);
+      if (added > 0) this.metric[key].inc(added);
       this.counted[key] = status.counts[key];
     }
     for (const seconds of status.syncDurations) this.metric.syncDuration.observe(seconds);

@@ -16,9 +16,10 @@ import { SYNC_SOURCE } from './writer.ts';
 const options = workerData as TopologyWorkerOptions;
 let reportQueued = false;
 const logger = createLogger(options.logLevel).child({ module: 'topology' });
+/** Every image or delta goes with the status it results in, sent first: /ready never pairs a new version with an old error. */
 const post = (message: ToMain, transfer: ArrayBuffer[] = []) => {
+  if (message.type === 'image' || message.type === 'delta') parentPort!.postMessage({ type: 'status', status: status() } satisfies ToMain);
   parentPort!.postMessage(message, transfer);
-  if (message.type !== 'status') reportSoon();
 };
 const state = new TopologyState({ domains: options.domains, post, logger });
 
@@ -55,7 +56,7 @@ let syncer: Syncer | null = null;
 if (options.sync) {
   // Loaded only for a syncing node: a DNS-only daemon's worker never loads pg.
   const [{ openPgDb }, { RemoteDb }, { migrate }, { PresenceStore }, { Syncer }] = await Promise.all([
-    import('../presence/db.ts'), import('../presence/embedded-db.ts'), import('../presence/schema.ts'),
+    import('../presence/pg-db.ts'), import('../presence/embedded-db.ts'), import('../presence/schema.ts'),
     import('../presence/store.ts'), import('../presence/syncer.ts'),
   ]);
   const sync = options.sync;
@@ -142,4 +143,5 @@ if (source.topology && options.sync && source.topology.source !== SYNC_SOURCE) {
   logger.error({ file: options.file }, `${options.file} was not written by presence-dns sync (source: ${source.topology.source ?? 'none'}): serving it, and the syncer will not write it`);
 }
 report();
+post({ type: 'started' });
 syncer?.start();

@@ -149,7 +149,7 @@ describe('fast path answers equal general path answers', () => {
     }
     expect(compared).toBe(3 * PLATFORM_FORMS.length * 3 * variants.length);
     // The second round (and the other cases of a name) came from the cache.
-    expect(metrics.gauge('presence_dns_answer_cache_hits', '').get()).toBeGreaterThan(compared / 2);
+    expect(await metrics.value('presence_dns_answer_cache_hits_total')).toBeGreaterThan(compared / 2);
   });
 
   it('covers what the forms promise: TC over 512, the EDNS cap, SOA on negatives, echoed case', () => {
@@ -213,7 +213,7 @@ describe('fast path answers equal general path answers', () => {
     expect([...ask().subarray(-4)]).toEqual([10, 9, 9, 9]);
   });
 
-  it('after a delta, re-encodes the names it touches and keeps serving the rest from the cache', () => {
+  it('after a delta, re-encodes the names it touches and keeps serving the rest from the cache', async () => {
     const index = buildIndex(instances, 1);
     const metrics = new Registry();
     const handler = newHandler(() => index, metrics);
@@ -221,8 +221,8 @@ describe('fast path answers equal general path answers', () => {
     const last4 = (reply: Buffer) => [...reply.subarray(-4)].join('.');
     const names = ['aaaa-1.web.default.cf.bosh', 'aaaa-2.web.default.cf.bosh', '0.big.default.cf.bosh', 'big-7.big.default.cf.bosh', 'new-1.web.default.cf.bosh'];
     for (const name of names) ask(name);
-    const misses = () => metrics.gauge('presence_dns_answer_cache_misses', '').get();
-    const before = misses();
+    const misses = () => metrics.value('presence_dns_answer_cache_misses_total');
+    const before = await misses();
     const old = index.get('aaaa-1.web.default.cf.bosh')!;
     const moved = { ...old, ip: '10.9.9.9' };
     const added = { ...old, id: 'new-1', ip: '10.8.8.8', index: 9, agentId: null };
@@ -231,29 +231,28 @@ describe('fast path answers equal general path answers', () => {
     expect(last4(ask('aaaa-1.web.default.cf.bosh'))).toBe('10.9.9.9');
     expect(last4(ask('new-1.web.default.cf.bosh'))).toBe('10.8.8.8');
     // The group's wildcard answer changed too; other instances and other groups did not.
-    expect(misses()).toBe(before + 2);
+    expect(await misses()).toBe(before + 2);
     for (const name of ['aaaa-2.web.default.cf.bosh', '0.big.default.cf.bosh', 'big-7.big.default.cf.bosh']) ask(name);
-    expect(misses()).toBe(before + 2);
+    expect(await misses()).toBe(before + 2);
     // aaaa-1 (moved), aaaa-2 and new-1; the failing aaaa-3 is left out by the smart filter.
     const group = ask('*.web.default.cf.bosh');
     expect(group.readUInt16BE(6)).toBe(3);
-    expect(misses()).toBe(before + 3);
+    expect(await misses()).toBe(before + 3);
   });
 });
 
 describe('metrics on the fast path', () => {
-  it('counts every answer it serves by type, rcode and transport, like the general path', () => {
+  it('counts every answer it serves by type, rcode and transport, like the general path', async () => {
     const metrics = new Registry();
     const handler = newHandler(() => buildIndex(instances, 1), metrics);
     for (let i = 0; i < 5; i++) handler.answerFast(query('aaaa-1.web.default.cf.bosh', RRType.A), UDP_CLIENT);
     for (let i = 0; i < 3; i++) handler.answerFast(query('nope.web.default.cf.bosh', RRType.AAAA), { address: '127.0.0.1', port: 53000, transport: 'tcp' });
-    const requests = metrics.counter('coredns_dns_requests_total', '');
-    expect(requests.get({ proto: 'udp', type: 'A' })).toBe(5);
-    expect(requests.get({ proto: 'tcp', type: 'AAAA' })).toBe(3);
-    const responses = metrics.counter('coredns_dns_responses_total', '');
-    expect(responses.get({ rcode: 'NOERROR' })).toBe(5);
-    expect(responses.get({ rcode: 'NXDOMAIN' })).toBe(3);
-    expect(metrics.histogram('coredns_dns_request_duration_seconds', '').count({ proto: 'udp' })).toBe(5);
+    expect(await metrics.value('coredns_dns_requests_total', { proto: 'udp', type: 'A' })).toBe(5);
+    expect(await metrics.value('coredns_dns_requests_total', { proto: 'tcp', type: 'AAAA' })).toBe(3);
+    expect(await metrics.value('coredns_dns_responses_total', { rcode: 'NOERROR' })).toBe(5);
+    expect(await metrics.value('coredns_dns_responses_total', { rcode: 'NXDOMAIN' })).toBe(3);
+    expect(await metrics.value('coredns_dns_request_duration_seconds', { proto: 'udp' })).toBe(5);
+    expect(await metrics.value('coredns_dns_request_duration_seconds', { proto: 'tcp' })).toBe(3);
   });
 });
 

@@ -72,7 +72,7 @@ describe('DnsHandler', () => {
     const h = handler(metrics);
     for (const type of [4000, 4001, 65000]) await h.handle(makeQuery('upcheck.presence-dns', { type }).packet, LOCAL);
     await h.handle(makeQuery('upcheck.presence-dns', { type: RRType.AAAA }).packet, LOCAL);
-    const text = metrics.render();
+    const text = await metrics.render();
     expect(text).toContain('coredns_dns_requests_total{proto="udp",type="other"} 3');
     expect(text).toContain('coredns_dns_requests_total{proto="udp",type="AAAA"} 1');
     expect(text).not.toMatch(/type="TYPE\d+"/);

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { dig } from '../helpers/dig.ts';
-import { tempDir, waitFor } from '../helpers/daemon.ts';
+import { DAEMON_ENTRY, tempDir, waitFor } from '../helpers/daemon.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const dir = tempDir('presence-embedded-');
@@ -16,7 +16,7 @@ const running: Array<() => void> = [];
 afterAll(() => running.forEach((kill) => kill()));
 
 function npmStart(): Promise<{ dns: number; admin: number; stop: () => Promise<number | null> }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', 'start',
+  const child = spawn(process.execPath, [DAEMON_ENTRY, 'start',
     '--set', 'dns.listen=[{"address":"127.0.0.1","port":0}]', '--set', 'admin.port=0', '--set', 'forward.enabled=false',
     '--set', `database.embedded_dir=${join(dir, 'pglite')}`, '--set', `topology.file=${join(dir, 'topology.json')}`], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   running.push(() => child.kill('SIGKILL'));

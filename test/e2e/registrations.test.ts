@@ -6,7 +6,7 @@ import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addresses, dig } from '../helpers/dig.ts';
-import { startDaemon, waitFor, type RunningDaemon } from '../helpers/daemon.ts';
+import { DAEMON_ENTRY, startDaemon, waitFor, type RunningDaemon } from '../helpers/daemon.ts';
 import { topologyJson } from '../helpers/topology.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -29,7 +29,7 @@ function cli(args: string[], stdin?: string): Promise<CliResult> {
   return new Promise((done) => {
     const env = { ...process.env };
     delete env.PRESENCE_DNS_ADMIN_TOKEN;
-    const child = execFile(process.execPath, ['--import', 'tsx', join(ROOT, 'src/main.ts'), 'instances', ...args], { cwd: ROOT, env }, (err, stdout, stderr) => {
+    const child = execFile(process.execPath, [DAEMON_ENTRY, 'instances', ...args], { cwd: ROOT, env }, (err, stdout, stderr) => {
       done({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
     });
     if (stdin !== undefined) child.stdin!.end(stdin);

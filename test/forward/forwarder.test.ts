@@ -59,7 +59,7 @@ async function forwarder(forward: Record<string, unknown>, clock = new ManualClo
       ede: (answer.ednsOptions ?? []).filter((o) => o.code === 15).map((o) => o.data.readUInt16BE(0)),
     };
   };
-  const counter = (name: string, labels?: Record<string, string>) => metrics.counter(name, '').get(labels);
+  const counter = (name: string, labels?: Record<string, string>) => metrics.value(name, labels);
   return { fwd, clock, ask, counter };
 }
 
@@ -78,9 +78,9 @@ describe('cache', () => {
     expect(second).toMatchObject({ id: 8, question: 'www.example.com', addresses: ['192.0.2.1'] });
     expect(second!.answers[0].ttl).toBe(50);
     expect(up.count('www.example.com')).toBe(1);
-    expect(counter('coredns_cache_hits_total', { type: 'success' })).toBe(1);
-    expect(counter('coredns_cache_misses_total')).toBe(1);
-    expect(counter('coredns_forward_requests_total', { to: `127.0.0.1:${up.port}` })).toBe(1);
+    expect(await counter('coredns_cache_hits_total', { type: 'success' })).toBe(1);
+    expect(await counter('coredns_cache_misses_total')).toBe(1);
+    expect(await counter('coredns_forward_requests_total', { to: `127.0.0.1:${up.port}` })).toBe(1);
   });
 
   it('clamps TTLs to cache.max_ttl and asks again when that runs out', async () => {
@@ -102,7 +102,7 @@ describe('cache', () => {
     expect(first!.authority.map((r) => [r.type, r.ttl])).toEqual([[RRType.SOA, 45]]);
     clock.advance(44_000);
     expect((await ask('nope.example.com'))!.authority[0].ttl).toBe(1);
-    expect(counter('coredns_cache_hits_total', { type: 'denial' })).toBe(1);
+    expect(await counter('coredns_cache_hits_total', { type: 'denial' })).toBe(1);
     clock.advance(1_000);
     expect((await ask('nope.example.com'))!.rcode).toBe(3);
     expect(up.count('nope.example.com')).toBe(2);
@@ -158,7 +158,7 @@ describe('serve-stale (RFC 8767)', () => {
     const stale = await ask('www.example.com');
     expect(stale).toMatchObject({ rcode: 0, addresses: ['192.0.2.1'], ede: [STALE_ANSWER] });
     expect(stale!.answers[0].ttl).toBe(30);
-    expect(counter('coredns_cache_served_stale_total')).toBe(1);
+    expect(await counter('coredns_cache_served_stale_total')).toBe(1);
     // An uncached name has nothing to fall back on: SERVFAIL, never NXDOMAIN.
     expect(await ask('api.example.com')).toMatchObject({ rcode: 2, ede: [NO_REACHABLE_AUTHORITY] });
 
@@ -285,14 +285,14 @@ describe('upstreams', () => {
     const deadLabel = `127.0.0.1:${dead.port}`;
     expect(await ask('www.example.com')).toMatchObject({ addresses: ['192.0.2.1'] });
     expect(await ask('api.example.com')).toMatchObject({ addresses: ['192.0.2.2'] });
-    expect(counter('coredns_forward_requests_total', { to: deadLabel })).toBe(2);
+    expect(await counter('coredns_forward_requests_total', { to: deadLabel })).toBe(2);
     // Marked down after two failures: the next question goes straight to the live one.
     expect(await ask('nope.example.com')).toMatchObject({ rcode: 3 });
-    expect(counter('coredns_forward_requests_total', { to: deadLabel })).toBe(2);
+    expect(await counter('coredns_forward_requests_total', { to: deadLabel })).toBe(2);
     expect(live.count('nope.example.com')).toBe(1);
 
     clock.advance(500);
-    await waitFor(() => counter('coredns_forward_healthcheck_failures_total', { to: deadLabel }) === 1, 2000, 'failed probe');
+    await waitFor(async () => await counter('coredns_forward_healthcheck_failures_total', { to: deadLabel }) === 1, 2000, 'failed probe');
     await dead.listen();
     clock.advance(999);
     await settle();

@@ -1,11 +1,14 @@
-// Starts the real daemon (`node --import tsx src/main.ts`) as a child process on free
-// ports with a config written to a temporary directory, and stops it with a signal.
+// Starts the real daemon, compiled (`node dist/main.js`, built once by the global setup),
+// as a child process on free ports with a config written to a temporary directory, and
+// stops it with a signal.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 
 const ROOT = resolve(import.meta.dirname, '../..');
+/** The compiled entry point every spawned daemon and CLI runs, as `npm start` and the image do. */
+export const DAEMON_ENTRY = join(ROOT, 'dist/main.js');
 
 export interface DaemonOptions {
   /** Config tree (JSON); dns.listen and admin default to free loopback ports. */
@@ -17,6 +20,8 @@ export interface DaemonOptions {
   dir?: string;
   /** Wait until /ready says 200 (default true). */
   waitReady?: boolean;
+  /** Node options before the entry point (e.g. `--import` of a hook). */
+  nodeArgs?: string[];
 }
 
 export interface RunningDaemon {
@@ -66,7 +71,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<RunningD
   }, options.config ?? {});
   const configFile = join(dir, 'config.json');
   writeFileSync(configFile, JSON.stringify(config, null, 2));
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/main.ts'), 'start', '--config', configFile], {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), DAEMON_ENTRY, 'start', '--config', configFile], {
     cwd: ROOT,
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,5 +1,6 @@
-// Once per run: checks that the external tools end-to-end tests drive are installed, so
-// a missing tool fails loudly instead of as a confusing test error, and makes the
+// Once per run: builds dist/ (spawned daemons run the compiled JavaScript, as `npm start`
+// and the image do), checks that the external tools end-to-end tests drive are installed,
+// so a missing tool fails loudly instead of as a confusing test error, and makes the
 // embedded PostgreSQL binaries reachable by the `postgres` user the tests run them as.
 import { execFileSync } from 'node:child_process';
 import { chmodSync, statSync } from 'node:fs';
@@ -9,6 +10,8 @@ import { dirname, resolve } from 'node:path';
 const ROOT = resolve(import.meta.dirname, '../..');
 
 export default function setup(): void {
+  // The sources under test, not whatever dist/ an earlier build left.
+  execFileSync('npm', ['run', '--silent', 'build'], { cwd: ROOT, stdio: 'inherit' });
   try {
     execFileSync('dig', ['-v'], { stdio: 'ignore' });
   } catch {

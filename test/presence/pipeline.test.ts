@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Registry } from '../../src/admin/metrics.ts';
-import { openPgDb, type Db } from '../../src/presence/db.ts';
+import type { Db } from '../../src/presence/db.ts';
+import { openPgDb } from '../../src/presence/pg-db.ts';
 import { startEmbeddedDb } from '../../src/presence/embedded-db.ts';
 import { Reaper } from '../../src/presence/reaper.ts';
 import { Registrar } from '../../src/presence/registrar.ts';
@@ -126,7 +127,7 @@ describe('reaper', () => {
     await r.tick();
     await s.sync.tick();
     expect(s.ids()).toEqual(['r-a1']);
-    expect(metrics.counter('presence_dns_cells_expired_total', '').get()).toBe(1);
+    expect(await metrics.value('presence_dns_cells_expired_total')).toBe(1);
 
     // The expired cell's registrar notices within one heartbeat and comes back.
     await b.registrar.kick();
@@ -185,7 +186,7 @@ describe('reaper', () => {
     await r.tick();
     await s.sync.tick();
     expect(s.ids()).toHaveLength(4);
-    expect(metrics.counter('presence_dns_expiry_guard_trips_total', '').get()).toBe(1);
+    expect(await metrics.value('presence_dns_expiry_guard_trips_total')).toBe(1);
     expect(r.status().guardHolding.sort()).toEqual(['g-2', 'g-3', 'g-4']);
 
     clock.advance(10 * TTL - 1);
@@ -198,7 +199,7 @@ describe('reaper', () => {
     await r.tick();
     await s.sync.tick();
     expect(s.ids()).toEqual(['g-i0']);
-    expect(metrics.counter('presence_dns_expiry_guard_trips_total', '').get()).toBe(1);
+    expect(await metrics.value('presence_dns_expiry_guard_trips_total')).toBe(1);
     await r.stop();
   });
 
@@ -346,11 +347,10 @@ describe('database down', () => {
     const metrics = new Registry();
     const a = node('down-1', clock, metrics, down);
     a.source.set([registration('down-x')]);
-    const errors = metrics.counter('presence_dns_registrar_errors_total', '');
-    const seen: Array<[number, number]> = [];
+        const seen: Array<[number, number]> = [];
     for (let i = 0; i < 8; i++) {
       await a.registrar.kick();
-      seen.push([errors.get(), clock.scheduled.at(-1)!]);
+      seen.push([await metrics.value('presence_dns_registrar_errors_total'), clock.scheduled.at(-1)!]);
     }
     // After n consecutive failures the next try waits 250 ms doubled n-1 times, capped at
     // ttl/3 = 1000 ms (random pinned to 1: no jitter).

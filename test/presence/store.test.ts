@@ -2,7 +2,8 @@
 // ids, heartbeats and owners, locket locks, compare-and-set expiry, and the revision
 // counter that never lets a polling reader skip a committed change.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openPgDb, type Db } from '../../src/presence/db.ts';
+import type { Db } from '../../src/presence/db.ts';
+import { openPgDb } from '../../src/presence/pg-db.ts';
 import { LockWatch } from '../../src/presence/decisions.ts';
 import { migrate } from '../../src/presence/schema.ts';
 import { PresenceStore } from '../../src/presence/store.ts';

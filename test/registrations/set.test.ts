@@ -56,7 +56,7 @@ function yamlFile(...entries: Array<Record<string, unknown>>): string {
 }
 
 const ids = (list: Registration[]) => list.map((r) => r.id);
-const errorsTotal = (h: Harness, source: string) => h.metrics.counter('presence_dns_registration_errors_total', '').get({ source });
+const errorsTotal = (h: Harness, source: string) => h.metrics.value('presence_dns_registration_errors_total', { source });
 
 describe('RegistrationSet files', () => {
   it('loads the directory at start (yaml, yml, json) and skips other and hidden files', async () => {
@@ -74,7 +74,7 @@ describe('RegistrationSet files', () => {
     const source: RegistrationSource = h.set;
     expect(ids(source.list())).toEqual(['a1', 'a2', 'b1', 'c1']);
     expect(h.set.origin('a2')).toEqual({ kind: 'file', path: join(dir, 'a.yaml') });
-    expect(h.metrics.render()).toContain('presence_dns_registrations 4');
+    expect(await h.metrics.render()).toContain('presence_dns_registrations 4');
   });
 
   it('creates a missing directory and starts empty without emitting', async () => {
@@ -115,10 +115,10 @@ describe('RegistrationSet files', () => {
     const { error } = await rejection;
     expect(error).toBe(`${path}: instances[3] (id w4): ports.http: must be 1-65535, got 70000`);
     expect(ids(h.set.list())).toEqual(['w1', 'w2']);
-    expect(errorsTotal(h, 'file')).toBe(1);
+    expect(await errorsTotal(h, 'file')).toBe(1);
     expect(h.logs.find((l) => l.level === 50 && l.file === path)?.err).toBe(error);
     expect(h.set.status().rejectedFiles).toEqual({ [path]: error });
-    expect(h.metrics.render()).toContain('presence_dns_registration_files_rejected 1');
+    expect(await h.metrics.render()).toContain('presence_dns_registration_files_rejected 1');
 
     const fixed = h.nextChange();
     writeFileSync(path, yamlFile(entry('w1'), entry('w3')));
@@ -161,7 +161,7 @@ describe('RegistrationSet files', () => {
     // The id moves between files; the set's content is unchanged, so wait for the origin.
     await expect.poll(() => h.set.origin('w1'), { timeout: 10_000 }).toEqual({ kind: 'file', path: join(h.dir, 'b.yaml') });
     expect(ids(h.set.list())).toEqual(['w1']);
-    expect(errorsTotal(h, 'file')).toBe(0);
+    expect(await errorsTotal(h, 'file')).toBe(0);
   });
 
   it('rejects a file repeating an id of another file, naming both, and takes it once the id is freed', async () => {
@@ -218,7 +218,7 @@ describe('RegistrationSet API entries', () => {
     expect(() => h.set.put('api-1', 'text')).toThrow('PUT /v1/instances/api-1: (entry): the body must be a JSON object');
     expect(h.set.list()).toEqual([]);
     expect(existsSync(join(h.dir, API_STATE_FILE))).toBe(false);
-    expect(errorsTotal(h, 'api')).toBe(3);
+    expect(await errorsTotal(h, 'api')).toBe(3);
   });
 
   it('refuses to put over or delete an id that a file owns, and rejects a file taking an API id', async () => {
@@ -255,7 +255,7 @@ describe('RegistrationSet API entries', () => {
     const third = await harness(first.dir);
     expect(third.set.list()).toEqual([]);
     expect(readdirSync(first.dir).filter((f) => f.startsWith(`${API_STATE_FILE}.rejected-`))).toHaveLength(1);
-    expect(errorsTotal(third, 'state')).toBe(1);
+    expect(await errorsTotal(third, 'state')).toBe(1);
   });
 
   it('restores API entries beside file entries', async () => {

@@ -94,8 +94,8 @@ describe('route emitter ↔ gorouter over a real nats-server', () => {
     expect(gorouter.registers().some((m) => m.raw.includes('endpoint_updated_at_ns'))).toBe(false);
     h.clock.advance(20_000);
     await gorouter.until((g) => g.registers().length === 6, 'registers after two intervals');
-    expect(h.metrics.render()).toContain('presence_dns_route_messages_emitted_total{subject="router.register"} 9');
-    expect(h.metrics.render()).toContain('presence_dns_routes_total 3');
+    expect(await h.metrics.render()).toContain('presence_dns_route_messages_emitted_total{subject="router.register"} 9');
+    expect(await h.metrics.render()).toContain('presence_dns_routes_total 3');
   });
 
   it('greets every second until a router answers, re-publishing at the default 20 s meanwhile', async () => {
@@ -167,8 +167,8 @@ describe('route emitter ↔ gorouter over a real nats-server', () => {
       expect(uris(gorouter, 'registers')).toEqual(['admin.example.com', 'web.apps.example.com']);
       gorouter.received.splice(0, gorouter.received.length, ...gorouter.unregisters());
     }
-    expect(h.metrics.render()).toContain('presence_dns_routes_unregistered_total 1');
-    expect(h.metrics.render()).toContain('presence_dns_routes_total 2');
+    expect(await h.metrics.render()).toContain('presence_dns_routes_unregistered_total 1');
+    expect(await h.metrics.render()).toContain('presence_dns_routes_total 2');
   });
 
   it('a register of the same endpoint cancels its pending unregisters', async () => {

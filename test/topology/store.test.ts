@@ -43,13 +43,13 @@ const ids = (h: Harness, name: string) =>
   h.store.current!.select(parseCriteria(name.split('.'), 'bosh')).map((i) => i.id).sort();
 /** The tag of an answer about this one instance by its id name. */
 const idTag = (i: Instance) => instanceTags(i)[1];
-const failures = (h: Harness) => h.metrics.counter('presence_dns_topology_reload_failures_total', '').get();
+const failures = (h: Harness) => h.metrics.value('presence_dns_topology_reload_failures_total');
 
 describe('TopologyStore', () => {
   it('loads the file and reports it', async () => {
     const h = await harness(topologyJson([{ id: 'a', ip: '10.0.0.1' }], {}, 3));
     expect(h.store.status()).toMatchObject({ loaded: true, version: 3, records: 1, lastError: null, workerUp: true });
-    expect(h.metrics.gauge('presence_dns_topology_records', '').get()).toBe(1);
+    expect(await h.metrics.value('presence_dns_topology_records')).toBe(1);
     expect(ids(h, '*.web.default.cf')).toEqual(['a']);
   });
 
@@ -79,7 +79,7 @@ describe('TopologyStore', () => {
     const before = h.store.current;
     writeFileSync(h.file, bad);
     h.store.reload();
-    await waitFor(() => failures(h) === 1, 5000, 'the rejection');
+    await waitFor(async () => (await failures(h)) === 1, 5000, 'the rejection');
     expect(h.store.current).toBe(before);
     expect(h.store.status()).toMatchObject({ loaded: true, version: 1, records: 1 });
     expect(h.store.status().lastError).toContain(reason);
@@ -107,7 +107,7 @@ describe('TopologyStore', () => {
     });
     expect(h.store.current!.aliasTargets('web.service.internal')).toEqual(['q-s0.web.default.cf.bosh']);
     expect(h.store.current!.aliasTargets('a.w.internal')).toEqual(['a.web.default.cf.bosh']);
-    expect(failures(h)).toBe(1);
+    expect(await failures(h)).toBe(1);
   });
 
   it('watches an aliases directory created after the start', async () => {
@@ -145,7 +145,7 @@ describe('TopologyStore', () => {
     expect(h.store.current).toBe(view);
     expect(ids(h, '*.web.default.cf')).toEqual(['a']);
     await waitFor(() => h.store.status().workerRestarts === 1 && h.store.status().workerUp, 5000, 'the restart');
-    expect(h.metrics.counter('presence_dns_topology_worker_restarts_total', '').get()).toBe(1);
+    expect(await h.metrics.value('presence_dns_topology_worker_restarts_total')).toBe(1);
     writeFileSync(h.file, topologyJson([{ id: 'b', ip: '10.0.0.2' }], {}, 2));
     await waitFor(() => h.store.current!.version === 2, 5000, 'the restarted worker to follow the file');
   });
