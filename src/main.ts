@@ -68,7 +68,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     : null;
   await forwarder?.start();
   handler.next = forwarder;
-  const dns = new DnsServer({ listen: config.dns.listen, handler, logger: logger.child({ module: 'dns' }) });
+  const dns = new DnsServer({ listen: config.dns.listen, handler, logger: logger.child({ module: 'dns' }), metrics });
   await dns.start();
 
   const admin = config.admin.enabled
