@@ -12,6 +12,7 @@ import { openPresenceDb, startPresence } from './presence/index.ts';
 import { mountInstancesApi, RegistrationSet, runInstancesCli } from './registrations/index.ts';
 import { startRoutes } from './routes/index.ts';
 import { TopologyStore } from './topology/index.ts';
+import { guardProcess, reportBackgroundFailures } from './util/background.ts';
 
 export interface Daemon {
   dnsPorts: number[];
@@ -26,6 +27,10 @@ const LIVE_SECTIONS = new Set(['log']);
 
 export async function startDaemon(config: Config, logger: Logger): Promise<Daemon> {
   const metrics = new Registry();
+  // Failures of unawaited work, and anything that reaches the process level: logged and counted, never fatal.
+  const backgroundErrors = metrics.counter('presence_dns_background_errors_total', 'Background work that failed (scheduled passes, prefetches, probes, reconnects) and errors that reached the process level, by task.');
+  const unreport = reportBackgroundFailures(logger, (task) => backgroundErrors.inc({ task }));
+  const unguard = guardProcess();
   // The database is opened (PGlite: in a thread of its own, in the background) before the
   // topology worker starts, which reaches it for the syncer.
   const usesDb = config.registrar.enabled || config.reaper.enabled || config.sync.enabled;
@@ -116,6 +121,8 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
       await dns.stop();
       await Promise.all([admin?.stop(), topology.stop(), forwarder?.stop(), registrations?.stop(), routes?.stop(), presence?.stop()]);
       await presenceDb?.close().catch((err: Error) => logger.warn({ err: err.message }, 'closing the presence database failed'));
+      unguard();
+      unreport();
     },
   };
 }
