@@ -46,7 +46,7 @@ export function parseUpstream(text: string): UpstreamAddress {
 
 const WILDCARDS = new Set(['0.0.0.0', '::']);
 
-function isLoopback(host: string): boolean {
+export function isLoopback(host: string): boolean {
   return host.startsWith('127.') || host === '::1';
 }
 
