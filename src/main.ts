@@ -13,6 +13,7 @@ import { createLogger, type Logger } from './log.ts';
 import { openPresenceDb, startPresence } from './presence/index.ts';
 import { mountInstancesApi, RegistrationSet, runInstancesCli } from './registrations/index.ts';
 import { TopologyStore } from './topology/index.ts';
+import { guardProcess, reportBackgroundFailures } from './util/background.ts';
 
 export interface Daemon {
   dnsPorts: number[];
@@ -28,6 +29,10 @@ const LIVE_SECTIONS = new Set(['log']);
 export async function startDaemon(config: Config, logger: Logger): Promise<Daemon> {
   const metrics = new Registry();
   metrics.collectProcessMetrics();
+  // Failures of unawaited work, and anything that reaches the process level: logged and counted, never fatal.
+  const backgroundErrors = metrics.counter('presence_dns_background_errors_total', 'Background work that failed (scheduled passes, prefetches, probes, reconnects) and errors that reached the process level, by task.', { labelNames: ['task'] });
+  const unreport = reportBackgroundFailures(logger, (task) => backgroundErrors.inc({ task }));
+  const unguard = guardProcess();
   // The database is opened (PGlite: in a thread of its own, in the background) before the
   // topology worker starts, which reaches it for the syncer.
   const usesDb = config.registrar.enabled || config.reaper.enabled || config.sync.enabled;
@@ -70,7 +75,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     : null;
   await forwarder?.start();
   handler.next = forwarder;
-  const dns = new DnsServer({ listen: config.dns.listen, handler, logger: logger.child({ module: 'dns' }) });
+  const dns = new DnsServer({ listen: config.dns.listen, handler, logger: logger.child({ module: 'dns' }), metrics });
   await dns.start();
 
   const admin = config.admin.enabled
@@ -118,6 +123,8 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
       await dns.stop();
       await Promise.all([admin?.stop(), topology.stop(), forwarder?.stop(), registrations?.stop(), routes?.stop(), presence?.stop()]);
       await presenceDb?.close().catch((err: Error) => logger.warn({ err: err.message }, 'closing the presence database failed'));
+      unguard();
+      unreport();
     },
   };
 }

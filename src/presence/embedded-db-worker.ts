@@ -7,6 +7,7 @@
 import { mkdirSync } from 'node:fs';
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { PGlite } from '@electric-sql/pglite';
+import { inBackground } from '../util/background.ts';
 import type { DbRequest, DbResponse, EmbeddedDbOptions } from './embedded-db.ts';
 
 const options = workerData as EmbeddedDbOptions;
@@ -87,7 +88,7 @@ function runnable(client: Client, request: DbRequest): boolean {
 
 function submit(client: Client, request: DbRequest): void {
   waiting.push({ client, request });
-  void pump();
+  inBackground('embedded_db', pump());
 }
 
 /** Runs waiting requests one at a time (PGlite is one session), oldest runnable first. */
@@ -108,14 +109,14 @@ function accept(port: MessagePort): void {
   const client: Client = { port, listening: new Map() };
   port.on('message', (request: DbRequest) => submit(client, request));
   port.on('close', () => {
-    for (const unlisten of client.listening.values()) void unlisten();
+    for (const unlisten of client.listening.values()) inBackground('embedded_db_unlisten', unlisten());
     if (open?.client === client) submit(client, { id: -1, op: 'rollback', tx: open.tx });
   });
 }
 
 parentPort!.on('message', (message: { type: 'connect'; port: MessagePort } | { type: 'close' }) => {
   if (message.type === 'connect') accept(message.port);
-  else void opened.then((db) => db.close()).finally(() => parentPort!.postMessage({ type: 'closed' }));
+  else inBackground('embedded_db_close', opened.then((db) => db.close()).finally(() => parentPort!.postMessage({ type: 'closed' })));
 });
 opened.then(
   () => parentPort!.postMessage({ type: 'ready' }),

@@ -85,10 +85,6 @@ export class RemoteDb implements Db {
   }
 
   /** Every transaction is exclusive in the database's thread: holding one is holding the lock. */
-  withAdvisoryLock<T>(_key: number, fn: (db: Queryable) => Promise<T>): Promise<T> {
-    return this.transaction(fn);
-  }
-
   async listen(channel: string, fn: () => void): Promise<() => Promise<void>> {
     let set = this.listeners.get(channel);
     if (!set) this.listeners.set(channel, (set = new Set()));

@@ -91,7 +91,7 @@ export class Syncer {
     this.loop = new PassLoop(options.clock, async () => {
       await this.pass();
       return options.intervalMs;
-    });
+    }, { name: 'syncer' });
     this.guard = new MassExpiryGuard(options.maxDropFraction, options.guardHold);
     this.lastSuccess = options.clock.now();
   }

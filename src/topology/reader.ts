@@ -1,9 +1,14 @@
 // Reading a topology file: our columnar format or an unmodified BOSH DNS records.json.
 // A file that does not parse, or lacks the columnar shape, is rejected whole; a row
 // with the wrong width or a bad value is skipped with a warning naming row and column.
+// Every name that can reach the wire (instance names and their parts, domains, aliases,
+// BOSH's `records` names) is checked here against what the encoder can write
+// (util/dns-name.ts), so no query can ever meet a name it cannot answer with.
+import { labelProblem, nameProblem, zoneProblem } from '../util/dns-name.ts';
 import { parseIp } from './ip.ts';
 import { JsonScanError, scanArray, scanObject, type Range } from './json-scan.ts';
 import { HEALTH_VALUES, normalizeName, RECORD_KEYS, type AliasMap, type Health, type Instance, type Topology } from './types.ts';
+import { instanceName } from './view.ts';
 
 export type ReadResult =
   | { ok: true; topology: Topology; warnings: string[] }
@@ -25,8 +30,15 @@ function label(row: Row, column: string, required: boolean): string | null {
   }
   if (typeof value !== 'string') throw new RowError(`${column} must be a string`);
   const name = normalizeName(value);
-  if (name.length === 0 || name.length > 63 || name.includes('.')) throw new RowError(`${column} "${value}" is not a DNS label`);
+  const problem = labelProblem(name);
+  if (problem) throw new RowError(`${column} ${JSON.stringify(value)} is not a DNS label: it ${problem}`);
   return name;
+}
+
+/** A name that reaches the wire, whole: `what` says which columns made it. */
+function checkName(name: string, what: string): void {
+  const problem = nameProblem(name);
+  if (problem) throw new RowError(`${what} make the name ${JSON.stringify(name)}, which ${problem}`);
 }
 
 function optionalInt(row: Row, column: string): number | null {
@@ -73,9 +85,12 @@ function toInstance(row: Row): Instance {
   if (!ip) throw new RowError(`ip ${JSON.stringify(ipText)} is not an IP address`);
   const domainText = row('domain');
   if (typeof domainText !== 'string' || normalizeName(domainText) === '') throw new RowError('domain is missing');
+  const domain = normalizeName(domainText);
+  const domainProblem = zoneProblem(domain);
+  if (domainProblem) throw new RowError(`domain ${JSON.stringify(domainText)} is not a DNS name: it ${domainProblem}`);
   const agent = row('agent_id');
   const cell = row('cell_id');
-  return {
+  const instance: Instance = {
     id: label(row, 'id', true)!,
     numId: optionalInt(row, 'num_id'),
     group: label(row, 'instance_group', true)!,
@@ -88,12 +103,16 @@ function toInstance(row: Row): Instance {
     index: optionalInt(row, 'instance_index'),
     ip: ip.canonical,
     family: ip.family,
-    domain: normalizeName(domainText),
+    domain,
     agentId: typeof agent === 'string' && agent !== '' ? agent.toLowerCase() : null,
     cellId: typeof cell === 'string' && cell !== '' ? cell : null,
     health: health(row),
     ports: ports(row),
   };
+  // SRV targets and PTR answers name the instance by id and by index.
+  checkName(instanceName(instance), 'id, instance_group, network, deployment and domain');
+  if (instance.index !== null) checkName(instanceName(instance, String(instance.index)), 'instance_index, instance_group, network, deployment and domain');
+  return instance;
 }
 
 const BOSH_HEALTH_FILTER: Record<string, string> = { smart: 's0', unhealthy: 's1', healthy: 's3', all: 's4' };
@@ -106,18 +125,34 @@ function aliasTargets(alias: string, value: unknown, warnings: string[]): string
   }
   const targets: string[] = [];
   for (const target of value) {
+    let name: string;
     if (typeof target === 'string' && target.trim() !== '') {
-      targets.push(normalizeName(target));
+      name = normalizeName(target);
     } else if (target && typeof target === 'object' && 'group_id' in target && 'root_domain' in target) {
       const t = target as { group_id: unknown; root_domain: unknown; placeholder_type?: unknown; health_filter?: unknown };
       const filter = BOSH_HEALTH_FILTER[String(t.health_filter ?? 'smart')] ?? 's0';
       const first = t.placeholder_type === 'uuid' ? '_' : `q-${filter}`;
-      targets.push(`${first}.q-g${String(t.group_id)}.${normalizeName(String(t.root_domain))}`);
+      name = `${first}.q-g${String(t.group_id)}.${normalizeName(String(t.root_domain))}`;
     } else {
       warnings.push(`alias ${alias}: target ${JSON.stringify(target)} is not a name; skipped`);
+      continue;
     }
+    const problem = nameProblem(name);
+    if (problem) warnings.push(`alias ${alias}: target ${JSON.stringify(name)} is not a DNS name: it ${problem}; skipped`);
+    else targets.push(name);
   }
   return targets;
+}
+
+/**
+ * Why an alias name cannot be served, or null. Its answers are owned by the name asked
+ * (which the client wrote) and their SOA by the alias's parent zone.
+ */
+function aliasNameProblem(name: string): string | null {
+  const own = nameProblem(name);
+  if (own) return own;
+  const dot = name.indexOf('.');
+  return dot === -1 ? null : zoneProblem(name.slice(dot + 1));
 }
 
 export function readAliases(value: unknown, warnings: string[], into: AliasMap = new Map()): AliasMap {
@@ -128,6 +163,11 @@ export function readAliases(value: unknown, warnings: string[], into: AliasMap =
   }
   for (const [alias, targets] of Object.entries(value)) {
     const name = normalizeName(alias);
+    const problem = aliasNameProblem(name);
+    if (problem) {
+      warnings.push(`alias ${JSON.stringify(alias)} is not a DNS name: it ${problem}; skipped`);
+      continue;
+    }
     const list = aliasTargets(alias, targets, warnings);
     if (list.length) into.set(name, [...(into.get(name) ?? []), ...list]);
   }
@@ -198,13 +238,17 @@ export function readTopology(bytes: Buffer, onInstance: (instance: Instance) => 
     let ptrRecords: Array<[string, string]> | null = null;
     if (Array.isArray(records)) {
       ptrRecords = [];
-      for (const pair of records) {
+      for (const [i, pair] of records.entries()) {
         const ip = Array.isArray(pair) && typeof pair[0] === 'string' ? parseIp(pair[0]) : null;
         if (!ip || typeof pair[1] !== 'string') {
-          warnings.push(`records: ${JSON.stringify(pair)} is not an [ip, name] pair; skipped`);
+          warnings.push(`records[${i}]: ${JSON.stringify(pair)} is not an [ip, name] pair; skipped`);
           continue;
         }
-        ptrRecords.push([ip.canonical, normalizeName(pair[1])]);
+        // PTR answers carry these names as they are.
+        const name = normalizeName(pair[1]);
+        const problem = nameProblem(name);
+        if (problem) warnings.push(`records[${i}]: name ${JSON.stringify(pair[1])} is not a DNS name: it ${problem}; skipped`);
+        else ptrRecords.push([ip.canonical, name]);
       }
     }
     const version = value('version');

@@ -5,6 +5,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { systemClock } from '../clock.ts';
 import { createLogger } from '../log.ts';
+import { reportBackgroundFailures } from '../util/background.ts';
 import type { Db } from '../presence/db.ts';
 import type { Syncer } from '../presence/syncer.ts';
 import { FileSource } from './file-source.ts';
@@ -16,6 +17,8 @@ import { SYNC_SOURCE } from './writer.ts';
 const options = workerData as TopologyWorkerOptions;
 let reportQueued = false;
 const logger = createLogger(options.logLevel).child({ module: 'topology' });
+// Logged from this thread (its failures are not counted in the main thread's metrics).
+reportBackgroundFailures(logger);
 /** Every image or delta goes with the status it results in, sent first: /ready never pairs a new version with an old error. */
 const post = (message: ToMain, transfer: ArrayBuffer[] = []) => {
   if (message.type === 'image' || message.type === 'delta') parentPort!.postMessage({ type: 'status', status: status() } satisfies ToMain);
