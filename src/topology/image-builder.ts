@@ -2,10 +2,11 @@
 // string table, the groups and their members, and the hash tables every name form is
 // looked up in. Runs on the control plane (the topology worker); the result is one
 // SharedArrayBuffer that the DNS thread puts in service by swapping a reference.
-import { ipBytes, parseIp } from './ip.ts';
+import { isIP } from 'node:net';
+import { ipBytes, parseIp, writeIpBytes, type ParsedIp } from './ip.ts';
 import {
   FLAG_HAS_PTR_RECORDS, H, HEADER_WORDS, HEALTH_CODES, IMAGE_FORMAT, IMAGE_MAGIC,
-  hashGroup, hashGroupId, hashGroupIndex, hashInit, hashText, imageBytes, ipKeyHash, sectionViews, tableCapacity, type Counts,
+  hashGroup, hashGroupId, hashGroupIndex, hashInit, hashStoredText, imageBytes, ipKeyHash, sectionViews, tableCapacity, type Counts,
 } from './image-layout.ts';
 import type { Instance, Topology } from './types.ts';
 
@@ -15,12 +16,18 @@ class Column<T extends Uint8Array | Uint16Array | Uint32Array | Int32Array> {
   constructor(private data: T, private readonly make: (n: number) => T) {}
 
   push(value: number): void {
-    if (this.length === this.data.length) {
-      const bigger = this.make(Math.max(16, this.data.length * 2));
+    if (this.length === this.data.length) this.reserve(1);
+    this.data[this.length++] = value;
+  }
+
+  /** Room for `more` values; returns the array to write them at `length` onwards. */
+  reserve(more: number): T {
+    if (this.length + more > this.data.length) {
+      const bigger = this.make(Math.max(16, this.data.length * 2, this.length + more));
       bigger.set(this.data);
       this.data = bigger;
     }
-    this.data[this.length++] = value;
+    return this.data;
   }
 
   get(i: number): number {
@@ -38,7 +45,19 @@ const u32 = (n: number) => new Column(new Uint32Array(n), (m) => new Uint32Array
 const i32 = (n: number) => new Column(new Int32Array(n), (m) => new Int32Array(m));
 
 const NULL_INT = -1;
-const LATIN1 = /^[\u0000-\u00ff]*$/;
+
+function oneBytePerCharacter(text: string): boolean {
+  for (let k = 0; k < text.length; k++) if (text.charCodeAt(k) > 0xff) return false;
+  return true;
+}
+
+const V6_CANONICAL = /^[0-9a-f]{4}(:[0-9a-f]{4}){7}$/;
+
+/** The instance's address as stored: used as is when it is canonical for its family (as the reader and syncer give it), else parsed. */
+function canonicalIp(i: Instance): ParsedIp | null {
+  if (isIP(i.ip) === i.family && (i.family === 4 || V6_CANONICAL.test(i.ip))) return { family: i.family, canonical: i.ip };
+  return parseIp(i.ip);
+}
 
 export interface ImageMeta {
   version: number;
@@ -77,10 +96,12 @@ export class ImageBuilder {
 
   /** Adds one instance; returns why it was refused (text the wire cannot carry), else null. */
   add(i: Instance): string | null {
-    const texts = [i.id, i.group, i.network, i.deployment, i.domain, i.az ?? '', i.agentId ?? '', i.cellId ?? '', ...Object.keys(i.ports)];
-    const bad = texts.find((t) => !LATIN1.test(t));
-    if (bad !== undefined) return `"${bad}" has characters outside Latin-1, which a DNS name cannot carry`;
-    const ip = parseIp(i.ip);
+    for (const text of [i.id, i.group, i.network, i.deployment, i.domain, i.az, i.agentId, i.cellId]) {
+      if (text !== null && !oneBytePerCharacter(text)) return `"${text}" has characters outside Latin-1, which a DNS name cannot carry`;
+    }
+    for (const name in i.ports) if (!oneBytePerCharacter(name)) return `port name "${name}" has characters outside Latin-1`;
+    // Instances come canonical from the reader and the syncer; anything else is parsed.
+    const ip = canonicalIp(i);
     if (!ip) return `ip "${i.ip}" is not an IP address`;
     const c = this.cols;
     c.id.push(this.append(i.id));
@@ -95,8 +116,14 @@ export class ImageBuilder {
     c.health.push(i.health === null ? 0 : HEALTH_CODES.indexOf(i.health));
     if (i.health !== null) this.healthCount++;
     c.family.push(ip.family);
-    for (const b of ipBytes(ip)) c.ip.push(b);
-    for (const gid of new Set(i.groupIds)) c.gids.push(gid);
+    writeIpBytes(ip, c.ip.reserve(16), c.ip.length);
+    c.ip.length += 16;
+    const first = c.gids.length;
+    for (const gid of i.groupIds) {
+      let seen = false;
+      for (let k = first; k < c.gids.length; k++) if (c.gids.get(k) === gid) seen = true;
+      if (!seen) c.gids.push(gid);
+    }
     c.gidOffsets.push(c.gids.length);
     for (const [name, port] of Object.entries(i.ports)) {
       c.portNames.push(this.intern(name));
@@ -112,7 +139,7 @@ export class ImageBuilder {
     const groupCount = this.groups.name.length;
     const ptr = (meta.ptrRecords ?? []).flatMap(([ipText, name]) => {
       const ip = parseIp(ipText);
-      return ip && LATIN1.test(name) ? [{ family: ip.family, bytes: ipBytes(ip), name: this.intern(name) }] : [];
+      return ip && oneBytePerCharacter(name) ? [{ family: ip.family, bytes: ipBytes(ip), name: this.intern(name) }] : [];
     });
     const domainList = [...this.domains];
     const counts: Counts = {
@@ -168,15 +195,20 @@ export class ImageBuilder {
     for (let o = 0; o < n; o++) s.members[fill[c.group.get(o)]++] = o;
 
     const text = (id: number) => this.textOf(id);
+    // Keys hashed from the stored bytes, as hashText would from the strings (no string per key).
+    const stored = (h: number, id: number) => hashStoredText(h, s.strBytes, s.strOffsets[id], s.strOffsets[id + 1]);
     for (let g = 0; g < groupCount; g++) {
       put(s.tGroup, hashGroup(text(s.groupDomain[g]), text(s.groupName[g]), text(s.groupNetwork[g]), text(s.groupDeployment[g])), g);
     }
+    const domains = new Map<number, string>();
     for (let o = 0; o < n; o++) {
-      put(s.tId, hashText(hashInit(), text(s.instId[o])), o);
+      put(s.tId, stored(hashInit(), s.instId[o]), o);
       if (s.instIndex[o] !== NULL_INT) put(s.tIndex, hashGroupIndex(s.instGroup[o], s.instIndex[o]), o);
-      if (s.instAgent[o] !== 0) put(s.tAgent, hashText(hashInit(), text(s.instAgent[o])), o);
+      if (s.instAgent[o] !== 0) put(s.tAgent, stored(hashInit(), s.instAgent[o]), o);
       if (!meta.ptrRecords) put(s.tIp, ipKeyHash(s.instIp, o * 16, s.instFamily[o]), o);
-      const domain = text(s.groupDomain[s.instGroup[o]]);
+      const domainId = s.groupDomain[s.instGroup[o]];
+      let domain = domains.get(domainId);
+      if (domain === undefined) domains.set(domainId, (domain = text(domainId)));
       for (let k = s.gidOffsets[o]; k < s.gidOffsets[o + 1]; k++) put(s.tGid, hashGroupId(domain, s.gids[k]), o);
     }
     ptr.forEach((p, r) => {
@@ -216,7 +248,10 @@ export class ImageBuilder {
 
   /** A string stored as is (ids, agent ids: unique per instance, not worth a map entry). */
   private append(text: string): number {
-    for (let k = 0; k < text.length; k++) this.strBytes.push(text.charCodeAt(k));
+    const bytes = this.strBytes.reserve(text.length);
+    const at = this.strBytes.length;
+    for (let k = 0; k < text.length; k++) bytes[at + k] = text.charCodeAt(k);
+    this.strBytes.length += text.length;
     this.strOffsets.push(this.strBytes.length);
     return this.strOffsets.length - 2;
   }

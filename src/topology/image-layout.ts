@@ -149,6 +149,12 @@ export function hashNumber(h: number, n: number): number {
   return Math.imul(h ^ (n >>> 24), FNV_PRIME);
 }
 
+/** hashText of the Latin-1 text stored in `bytes[start, end)`. */
+export function hashStoredText(h: number, bytes: Uint8Array, start: number, end: number): number {
+  for (let i = start; i < end; i++) h = Math.imul(h ^ bytes[i], FNV_PRIME);
+  return Math.imul(h, FNV_PRIME);
+}
+
 export function hashBytes(h: number, bytes: Uint8Array, start: number, length: number): number {
   for (let i = start; i < start + length; i++) h = Math.imul(h ^ bytes[i], FNV_PRIME);
   return h;

@@ -9,7 +9,8 @@ export interface ParsedIp {
 
 export function parseIp(text: string): ParsedIp | null {
   const family = isIP(text);
-  if (family === 4) return { family: 4, canonical: text.split('.').map(Number).join('.') };
+  // node:net takes only plain dotted quads (no leading zeros): the text is canonical.
+  if (family === 4) return { family: 4, canonical: text };
   if (family === 6) return { family: 6, canonical: expandIpv6(text) };
   return null;
 }
@@ -17,13 +18,32 @@ export function parseIp(text: string): ParsedIp | null {
 /** The address in 16 bytes (IPv4 in the first 4), as the topology image stores it. */
 export function ipBytes(ip: ParsedIp): Uint8Array {
   const bytes = new Uint8Array(16);
-  if (ip.family === 4) ip.canonical.split('.').forEach((part, k) => (bytes[k] = Number(part)));
-  else ip.canonical.split(':').forEach((group, k) => {
-    const v = parseInt(group, 16);
-    bytes[k * 2] = v >> 8;
-    bytes[k * 2 + 1] = v & 0xff;
-  });
+  writeIpBytes(ip, bytes, 0);
   return bytes;
+}
+
+/** Writes the address's bytes at `offset` of `out` (4 for IPv4, 16 for IPv6), from its canonical text. */
+export function writeIpBytes(ip: ParsedIp, out: Uint8Array, offset: number): void {
+  const text = ip.canonical;
+  if (ip.family === 4) {
+    let value = 0;
+    let k = offset;
+    for (let c = 0; c < text.length; c++) {
+      const code = text.charCodeAt(c);
+      if (code === 0x2e) {
+        out[k++] = value;
+        value = 0;
+      } else value = value * 10 + code - 0x30;
+    }
+    out[k] = value;
+    return;
+  }
+  // Fully expanded: eight groups of four hex digits.
+  for (let g = 0; g < 8; g++) {
+    const v = parseInt(text.slice(g * 5, g * 5 + 4), 16);
+    out[offset + g * 2] = v >> 8;
+    out[offset + g * 2 + 1] = v & 0xff;
+  }
 }
 
 function expandIpv6(text: string): string {

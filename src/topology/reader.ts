@@ -4,11 +4,10 @@
 // Every name that can reach the wire (instance names and their parts, domains, aliases,
 // BOSH's `records` names) is checked here against what the encoder can write
 // (util/dns-name.ts), so no query can ever meet a name it cannot answer with.
-import { labelProblem, nameProblem, zoneProblem } from '../util/dns-name.ts';
+import { labelProblem, MAX_NAME_LENGTH, nameProblem, zoneProblem } from '../util/dns-name.ts';
 import { parseIp } from './ip.ts';
 import { JsonScanError, scanArray, scanObject, type Range } from './json-scan.ts';
 import { HEALTH_VALUES, normalizeName, RECORD_KEYS, type AliasMap, type Health, type Instance, type Topology } from './types.ts';
-import { instanceName } from './view.ts';
 
 export type ReadResult =
   | { ok: true; topology: Topology; warnings: string[] }
@@ -20,37 +19,55 @@ const COLUMN_SYNONYMS: Record<string, string> = { group: 'instance_group', index
 
 class RowError extends Error {}
 
-type Row = (column: string) => unknown;
+/** The columns a row is read from, and where each stands in it (-1: absent). */
+const COLUMNS = ['id', 'num_id', 'instance_group', 'group_ids', 'az', 'az_id', 'network', 'network_id', 'deployment', 'ip', 'domain',
+  'agent_id', 'instance_index', 'health', 'cell_id', 'ports'] as const;
+type Plan = Record<(typeof COLUMNS)[number], number>;
 
-function label(row: Row, column: string, required: boolean): string | null {
-  const value = row(column);
+const at = (info: unknown[], position: number): unknown => (position < 0 ? undefined : info[position]);
+
+/**
+ * Checked labels of the columns whose values recur (groups, networks, deployments, zones,
+ * domains): value → the label, or why it is not one. Rows then cost a map lookup, not a
+ * check; ids, which never recur, are checked every time.
+ */
+type LabelCache = Map<string, string | RowError>;
+
+function label(value: unknown, column: string, required: boolean, cache?: LabelCache): string | null {
   if (value === undefined || value === null || value === '') {
     if (required) throw new RowError(`${column} is missing`);
     return null;
   }
   if (typeof value !== 'string') throw new RowError(`${column} must be a string`);
-  const name = normalizeName(value);
-  const problem = labelProblem(name);
-  if (problem) throw new RowError(`${column} ${JSON.stringify(value)} is not a DNS label: it ${problem}`);
-  return name;
+  let checked = cache?.get(value);
+  if (checked === undefined) {
+    const name = normalizeName(value);
+    const problem = labelProblem(name);
+    checked = problem ? new RowError(`${column} ${JSON.stringify(value)} is not a DNS label: it ${problem}`) : name;
+    cache?.set(value, checked);
+  }
+  if (checked instanceof RowError) throw checked;
+  return checked;
 }
 
-/** A name that reaches the wire, whole: `what` says which columns made it. */
-function checkName(name: string, what: string): void {
-  const problem = nameProblem(name);
-  if (problem) throw new RowError(`${what} make the name ${JSON.stringify(name)}, which ${problem}`);
+/**
+ * A name that reaches the wire, whole, made of labels already checked one by one: only
+ * its length can still be wrong. `what` says which columns made it.
+ */
+function checkLength(labels: string[], what: string): void {
+  let length = labels.length - 1;
+  for (const l of labels) length += l.length;
+  if (length > MAX_NAME_LENGTH) throw new RowError(`${what} make the name ${JSON.stringify(labels.join('.'))}, which is longer than ${MAX_NAME_LENGTH} bytes (${length})`);
 }
 
-function optionalInt(row: Row, column: string): number | null {
-  const value = row(column);
+function optionalInt(value: unknown, column: string): number | null {
   if (value === undefined || value === null || value === '') return null;
   const n = typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : value;
   if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) throw new RowError(`${column} must be a non-negative integer`);
   return n;
 }
 
-function intList(row: Row, column: string): number[] {
-  const value = row(column);
+function intList(value: unknown, column: string): number[] {
   if (value === undefined || value === null) return [];
   if (!Array.isArray(value)) throw new RowError(`${column} must be a list`);
   return value.map((v, i) => {
@@ -60,8 +77,7 @@ function intList(row: Row, column: string): number[] {
   });
 }
 
-function ports(row: Row): Record<string, number> {
-  const value = row('ports');
+function ports(value: unknown): Record<string, number> {
   if (value === undefined || value === null) return {};
   if (typeof value !== 'object' || Array.isArray(value)) throw new RowError('ports must be an object of name → port');
   const out: Record<string, number> = {};
@@ -72,46 +88,55 @@ function ports(row: Row): Record<string, number> {
   return out;
 }
 
-function health(row: Row): Health | null {
-  const value = row('health');
+function health(value: unknown): Health | null {
   if (value === undefined || value === null || value === '') return null;
   if (!HEALTH_VALUES.includes(value as Health)) throw new RowError(`health must be one of ${HEALTH_VALUES.join(', ')}`);
   return value as Health;
 }
 
-function toInstance(row: Row): Instance {
-  const ipText = row('ip');
+function domainOf(text: unknown, cache: LabelCache): string {
+  if (typeof text !== 'string' || normalizeName(text) === '') throw new RowError('domain is missing');
+  let checked = cache.get(text);
+  if (checked === undefined) {
+    const domain = normalizeName(text);
+    const problem = zoneProblem(domain);
+    checked = problem ? new RowError(`domain ${JSON.stringify(text)} is not a DNS name: it ${problem}`) : domain;
+    cache.set(text, checked);
+  }
+  if (checked instanceof RowError) throw checked;
+  return checked;
+}
+
+function toInstance(info: unknown[], plan: Plan, cache: LabelCache): Instance {
+  const ipText = at(info, plan.ip);
   const ip = typeof ipText === 'string' ? parseIp(ipText) : null;
   if (!ip) throw new RowError(`ip ${JSON.stringify(ipText)} is not an IP address`);
-  const domainText = row('domain');
-  if (typeof domainText !== 'string' || normalizeName(domainText) === '') throw new RowError('domain is missing');
-  const domain = normalizeName(domainText);
-  const domainProblem = zoneProblem(domain);
-  if (domainProblem) throw new RowError(`domain ${JSON.stringify(domainText)} is not a DNS name: it ${domainProblem}`);
-  const agent = row('agent_id');
-  const cell = row('cell_id');
+  const domain = domainOf(at(info, plan.domain), cache);
+  const agent = at(info, plan.agent_id);
+  const cell = at(info, plan.cell_id);
   const instance: Instance = {
-    id: label(row, 'id', true)!,
-    numId: optionalInt(row, 'num_id'),
-    group: label(row, 'instance_group', true)!,
-    groupIds: intList(row, 'group_ids'),
-    network: label(row, 'network', true)!,
-    networkId: optionalInt(row, 'network_id'),
-    deployment: label(row, 'deployment', true)!,
-    az: label(row, 'az', false),
-    azId: optionalInt(row, 'az_id'),
-    index: optionalInt(row, 'instance_index'),
+    id: label(at(info, plan.id), 'id', true)!,
+    numId: optionalInt(at(info, plan.num_id), 'num_id'),
+    group: label(at(info, plan.instance_group), 'instance_group', true, cache)!,
+    groupIds: intList(at(info, plan.group_ids), 'group_ids'),
+    network: label(at(info, plan.network), 'network', true, cache)!,
+    networkId: optionalInt(at(info, plan.network_id), 'network_id'),
+    deployment: label(at(info, plan.deployment), 'deployment', true, cache)!,
+    az: label(at(info, plan.az), 'az', false, cache),
+    azId: optionalInt(at(info, plan.az_id), 'az_id'),
+    index: optionalInt(at(info, plan.instance_index), 'instance_index'),
     ip: ip.canonical,
     family: ip.family,
     domain,
     agentId: typeof agent === 'string' && agent !== '' ? agent.toLowerCase() : null,
     cellId: typeof cell === 'string' && cell !== '' ? cell : null,
-    health: health(row),
-    ports: ports(row),
+    health: health(at(info, plan.health)),
+    ports: ports(at(info, plan.ports)),
   };
   // SRV targets and PTR answers name the instance by id and by index.
-  checkName(instanceName(instance), 'id, instance_group, network, deployment and domain');
-  if (instance.index !== null) checkName(instanceName(instance, String(instance.index)), 'instance_index, instance_group, network, deployment and domain');
+  const rest = [instance.group, instance.network, instance.deployment, domain];
+  checkLength([instance.id, ...rest], 'id, instance_group, network, deployment and domain');
+  if (instance.index !== null) checkLength([String(instance.index), ...rest], 'instance_index, instance_group, network, deployment and domain');
   return instance;
 }
 
@@ -175,26 +200,25 @@ export function readAliases(value: unknown, warnings: string[], into: AliasMap =
 }
 
 /** Reads `record_infos` rows of the columns `keys`: an Instance, or null with a warning naming row and column. */
-type RowReader = (info: unknown, where: string, warnings: string[]) => Instance | null;
+type RowReader = (info: unknown, where: () => string, warnings: string[]) => Instance | null;
 
 function rowReader(keys: string[]): RowReader | string {
   const columns = new Map<string, number>();
   keys.forEach((k, i) => columns.set(COLUMN_SYNONYMS[k] ?? k, i));
   const missing = REQUIRED_COLUMNS.filter((c) => !columns.has(c));
   if (missing.length) return `record_keys lacks required column(s): ${missing.join(', ')}`;
+  const cache: LabelCache = new Map();
+  const plan = Object.fromEntries(COLUMNS.map((c) => [c, columns.get(c) ?? -1])) as Plan;
   return (info, where, warnings) => {
     if (!Array.isArray(info) || info.length !== keys.length) {
-      warnings.push(`${where}: expected ${keys.length} columns, got ${Array.isArray(info) ? info.length : typeof info}; skipped`);
+      warnings.push(`${where()}: expected ${keys.length} columns, got ${Array.isArray(info) ? info.length : typeof info}; skipped`);
       return null;
     }
     try {
-      return toInstance((column) => {
-        const at = columns.get(column);
-        return at === undefined ? undefined : info[at];
-      });
+      return toInstance(info, plan, cache);
     } catch (err) {
       if (!(err instanceof RowError)) throw err;
-      warnings.push(`${where}: ${err.message}; skipped`);
+      warnings.push(`${where()}: ${err.message}; skipped`);
       return null;
     }
   };
@@ -231,7 +255,7 @@ export function readTopology(bytes: Buffer, onInstance: (instance: Instance) => 
     if (typeof read === 'string') return { ok: false, error: read };
     const warnings: string[] = [];
     scanArray(bytes, infos, (i, range) => {
-      const instance = read(JSON.parse(text(range)), `record_infos[${i}]`, warnings);
+      const instance = read(JSON.parse(text(range)), () => `record_infos[${i}]`, warnings);
       if (instance) onInstance(instance);
     });
     const records = value('records');
@@ -341,7 +365,7 @@ export function parseJournal(text: string, fromHeader = true): JournalRead {
       }
       const adds: Instance[] = [];
       entry.add.forEach((row, i) => {
-        const instance = read(row, `journal v${entry.v as number} add[${i}]`, out.warnings);
+        const instance = read(row, () => `journal v${entry.v as number} add[${i}]`, out.warnings);
         if (instance) adds.push(instance);
       });
       out.entries.push({ version: entry.v, removes: (entry.rm as string[]).map(normalizeName), adds });

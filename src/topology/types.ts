@@ -42,7 +42,8 @@ export interface Topology {
 }
 
 export function normalizeName(name: string): string {
-  return name.toLowerCase().replace(/\.$/, '');
+  const lower = name.toLowerCase();
+  return lower.endsWith('.') ? lower.slice(0, -1) : lower;
 }
 
 /** The columns of the syncer's files, in order (BOSH's names, plus ours). */
