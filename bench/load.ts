@@ -1,14 +1,19 @@
-// Child process of the benchmark: loads and indexes one topology file the way the
-// daemon does, in a fresh process, and prints the time taken and the RSS after it.
-import { readFileSync } from 'node:fs';
-import { parseTopology } from '../src/topology/reader.ts';
-import { TopologyIndex } from '../src/topology/topology-index.ts';
+// Child process of the benchmark: reads and compiles one topology file the way the
+// topology worker does (file-source.ts: streamed rows into the image builder), in a
+// fresh process, and prints the time taken and the RSS after it.
+import { pino } from 'pino';
+import { FileSource } from '../src/topology/file-source.ts';
+import { TopologyState } from '../src/topology/state.ts';
 
 const file = process.argv[2];
+const logger = pino({ level: 'silent' });
+const state = new TopologyState({ domains: [], post: () => {}, logger });
+const source = new FileSource({ file, aliasesDir: `${file}.no-aliases`, state, logger });
 const started = performance.now();
-const read = parseTopology(readFileSync(file, 'utf8'));
-if (!read.ok) throw new Error(read.error);
-const index = new TopologyIndex(read.topology);
+await source.start();
 const ms = performance.now() - started;
+await source.stop();
 globalThis.gc?.();
-process.stdout.write(`${JSON.stringify({ ms: Math.round(ms), rssMb: Math.round(process.memoryUsage().rss / 2 ** 20), records: index.recordCount })}\n`);
+await new Promise((r) => setTimeout(r, 200));
+const view = state.current!;
+process.stdout.write(`${JSON.stringify({ ms: Math.round(ms), rssMb: Math.round(process.memoryUsage().rss / 2 ** 20), records: view.recordCount, imageMb: Math.round(view.base.byteLength / 2 ** 20) })}\n`);

@@ -10,9 +10,10 @@ import { AdminServer, Registry } from './admin/index.ts';
 import { ConfigError, loadConfig, type Config } from './config/index.ts';
 import { DnsHandler, DnsServer } from './dns/index.ts';
 import { createLogger, type Logger } from './log.ts';
-import { startPresence } from './presence/index.ts';
+import { openPresenceDb, startPresence } from './presence/index.ts';
 import { mountInstancesApi, RegistrationSet, runInstancesCli } from './registrations/index.ts';
 import { TopologyStore } from './topology/index.ts';
+import { guardProcess, reportBackgroundFailures } from './util/background.ts';
 
 export interface Daemon {
   dnsPorts: number[];
@@ -28,12 +29,27 @@ const LIVE_SECTIONS = new Set(['log']);
 export async function startDaemon(config: Config, logger: Logger): Promise<Daemon> {
   const metrics = new Registry();
   metrics.collectProcessMetrics();
+  // Failures of unawaited work, and anything that reaches the process level: logged and counted, never fatal.
+  const backgroundErrors = metrics.counter('presence_dns_background_errors_total', 'Background work that failed (scheduled passes, prefetches, probes, reconnects) and errors that reached the process level, by task.', { labelNames: ['task'] });
+  const unreport = reportBackgroundFailures(logger, (task) => backgroundErrors.inc({ task }));
+  const unguard = guardProcess();
+  // The database is opened (PGlite: in a thread of its own, in the background) before the
+  // topology worker starts, which reaches it for the syncer.
+  const usesDb = config.registrar.enabled || config.reaper.enabled || config.sync.enabled;
+  const presenceDb = usesDb ? await openPresenceDb(config, logger.child({ module: 'presence' })) : null;
   const topology = new TopologyStore({
     file: config.topology.file,
     aliasesDir: config.dns.aliases_dir,
     domains: config.dns.domains,
+    logLevel: config.log.level,
     logger: logger.child({ module: 'topology' }),
     metrics,
+    sync: config.sync.enabled && presenceDb
+      ? {
+          intervalMs: config.sync.interval * 1000, ttlMs: config.registrar.ttl * 1000, maxDropFraction: config.reaper.max_expire_fraction,
+          guardHold: config.reaper.guard_hold, database: presenceDb.forWorker,
+        }
+      : null,
   });
   // The syncer writes the topology file into this directory; it must exist before it is watched.
   if (config.sync.enabled) mkdirSync(dirname(config.topology.file), { recursive: true });
@@ -47,6 +63,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     metrics,
     currentIndex: () => topology.current,
   });
+  topology.onChange((change) => handler.topologyChanged(change));
   const forwarder = config.forward.enabled
     ? new (await import('./forward/index.ts')).Forwarder({
         config: config.forward,
@@ -58,20 +75,15 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     : null;
   await forwarder?.start();
   handler.next = forwarder;
-  const dns = new DnsServer({ listen: config.dns.listen, handler, logger: logger.child({ module: 'dns' }) });
+  const dns = new DnsServer({ listen: config.dns.listen, handler, logger: logger.child({ module: 'dns' }), metrics });
   await dns.start();
 
   const admin = config.admin.enabled
     ? new AdminServer({ ...config.admin, metrics, logger: logger.child({ module: 'admin' }) })
     : null;
   admin?.addReadinessCheck('topology', () => {
-    const status = topology.status();
-    return {
-      ready: status.loaded,
-      detail: status.loaded
-        ? { version: status.version, records: status.records, lastError: status.lastError }
-        : { reason: status.lastError ?? 'no topology loaded yet' },
-    };
+    const { loaded, lastError, ...detail } = topology.status();
+    return { ready: loaded, detail: loaded ? { ...detail, lastError } : { ...detail, reason: lastError } };
   });
   // Up before the database opens (PGlite takes seconds): /health answers while DNS already does.
   // Modules mount their routes and readiness checks as they start; requests look them up each time.
@@ -85,8 +97,13 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
   const routes = config.routes.enabled && registrations
     ? (await import('./routes/index.ts')).startRoutes({ config: config.routes, registrations, logger: logger.child({ module: 'routes' }), metrics })
     : null;
-  // Presence in the database (registrar, reaper, syncer); a database that is down never stops DNS.
-  const presence = await startPresence({ config, logger, metrics, admin, registrations });
+  // Presence in the database (registrar, reaper); a database that is down never stops DNS.
+  const presence = presenceDb
+    ? startPresence({
+        config, logger, metrics, admin, registrations, db: presenceDb.db,
+        sync: config.sync.enabled ? { status: () => topology.syncStatus(), releaseGuard: () => topology.releaseGuard() } : null,
+      })
+    : null;
 
   const dnsPorts = [...new Set(dns.bound.map((b) => b.port))];
   logger.info({ dns: dns.bound, admin: admin ? `${config.admin.address}:${admin.port}` : null }, 'presence-dns started');
@@ -105,6 +122,9 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     async stop() {
       await dns.stop();
       await Promise.all([admin?.stop(), topology.stop(), forwarder?.stop(), registrations?.stop(), routes?.stop(), presence?.stop()]);
+      await presenceDb?.close().catch((err: Error) => logger.warn({ err: err.message }, 'closing the presence database failed'));
+      unguard();
+      unreport();
     },
   };
 }

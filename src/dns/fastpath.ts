@@ -2,13 +2,18 @@
 // type, class, EDNS, size limit) is the same bytes for every client apart from the ID,
 // the RD/CD bits and the case of the question, because the encoder copies the question
 // from the query and compresses owner names to pointers into it. So each such answer is
-// encoded once per topology version by the general path (decode → resolver → encoder),
-// kept here, and served by copying it and patching those few bytes (and RA, which
-// follows the forwarder's upstreams). Answers with more
-// than one record keep a small ring of differently shuffled encodings, rotated per
-// query. Anything this parser is not sure about returns null: the caller then runs the
-// general path, which answers it exactly as it always does.
-import type { TopologyIndex } from '../topology/topology-index.ts';
+// encoded once by the general path (decode → resolver → encoder), kept here, and served
+// by copying it and patching those few bytes (and RA, which follows the forwarder's
+// upstreams). Answers with more than one record keep a small ring of differently
+// shuffled encodings, rotated per query. Anything this parser is not sure about returns
+// null: the caller then runs the general path, which answers it exactly as it always does.
+//
+// An entry stays valid across topology deltas until one touches what it was computed
+// from: each entry carries its cache tag (cache-tags.ts) and the epoch of that tag when it
+// was encoded; a delta bumps the epochs of the tags it touches, and an entry whose epoch
+// moved is re-encoded on its next query. A replaced topology flushes everything.
+import type { TopologyLookup } from '../topology/view.ts';
+import { STATIC_TAG } from '../topology/cache-tags.ts';
 import { HEADER_SIZE, MIN_UDP_SIZE, RRType } from './wire.ts';
 
 /** Where the question name ends and its type: what `fastKey` learned besides the key. */
@@ -20,9 +25,9 @@ export interface FastQuestion {
 
 /** What the general path gives back for a query on a cache miss. */
 export type Built =
-  | { kind: 'answer'; packet: Buffer; shuffled: boolean }
+  | { kind: 'answer'; packet: Buffer; shuffled: boolean; tag: number }
   /** Not a platform name (or not for this path): never served here. */
-  | { kind: 'pass' };
+  | { kind: 'pass'; tag: number };
 
 export interface FastPathOptions {
   /** Largest UDP answer for EDNS clients (dns.max_udp_size). */
@@ -32,7 +37,7 @@ export interface FastPathOptions {
   /** Differently shuffled encodings kept per multi-record answer. */
   ringSize?: number;
   /** Encodes one answer with the general path; called once per ring slot on a miss. */
-  build: (packet: Buffer, index: TopologyIndex, transport: 'udp' | 'tcp') => Built;
+  build: (packet: Buffer, index: TopologyLookup, transport: 'udp' | 'tcp') => Built;
   /** Whether RA is set: asked per answer, as the forwarder's upstreams come and go. */
   recursionAvailable: () => boolean;
   /** Called for every answer served here, to count it. */
@@ -46,12 +51,21 @@ interface Ring {
 }
 
 /**
- * An encoded answer, held as a latin1 string: one heap object per entry, no Buffer view
- * and no pooled ArrayBuffer kept alive by a few bytes of it. A ring for shuffled answers;
- * null for a name that is not ours (the general path answers it every time).
+ * An encoded answer, held as a latin1 string: no Buffer view and no pooled ArrayBuffer
+ * kept alive by a few bytes of it. A ring for shuffled answers; null for a name that is
+ * not ours (the general path answers it every time).
  */
-type Entry = string | Ring | null;
+type Encoded = string | Ring | null;
 
+interface Entry {
+  readonly encoded: Encoded;
+  readonly tag: number;
+  /** The tag's epoch when this was encoded. */
+  readonly epoch: number;
+}
+
+/** Epoch slots, indexed by the low bits of a tag: bounded memory; a shared slot only re-encodes more. */
+const EPOCH_SLOTS = 1 << 16;
 const TCP_LIMIT = 65535;
 /** A rough per-entry cost of the map slot and string headers. */
 const ENTRY_OVERHEAD = 64;
@@ -126,13 +140,13 @@ export function fastKey(packet: Buffer, transport: 'udp' | 'tcp', maxUdpSize: nu
  * So hot names survive a flood of random names, and memory never exceeds the bound.
  */
 export class FastPath {
-  private index: TopologyIndex | null = null;
   private young = new Map<string, Entry>();
   private old = new Map<string, Entry>();
   private youngBytes = 0;
   private readonly scratch = Buffer.alloc(512);
   private readonly question: FastQuestion = { nameEnd: 0, type: 0 };
   private readonly ringSize: number;
+  private readonly epochs = new Uint32Array(EPOCH_SLOTS);
   hits = 0;
   misses = 0;
   /** Whether the last `answer` that returned null did so for a name we do not serve. */
@@ -147,43 +161,51 @@ export class FastPath {
     return this.young.size + this.old.size;
   }
 
-  private clear(): void {
+  /** Drops every entry (the topology was replaced, not changed by a delta). */
+  flush(): void {
     this.young = new Map();
     this.old = new Map();
     this.youngBytes = 0;
   }
 
+  /** Marks every entry carrying one of `tags` for re-encoding on its next query. */
+  invalidate(tags: ArrayLike<number>): void {
+    for (let k = 0; k < tags.length; k++) this.epochs[tags[k] & (EPOCH_SLOTS - 1)]++;
+  }
+
+  private fresh(entry: Entry): boolean {
+    return entry.tag === STATIC_TAG || this.epochs[entry.tag & (EPOCH_SLOTS - 1)] === entry.epoch;
+  }
+
   /** The reply bytes, or null when the general path must answer this packet. */
-  answer(packet: Buffer, transport: 'udp' | 'tcp', index: TopologyIndex | null): Buffer | null {
+  answer(packet: Buffer, transport: 'udp' | 'tcp', index: TopologyLookup | null): Buffer | null {
     this.foreign = false;
     if (index === null || this.options.maxBytes === 0) return null;
-    if (index !== this.index) {
-      // One assignment per version: every query after the swap sees only the new index.
-      this.index = index;
-      this.clear();
-    }
     const { question } = this;
     const key = fastKey(packet, transport, this.options.maxUdpSize, this.scratch, question);
     if (key === null) return null;
     let entry = this.young.get(key);
-    if (entry === undefined) {
-      entry = this.old.get(key);
-      if (entry !== undefined) this.old.delete(key);
+    if (entry !== undefined && this.fresh(entry)) this.hits++;
+    else {
+      const old = entry === undefined ? this.old.get(key) : undefined;
+      if (old !== undefined) this.old.delete(key);
+      if (old !== undefined && this.fresh(old)) entry = old;
       else {
         this.misses++;
         entry = this.build(packet, index, transport);
       }
       this.insert(key, entry);
-    } else this.hits++;
-    if (entry === null) {
+    }
+    const { encoded } = entry;
+    if (encoded === null) {
       this.foreign = true;
       return null;
     }
     let template: string;
-    if (typeof entry === 'string') template = entry;
+    if (typeof encoded === 'string') template = encoded;
     else {
-      template = entry.encodings[entry.next];
-      entry.next = (entry.next + 1) % entry.encodings.length;
+      template = encoded.encodings[encoded.next];
+      encoded.next = (encoded.next + 1) % encoded.encodings.length;
     }
     const out = Buffer.from(template, 'latin1');
     out[0] = packet[0];
@@ -195,22 +217,24 @@ export class FastPath {
     return out;
   }
 
-  private build(packet: Buffer, index: TopologyIndex, transport: 'udp' | 'tcp'): Entry {
+  private build(packet: Buffer, index: TopologyLookup, transport: 'udp' | 'tcp'): Entry {
     const first = this.options.build(packet, index, transport);
-    if (first.kind === 'pass') return null;
+    const entry = (encoded: Encoded): Entry => ({ encoded, tag: first.tag, epoch: this.epochs[first.tag & (EPOCH_SLOTS - 1)] });
+    if (first.kind === 'pass') return entry(null);
     const encoded = first.packet.toString('latin1');
-    if (!first.shuffled) return encoded;
+    if (!first.shuffled) return entry(encoded);
     const encodings = [encoded];
     for (let i = 1; i < this.ringSize; i++) {
       const more = this.options.build(packet, index, transport);
       if (more.kind === 'answer') encodings.push(more.packet.toString('latin1'));
     }
-    return { encodings, next: 0 };
+    return entry({ encodings, next: 0 });
   }
 
   private insert(key: string, entry: Entry): void {
-    const encoded = entry === null ? 0 : typeof entry === 'string' ? entry.length : entry.encodings.reduce((n, e) => n + e.length, 0);
-    const bytes = ENTRY_OVERHEAD + key.length + encoded;
+    const { encoded } = entry;
+    const size = encoded === null ? 0 : typeof encoded === 'string' ? encoded.length : encoded.encodings.reduce((n, e) => n + e.length, 0);
+    const bytes = ENTRY_OVERHEAD + key.length + size;
     // Each generation gets half of the budget; anything bigger is not kept at all.
     const half = this.options.maxBytes / 2;
     if (bytes > half) return;

@@ -1,10 +1,11 @@
 // One DNS message in, one out: decode, answer platform names from the topology, hand
 // other names to the next handler in the chain (the forwarder) or refuse them, encode,
 // count. Transport-agnostic; the server feeds it bytes from UDP and TCP. The server asks
-// `answerFast` first: platform answers already encoded for this topology version are
-// served from the fast path's cache, which this general path fills on a miss.
+// `answerFast` first: platform answers already encoded are served from the fast path's
+// cache, which this general path fills on a miss and topology changes invalidate.
 import type { HotCounter, HotHistogram, Registry } from '../admin/metrics.ts';
-import { TopologyIndex } from '../topology/topology-index.ts';
+import type { TopologyChange } from '../topology/store.ts';
+import { emptyView, type TopologyLookup } from '../topology/view.ts';
 import { FastPath, type Built } from './fastpath.ts';
 import { PlatformResolver } from './resolver.ts';
 import {
@@ -36,7 +37,7 @@ export interface DnsHandlerOptions {
   negativeTtl: number;
   maxUdpSize: number;
   metrics: Registry;
-  currentIndex: () => TopologyIndex | null;
+  currentIndex: () => TopologyLookup | null;
   /** Memory bound of the fast path's answer cache, bytes; 0 answers everything the general way. */
   answerCacheBytes?: number;
 }
@@ -50,7 +51,7 @@ interface BoundCounters {
 const RCODE_NAMES = Object.fromEntries(Object.entries(Rcode).map(([k, v]) => [v, k]));
 const TCP_MAX = 65535;
 /** Answers names when no topology is loaded yet (upcheck still works; nothing else is ours). */
-const EMPTY_INDEX = new TopologyIndex({ version: 0, instances: [], aliases: new Map(), ptrRecords: null, generatedAt: null, source: null });
+const EMPTY_INDEX = emptyView();
 
 const KNOWN_TYPES = new Set<number>(Object.values(RRType));
 
@@ -106,15 +107,24 @@ export class DnsHandler {
     return cached;
   }
 
+  /**
+   * The topology in service changed: `replaced` drops every cached answer; a delta
+   * re-encodes only the answers the changed instances can appear in.
+   */
+  topologyChanged(change: TopologyChange): void {
+    if (change === 'replaced') this.fast.flush();
+    else this.fast.invalidate(change.tags);
+  }
+
   /** Encodes one platform answer for the fast path's cache, exactly as `answer` would. */
-  private build(packet: Buffer, index: TopologyIndex, transport: Transport): Built {
+  private build(packet: Buffer, index: TopologyLookup, transport: Transport): Built {
     const decoded = decodeQuery(packet);
-    if (!decoded.ok || decoded.query.opcode !== 0 || (decoded.query.edns && decoded.query.edns.version > 0)) return { kind: 'pass' };
+    if (!decoded.ok || decoded.query.opcode !== 0 || (decoded.query.edns && decoded.query.edns.version > 0)) return { kind: 'pass', tag: 0 };
     const { query } = decoded;
-    const result = this.resolver.resolve(index, query.question);
-    if (!result) return { kind: 'pass' };
+    const { result, tag } = this.resolver.resolve(index, query.question);
+    if (!result) return { kind: 'pass', tag };
     const encoded = this.encode(packet, query, transport, result);
-    return { kind: 'answer', packet: encoded, shuffled: result.answers.length > 1 || result.additional.length > 1 };
+    return { kind: 'answer', packet: encoded, shuffled: result.answers.length > 1 || result.additional.length > 1, tag };
   }
 
   /** Counts a fast-path answer with label sets bound once per (transport, type, rcode). */
@@ -171,7 +181,7 @@ export class DnsHandler {
     if (query.edns && query.edns.version > 0) {
       return encode({ rcode: Rcode.BADVERS, authoritative: false, answers: [], authority: [], additional: [] });
     }
-    const platform = this.resolver.resolve(this.options.currentIndex() ?? EMPTY_INDEX, query.question);
+    const platform = this.resolver.resolve(this.options.currentIndex() ?? EMPTY_INDEX, query.question).result;
     if (platform) return encode(platform);
     const next = this.next ? await this.next.handle(query, packet, client) : null;
     if (next && 'packet' in next) return next.packet;

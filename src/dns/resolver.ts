@@ -1,10 +1,12 @@
-// Answering platform names (DESIGN §4) from a topology index. Returns a value — rcode,
+// Answering platform names (DESIGN §4) from a topology view. Returns a value — rcode,
 // records, flags — that the encoder turns into bytes; null means "not a name we serve"
-// so the server can pass it on (forwarder) or refuse it.
+// so the server can pass it on (forwarder) or refuse it. With it comes the cache tag:
+// what the answer was computed from, so the fast path knows which deltas change it.
 import { applyHealth, CriteriaError, parseCriteria } from '../topology/criteria.ts';
 import { reverseNameToIp } from '../util/ip.ts';
-import { instanceName, type TopologyIndex } from '../topology/topology-index.ts';
 import type { Instance } from '../topology/types.ts';
+import { instanceName, type TopologyLookup } from '../topology/view.ts';
+import { addressTag, agentTag, ALIAS_TAG, criteriaTag, STATIC_TAG } from '../topology/cache-tags.ts';
 import { CLASS_IN, Rcode, RRType, type DnsResult, type Question, type ResourceRecord } from './wire.ts';
 
 export interface ResolverOptions {
@@ -21,9 +23,16 @@ const MAX_ALIAS_DEPTH = 3;
 const CLASS_ANY = 255;
 
 type Lookup =
-  | { kind: 'instances'; instances: Instance[]; domain: string }
-  | { kind: 'nxdomain'; domain: string }
+  | { kind: 'instances'; instances: Instance[]; domain: string; tag: number }
+  | { kind: 'nxdomain'; domain: string; tag: number }
   | { kind: 'formerr'; domain: string };
+
+export interface Resolution {
+  /** null: not a platform name. */
+  result: DnsResult | null;
+  /** What the answer depends on (cache-tags.ts). */
+  tag: number;
+}
 
 function shuffle<T>(items: T[]): T[] {
   const out = items.slice();
@@ -37,39 +46,41 @@ function shuffle<T>(items: T[]): T[] {
 export class PlatformResolver {
   constructor(private readonly options: ResolverOptions) {}
 
-  resolve(index: TopologyIndex, question: Question): DnsResult | null {
-    if (question.class !== CLASS_IN && question.class !== CLASS_ANY) return null;
+  resolve(index: TopologyLookup, question: Question): Resolution {
+    if (question.class !== CLASS_IN && question.class !== CLASS_ANY) return { result: null, tag: STATIC_TAG };
     const name = question.name.toLowerCase();
     if (name === UPCHECK_NAME) {
-      return this.answer(UPCHECK_DOMAIN, index, question.type === RRType.A || question.type === RRType.ANY
+      const result = this.answer(UPCHECK_DOMAIN, index, question.type === RRType.A || question.type === RRType.ANY
         ? [{ name: question.name, ttl: this.options.ttl, type: RRType.A, address: '127.0.0.1' }]
         : []);
+      return { result, tag: STATIC_TAG };
     }
     if (name.endsWith('.in-addr.arpa') || name.endsWith('.ip6.arpa')) return this.reverse(index, question, name);
     const lookup = this.lookup(index, name, question.type === RRType.SRV, 0);
-    if (!lookup) return null;
+    if (!lookup) return { result: null, tag: STATIC_TAG };
     switch (lookup.kind) {
       case 'formerr':
-        return { rcode: Rcode.FORMERR, authoritative: true, answers: [], authority: [], additional: [] };
+        return { result: { rcode: Rcode.FORMERR, authoritative: true, answers: [], authority: [], additional: [] }, tag: STATIC_TAG };
       case 'nxdomain':
-        return { ...this.answer(lookup.domain, index, []), rcode: Rcode.NXDOMAIN };
+        return { result: { ...this.answer(lookup.domain, index, []), rcode: Rcode.NXDOMAIN }, tag: lookup.tag };
       case 'instances':
-        return this.instanceAnswer(index, question, lookup.domain, lookup.instances);
+        return { result: this.instanceAnswer(index, question, lookup.domain, lookup.instances), tag: lookup.tag };
     }
   }
 
   /** Instances a name stands for, before the record type is considered. */
-  private lookup(index: TopologyIndex, name: string, srv: boolean, depth: number): Lookup | null {
+  private lookup(index: TopologyLookup, name: string, srv: boolean, depth: number): Lookup | null {
     const targets = index.aliasTargets(name);
     if (targets) return this.aliasLookup(index, name, targets, srv, depth);
     if (name.endsWith(`.${AGENT_DOMAIN}`)) {
       const agent = name.slice(0, -AGENT_DOMAIN.length - 1);
       const instances = index.instancesOfAgent(agent);
-      return instances.length ? { kind: 'instances', instances, domain: AGENT_DOMAIN } : { kind: 'nxdomain', domain: AGENT_DOMAIN };
+      const tag = agentTag(agent);
+      return instances.length ? { kind: 'instances', instances, domain: AGENT_DOMAIN, tag } : { kind: 'nxdomain', domain: AGENT_DOMAIN, tag };
     }
     const domain = index.servedDomain(name);
     if (domain === null) return null;
-    if (name === domain) return { kind: 'nxdomain', domain };
+    if (name === domain) return { kind: 'nxdomain', domain, tag: STATIC_TAG };
     let criteria;
     try {
       criteria = parseCriteria(name.slice(0, -domain.length - 1).split('.'), domain, { srv });
@@ -77,15 +88,16 @@ export class PlatformResolver {
       if (err instanceof CriteriaError) return { kind: 'formerr', domain };
       throw err;
     }
+    const tag = criteriaTag(criteria);
     const matched = index.select(criteria);
-    if (!matched.length) return { kind: 'nxdomain', domain };
+    if (!matched.length) return { kind: 'nxdomain', domain, tag };
     const instances = applyHealth(criteria.filters.health, matched, index.hasHealth);
-    return { kind: 'instances', instances, domain };
+    return { kind: 'instances', instances, domain, tag };
   }
 
-  private aliasLookup(index: TopologyIndex, name: string, targets: string[], srv: boolean, depth: number): Lookup {
+  private aliasLookup(index: TopologyLookup, name: string, targets: string[], srv: boolean, depth: number): Lookup {
     const zone = name.slice(name.indexOf('.') + 1) || name;
-    if (depth >= MAX_ALIAS_DEPTH) return { kind: 'nxdomain', domain: zone };
+    if (depth >= MAX_ALIAS_DEPTH) return { kind: 'nxdomain', domain: zone, tag: ALIAS_TAG };
     const found = new Set<Instance>();
     let exists = false;
     for (const target of targets) {
@@ -94,10 +106,10 @@ export class PlatformResolver {
       exists = true;
       for (const i of result.instances) found.add(i);
     }
-    return exists ? { kind: 'instances', instances: [...found], domain: zone } : { kind: 'nxdomain', domain: zone };
+    return exists ? { kind: 'instances', instances: [...found], domain: zone, tag: ALIAS_TAG } : { kind: 'nxdomain', domain: zone, tag: ALIAS_TAG };
   }
 
-  private instanceAnswer(index: TopologyIndex, question: Question, domain: string, instances: Instance[]): DnsResult {
+  private instanceAnswer(index: TopologyLookup, question: Question, domain: string, instances: Instance[]): DnsResult {
     const { ttl } = this.options;
     const owner = question.name;
     const addresses = (family: 4 | 6 | null, name: (i: Instance) => string): ResourceRecord[] =>
@@ -119,7 +131,7 @@ export class PlatformResolver {
   }
 
   /** One SRV per instance and named port (just the asked one under `_<port>._tcp`). */
-  private srvAnswer(index: TopologyIndex, question: Question, domain: string, instances: Instance[]): DnsResult {
+  private srvAnswer(index: TopologyLookup, question: Question, domain: string, instances: Instance[]): DnsResult {
     const { ttl } = this.options;
     const labels = question.name.toLowerCase().split('.');
     const service = labels[0].startsWith('_') && labels[1]?.startsWith('_') ? labels[0].slice(1) : null;
@@ -135,19 +147,20 @@ export class PlatformResolver {
     return { ...this.answer(domain, index, answers), additional };
   }
 
-  private reverse(index: TopologyIndex, question: Question, name: string): DnsResult | null {
+  private reverse(index: TopologyLookup, question: Question, name: string): Resolution {
     const ip = reverseNameToIp(name);
+    const tag = ip ? addressTag(ip) : STATIC_TAG;
     const names = ip ? index.ptrNames(ip) : [];
-    if (!names.length) return null;
+    if (!names.length) return { result: null, tag };
     const zone = name.endsWith('.ip6.arpa') ? 'ip6.arpa' : 'in-addr.arpa';
     const answers: ResourceRecord[] = question.type === RRType.PTR || question.type === RRType.ANY
       ? names.map((target) => ({ name: question.name, ttl: this.options.ttl, type: RRType.PTR, target }))
       : [];
-    return this.answer(zone, index, answers);
+    return { result: this.answer(zone, index, answers), tag };
   }
 
   /** An authoritative NOERROR; an empty answer carries the zone's SOA for negative caching. */
-  private answer(domain: string, index: TopologyIndex, answers: ResourceRecord[]): DnsResult {
+  private answer(domain: string, index: TopologyLookup, answers: ResourceRecord[]): DnsResult {
     return {
       rcode: Rcode.NOERROR,
       authoritative: true,
@@ -157,7 +170,7 @@ export class PlatformResolver {
     };
   }
 
-  private soa(domain: string, index: TopologyIndex): ResourceRecord {
+  private soa(domain: string, index: TopologyLookup): ResourceRecord {
     const { negativeTtl } = this.options;
     return {
       name: domain, ttl: negativeTtl, type: RRType.SOA,

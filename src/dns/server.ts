@@ -1,11 +1,21 @@
-// The DNS transport: a UDP socket and a TCP listener (RFC 7766 framing, pipelining,
-// idle timeout) per listen address, feeding raw messages to the handler. Stopping
-// closes the listeners first and then waits for queries already in flight.
+// The DNS transport: a UDP socket and a TCP listener (RFC 7766 framing, pipelining) per
+// listen address, feeding raw messages to the handler. It is also the per-packet
+// boundary: an exception while answering one message answers that message SERVFAIL (when
+// its header is readable), is counted and logged at most once a second, and never ends
+// the process. TCP is bounded so that no client can take memory or the event loop from
+// the others: connections are capped (a new one evicts the least recently active),
+// each connection has a few queries in flight at most and stops reading while its
+// replies back up, and one that sends no complete query for the idle timeout — slow,
+// half-open or silent — is closed. Stopping closes the listeners first and then waits
+// for queries already in flight.
 import { createSocket, type Socket } from 'node:dgram';
 import { isIPv6 } from 'node:net';
 import { createServer, type Server, type Socket as TcpSocket } from 'node:net';
+import type { Registry } from '../admin/metrics.ts';
+import { systemClock, type Clock, type Timer } from '../clock.ts';
 import type { Logger } from '../log.ts';
 import type { Client, DnsHandler } from './handler.ts';
+import { decodeQuery, encodeBareReply, encodeResponse, MIN_UDP_SIZE, Rcode } from './wire.ts';
 
 export interface ListenAddress {
   address: string;
@@ -16,9 +26,14 @@ export interface DnsServerOptions {
   listen: ListenAddress[];
   handler: DnsHandler;
   logger: Logger;
-  /** Idle TCP connections are closed after this long, ms (RFC 7766 suggests ≥ 10 s). */
+  metrics: Registry;
+  clock?: Clock;
+  /** A TCP connection that completes no query for this long is closed, ms (RFC 7766 suggests ≥ 10 s). */
   tcpIdleMs?: number;
+  /** Open TCP connections at most; one more evicts the least recently active. */
   maxTcpConnections?: number;
+  /** Queries of one TCP connection answered at a time; it is not read further meanwhile. */
+  maxTcpInFlight?: number;
   /** SO_RCVBUF of each UDP socket, bytes (the kernel caps it at net.core.rmem_max). */
   udpReceiveBuffer?: number;
 }
@@ -26,22 +41,58 @@ export interface DnsServerOptions {
 // The kernel default (~208 KiB, a few hundred queries) overflows on bursts and while a
 // large topology is being swapped in; a few MiB absorbs them instead of dropping.
 const UDP_RECEIVE_BUFFER = 4 * 1024 * 1024;
+const TCP_IDLE_MS = 10_000;
+// Each connection holds at most a 64 KiB query being assembled plus one reply waiting for
+// the client to read it: 256 of them stay within tens of MB, whatever the clients do.
+const MAX_TCP_CONNECTIONS = 256;
+const MAX_TCP_IN_FLIGHT = 16;
+const ERROR_LOG_INTERVAL_MS = 1000;
 
-const MAX_TCP_MESSAGE = 65535;
+/** Takes the reply to one message, exactly once; null when there is none (a packet dropped). */
+type Send = (reply: Buffer | null) => void;
+
+/** The reply to a query whose answering threw: SERVFAIL with its question, or a bare one; null when not even the header is readable. */
+function servfail(packet: Buffer): Buffer | null {
+  const decoded = decodeQuery(packet);
+  if (!decoded.ok) return decoded.id === null ? null : encodeBareReply(decoded.id, decoded.opcode, decoded.recursionDesired, Rcode.SERVFAIL);
+  const { query } = decoded;
+  try {
+    return encodeResponse(packet, query, { rcode: Rcode.SERVFAIL, authoritative: false, answers: [], authority: [], additional: [] },
+      { maxSize: MIN_UDP_SIZE, recursionAvailable: false, ednsUdpSize: MIN_UDP_SIZE });
+  } catch {
+    return encodeBareReply(query.id, query.opcode, query.recursionDesired, Rcode.SERVFAIL);
+  }
+}
 
 export class DnsServer {
   private readonly udp: Socket[] = [];
   private readonly tcp: Server[] = [];
-  private readonly connections = new Set<TcpSocket>();
+  /** Open TCP connections, least recently active first (a query moves one to the end). */
+  private readonly connections = new Map<TcpSocket, TcpSession>();
   private inFlight = 0;
   /** Set by stop(): new packets are dropped while in-flight ones are still answered. */
   private stopping = false;
   private closed = false;
   private drained: (() => void) | null = null;
+  private readonly clock: Clock;
+  private readonly failures;
+  private readonly evictions;
+  private lastFailureLog = -Infinity;
+  private unloggedFailures = 0;
   /** The addresses actually bound (port 0 in the config picks a free port). */
   readonly bound: Array<ListenAddress & { transport: 'udp' | 'tcp' }> = [];
 
-  constructor(private readonly options: DnsServerOptions) {}
+  constructor(private readonly options: DnsServerOptions) {
+    this.clock = options.clock ?? systemClock;
+    this.failures = options.metrics.counter('presence_dns_query_failures_total', 'Queries whose answering threw; each was answered SERVFAIL (dropped when its header was unreadable).');
+    this.evictions = options.metrics.counter('presence_dns_tcp_evictions_total', 'TCP connections closed to make room for a new one (the connection limit was reached).');
+    const connections = this.connections;
+    options.metrics.gauge('presence_dns_tcp_connections', 'Open DNS TCP connections.', { collect: () => connections.size });
+  }
+
+  get tcpConnections(): number {
+    return this.connections.size;
+  }
 
   async start(): Promise<void> {
     for (const { address, port } of this.options.listen) {
@@ -71,18 +122,12 @@ export class DnsServer {
       // per packet with the default lookup) before the send. ~10% less CPU per query.
       lookup: (host, _options, callback) => callback(null, host, family),
     });
-    const { handler } = this.options;
     socket.on('message', (packet, rinfo) => {
       if (this.stopping) return;
       const client: Client = { address: rinfo.address, port: rinfo.port, transport: 'udp' };
-      const fast = handler.answerFast(packet, client);
-      if (fast) {
-        socket.send(fast, rinfo.port, rinfo.address);
-        return;
-      }
-      this.run(packet, client, (reply) => {
+      this.answer(packet, client, (reply) => {
         // The socket closes only after the drain, but a reply past the grace period finds it closed.
-        if (!this.closed) socket.send(reply, rinfo.port, rinfo.address);
+        if (reply && !this.closed) socket.send(reply, rinfo.port, rinfo.address);
       });
     });
     socket.on('error', (err) => this.options.logger.error({ err: err.message }, 'UDP socket error'));
@@ -99,8 +144,7 @@ export class DnsServer {
   }
 
   private listenTcp(address: string, port: number): Promise<void> {
-    const server = createServer((conn) => this.serveConnection(conn));
-    server.maxConnections = this.options.maxTcpConnections ?? 1000;
+    const server = createServer((conn) => this.accept(conn));
     this.tcp.push(server);
     return new Promise((resolve, reject) => {
       server.once('error', reject);
@@ -112,50 +156,88 @@ export class DnsServer {
     });
   }
 
-  private serveConnection(conn: TcpSocket): void {
-    this.connections.add(conn);
-    conn.setTimeout(this.options.tcpIdleMs ?? 10_000, () => conn.destroy());
-    conn.on('close', () => this.connections.delete(conn));
-    conn.on('error', () => conn.destroy());
+  private accept(conn: TcpSocket): void {
+    if (this.stopping) {
+      conn.destroy();
+      return;
+    }
+    if (this.connections.size >= (this.options.maxTcpConnections ?? MAX_TCP_CONNECTIONS)) {
+      const [idlestConn, idlest] = this.connections.entries().next().value!;
+      // Out of the map now, not at its 'close': a burst of new connections evicts one each.
+      this.connections.delete(idlestConn);
+      idlest.close();
+      this.evictions.inc();
+    }
     const client: Client = { address: conn.remoteAddress ?? '', port: conn.remotePort ?? 0, transport: 'tcp' };
-    let buffered: Buffer = Buffer.alloc(0);
-    conn.on('data', (chunk: Buffer) => {
-      if (this.stopping) return;
-      buffered = buffered.length ? Buffer.concat([buffered, chunk]) : chunk;
-      while (buffered.length >= 2) {
-        const length = buffered.readUInt16BE(0);
-        if (buffered.length < 2 + length) break;
-        const message = buffered.subarray(2, 2 + length);
-        buffered = buffered.subarray(2 + length);
-        const send = (reply: Buffer) => {
-          if (conn.destroyed) return;
-          const frame = Buffer.allocUnsafe(2 + reply.length);
-          frame.writeUInt16BE(reply.length, 0);
-          reply.copy(frame, 2);
-          // A client that sends but does not read must not make us buffer without bound.
-          if (!conn.write(frame)) {
-            conn.pause();
-            conn.once('drain', () => conn.resume());
-          }
-        };
-        const fast = this.options.handler.answerFast(message, client);
-        if (fast) send(fast);
-        else this.run(message, client, send);
-      }
-      if (buffered.length > 2 + MAX_TCP_MESSAGE) conn.destroy();
+    const session = new TcpSession(conn, {
+      idleMs: this.options.tcpIdleMs ?? TCP_IDLE_MS,
+      maxInFlight: this.options.maxTcpInFlight ?? MAX_TCP_IN_FLIGHT,
+      clock: this.clock,
+      answer: (message, send) => this.answer(message, client, send),
+      active: () => {
+        // Most recently active last: the first entry is the one to evict.
+        this.connections.delete(conn);
+        this.connections.set(conn, session);
+      },
+      accepting: () => !this.stopping,
     });
+    this.connections.set(conn, session);
+    conn.on('close', () => this.connections.delete(conn));
   }
 
-  private run(packet: Buffer, client: Client, send: (reply: Buffer) => void): void {
+  /**
+   * Answers one message: from the fast path at once, else through the handler's general
+   * path. Whatever either throws — or sending the reply — is answered SERVFAIL (if it
+   * can still be sent) and counted here, never past this point.
+   */
+  private answer(packet: Buffer, client: Client, send: Send): void {
+    let fast: Buffer | null;
+    try {
+      fast = this.options.handler.answerFast(packet, client);
+    } catch (err) {
+      this.failed(packet, client, err, send);
+      return;
+    }
+    if (fast) {
+      this.deliver(packet, client, send, fast);
+      return;
+    }
     this.inFlight++;
-    this.options.handler.handle(packet, client).then(
-      (reply) => {
-        if (reply) send(reply);
-      },
-      (err: Error) => this.options.logger.error({ err: err.message, stack: err.stack }, 'query handler failed'),
-    ).finally(() => {
-      if (--this.inFlight === 0) this.drained?.();
-    });
+    let pending: Promise<Buffer | null>;
+    try {
+      pending = this.options.handler.handle(packet, client);
+    } catch (err) {
+      pending = Promise.reject(err);
+    }
+    pending.then((reply) => this.deliver(packet, client, send, reply), (err: unknown) => this.failed(packet, client, err, send))
+      .finally(() => {
+        if (--this.inFlight === 0) this.drained?.();
+      });
+  }
+
+  private deliver(packet: Buffer, client: Client, send: Send, reply: Buffer | null): void {
+    try {
+      send(reply);
+    } catch (err) {
+      this.failed(packet, client, err, null);
+    }
+  }
+
+  private failed(packet: Buffer, client: Client, err: unknown, send: Send | null): void {
+    this.failures.inc();
+    if (send) this.deliver(packet, client, send, servfail(packet));
+    const now = this.clock.now();
+    if (now - this.lastFailureLog < ERROR_LOG_INTERVAL_MS) {
+      this.unloggedFailures++;
+      return;
+    }
+    this.lastFailureLog = now;
+    const error = err instanceof Error ? err : new Error(String(err));
+    this.options.logger.error(
+      { err: error.message, stack: error.stack, client: `${client.address}:${client.port}`, transport: client.transport, sinceLastLog: this.unloggedFailures },
+      'answering a query failed; answered SERVFAIL and kept serving (logged at most once a second; every failure is counted in presence_dns_query_failures_total)',
+    );
+    this.unloggedFailures = 0;
   }
 
   /** Stops taking queries, then waits (at most `graceMs`) for those in flight to be answered. */
@@ -171,7 +253,105 @@ export class DnsServer {
     this.closed = true;
     for (const socket of this.udp) socket.close();
     // end() flushes the replies already written before closing each connection.
-    for (const conn of this.connections) conn.end();
+    for (const session of this.connections.values()) session.end();
     await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, graceMs).unref())]);
+  }
+}
+
+interface TcpSessionOptions {
+  idleMs: number;
+  maxInFlight: number;
+  clock: Clock;
+  answer: (message: Buffer, send: Send) => void;
+  /** Called on each complete query: the connection is in use. */
+  active: () => void;
+  /** False once the server stops taking queries. */
+  accepting: () => boolean;
+}
+
+/**
+ * One TCP connection: reassembles length-prefixed messages (RFC 1035 §4.2.2) and answers
+ * them in order of arrival, pipelined. It reads no further while `maxInFlight` queries
+ * are unanswered or the client is not reading its replies, so its memory stays at one
+ * partial message plus one reply, and it closes the connection when no complete query
+ * arrives for `idleMs` (a byte now and then does not count: a slow sender is closed too).
+ */
+class TcpSession {
+  private buffered: Buffer = Buffer.alloc(0);
+  private inFlight = 0;
+  private blocked = false;
+  /** Inside process(): a reply given synchronously lets its loop go on instead of recursing. */
+  private processing = false;
+  private idle: Timer | null = null;
+
+  constructor(private readonly conn: TcpSocket, private readonly options: TcpSessionOptions) {
+    conn.on('data', (chunk: Buffer) => {
+      this.buffered = this.buffered.length ? Buffer.concat([this.buffered, chunk]) : chunk;
+      this.process();
+    });
+    conn.on('drain', () => {
+      this.blocked = false;
+      this.process();
+    });
+    conn.on('error', () => conn.destroy());
+    conn.on('close', () => this.idle?.cancel());
+    this.armIdle();
+  }
+
+  /** Closes the connection now (evicted). */
+  close(): void {
+    this.conn.destroy();
+  }
+
+  /** Closes it after the replies already written are flushed (shutdown). */
+  end(): void {
+    this.idle?.cancel();
+    this.conn.end();
+  }
+
+  private armIdle(): void {
+    this.idle?.cancel();
+    this.idle = this.options.clock.after(this.options.idleMs, () => {
+      // Queries still being answered (forwarded ones can take seconds) keep it open.
+      if (this.inFlight > 0) this.armIdle();
+      else this.conn.destroy();
+    });
+  }
+
+  private process(): void {
+    if (this.processing) return;
+    this.processing = true;
+    try {
+      while (!this.blocked && this.inFlight < this.options.maxInFlight && this.buffered.length >= 2 && !this.conn.destroyed) {
+        const length = this.buffered.readUInt16BE(0);
+        if (this.buffered.length < 2 + length) break;
+        const message = this.buffered.subarray(2, 2 + length);
+        this.buffered = this.buffered.subarray(2 + length);
+        if (!this.options.accepting()) continue;
+        this.options.active();
+        this.armIdle();
+        this.inFlight++;
+        this.options.answer(message, (reply) => this.answered(reply));
+      }
+    } finally {
+      this.processing = false;
+    }
+    // Not reading while it cannot take more: the kernel's window then slows the client.
+    if (this.blocked || this.inFlight >= this.options.maxInFlight) this.conn.pause();
+    else this.conn.resume();
+  }
+
+  private answered(reply: Buffer | null): void {
+    this.inFlight--;
+    if (reply) this.write(reply);
+    this.process();
+  }
+
+  private write(reply: Buffer): void {
+    if (this.conn.destroyed) return;
+    const frame = Buffer.allocUnsafe(2 + reply.length);
+    frame.writeUInt16BE(reply.length, 0);
+    reply.copy(frame, 2);
+    if (!this.conn.write(frame)) this.blocked = true;
   }
 }

@@ -2,6 +2,9 @@
 // (header, question, EDNS OPT) and encoding a response from a resolver's value. Pure: no
 // sockets here. Decoding never allocates more than the packet it reads, and every loop
 // is bounded by the packet's length, so hostile input cannot blow up memory or time.
+// Encoding refuses, with an UnencodableError, any name or address it cannot write.
+import { isIPv6 } from 'node:net';
+import { nameProblem } from '../util/dns-name.ts';
 import { ipv6Bytes } from '../util/ip.ts';
 
 export const RRType = {
@@ -110,7 +113,8 @@ function readName(buf: Buffer, start: number, allowPointers: boolean): { name: s
     if (len & 0xc0) throw new MalformedPacket('unknown label type');
     if (offset + 1 + len > buf.length) throw new MalformedPacket('label runs past the packet');
     length += len + 1;
-    if (length > 255) throw new MalformedPacket('name longer than 255 bytes');
+    // 255 bytes on the wire with the root label's zero: 253 characters in text form.
+    if (length + 1 > 255) throw new MalformedPacket('name longer than 255 bytes');
     const label = buf.toString('latin1', offset + 1, offset + 1 + len);
     // A dot inside a label cannot be told apart from a separator in our string form.
     if (label.includes('.')) throw new MalformedPacket('label contains a dot');
@@ -216,6 +220,7 @@ class MessageWriter {
   /** Writes a name, pointing at an earlier copy of any suffix (case-insensitively). */
   name(name: string): void {
     const labels = name === '' ? [] : name.split('.');
+    checkName(name);
     for (let i = 0; i < labels.length; i++) {
       const suffix = labels.slice(i).join('.').toLowerCase();
       const pointer = this.names.get(suffix);
@@ -225,7 +230,6 @@ class MessageWriter {
       }
       if (this.offset < 0x3fff) this.names.set(suffix, this.offset);
       const label = Buffer.from(labels[i], 'latin1');
-      if (label.length === 0 || label.length > 63) throw new RangeError(`bad label in name "${name}"`);
       this.u8(label.length);
       this.bytes(label);
     }
@@ -239,11 +243,26 @@ class MessageWriter {
 
 class MessageFull extends Error {}
 
+/**
+ * A value the wire format cannot carry (a bad name or address). Thrown before anything
+ * is written, so a caller never sends a malformed message; it is a bug upstream (the
+ * topology reader lets no such value through), answered SERVFAIL by the server.
+ */
+export class UnencodableError extends Error {}
+
+function checkName(name: string): void {
+  const problem = nameProblem(name);
+  if (problem) throw new UnencodableError(`cannot encode the name ${JSON.stringify(name)}: it ${problem}`);
+}
+
 function writeAddress(w: MessageWriter, rr: { type: number; address: string }): void {
   if (rr.type === RRType.A) {
+    const octets = rr.address.split('.').map((part) => (/^\d{1,3}$/.test(part) ? Number(part) : NaN));
+    if (octets.length !== 4 || !octets.every((o) => o <= 255)) throw new UnencodableError(`cannot encode the IPv4 address ${JSON.stringify(rr.address)}`);
     w.u16(4);
-    for (const part of rr.address.split('.')) w.u8(Number(part));
+    for (const octet of octets) w.u8(octet);
   } else {
+    if (!isIPv6(rr.address)) throw new UnencodableError(`cannot encode the IPv6 address ${JSON.stringify(rr.address)}`);
     w.u16(16);
     w.bytes(ipv6Bytes(rr.address));
   }

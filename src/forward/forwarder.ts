@@ -11,6 +11,7 @@ import type { Client, NextAnswer, NextHandler } from '../dns/handler.ts';
 import type { ListenAddress } from '../dns/server.ts';
 import { decodeQuery, Rcode, udpLimit, type DecodedQuery, type EdnsOption } from '../dns/wire.ts';
 import type { Logger } from '../log.ts';
+import { backgroundFailed, inBackground } from '../util/background.ts';
 import { AllowList, defaultAllow } from './allow.ts';
 import { AnswerCache, type CacheEntry, type Lookup } from './cache.ts';
 import { systemClock, type Clock } from '../clock.ts';
@@ -200,7 +201,7 @@ export class Forwarder implements NextHandler {
 
   private serveFresh(key: string, looked: FreshLookup, query: DecodedQuery, packet: Buffer, client: Client): Buffer {
     (looked.entry.negative ? this.hits.denial : this.hits.success).inc();
-    if (looked.prefetch && !this.inflight.has(key)) void this.refresh(key, query, packet);
+    if (looked.prefetch && !this.inflight.has(key)) inBackground('forward_prefetch', this.refresh(key, query, packet));
     return this.render(looked.entry.stored, query, packet, client, looked.ttl);
   }
 
@@ -208,9 +209,14 @@ export class Forwarder implements NextHandler {
   private withinClientTimer(pending: Promise<Outcome>): Promise<Outcome | null> {
     return new Promise((resolve) => {
       const timer = this.clock.after(this.options.config.serve_stale.client_timeout * 1000, () => resolve(null));
-      void pending.then((outcome) => {
+      pending.then((outcome) => {
         timer.cancel();
         resolve(outcome);
+      }, (err: unknown) => {
+        // Reported here; the client gets the stale answer.
+        backgroundFailed('forward_refresh', err);
+        timer.cancel();
+        resolve(null);
       });
     });
   }

@@ -4,6 +4,7 @@
 import { isIP } from 'node:net';
 import type { ListenAddress } from '../dns/server.ts';
 import type { Clock, Timer } from '../clock.ts';
+import { backgroundFailed, inBackground } from '../util/background.ts';
 
 export class ForwardError extends Error {
   /** `reason` without the key, for callers (the config schema) that name the key themselves. */
@@ -45,7 +46,7 @@ export function parseUpstream(text: string): UpstreamAddress {
 
 const WILDCARDS = new Set(['0.0.0.0', '::']);
 
-function isLoopback(host: string): boolean {
+export function isLoopback(host: string): boolean {
   return host.startsWith('127.') || host === '::1';
 }
 
@@ -142,14 +143,19 @@ export class Upstream {
   private scheduleProbe(): void {
     this.probeTimer = this.clock.after(probeDelay(this.probeAttempt++, this.options), () => {
       this.probeTimer = null;
-      void this.hooks.probe(this).then((ok) => {
+      // A probe that throws counts as a failed one: probing goes on.
+      const probe = this.hooks.probe(this).catch((err: unknown) => {
+        backgroundFailed('forward_probe', err);
+        return false;
+      });
+      inBackground('forward_probe', probe.then((ok) => {
         if (!this.down || this.stopped) return;
         if (ok) this.recovered();
         else {
           this.hooks.probeFailed(this);
           this.scheduleProbe();
         }
-      });
+      }));
     });
   }
 }

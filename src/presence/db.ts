@@ -1,9 +1,11 @@
-// The thin query interface everything above it is written against, and `openDb`, which
-// loads one of its two adapters: a PostgreSQL server through `pg` (pg-db.ts), or the
-// embedded PGlite (pglite-db.ts). Same SQL on both. Each adapter is imported only when
-// it is opened, so a daemon on a PostgreSQL server never loads PGlite, nor the embedded
-// one `pg`.
-import type { Logger } from '../log.ts';
+// The thin query interface everything above it is written against. Its adapters: a
+// PostgreSQL server through `pg` (pg-db.ts), and the embedded PGlite in a thread of its
+// own (embedded-db.ts). Same SQL on both. Each is imported only when it is opened, so a
+// daemon on a PostgreSQL server never loads PGlite, nor one on the embedded database `pg`.
+// Nothing relies on session state, so it works through PgBouncer in transaction pooling
+// mode: every statement or transaction may run on another server connection, locks are
+// transaction-level, and LISTEN is used only where a notification is seen to arrive
+// (polling is the baseline).
 
 export type SqlValue = string | number | boolean | null | string[] | number[];
 export type Row = Record<string, unknown>;
@@ -18,11 +20,11 @@ export interface Db extends Queryable {
   readonly kind: 'pg' | 'pglite';
   /** Runs `fn` in one transaction; rolls back when it throws. */
   transaction<T>(fn: (tx: Queryable) => Promise<T>, isolation?: Isolation): Promise<T>;
-  /** Runs `fn` holding a session advisory lock (a no-op on the single-connection PGlite). */
-  withAdvisoryLock<T>(key: number, fn: (db: Queryable) => Promise<T>): Promise<T>;
   /**
    * Calls `fn` on every NOTIFY on `channel`; resolves to an unsubscribe function.
-   * `onLost` runs if the listening connection dies (subscribe again later).
+   * `onLost` runs if the listening connection dies (subscribe again later). Where
+   * notifications cannot arrive (a transaction pooler in between) it stops listening by
+   * itself soon after and `fn` is never called: callers poll anyway.
    */
   listen(channel: string, fn: () => void, onLost: () => void): Promise<() => Promise<void>>;
   close(): Promise<void>;
@@ -43,20 +45,4 @@ export function redactUrl(url: string): string {
   } catch {
     return '<unparseable database url>';
   }
-}
-
-export interface OpenDbOptions {
-  /** PostgreSQL URL; absent means the embedded PGlite in `embeddedDir`. */
-  url?: string;
-  embeddedDir: string;
-  logger: Logger;
-}
-
-export async function openDb(options: OpenDbOptions): Promise<Db> {
-  if (options.url) {
-    const { PgDb } = await import('./pg-db.ts');
-    return new PgDb(options.url, options.logger);
-  }
-  const { openPglite } = await import('./pglite-db.ts');
-  return openPglite(options.embeddedDir);
 }

@@ -1,22 +1,25 @@
 // presence: this node's side of the shared presence database (DESIGN §3.3) — the query
-// interface and its adapters (a PostgreSQL server via `pg`, or the embedded PGlite), the
-// migrations, the registrar (cell + instances + heartbeats), the reaper (SQL lock,
-// locket expiry rule, mass-expiry guard) and the syncer (revisions → topology file).
+// interface and its adapters (a PostgreSQL server via `pg`; the embedded PGlite in a
+// thread of its own), the migrations, the registrar (cell + instances + heartbeats) and
+// the reaper (SQL lock, locket expiry rule, mass-expiry guard), which run on the main
+// thread, and the syncer (revisions → topology deltas), which runs in the topology worker.
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
+import type { MessagePort } from 'node:worker_threads';
 import type { AdminServer, Registry } from '../admin/index.ts';
 import type { Config } from '../config/index.ts';
 import type { Logger } from '../log.ts';
 import type { RegistrationSource } from '../registrations/types.ts';
 import { systemClock, type Clock } from '../clock.ts';
-import { openDb, PresenceError, redactUrl, type Db } from './db.ts';
+import { PresenceError, redactUrl, type Db } from './db.ts';
+import { startEmbeddedDb } from './embedded-db.ts';
 import { Reaper } from './reaper.ts';
 import { Registrar } from './registrar.ts';
 import { migrate } from './schema.ts';
 import { PresenceStore } from './store.ts';
-import { Syncer } from './syncer.ts';
+import type { SyncStatus } from './syncer.ts';
 
-export { PresenceError, openDb, redactUrl, type Db, type Queryable } from './db.ts';
+export { PresenceError, redactUrl, type Db, type Queryable } from './db.ts';
 export * from './decisions.ts';
 export { migrate } from './schema.ts';
 export { PresenceStore, NOTIFY_CHANNEL, type PresenceRecord, type PresenceRow, type WriteResult } from './store.ts';
@@ -24,13 +27,52 @@ export { Registrar, type RegistrarOptions } from './registrar.ts';
 export { Reaper, REAPER_LOCK, type ReaperOptions, type ReaperStatus } from './reaper.ts';
 export { Syncer, type SyncerOptions, type SyncStatus } from './syncer.ts';
 
+export interface PresenceDatabase {
+  /** This thread's connection. */
+  db: Db;
+  /** How another thread (the topology worker's syncer) reaches the same database. */
+  forWorker: { url: string } | { connect: () => MessagePort };
+  close(): Promise<void>;
+}
+
+/**
+ * The presence database: the server in `database.url`, or the embedded PGlite in its own
+ * thread. Returns at once: PGlite opens in the background (statements wait for it).
+ */
+export async function openPresenceDb(config: Config, logger: Logger): Promise<PresenceDatabase> {
+  const { url, embedded_dir: dir } = config.database;
+  if (url) {
+    logger.info({ database: redactUrl(url) }, 'presence database');
+    // Loaded only for a server: a daemon on the embedded database never loads `pg`.
+    const { openPgDb } = await import('./pg-db.ts');
+    const db = openPgDb(url, logger);
+    return { db, forWorker: { url }, close: () => db.close() };
+  }
+  const embedded = startEmbeddedDb({ dir }, logger);
+  embedded.ready.then(
+    () => logger.info({ database: `embedded ${dir}` }, 'presence database open'),
+    (err: Error) => logger.error({ err: err.message }, 'the embedded presence database did not open; DNS keeps answering from the file'),
+  );
+  return {
+    db: embedded.db,
+    forWorker: { connect: embedded.connect },
+    async close() {
+      await embedded.db.close();
+      await embedded.stop();
+    },
+  };
+}
+
 export interface PresenceOptions {
   config: Config;
   logger: Logger;
   metrics: Registry;
   admin: AdminServer | null;
+  db: Db;
   /** This node's registrations; required when the registrar is on. */
   registrations: RegistrationSource | null;
+  /** The syncer (in the topology worker): its status, and the operator's guard release. */
+  sync: { status(): SyncStatus | null; releaseGuard(): void } | null;
   clock?: Clock;
 }
 
@@ -38,23 +80,20 @@ export interface Presence {
   stop(): Promise<void>;
 }
 
-/** Opens the database and starts whichever of registrar, reaper and syncer the config enables. */
-export async function startPresence(options: PresenceOptions): Promise<Presence | null> {
-  const { config, logger, metrics, admin } = options;
+/** Starts whichever of registrar and reaper the config enables, and the operator's endpoints. */
+export function startPresence(options: PresenceOptions): Presence {
+  const { config, logger, metrics, admin, db, sync } = options;
   const clock = options.clock ?? systemClock;
-  if (!config.registrar.enabled && !config.sync.enabled && !config.reaper.enabled) return null;
   const log = logger.child({ module: 'presence' });
-  const db: Db = await openDb({ url: config.database.url, embeddedDir: config.database.embedded_dir, logger: log });
-  log.info({ database: config.database.url ? redactUrl(config.database.url) : `embedded ${config.database.embedded_dir}` }, 'presence database');
-  // A server that is down at start must not stop DNS from serving the file: migrations
-  // are retried by the pieces' first successful pass instead.
+  // A database that is down (or still opening) at start must not stop DNS from serving the
+  // file: migrations run in the background and are retried by the pieces' first passes.
   let migrated = false;
   const ensureSchema = async () => {
     if (migrated) return;
     await migrate(db);
     migrated = true;
   };
-  await ensureSchema().catch((err: Error) => log.warn({ err: err.message }, 'cannot migrate the presence schema yet (database down?); will retry'));
+  ensureSchema().catch((err: Error) => log.warn({ err: err.message }, 'cannot migrate the presence schema yet (database down?); will retry'));
   const store = new PresenceStore(db, ensureSchema);
   const ttlMs = config.registrar.ttl * 1000;
 
@@ -72,25 +111,20 @@ export async function startPresence(options: PresenceOptions): Promise<Presence 
         guardHold: config.reaper.guard_hold, clock, logger: log.child({ part: 'reaper' }), metrics,
       })
     : null;
-  const syncer = config.sync.enabled
-    ? new Syncer({
-        store, file: config.topology.file, intervalMs: config.sync.interval * 1000, ttlMs, maxDropFraction: config.reaper.max_expire_fraction,
-        guardHold: config.reaper.guard_hold, clock, logger: log.child({ part: 'syncer' }), metrics,
-      })
-    : null;
 
-  if (syncer) {
+  if (sync) {
     admin?.addReadinessCheck('presence', () => {
       // Stale is a degraded state, not an outage: DNS answers from the file meanwhile.
-      const status = syncer.status();
-      return { ready: true, detail: { ...status, state: status.stale ? 'stale' : 'fresh' } };
+      const status = sync.status();
+      if (!status) return { ready: true, detail: { state: 'starting' } };
+      return { ready: true, detail: { ...status, state: status.refused ? 'refused' : status.stale ? 'stale' : 'fresh' } };
     });
   }
   admin?.route('/v1/reaper', (req) => {
-    if (req.method === 'GET' && req.params.length === 0) return { status: 200, body: { reaper: reaper?.status() ?? null, sync: syncer?.status() ?? null } };
+    if (req.method === 'GET' && req.params.length === 0) return { status: 200, body: { reaper: reaper?.status() ?? null, sync: sync?.status() ?? null } };
     if (req.method === 'POST' && req.params[0] === 'release-guard') {
       reaper?.releaseGuard();
-      syncer?.releaseGuard();
+      sync?.releaseGuard();
       log.warn('operator released the mass-expiry guard');
       return { status: 200, body: { released: true } };
     }
@@ -99,11 +133,9 @@ export async function startPresence(options: PresenceOptions): Promise<Presence 
 
   registrar?.start();
   reaper?.start();
-  syncer?.start();
   return {
     async stop() {
-      await Promise.all([registrar?.stop(), reaper?.stop(), syncer?.stop()]);
-      await db.close().catch((err: Error) => log.warn({ err: err.message }, 'closing the database failed'));
+      await Promise.all([registrar?.stop(), reaper?.stop()]);
     },
   };
 }

@@ -1,16 +1,23 @@
 // The PostgreSQL-server adapter of the query interface (db.ts), through a `pg` pool.
+import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import type { Logger } from '../log.ts';
+import { inBackground } from '../util/background.ts';
 import type { Db, Isolation, Queryable, Row, SqlValue } from './db.ts';
 
 // pg hands int8 back as text so it never loses precision; revisions stay far below 2^53.
 pg.types.setTypeParser(pg.types.builtins.INT8, (v: string) => Number(v));
 
+/** How long a NOTIFY to ourselves may take to arrive before LISTEN is judged not to work. */
+const LISTEN_PROBE_MS = 5000;
+const PROBE_PREFIX = 'presence-dns-probe:';
+
 export class PgDb implements Db {
   readonly kind = 'pg';
   private readonly pool: pg.Pool;
+  private listenUnsupportedLogged = false;
 
-  constructor(url: string, logger: Logger) {
+  constructor(url: string, private readonly logger: Logger) {
     this.pool = new pg.Pool({
       connectionString: url,
       max: 4,
@@ -44,20 +51,6 @@ export class PgDb implements Db {
     }
   }
 
-  async withAdvisoryLock<T>(key: number, fn: (db: Queryable) => Promise<T>): Promise<T> {
-    const client = await this.pool.connect();
-    try {
-      await client.query('SELECT pg_advisory_lock($1)', [key]);
-      try {
-        return await fn(clientQueryable(client));
-      } finally {
-        await client.query('SELECT pg_advisory_unlock($1)', [key]);
-      }
-    } finally {
-      client.release();
-    }
-  }
-
   async listen(channel: string, fn: () => void, onLost: () => void): Promise<() => Promise<void>> {
     const client = await this.pool.connect();
     let released = false;
@@ -66,24 +59,57 @@ export class PgDb implements Db {
       released = true;
       client.release(err ?? false);
     };
+    // Our own probe says LISTEN works here; anyone's probe is not a change.
+    const probe = `${PROBE_PREFIX}${randomUUID()}`;
+    let probed: (arrived: boolean) => void = () => undefined;
+    const arrived = new Promise<boolean>((resolve) => (probed = resolve));
     client.on('notification', (msg) => {
-      if (msg.channel === channel) fn();
+      if (msg.channel !== channel) return;
+      if (msg.payload === probe) probed(true);
+      else if (!msg.payload?.startsWith(PROBE_PREFIX)) fn();
     });
     client.on('error', (err) => {
       release(err);
       onLost();
     });
+    const escaped = pg.escapeIdentifier(channel);
     try {
-      await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
+      await client.query(`LISTEN ${escaped}`);
     } catch (err) {
       release(err as Error);
       throw err;
     }
-    return async () => {
+    const unlisten = async () => {
       if (released) return;
-      await client.query(`UNLISTEN ${pg.escapeIdentifier(channel)}`).catch(() => undefined);
+      await client.query(`UNLISTEN ${escaped}`).catch(() => undefined);
       release();
     };
+    inBackground('listen_probe', this.probeListen(channel, probe, arrived, probed, unlisten));
+    return unlisten;
+  }
+
+  /**
+   * Sends `probe` to ourselves in the background (the caller is not held up). Through a
+   * transaction pooler the LISTEN ran on a server connection the listening client no
+   * longer holds, so the probe never comes back: then stop listening (`stop`) and say so.
+   */
+  private async probeListen(channel: string, probe: string, arrived: Promise<boolean>, probed: (arrived: boolean) => void, stop: () => Promise<void>): Promise<void> {
+    const timer = setTimeout(() => probed(false), LISTEN_PROBE_MS);
+    try {
+      await this.pool.query('SELECT pg_notify($1, $2)', [channel, probe]);
+    } catch {
+      // The database went away meanwhile: the listening connection's loss is reported by itself.
+      clearTimeout(timer);
+      return;
+    }
+    const works = await arrived;
+    clearTimeout(timer);
+    if (works) return;
+    await stop();
+    if (this.listenUnsupportedLogged) return;
+    this.listenUnsupportedLogged = true;
+    this.logger.warn({ channel, waitedMs: LISTEN_PROBE_MS },
+      'a NOTIFY sent to ourselves never arrived (a transaction pooler such as PgBouncer between us and the database?): not listening; changes are seen by polling');
   }
 
   async close(): Promise<void> {
@@ -100,3 +126,7 @@ function clientQueryable(client: pg.PoolClient): Queryable {
   };
 }
 
+/** A pool to the PostgreSQL server at `url` (connections are made on first use). */
+export function openPgDb(url: string, logger: Logger): Db {
+  return new PgDb(url, logger);
+}

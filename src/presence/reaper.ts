@@ -46,7 +46,7 @@ export class Reaper {
     this.loop = new PassLoop(options.clock, async () => {
       await this.pass();
       return this.intervalMs;
-    });
+    }, { name: 'reaper' });
     this.guard = new MassExpiryGuard(options.maxExpireFraction, options.guardHold);
     this.expiredCells = options.metrics.counter('presence_dns_cells_expired_total', 'Cells expired by the reaper (their instances tombstoned).');
     this.guardTrips = options.metrics.counter('presence_dns_expiry_guard_trips_total', 'Reaper passes where the mass-expiry guard held back expiries.');

@@ -41,7 +41,7 @@ export class Registrar {
   private readonly errors;
 
   constructor(private readonly options: RegistrarOptions) {
-    this.loop = new PassLoop(options.clock, () => this.pass());
+    this.loop = new PassLoop(options.clock, () => this.pass(), { name: 'registrar' });
     this.ownerLost = options.metrics.counter('presence_dns_registrar_reregistrations_total', 'Times the registrar found its cell or rows gone (tables emptied, another owner) and re-registered.');
     this.errors = options.metrics.counter('presence_dns_registrar_errors_total', 'Registrar database operations that failed and were retried with backoff.');
   }

@@ -1,5 +1,8 @@
 // Schema migrations, run at every start. Each step is idempotent (IF NOT EXISTS) and the
-// whole run holds an advisory lock, so daemons starting together do not race.
+// whole run is one transaction holding a transaction-level advisory lock, so daemons
+// starting together do not race — also through PgBouncer's transaction pooling, where a
+// session-level lock would stay on a pooled server connection (or be taken on one and
+// released on another).
 import type { Db } from './db.ts';
 
 /** Arbitrary, fixed: the advisory lock key for migrations ("pdns" in ASCII). */
@@ -59,10 +62,18 @@ const MIGRATIONS: string[] = [
      PRIMARY KEY (kind, scope, name),
      UNIQUE (kind, scope, id)
    )`,
+  // The id of this database: the syncer marks the files it writes with it, and never
+  // replaces a file synced from another database.
+  `CREATE TABLE IF NOT EXISTS presence_cluster (
+     id int PRIMARY KEY CHECK (id = 1),
+     cluster uuid NOT NULL DEFAULT gen_random_uuid()
+   )`,
+  'INSERT INTO presence_cluster (id) VALUES (1) ON CONFLICT DO NOTHING',
 ];
 
 export async function migrate(db: Db): Promise<void> {
-  await db.withAdvisoryLock(MIGRATION_LOCK, async (conn) => {
-    for (const statement of MIGRATIONS) await conn.query(statement);
+  await db.transaction(async (tx) => {
+    await tx.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
+    for (const statement of MIGRATIONS) await tx.query(statement);
   });
 }

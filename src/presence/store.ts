@@ -337,6 +337,14 @@ export class PresenceStore {
     });
   }
 
+  /** The id of this presence database, which marks the topology files synced from it. */
+  async clusterId(): Promise<string> {
+    await this.prepare();
+    const { rows } = await this.db.query<{ cluster: string }>('SELECT cluster::text AS cluster FROM presence_cluster WHERE id = 1');
+    if (!rows.length) throw new Error('presence_cluster has no row (schema not migrated?)');
+    return rows[0].cluster;
+  }
+
   /** The newest revision, and below which tombstones may have been purged. */
   async head(): Promise<{ revision: number; purgedBelow: number }> {
     await this.prepare();
@@ -376,8 +384,12 @@ export class PresenceStore {
     return rows.map(fromDb);
   }
 
-  /** Every live row and the newest row's (revision, id), from one consistent snapshot. */
-  async snapshot(): Promise<{ rows: PresenceRow[]; revision: number; lastId: string | null }> {
+  /**
+   * Every live row and the newest row's (revision, id), from one consistent snapshot.
+   * With `onRow`, rows are handed over page by page instead of collected (`rows` is empty),
+   * so a big fleet's snapshot is never held whole.
+   */
+  async snapshot(onRow?: (row: PresenceRow) => void): Promise<{ rows: PresenceRow[]; revision: number; lastId: string | null }> {
     await this.prepare();
     return this.db.transaction(async (tx) => {
       const newest = await tx.query<{ id: string; revision: number | string }>('SELECT id, revision FROM presences ORDER BY revision DESC LIMIT 1');
@@ -388,7 +400,10 @@ export class PresenceStore {
       const rows: PresenceRow[] = [];
       for (;;) {
         const page = await tx.query<DbPresenceRow>(`FETCH ${SNAPSHOT_PAGE} FROM presence_snapshot`);
-        for (const row of page.rows) rows.push(fromDb(row));
+        for (const row of page.rows) {
+          if (onRow) onRow(fromDb(row));
+          else rows.push(fromDb(row));
+        }
         if (page.rows.length < SNAPSHOT_PAGE) break;
       }
       const top = newest.rows[0];

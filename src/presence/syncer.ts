@@ -1,22 +1,34 @@
-// The syncer: keeps this node's topology file equal to the live presences. Every
-// interval (or earlier on a NOTIFY) it reads `revision > last` in pages; a fresh node, or
-// one that sees the revision go backwards or its last row vanish, takes a consistent
-// snapshot. Cells a snapshot drops without a tombstone stay in the file for a TTL (their
-// registrars re-register within a heartbeat), and then only as far as the mass-expiry
-// guard allows (tables emptied: the file stays until the registrars have re-registered).
-// When the database is unreachable the file is left alone and staleness grows.
-import { readFileSync } from 'node:fs';
-import type { Registry } from '../admin/metrics.ts';
+// The syncer: keeps this node's topology equal to the live presences. It runs in the
+// topology worker (the control plane). Every interval (or earlier on a NOTIFY) it reads
+// `revision > last` in pages and hands the changed instances on as one delta — O(changes),
+// whatever the topology's size. A fresh node, or one that sees the revision go backwards
+// or its last row vanish, takes a consistent snapshot, compiled into a new image; cells
+// a snapshot drops without a tombstone stay for a TTL (their registrars re-register within
+// a heartbeat), and then only as far as the mass-expiry guard allows; an empty snapshot
+// never replaces a topology that has records (a database that was never filled, or one
+// emptied) until an operator says so. When the database is unreachable nothing changes
+// and staleness grows. It writes only into a topology it owns (see `refusal`).
 import type { Logger } from '../log.ts';
-import { parseTopology, writeTopologyFile, type TopologyRecord } from '../topology/index.ts';
 import type { Clock } from '../clock.ts';
+import { ImageBuilder } from '../topology/image-builder.ts';
+import { TopologyImage } from '../topology/image.ts';
+import type { Instance } from '../topology/types.ts';
+import { compactView, sameInstance } from '../topology/state.ts';
+import { instanceName, TopologyView } from '../topology/view.ts';
 import { MassExpiryGuard, planSync, vanishedCells, type SyncPosition } from './decisions.ts';
-import { NOTIFY_CHANNEL, type PresenceRecord, type PresenceRow, type PresenceStore } from './store.ts';
 import { PassLoop } from './loop.ts';
+import { NOTIFY_CHANNEL, type PresenceRecord, type PresenceRow, type PresenceStore } from './store.ts';
+
+/** Where the syncer's changes go: the topology state of the worker. */
+export interface TopologySink {
+  readonly current: TopologyView | null;
+  apply(version: number, removes: string[], adds: Instance[]): void;
+  replace(buffer: SharedArrayBuffer): void;
+}
 
 export interface SyncerOptions {
   store: PresenceStore;
-  file: string;
+  sink: TopologySink;
   intervalMs: number;
   /** The cells' TTL: how long the guard holds a big drop before it lets it through. */
   ttlMs: number;
@@ -24,7 +36,13 @@ export interface SyncerOptions {
   guardHold: number;
   clock: Clock;
   logger: Logger;
-  metrics: Registry;
+  /**
+   * Why the syncer must not change the topology (it was written by someone else), or
+   * null when it may; asked with this database's cluster id before every change.
+   */
+  refusal: (cluster: string) => string | null;
+  /** Called before the first change the syncer makes: it owns the topology from then on. */
+  claim: (cluster: string) => void;
   /** Wake early on NOTIFY (on by default; polling stays the baseline). */
   listen?: boolean;
   pageSize?: number;
@@ -37,47 +55,45 @@ export interface SyncStatus {
   revision: number | null;
   /** A snapshot held back by the guard: the cells it would drop. */
   holding: string[];
+  /** Why the syncer writes nothing (the topology file belongs to someone else), or null. */
+  refused: string | null;
+  /** null until the first pass. */
+  dbUp: boolean | null;
 }
 
-function toTopologyRecord(r: PresenceRecord): TopologyRecord {
+export function toInstance(r: PresenceRecord): Instance {
   return {
     id: r.id, numId: r.numId, group: r.group, groupIds: r.groupIds, network: r.network, networkId: r.networkId,
-    deployment: r.deployment, az: r.az, azId: r.azId, index: r.index, ip: r.ip, domain: r.domain,
-    agentId: r.agentId, cellId: r.cellId, health: r.health, ports: r.ports,
+    deployment: r.deployment, az: r.az, azId: r.azId, index: r.index, ip: r.ip, family: r.ip.includes(':') ? 6 : 4,
+    domain: r.domain, agentId: r.agentId, cellId: r.cellId, health: r.health, ports: r.ports,
   };
 }
 
 export class Syncer {
-  private readonly live = new Map<string, PresenceRecord>();
   private position: SyncPosition = { revision: null, id: null };
-  /** Cell of every record in the file in service (ours, or what was there at start). */
-  private publishedCells: Array<string | null> = [];
-  private published = false;
-  private dirty = false;
-  /** When a snapshot replaced our view: publishing what it dropped needs the guard's consent. */
-  private snapshotAt: number | null = null;
+  /** A snapshot waiting for the guard's (or a TTL's) consent, kept current with later changes. */
+  private pending: { view: TopologyView; since: number } | null = null;
   private readonly guard: MassExpiryGuard<{ cellId: string; ttlMs: number }>;
   private lastSuccess: number;
   private readonly loop: PassLoop;
   private unlisten: (() => Promise<void>) | null = null;
-  /** null until the first pass. */
+  private cluster: string | null = null;
+  private refused: string | null = null;
+  private emptyRelease = false;
+  /** Holding an empty snapshot back (logged once). */
+  private heldEmpty = false;
   private dbUp: boolean | null = null;
-  private readonly duration;
-  private readonly trips;
+  /** Sync pass durations (s) not yet reported, and guard trips since start. */
+  readonly durations: number[] = [];
+  guardTrips = 0;
 
   constructor(private readonly options: SyncerOptions) {
     this.loop = new PassLoop(options.clock, async () => {
       await this.pass();
       return options.intervalMs;
-    });
+    }, { name: 'syncer' });
     this.guard = new MassExpiryGuard(options.maxDropFraction, options.guardHold);
     this.lastSuccess = options.clock.now();
-    const { metrics } = options;
-    this.duration = metrics.histogram('presence_dns_sync_duration_seconds', 'Duration of successful sync passes (database → topology file).');
-    this.trips = metrics.counter('presence_dns_expiry_guard_trips_total', 'Reaper passes where the mass-expiry guard held back expiries.');
-    metrics.gauge('presence_dns_stale_seconds', 'Seconds since the topology file was last confirmed against the database.', { collect: () => this.status().staleSeconds });
-    metrics.gauge('presence_dns_db_up', '1 when the last database round trip of the syncer succeeded.', { collect: () => (this.dbUp === true ? 1 : 0) });
-    this.publishedCells = this.readPublishedCells();
   }
 
   status(): SyncStatus {
@@ -86,13 +102,16 @@ export class Syncer {
       stale: staleMs > 3 * this.options.intervalMs,
       staleSeconds: Math.round(staleMs) / 1000,
       revision: this.position.revision,
-      holding: this.guard.holding,
+      holding: this.pending ? this.guard.holding : [],
+      refused: this.refused,
+      dbUp: this.dbUp,
     };
   }
 
-  /** The operator's override: publish what the database says even if it drops many cells. */
+  /** The operator's override: publish what the database says even if it drops many cells (or all). */
   releaseGuard(): void {
     this.guard.releaseOnce();
+    this.emptyRelease = true;
   }
 
   start(): void {
@@ -110,31 +129,34 @@ export class Syncer {
     return this.loop.kick();
   }
 
-  private readPublishedCells(): Array<string | null> {
-    try {
-      const result = parseTopology(readFileSync(this.options.file, 'utf8'));
-      return result.ok ? result.topology.instances.map((i) => i.cellId) : [];
-    } catch {
-      return [];
-    }
-  }
-
   private async pass(): Promise<void> {
     const { clock, logger } = this.options;
     const started = clock.now();
     try {
+      this.cluster ??= await this.options.store.clusterId();
+      if (!this.mayWrite(this.cluster)) return;
       await this.subscribe();
       await this.pull();
       if (this.dbUp !== true) logger.info({ revision: this.position.revision }, 'database reachable; syncing');
       this.dbUp = true;
       this.lastSuccess = clock.now();
-      this.duration.observe((this.lastSuccess - started) / 1000);
+      this.durations.push((this.lastSuccess - started) / 1000);
     } catch (err) {
-      if (this.dbUp !== false) logger.warn({ err: (err as Error).message }, 'cannot sync from the database; keeping the topology file as it is');
+      if (this.dbUp !== false) logger.warn({ err: (err as Error).message }, 'cannot sync from the database; keeping the topology as it is');
       this.dbUp = false;
       return;
     }
-    if (this.dirty || !this.published) await this.publish();
+    if (this.pending) this.publishSnapshot();
+  }
+
+  private mayWrite(cluster: string): boolean {
+    const refusal = this.options.refusal(cluster);
+    if (refusal !== this.refused) {
+      if (refusal) this.options.logger.error({ reason: refusal }, 'the syncer will not write the topology file: someone else wrote it; DNS keeps answering from it');
+      else if (this.refused) this.options.logger.info('the topology file is ours to write again; syncing');
+      this.refused = refusal;
+    }
+    return refusal === null;
   }
 
   private async subscribe(): Promise<void> {
@@ -150,65 +172,93 @@ export class Syncer {
     const { id, revision } = this.position;
     const rowRevision = id !== null && revision !== null && head.revision >= revision ? await store.rowRevision(id) : undefined;
     const plan = planSync(this.position, head, rowRevision);
-    if (plan === 'snapshot') {
-      const snap = await store.snapshot();
-      if (this.position.revision !== null) this.options.logger.warn({ was: this.position.revision, now: snap.revision }, 'revision went backwards or our last row vanished; took a full snapshot');
-      this.live.clear();
-      for (const row of snap.rows) this.live.set(row.id, row);
-      this.position = { revision: snap.revision, id: snap.lastId };
-      this.snapshotAt = this.options.clock.now();
-      this.dirty = true;
-      return;
-    }
+    if (plan === 'snapshot') return this.snapshot();
     if (plan === 'idle') return;
     const pageSize = this.options.pageSize ?? 1000;
     for (;;) {
       const page = await store.changesSince(this.position.revision!, pageSize);
-      for (const row of page) this.apply(row);
       if (page.length) {
         const last = page[page.length - 1];
         this.position = { revision: last.revision, id: last.id };
-        this.dirty = true;
+        this.applyRows(page, last.revision);
       }
       if (page.length < pageSize) return;
     }
   }
 
-  private apply(row: PresenceRow): void {
-    if (row.deleted) this.live.delete(row.id);
-    else this.live.set(row.id, row);
+  private async snapshot(): Promise<void> {
+    const builder = new ImageBuilder();
+    const snap = await this.options.store.snapshot((row) => {
+      const reason = builder.add(toInstance(row));
+      if (reason) this.options.logger.warn({ id: row.id }, `presence row skipped: ${reason}`);
+    });
+    if (this.position.revision !== null) this.options.logger.warn({ was: this.position.revision, now: snap.revision }, 'revision went backwards or our last row vanished; took a full snapshot');
+    this.position = { revision: snap.revision, id: snap.lastId };
+    const view = new TopologyView(new TopologyImage(builder.finish({ version: snap.revision, ptrRecords: null })));
+    this.pending = { view, since: this.options.clock.now() };
   }
 
-  private async publish(): Promise<void> {
-    const { clock, logger, file } = this.options;
-    const records = [...this.live.values()];
-    if (this.snapshotAt !== null) {
-      const gone = vanishedCells(this.publishedCells, records.map((r) => r.cellId));
+  /** One page of changed rows → one delta (to the pending snapshot while one waits). */
+  private applyRows(rows: PresenceRow[], version: number): void {
+    const target = this.pending?.view ?? this.options.sink.current;
+    const removes = new Set<string>();
+    const adds = new Map<string, Instance>();
+    for (const row of rows) {
+      // A presence id names one instance; its old name goes even if the group moved.
+      const before = target?.withId(row.id) ?? [];
+      const next = row.deleted ? null : toInstance(row);
+      // A row also changes for its routes, which DNS does not serve.
+      if (next && before.length === 1 && sameInstance(before[0], next)) continue;
+      for (const old of before) removes.add(instanceName(old));
+      for (const [name, added] of adds) if (added.id === row.id) adds.delete(name);
+      if (next) adds.set(instanceName(next), next);
+    }
+    if (this.pending) {
+      this.pending.view.apply({ seq: this.pending.view.seq + 1, version, removes: [...removes], adds: [...adds.values()] });
+      return;
+    }
+    if (!this.options.sink.current) return;
+    this.claim();
+    this.options.sink.apply(version, [...removes], [...adds.values()]);
+  }
+
+  private claim(): void {
+    this.options.claim(this.cluster!);
+  }
+
+  /** Puts the pending snapshot in service once nothing forbids it. */
+  private publishSnapshot(): void {
+    const { clock, logger, sink } = this.options;
+    const pending = this.pending!;
+    const current = sink.current;
+    if (current && current.recordCount > 0) {
+      if (pending.view.recordCount === 0 && !this.emptyRelease) {
+        if (!this.heldEmpty) logger.error({ records: current.recordCount },
+          'the database has no live instances; keeping the topology in service (POST /v1/reaper/release-guard to empty it)');
+        this.heldEmpty = true;
+        return;
+      }
+      const gone = vanishedCells(current.cells(), pending.view.cells());
       // Rows that vanished without a tombstone were lost, not expired: every live
       // registrar re-registers within one heartbeat, so nothing is dropped before a TTL.
-      if (gone.length && clock.now() - this.snapshotAt < this.options.ttlMs) return;
-      const publishedCellCount = new Set(this.publishedCells).size;
-      const decision = this.guard.decide(gone.map((cellId) => ({ cellId, ttlMs: this.options.ttlMs })), publishedCellCount, clock.now());
+      if (gone.length && clock.now() - pending.since < this.options.ttlMs) return;
+      const cellsInService = current.cells().size;
+      const decision = this.guard.decide(gone.map((cellId) => ({ cellId, ttlMs: this.options.ttlMs })), cellsInService, clock.now());
       if (decision.held.length) {
         if (decision.tripped) {
-          this.trips.inc();
-          logger.error({ vanished: decision.held.map((c) => c.cellId), cellsInFile: publishedCellCount },
-            'the database lost most cells at once (tables emptied or restored?) and they did not re-register; keeping the topology file');
+          this.guardTrips++;
+          logger.error({ vanished: decision.held.map((c) => c.cellId), cellsInService },
+            'the database lost most cells at once (tables emptied or restored?) and they did not re-register; keeping the topology');
         }
         return;
       }
-      this.snapshotAt = null;
     }
-    const revision = this.position.revision ?? 0;
-    try {
-      await writeTopologyFile(file, { version: revision, source: 'presence-dns sync', records: records.map(toTopologyRecord) });
-    } catch (err) {
-      logger.error({ file, err: (err as Error).message }, 'cannot write the topology file; the previous one stays in service');
-      return;
-    }
-    this.publishedCells = records.map((r) => r.cellId);
-    this.published = true;
-    this.dirty = false;
-    logger.debug({ revision, records: records.length }, 'topology file written');
+    this.pending = null;
+    this.emptyRelease = false;
+    this.heldEmpty = false;
+    this.claim();
+    const view = pending.view;
+    sink.replace(view.pending === 0 ? (view.base.buffer as SharedArrayBuffer) : compactView(view));
   }
 }
+

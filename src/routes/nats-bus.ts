@@ -5,6 +5,7 @@ import { EventEmitter } from 'node:events';
 import { connect, createInbox, Events, type ConnectionOptions, type NatsConnection } from 'nats';
 import { systemClock, type Clock, type Timer } from '../clock.ts';
 import type { Logger } from '../log.ts';
+import { backgroundFailed } from '../util/background.ts';
 import { natsConnectionOptions, type NatsSettings } from './nats-options.ts';
 
 /** What the emitter needs from a message bus. */
@@ -44,7 +45,7 @@ export class NatsBus extends EventEmitter<{ connected: [] }> implements RouteBus
 
   /** Starts connecting in the background; never fails, never gives up. */
   start(): void {
-    void this.dial();
+    this.dialInBackground();
   }
 
   subscribe(subject: string, handler: (data: string) => void): void {
@@ -113,12 +114,27 @@ export class NatsBus extends EventEmitter<{ connected: [] }> implements RouteBus
     this.failures = 0;
     for (const [subject, handler] of this.handlers) this.attach(nc, subject, handler);
     this.up(nc);
-    void this.watch(nc);
+    this.watch(nc).catch((err: unknown) => {
+      // The status stream broke: start over with a fresh connection.
+      backgroundFailed('nats_status', err);
+      this.isConnected = false;
+      if (this.nc === nc) this.nc = null;
+      nc.close().catch(() => undefined);
+      if (!this.closed) this.redial();
+    });
+  }
+
+  /** Dials; whatever throws past dial()'s own handling is reported and dialled again: forever means forever. */
+  private dialInBackground(): void {
+    this.dial().catch((err: unknown) => {
+      backgroundFailed('nats_dial', err);
+      if (!this.closed) this.redial();
+    });
   }
 
   /** nats.js reconnects by itself, but not before its first connection nor after it closed. */
   private redial(): void {
-    this.retry = this.clock.after(RETRY_FIRST_CONNECT_MS, () => void this.dial());
+    this.retry = this.clock.after(RETRY_FIRST_CONNECT_MS, () => this.dialInBackground());
   }
 
   private up(nc: NatsConnection): void {

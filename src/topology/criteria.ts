@@ -22,7 +22,6 @@ export interface Filters {
   indexes: number[];
   numIds: number[];
   networkIds: number[];
-  groupIds: number[];
   health: HealthFilter[];
 }
 
@@ -39,14 +38,16 @@ export interface Criteria {
   service: string | null;
 }
 
+// BOSH DNS's letters. There is no `g`: a group id is the short form's `q-g<N>` label, and
+// BOSH answers `q-g2.q-g2.bosh` FORMERR (its filter label has no filter it knows).
 const FILTER_KEYS: Record<string, keyof Filters> = {
-  a: 'azIds', i: 'indexes', m: 'numIds', n: 'networkIds', g: 'groupIds', s: 'health',
+  a: 'azIds', i: 'indexes', m: 'numIds', n: 'networkIds', s: 'health',
 };
 const HEALTH_FILTERS = new Set([0, 1, 3, 4]);
 const SHORT_FORM = /^q-g(\d+)$/;
 
 export function emptyFilters(): Filters {
-  return { azIds: [], indexes: [], numIds: [], networkIds: [], groupIds: [], health: [] };
+  return { azIds: [], indexes: [], numIds: [], networkIds: [], health: [] };
 }
 
 /** `q-a1i0s3` → filters; letters may repeat (OR within a letter, AND across letters). */
@@ -69,13 +70,17 @@ export function parseFilterLabel(label: string): Filters {
   return filters;
 }
 
+/**
+ * `*`, `prefix*` and `*suffix` are globs; any other label — a `*` inside it too
+ * (`m*l`) — is taken as it is, which names no group, so the answer is NXDOMAIN, as
+ * BOSH DNS gives.
+ */
 export function parsePattern(label: string): LabelPattern {
   const stars = label.split('*').length - 1;
-  if (stars === 0) return { kind: 'exact', value: label };
   if (label === '*') return { kind: 'any' };
   if (stars === 1 && label.endsWith('*')) return { kind: 'prefix', value: label.slice(0, -1) };
   if (stars === 1 && label.startsWith('*')) return { kind: 'suffix', value: label.slice(1) };
-  throw new CriteriaError(`"${label}": only "*", "prefix*" and "*suffix" globs are allowed`);
+  return { kind: 'exact', value: label };
 }
 
 export function matchesPattern(pattern: LabelPattern, value: string): boolean {
@@ -142,7 +147,6 @@ export function matchesInstance(criteria: Criteria, instance: Instance): boolean
     within(f.indexes, instance.index) &&
     within(f.numIds, instance.numId) &&
     within(f.networkIds, instance.networkId) &&
-    (f.groupIds.length === 0 || f.groupIds.some((g) => instance.groupIds.includes(g))) &&
     (criteria.service === null || criteria.service in instance.ports)
   );
 }

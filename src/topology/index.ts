@@ -1,9 +1,10 @@
-// topology: the local cache of the platform's instances. Reading a topology file (ours
-// or BOSH's records.json), indexing it once per version, the query criteria matched
-// against that index, and the store that watches the file and swaps indexes.
+// topology: the platform's instances as DNS sees them (DESIGN §2.1, §3.2). The control
+// plane — a worker thread (worker.ts) — reads the topology file (ours, with its journal,
+// or BOSH's records.json), applies the syncer's changes, compiles images and writes the
+// file; the data plane — the DNS thread — holds a view of the image (store.ts) and
+// swaps or patches it in O(1) per change. Also the query criteria matched against it.
 export { parseTopology, readAliases, type ReadResult } from './reader.ts';
-export { TopologyIndex, instanceName, type IndexOptions } from './topology-index.ts';
-export { TopologyStore, type TopologyStatus } from './store.ts';
-export { serializeTopology, writeFileAtomic, writeTopologyFile, type TopologyDocument, type TopologyRecord } from './writer.ts';
+export { TopologyStore, type TopologyStatus, type TopologyChange, type TopologyListener } from './store.ts';
+export { TopologyView, instanceName, emptyView, type TopologyLookup, type TopologyDelta, type ViewChange } from './view.ts';
 export * from './criteria.ts';
 export * from './types.ts';

@@ -1,170 +1,220 @@
-// The live topology: loads the topology file and the alias files, watches both, and
-// swaps in a freshly built index in one step. A file that cannot be read or parsed
-// never replaces the last good index; the failure is logged, counted and reported.
-import { readdirSync, readFileSync } from 'node:fs';
-import { basename, dirname, extname, join, resolve } from 'node:path';
-import { watch, type FSWatcher } from 'chokidar';
-import { parse as parseYaml } from 'yaml';
+// The topology in service, on the DNS thread: it starts the topology worker (the control
+// plane) and holds the view DNS answers from. A new image is put in service by swapping
+// one reference; a delta is applied in place, O(change). Nothing here reads, parses or
+// writes a topology file. If the worker dies, the view in service stays and the worker is
+// restarted with backoff; /ready and the metrics say so meanwhile.
+import type { MessagePort, Worker } from 'node:worker_threads';
 import type { Registry } from '../admin/metrics.ts';
 import type { Logger } from '../log.ts';
-import { parseTopology, readAliases } from './reader.ts';
-import { TopologyIndex } from './topology-index.ts';
-import type { AliasMap, Topology } from './types.ts';
+import type { SyncStatus } from '../presence/syncer.ts';
+import { siblingModule, startWorker } from '../util/worker-thread.ts';
+import { TopologyImage } from './image.ts';
+import type { FileStatus, SyncSettings, ToMain, ToWorker, TopologyWorkerOptions, WorkerStatus } from './protocol.ts';
+import { tagsOf } from './cache-tags.ts';
+import { TopologyView } from './view.ts';
 
 export interface TopologyStoreOptions {
   file: string;
   aliasesDir: string;
   domains: string[];
+  logLevel: string;
   logger: Logger;
   metrics: Registry;
-  /** Quiet period after a file event before reloading, ms (collapses bursts of writes). */
-  debounceMs?: number;
+  /** The syncer's settings; the database is a URL, or a fresh port to the embedded one per worker start. */
+  sync: (Omit<SyncSettings, 'database'> & { database: { url: string } | { connect: () => MessagePort } }) | null;
 }
 
-export interface TopologyStatus {
+export interface TopologyStatus extends FileStatus {
   loaded: boolean;
-  version: number | null;
-  records: number;
-  /** Why the last reload failed, while the last good topology stays in service. */
-  lastError: string | null;
-  loadedAt: Date | null;
+  /** False while the worker is being restarted (the view in service stays). */
+  workerUp: boolean;
+  workerRestarts: number;
 }
 
-const ALIAS_FILE = /\.(ya?ml|json)$/;
+/** What a cache in front of the view must drop: everything, or the answers carrying these tags (cache-tags.ts). */
+export type TopologyChange = 'replaced' | { tags: ArrayLike<number> };
+
+export type TopologyListener = (change: TopologyChange) => void;
+
+const RESTART_MIN_MS = 500;
+const RESTART_MAX_MS = 30_000;
 
 export class TopologyStore {
-  private index: TopologyIndex | null = null;
-  private topology: Topology | null = null;
-  private aliases: AliasMap = new Map();
-  private lastError: string | null = null;
-  private loadedAt: Date | null = null;
-  private watcher: FSWatcher | null = null;
-  private timer: NodeJS.Timeout | null = null;
-  private readonly reloads;
-  private readonly failures;
+  private view: TopologyView | null = null;
+  private worker: Worker | null = null;
+  private last: WorkerStatus | null = null;
+  private stopping = false;
+  private restarts = 0;
+  private restartTimer: NodeJS.Timeout | null = null;
+  private readonly listeners: TopologyListener[] = [];
+  /** The running worker's totals already added to our counters (each worker counts from zero). */
+  private counted: WorkerStatus['counts'] = { reloads: 0, reloadFailures: 0, writeFailures: 0, compactions: 0, guardTrips: 0 };
+  private readonly metric;
 
   constructor(private readonly options: TopologyStoreOptions) {
     const { metrics } = options;
-    this.reloads = metrics.counter('presence_dns_topology_reloads_total', 'Topology files loaded into service.');
-    this.failures = metrics.counter('presence_dns_topology_reload_failures_total', 'Topology or alias files rejected; the last good topology stayed in service.');
-    metrics.gauge('presence_dns_topology_records', 'Instance records in the topology in service.', { collect: () => this.index?.recordCount ?? 0 });
-    metrics.gauge('presence_dns_topology_revision', 'Version (revision) of the topology in service.', { collect: () => this.index?.version ?? 0 });
-  }
-
-  get current(): TopologyIndex | null {
-    return this.index;
-  }
-
-  status(): TopologyStatus {
-    return {
-      loaded: this.index !== null,
-      version: this.index?.version ?? null,
-      records: this.index?.recordCount ?? 0,
-      lastError: this.lastError,
-      loadedAt: this.loadedAt,
+    this.metric = {
+      reloads: metrics.counter('presence_dns_topology_reloads_total', 'Topology files loaded into service.'),
+      reloadFailures: metrics.counter('presence_dns_topology_reload_failures_total', 'Topology or alias files rejected; the last good topology stayed in service.'),
+      writeFailures: metrics.counter('presence_dns_topology_write_failures_total', 'Failed writes of the topology file (disk full, read-only); the last good file stayed.'),
+      compactions: metrics.counter('presence_dns_topology_compactions_total', 'Deltas compacted into a new topology image (and snapshot, when syncing).'),
+      guardTrips: metrics.counter('presence_dns_expiry_guard_trips_total', 'Reaper passes where the mass-expiry guard held back expiries.'),
+      restarts: metrics.counter('presence_dns_topology_worker_restarts_total', 'Times the topology worker died and was restarted.'),
+      syncDuration: metrics.histogram('presence_dns_sync_duration_seconds', 'Duration of successful sync passes (database → topology).'),
     };
+    metrics.gauge('presence_dns_topology_records', 'Instance records in the topology in service.', { collect: () => this.view?.recordCount ?? 0 });
+    metrics.gauge('presence_dns_topology_revision', 'Version (revision) of the topology in service.', { collect: () => this.view?.version ?? 0 });
+    metrics.gauge('presence_dns_topology_worker_up', '1 while the topology worker runs.', { collect: () => (this.worker ? 1 : 0) });
+    if (options.sync) {
+      metrics.gauge('presence_dns_stale_seconds', 'Seconds since the topology was last confirmed against the database.', { collect: () => this.last?.sync?.staleSeconds ?? 0 });
+      metrics.gauge('presence_dns_db_up', '1 when the last database round trip of the syncer succeeded.', { collect: () => (this.last?.sync?.dbUp ? 1 : 0) });
+      metrics.gauge('presence_dns_sync_refused', '1 while the syncer refuses to write a topology file someone else wrote.', { collect: () => (this.last?.sync?.refused ? 1 : 0) });
+    }
   }
 
-  /** Loads what is there now, then watches for changes. */
+  get current(): TopologyView | null {
+    return this.view;
+  }
+
+  /** Called on every change put in service (the DNS handler invalidates its cache). */
+  onChange(listener: TopologyListener): void {
+    this.listeners.push(listener);
+  }
+
+  /** Starts the worker; resolves once it has read the file (or found none). */
   async start(): Promise<void> {
-    this.reloadAliases();
-    this.reloadTopology();
-    const file = resolve(this.options.file);
-    const aliasesDir = resolve(this.options.aliasesDir);
-    // Watching directories, not files, survives rename-over and delete/re-create; watching
-    // the aliases directory from its parent also sees it created after the start.
-    const roots = [...new Set([dirname(file), dirname(aliasesDir)])];
-    const wanted = (p: string) =>
-      roots.includes(p) || p === file || p === aliasesDir || (dirname(p) === aliasesDir && ALIAS_FILE.test(p));
-    this.watcher = watch(roots, { depth: 1, ignoreInitial: true, ignored: (path: string) => !wanted(resolve(path)) });
-    this.watcher.on('all', (_event: string, path: string) => this.schedule(resolve(path) === file ? 'topology' : 'aliases'));
-    await new Promise<void>((ready) => this.watcher!.once('ready', () => ready()));
+    await new Promise<void>((resolve) => this.spawn(resolve));
   }
 
   async stop(): Promise<void> {
-    if (this.timer) clearTimeout(this.timer);
-    await this.watcher?.close();
+    this.stopping = true;
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    const worker = this.worker;
+    if (!worker) return;
+    const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+    this.send({ type: 'stop' });
+    const timer = setTimeout(() => void worker.terminate(), 3000);
+    await exited;
+    clearTimeout(timer);
   }
 
-  private pending = new Set<'topology' | 'aliases'>();
-
-  private schedule(what: 'topology' | 'aliases'): void {
-    this.pending.add(what);
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      const pending = this.pending;
-      this.pending = new Set();
-      if (pending.has('aliases')) this.reloadAliases();
-      const rebuilt = pending.has('topology') && this.reloadTopology();
-      // New aliases still go into service when the topology file beside them was rejected.
-      if (!rebuilt && pending.has('aliases')) this.rebuild();
-    }, this.options.debounceMs ?? 50);
+  /** SIGHUP: re-read the alias files and the topology file. */
+  reload(): void {
+    this.send({ type: 'reload' });
   }
 
-  /** Re-reads the alias files and the topology file now (SIGHUP), not waiting for a file event. */
-  reload(): boolean {
-    this.reloadAliases();
-    return this.reloadTopology();
+  /** The operator's override of the syncer's mass-drop guard. */
+  releaseGuard(): void {
+    this.send({ type: 'release-guard' });
   }
 
-  /** Re-reads the topology file; on any failure the index in service stays. */
-  reloadTopology(): boolean {
-    const { file, logger } = this.options;
-    let text: string;
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch (err) {
-      return this.reject(`cannot read topology file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-    }
-    const result = parseTopology(text);
-    if (!result.ok) return this.reject(`topology file ${file} rejected: ${result.error}`);
-    for (const warning of result.warnings.slice(0, 20)) logger.warn({ file }, `topology row skipped: ${warning}`);
-    if (result.warnings.length > 20) logger.warn({ file, skipped: result.warnings.length }, 'more topology rows skipped');
-    this.topology = result.topology;
-    this.lastError = null;
-    this.rebuild();
-    return true;
+  status(): TopologyStatus {
+    const file = this.last?.topology;
+    return {
+      file: this.options.file,
+      version: this.view?.version ?? null,
+      records: this.view?.recordCount ?? 0,
+      lastError: file?.lastError ?? (this.view ? null : 'no topology loaded yet'),
+      refused: file?.refused ?? null,
+      writeError: file?.writeError ?? null,
+      loaded: this.view !== null,
+      workerUp: this.worker !== null,
+      workerRestarts: this.restarts,
+    };
   }
 
-  private reloadAliases(): void {
-    const { aliasesDir, logger } = this.options;
-    let files: string[];
-    try {
-      files = readdirSync(aliasesDir).filter((f) => ALIAS_FILE.test(f)).sort();
-    } catch {
-      files = [];
-    }
-    const aliases: AliasMap = new Map();
-    for (const name of files) {
-      const path = join(aliasesDir, name);
-      try {
-        const text = readFileSync(path, 'utf8');
-        const doc: unknown = extname(name) === '.json' ? JSON.parse(text) : parseYaml(text);
-        const warnings: string[] = [];
-        readAliases(doc, warnings, aliases);
-        for (const warning of warnings) logger.warn({ file: path }, warning);
-      } catch (err) {
-        this.failures.inc();
-        logger.error({ file: path, err: (err as Error).message }, `alias file ${basename(path)} rejected; its aliases are not served`);
+  syncStatus(): SyncStatus | null {
+    return this.last?.sync ?? null;
+  }
+
+  private send(message: ToWorker): void {
+    this.worker?.postMessage(message);
+  }
+
+  private spawn(started?: () => void): void {
+    const { sync } = this.options;
+    const transfer: MessagePort[] = [];
+    let database: SyncSettings['database'] | null = null;
+    if (sync) {
+      if ('url' in sync.database) database = { url: sync.database.url };
+      else {
+        const port = sync.database.connect();
+        transfer.push(port);
+        database = { port };
       }
     }
-    this.aliases = aliases;
+    const workerData: TopologyWorkerOptions = {
+      file: this.options.file,
+      aliasesDir: this.options.aliasesDir,
+      domains: this.options.domains,
+      logLevel: this.options.logLevel,
+      sync: sync && database ? { ...sync, database } : null,
+    };
+    const worker = startWorker(siblingModule(import.meta.url, 'worker'), workerData, transfer);
+    this.worker = worker;
+    this.counted = { reloads: 0, reloadFailures: 0, writeFailures: 0, compactions: 0, guardTrips: 0 };
+    let first = true;
+    worker.on('message', (message: ToMain) => {
+      this.receive(message);
+      if (first && message.type === 'started') {
+        first = false;
+        started?.();
+      }
+    });
+    worker.on('error', (err: Error) => this.options.logger.error({ err: err.message, stack: err.stack }, 'the topology worker failed'));
+    worker.on('exit', (code) => {
+      this.worker = null;
+      if (first) started?.();
+      if (this.stopping) return;
+      this.restarts++;
+      this.metric.restarts.inc();
+      const delay = Math.min(RESTART_MAX_MS, RESTART_MIN_MS * 2 ** Math.min(this.restarts - 1, 10));
+      this.options.logger.error({ code, restartInMs: delay, version: this.view?.version ?? null }, 'the topology worker exited; DNS keeps answering from the topology in service');
+      this.restartTimer = setTimeout(() => this.spawn(), delay);
+    });
   }
 
-  private rebuild(): void {
-    if (!this.topology) return;
-    const index = new TopologyIndex(this.topology, { domains: this.options.domains, aliases: this.aliases });
-    this.index = index;
-    this.loadedAt = new Date();
-    this.reloads.inc();
-    this.options.logger.info({ version: index.version, records: index.recordCount }, 'topology in service');
+  private receive(message: ToMain): void {
+    switch (message.type) {
+      case 'image': {
+        const view = new TopologyView(new TopologyImage(message.buffer), { aliases: message.aliases, domains: this.options.domains });
+        view.seq = message.seq;
+        const first = this.view === null;
+        this.view = view;
+        if (first) this.options.logger.info({ version: view.version, records: view.recordCount }, 'topology in service');
+        if (message.change === 'replaced') this.notify('replaced');
+        else if (message.change.length) this.notify({ tags: message.change });
+        return;
+      }
+      case 'delta': {
+        if (!this.view) return;
+        const change = this.view.apply(message.delta);
+        this.notify(change.everything ? 'replaced' : { tags: tagsOf(change.instances) });
+        return;
+      }
+      case 'aliases':
+        this.view?.setAliases(message.aliases);
+        this.notify('replaced');
+        return;
+      case 'status':
+        this.account(message.status);
+        return;
+      case 'started':
+        return;
+    }
   }
 
-  private reject(reason: string): false {
-    this.lastError = reason;
-    this.failures.inc();
-    this.options.logger.error({ keptVersion: this.index?.version ?? null }, `${reason}; keeping the last good topology`);
-    return false;
+  private notify(change: TopologyChange): void {
+    for (const listener of this.listeners) listener(change);
+  }
+
+  private account(status: WorkerStatus): void {
+    for (const key of Object.keys(this.counted) as Array<keyof WorkerStatus['counts']>) {
+      const added = status.counts[key] - this.counted[key];
+      if (added > 0) this.metric[key].inc(added);
+      this.counted[key] = status.counts[key];
+    }
+    for (const seconds of status.syncDurations) this.metric.syncDuration.observe(seconds);
+    this.last = status;
   }
 }

@@ -35,9 +35,17 @@ export interface Topology {
   /** BOSH's `records` list of [ip, name] pairs, when the file carries one. */
   ptrRecords: Array<[string, string]> | null;
   generatedAt: string | null;
+  /** Who wrote the file: our syncer writes `presence-dns sync` (writer.ts SYNC_SOURCE). */
   source: string | null;
+  /** The presence database our syncer wrote it from (absent in anyone else's file). */
+  cluster: string | null;
 }
 
 export function normalizeName(name: string): string {
-  return name.toLowerCase().replace(/\.$/, '');
+  const lower = name.toLowerCase();
+  return lower.endsWith('.') ? lower.slice(0, -1) : lower;
 }
+
+/** The columns of the syncer's files, in order (BOSH's names, plus ours). */
+export const RECORD_KEYS = ['id', 'num_id', 'instance_group', 'group_ids', 'az', 'az_id', 'network', 'network_id',
+  'deployment', 'ip', 'domain', 'agent_id', 'instance_index', 'health', 'cell_id', 'ports'] as const;

@@ -1,9 +1,9 @@
-// IP addresses, on node:net: parsing to a canonical form (isIP validates, SocketAddress
-// normalises), the bytes a DNS answer carries, reverse (PTR) names, and CIDR sets
+// IP addresses, on node:net: parsing to a canonical form (isIP validates), the bytes the
+// topology image stores and an AAAA answer carries, reverse (PTR) names, and CIDR sets
 // (BlockList, which also matches IPv4-mapped IPv6 clients against IPv4 networks).
-// A leaf module: the topology reader, registrations, the DNS wire encoder and the
-// forwarder's allow list all use this one.
-import { BlockList, isIP, SocketAddress } from 'node:net';
+// A leaf module: the topology reader and image, registrations, the DNS wire encoder and
+// resolver, and the forwarder's allow list all use this one.
+import { BlockList, isIP } from 'node:net';
 
 export interface ParsedIp {
   family: 4 | 6;
@@ -13,35 +13,60 @@ export interface ParsedIp {
 
 export function parseIp(text: string): ParsedIp | null {
   const family = isIP(text);
-  if (family === 4) return { family: 4, canonical: text.split('.').map(Number).join('.') };
-  if (family === 6) {
-    const groups = [];
-    const bytes = ipv6Bytes(text);
-    for (let i = 0; i < 16; i += 2) groups.push(bytes.readUInt16BE(i).toString(16).padStart(4, '0'));
-    return { family: 6, canonical: groups.join(':') };
-  }
+  // node:net takes only plain dotted quads (no leading zeros): the text is canonical.
+  if (family === 4) return { family: 4, canonical: text };
+  if (family === 6) return { family: 6, canonical: expandIpv6(text) };
   return null;
+}
+
+/** The address in 16 bytes (IPv4 in the first 4), as the topology image stores it. */
+export function ipBytes(ip: ParsedIp): Uint8Array {
+  const bytes = new Uint8Array(16);
+  writeIpBytes(ip, bytes, 0);
+  return bytes;
+}
+
+/** Writes the address's bytes at `offset` of `out` (4 for IPv4, 16 for IPv6), from its canonical text. */
+export function writeIpBytes(ip: ParsedIp, out: Uint8Array, offset: number): void {
+  const text = ip.canonical;
+  if (ip.family === 4) {
+    let value = 0;
+    let k = offset;
+    for (let c = 0; c < text.length; c++) {
+      const code = text.charCodeAt(c);
+      if (code === 0x2e) {
+        out[k++] = value;
+        value = 0;
+      } else value = value * 10 + code - 0x30;
+    }
+    out[k] = value;
+    return;
+  }
+  // Fully expanded: eight groups of four hex digits.
+  for (let g = 0; g < 8; g++) {
+    const v = parseInt(text.slice(g * 5, g * 5 + 4), 16);
+    out[offset + g * 2] = v >> 8;
+    out[offset + g * 2 + 1] = v & 0xff;
+  }
 }
 
 /** The 16 bytes of a valid IPv6 address in any textual form (zone ids dropped, IPv4 tails included). */
 export function ipv6Bytes(address: string): Buffer {
-  // SocketAddress brings every spelling to one compressed form with hex groups only.
-  let text = new SocketAddress({ address: address.split('%')[0], family: 'ipv6' }).address;
-  const out = Buffer.alloc(16);
-  const lastColon = text.lastIndexOf(':');
-  const ipv4Tail = text.includes('.', lastColon);
-  if (ipv4Tail) {
-    text.slice(lastColon + 1).split('.').forEach((part, i) => (out[12 + i] = Number(part)));
-    text = `${text.slice(0, lastColon + 1)}0:0`;
+  return Buffer.from(ipBytes({ family: 6, canonical: expandIpv6(address) }).buffer);
+}
+
+function expandIpv6(text: string): string {
+  let body = text.toLowerCase().split('%')[0];
+  const lastColon = body.lastIndexOf(':');
+  if (body.includes('.', lastColon)) {
+    const [a, b, c, d] = body.slice(lastColon + 1).split('.').map(Number);
+    body = `${body.slice(0, lastColon + 1)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
   }
-  const [head, rest] = text.includes('::') ? text.split('::') : [text, undefined];
+  const [head, tail] = body.includes('::') ? body.split('::') : [body, undefined];
   const headParts = head ? head.split(':') : [];
-  const restParts = rest ? rest.split(':') : [];
-  const groups = [...headParts, ...new Array<string>(8 - headParts.length - restParts.length).fill('0'), ...restParts];
-  // With an IPv4 tail the last two groups are its bytes, written above.
-  const written = ipv4Tail ? 6 : 8;
-  for (let i = 0; i < written; i++) out.writeUInt16BE(parseInt(groups[i] || '0', 16), i * 2);
-  return out;
+  const tailParts = tail ? tail.split(':') : [];
+  const zeros = new Array<string>(8 - headParts.length - tailParts.length).fill('0');
+  return [...headParts, ...zeros, ...tailParts].map((g) => g.padStart(4, '0')).join(':');
 }
 
 /** The address a reverse name (in-addr.arpa / ip6.arpa, lower-case, no trailing dot) stands for. */
@@ -54,7 +79,8 @@ export function reverseNameToIp(name: string): string | null {
   if (name.endsWith('.ip6.arpa')) {
     const nibbles = name.slice(0, -'.ip6.arpa'.length).split('.');
     if (nibbles.length !== 32 || !nibbles.every((n) => /^[0-9a-f]$/.test(n))) return null;
-    return nibbles.reverse().join('').match(/.{4}/g)!.join(':');
+    const hex = nibbles.reverse().join('');
+    return hex.match(/.{4}/g)!.join(':');
   }
   return null;
 }

@@ -1,15 +1,19 @@
 // The fast path must be invisible: for every query form, the bytes it sends are the
-// bytes the general path (decode → resolver → encoder) sends for the same packet. The
-// resolver's shuffle is pinned to "no swap" so both paths' orders agree; rotation of
-// the pre-shuffled ring is checked on its own with a seeded sequence.
+// bytes the general path (decode → resolver → encoder) sends for the same packet, and
+// the topology image answers byte for byte what the first version's index answered (the
+// reference). The resolver's shuffle is pinned to "no swap" so every order agrees;
+// rotation of the pre-shuffled ring is checked on its own with a seeded sequence.
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { Registry } from '../../src/admin/metrics.ts';
 import { FastPath } from '../../src/dns/fastpath.ts';
 import { DnsHandler, type Transport } from '../../src/dns/handler.ts';
 import { RRType } from '../../src/dns/wire.ts';
+import { tagsOf } from '../../src/topology/cache-tags.ts';
 import { parseTopology } from '../../src/topology/reader.ts';
-import { TopologyIndex } from '../../src/topology/topology-index.ts';
+import type { TopologyLookup, TopologyView } from '../../src/topology/view.ts';
 import { topologyJson, type TestInstance } from '../helpers/topology.ts';
+import { ReferenceIndex } from '../topology/reference-index.ts';
+import { viewOf } from '../topology/views.ts';
 import { buildQuery } from './client.ts';
 
 const UDP_CLIENT = { address: '127.0.0.1', port: 53000, transport: 'udp' } as const;
@@ -50,10 +54,14 @@ const aliases = {
   '_.ph.internal': ['_.web.default.cf.bosh'],
 };
 
-function buildIndex(list: TestInstance[], version: number): TopologyIndex {
+function buildIndex(list: TestInstance[], version: number): TopologyView {
+  return viewOf(topologyJson(list, { aliases }, version));
+}
+
+function referenceIndex(list: TestInstance[], version: number): ReferenceIndex {
   const read = parseTopology(topologyJson(list, { aliases }, version));
   if (!read.ok) throw new Error(read.error);
-  return new TopologyIndex(read.topology);
+  return new ReferenceIndex(read.topology);
 }
 
 const v6Reverse = `${['1', ...'0'.repeat(27)].join('.')}.0.0.d.f.ip6.arpa`;
@@ -94,7 +102,7 @@ function cases(name: string): string[] {
   return [name, name.toUpperCase(), mixed];
 }
 
-function newHandler(index: () => TopologyIndex | null, metrics = new Registry()): DnsHandler {
+function newHandler(index: () => TopologyLookup | null, metrics = new Registry()): DnsHandler {
   return new DnsHandler({ ttl: 5, negativeTtl: 30, maxUdpSize: 1232, metrics, currentIndex: index });
 }
 
@@ -107,10 +115,11 @@ describe('fast path answers equal general path answers', () => {
   });
   afterEach(() => vi.restoreAllMocks());
 
-  it('byte for byte, for every query form, case, EDNS size, flag and transport, on miss and on hit', async () => {
+  it('byte for byte, for every query form, case, EDNS size, flag and transport, on miss and on hit, as the reference index', async () => {
     const index = buildIndex(instances, 7);
     const metrics = new Registry();
     const handler = newHandler(() => index, metrics);
+    const reference = newHandler(() => referenceIndex(instances, 7));
     const variants: Array<[QueryOptions, Transport]> = [
       [{ edns: null }, 'udp'],
       [{ edns: 4096, rd: false, cd: true }, 'udp'],
@@ -122,15 +131,17 @@ describe('fast path answers equal general path answers', () => {
     let compared = 0;
     for (const round of [1, 2, 3]) {
       // The third round with a forwarder behind: RA set in both paths' answers.
-      if (round === 3) handler.next = { recursionAvailable: true, handle: () => Promise.resolve(null) };
+      if (round === 3) handler.next = reference.next = { recursionAvailable: true, handle: () => Promise.resolve(null) };
       for (const [name, type] of PLATFORM_FORMS) {
         for (const asked of cases(name)) {
           for (const [o, transport] of variants) {
             const packet = query(asked, type, { ...o, id: (compared * 7 + round) & 0xffff });
             const fast = handler.answerFast(packet, { address: '127.0.0.1', port: 53000, transport });
             const general = await handler.handle(packet, client(transport));
+            const before = await reference.handle(packet, client(transport));
             expect(fast, `${asked} ${type} ${JSON.stringify(o)} ${transport}`).not.toBeNull();
             expect(fast!.equals(general!), `${asked} ${type} ${JSON.stringify(o)} ${transport}`).toBe(true);
+            expect(general!.equals(before!), `image vs reference: ${asked} ${type} ${JSON.stringify(o)} ${transport}`).toBe(true);
             compared++;
           }
         }
@@ -198,7 +209,35 @@ describe('fast path answers equal general path answers', () => {
     const ask = () => handler.answerFast(query('aaaa-1.web.default.cf.bosh', RRType.A), UDP_CLIENT)!;
     expect([...ask().subarray(-4)]).toEqual([10, 0, 0, 1]);
     index = buildIndex(instances.map((i) => (i.id === 'aaaa-1' ? { ...i, ip: '10.9.9.9' } : i)), 2);
+    handler.topologyChanged('replaced');
     expect([...ask().subarray(-4)]).toEqual([10, 9, 9, 9]);
+  });
+
+  it('after a delta, re-encodes the names it touches and keeps serving the rest from the cache', async () => {
+    const index = buildIndex(instances, 1);
+    const metrics = new Registry();
+    const handler = newHandler(() => index, metrics);
+    const ask = (name: string, type: number = RRType.A) => handler.answerFast(query(name, type), UDP_CLIENT)!;
+    const last4 = (reply: Buffer) => [...reply.subarray(-4)].join('.');
+    const names = ['aaaa-1.web.default.cf.bosh', 'aaaa-2.web.default.cf.bosh', '0.big.default.cf.bosh', 'big-7.big.default.cf.bosh', 'new-1.web.default.cf.bosh'];
+    for (const name of names) ask(name);
+    const misses = () => metrics.value('presence_dns_answer_cache_misses_total');
+    const before = await misses();
+    const old = index.get('aaaa-1.web.default.cf.bosh')!;
+    const moved = { ...old, ip: '10.9.9.9' };
+    const added = { ...old, id: 'new-1', ip: '10.8.8.8', index: 9, agentId: null };
+    const change = index.apply({ seq: 1, version: 2, removes: [], adds: [moved, added] });
+    handler.topologyChanged({ tags: tagsOf(change.instances) });
+    expect(last4(ask('aaaa-1.web.default.cf.bosh'))).toBe('10.9.9.9');
+    expect(last4(ask('new-1.web.default.cf.bosh'))).toBe('10.8.8.8');
+    // The group's wildcard answer changed too; other instances and other groups did not.
+    expect(await misses()).toBe(before + 2);
+    for (const name of ['aaaa-2.web.default.cf.bosh', '0.big.default.cf.bosh', 'big-7.big.default.cf.bosh']) ask(name);
+    expect(await misses()).toBe(before + 2);
+    // aaaa-1 (moved), aaaa-2 and new-1; the failing aaaa-3 is left out by the smart filter.
+    const group = ask('*.web.default.cf.bosh');
+    expect(group.readUInt16BE(6)).toBe(3);
+    expect(await misses()).toBe(before + 3);
   });
 });
 
@@ -247,7 +286,7 @@ describe('the answer cache is bounded', () => {
       maxBytes: 16 * 1024,
       build: (packet) => {
         built.push(packet.length);
-        return { kind: 'answer', packet: Buffer.alloc(100), shuffled: false };
+        return { kind: 'answer', packet: Buffer.alloc(100), shuffled: false, tag: 0 };
       },
       recursionAvailable: () => false,
       served: () => {},

@@ -8,7 +8,7 @@ import { DnsHandler, type Client } from '../../src/dns/handler.ts';
 import { Rcode, RRType } from '../../src/dns/wire.ts';
 import { Forwarder } from '../../src/forward/index.ts';
 import { createLogger } from '../../src/log.ts';
-import { TopologyIndex } from '../../src/topology/index.ts';
+import { emptyView, type TopologyLookup } from '../../src/topology/index.ts';
 import { makeQuery, readReply } from '../forward/packets.ts';
 import { TestUpstream } from '../forward/upstream-server.ts';
 
@@ -20,9 +20,9 @@ afterEach(async () => {
   while (cleanups.length) await cleanups.pop()!();
 });
 
-const LOADED = new TopologyIndex({ version: 1, instances: [], aliases: new Map(), ptrRecords: null, generatedAt: null, source: null }, { domains: ['bosh'] });
+const LOADED = emptyView({ domains: ['bosh'] });
 
-function handler(metrics = new Registry(), index: TopologyIndex | null = null): DnsHandler {
+function handler(metrics = new Registry(), index: TopologyLookup | null = null): DnsHandler {
   return new DnsHandler({ ttl: 5, negativeTtl: 5, maxUdpSize: 1232, metrics, currentIndex: () => index });
 }
 

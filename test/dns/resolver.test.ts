@@ -3,22 +3,19 @@
 import { describe, expect, it } from 'vitest';
 import { PlatformResolver } from '../../src/dns/resolver.ts';
 import { Rcode, RRType, type DnsResult, type ResourceRecord } from '../../src/dns/wire.ts';
-import { parseTopology } from '../../src/topology/reader.ts';
-import { TopologyIndex } from '../../src/topology/topology-index.ts';
 import { topologyJson } from '../helpers/topology.ts';
+import { viewOf } from '../topology/views.ts';
 
-const read = parseTopology(topologyJson([
+const index = viewOf(topologyJson([
   { id: 'web-a', ip: '10.0.0.1', index: 0, health: 'running', ports: { http: 8080 }, agentId: 'agent-a' },
   { id: 'web-b', ip: 'fd00::2', index: 1, health: 'running', ports: { http: 8080, admin: 9090 } },
   { id: 'web-c', ip: '10.0.0.3', index: 2, health: 'failing' },
   { id: 'db-a', group: 'db', ip: '10.0.1.1', index: 0, groupIds: [2], health: 'failing' },
-], { aliases: { 'loop.internal': ['loop.internal'], 'web.internal': ['q-s0.web.default.cf.bosh', 'missing.web.default.cf.bosh'] } }, 11));
-if (!read.ok) throw new Error(read.error);
-const index = new TopologyIndex(read.topology, { domains: ['empty.test'] });
+], { aliases: { 'loop.internal': ['loop.internal'], 'web.internal': ['q-s0.web.default.cf.bosh', 'missing.web.default.cf.bosh'] } }, 11), { domains: ['empty.test'] });
 const resolver = new PlatformResolver({ ttl: 5, negativeTtl: 30 });
 
 function ask(name: string, type: number = RRType.A, klass = 1): DnsResult {
-  const r = resolver.resolve(index, { name, type, class: klass });
+  const r = resolver.resolve(index, { name, type, class: klass }).result;
   if (!r) throw new Error(`${name} was not answered as a platform name`);
   return r;
 }
@@ -94,7 +91,7 @@ describe('PlatformResolver', () => {
     expect(data(ask('1.0.0.10.in-addr.arpa', RRType.PTR).answers)).toEqual(['0.web.default.cf.bosh', 'web-a.web.default.cf.bosh']);
     const v6 = `2.0.0.0.${Array.from({ length: 26 }, () => '0').join('.')}.d.f.ip6.arpa`;
     expect(data(ask(v6, RRType.PTR).answers)).toEqual(['1.web.default.cf.bosh', 'web-b.web.default.cf.bosh']);
-    expect(resolver.resolve(index, { name: '9.9.9.10.in-addr.arpa', type: RRType.PTR, class: 1 })).toBeNull();
+    expect(resolver.resolve(index, { name: '9.9.9.10.in-addr.arpa', type: RRType.PTR, class: 1 }).result).toBeNull();
   });
 
   it('expands aliases, ignoring targets that do not exist and stopping alias loops', () => {
@@ -110,7 +107,7 @@ describe('PlatformResolver', () => {
   });
 
   it('leaves names outside the served domains and other classes to the next handler', () => {
-    expect(resolver.resolve(index, { name: 'example.com', type: RRType.A, class: 1 })).toBeNull();
-    expect(resolver.resolve(index, { name: 'web-a.web.default.cf.bosh', type: RRType.A, class: 3 })).toBeNull();
+    expect(resolver.resolve(index, { name: 'example.com', type: RRType.A, class: 1 }).result).toBeNull();
+    expect(resolver.resolve(index, { name: 'web-a.web.default.cf.bosh', type: RRType.A, class: 3 }).result).toBeNull();
   });
 });

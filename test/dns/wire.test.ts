@@ -3,9 +3,10 @@
 import { Packet } from 'dns2';
 import { describe, expect, it } from 'vitest';
 import {
-  decodeQuery, encodeBareReply, encodeResponse, Rcode, RRType, udpLimit,
+  decodeQuery, encodeBareReply, encodeResponse, Rcode, RRType, udpLimit, UnencodableError,
   type DecodedQuery, type DnsResult, type ResourceRecord,
 } from '../../src/dns/wire.ts';
+import { nameProblem } from '../../src/util/dns-name.ts';
 import { buildQuery } from './client.ts';
 
 const query = buildQuery;
@@ -72,6 +73,7 @@ describe('decoding queries', () => {
     ['a pointer loop in the additional section', loop, 'pointer loop'],
     ['a reserved label type', Buffer.concat([good.subarray(0, 12), Buffer.from([0x40, 0]), good.subarray(-4)]), 'unknown label type'],
     ['a name over 255 bytes', long, 'name longer than 255 bytes'],
+    ['a name of 256 bytes (254 characters)', Buffer.concat([good.subarray(0, 12), ...[63, 63, 63, 62].map((n) => Buffer.concat([Buffer.from([n]), Buffer.alloc(n, 0x61)])), Buffer.from([0, 0, 1, 0, 1])]), 'name longer than 255 bytes'],
     ['a dot inside a label', Buffer.concat([good.subarray(0, 12), Buffer.from([3, 0x61, 0x2e, 0x62, 0]), good.subarray(-4)]), 'label contains a dot'],
     ['an additional count with no records', (() => { const p = Buffer.from(good); p.writeUInt16BE(3, 10); return p; })(), 'name runs past the packet'],
     ['two OPT records', twoOpts, 'more than one OPT record'],
@@ -165,5 +167,38 @@ describe('encoding responses', () => {
   it('builds a bare FORMERR with the query\'s id', () => {
     const bytes = encodeBareReply(0x4242, 0, true, Rcode.FORMERR);
     expect(Packet.parse(bytes).header).toMatchObject({ id: 0x4242, qr: 1, rd: 1, rcode: Rcode.FORMERR, qdcount: 0 });
+  });
+
+  // Three labels of 63 and one of 62: 254 characters of text, 256 bytes on the wire.
+  const overlong = `${Array.from({ length: 3 }, () => 'a'.repeat(63)).join('.')}.${'b'.repeat(62)}`;
+  const longest = overlong.slice(0, -1);
+
+  it.each([
+    ['an empty label', 'a..b.bosh', 'has an empty label'],
+    ['a label of 64 bytes', `${'x'.repeat(64)}.bosh`, 'has a label longer than 63 bytes (64)'],
+    ['a name of 254 characters', overlong, 'is longer than 253 bytes (254)'],
+    ['a character wider than a byte', 'w\u20acb.bosh', 'has a character that is not one byte'],
+  ])('refuses to encode a record name with %s, naming it', (_what, name, problem) => {
+    const packet = query('a.bosh', { type: RRType.PTR });
+    const ptr: ResourceRecord = { name: 'a.bosh', ttl: 5, type: RRType.PTR, target: name };
+    expect(() => respond(packet, result([ptr]), 65535)).toThrow(UnencodableError);
+    expect(() => respond(packet, result([ptr]), 65535)).toThrow(`cannot encode the name ${JSON.stringify(name)}: it ${problem}`);
+  });
+
+  it('writes the longest name there is: 253 characters, 255 bytes', () => {
+    expect(nameProblem(longest)).toBeNull();
+    const packet = query('a.bosh', { type: RRType.PTR });
+    const { parsed } = respond(packet, result([{ name: 'a.bosh', ttl: 5, type: RRType.PTR, target: longest }]), 65535);
+    expect((parsed.answers[0] as { domain?: string }).domain).toBe(longest);
+  });
+
+  it.each([
+    ['an IPv4 address with an octet over 255', RRType.A, '10.0.0.256'],
+    ['an IPv4 address of three parts', RRType.A, '10.0.1'],
+    ['an IPv6 address that is not one', RRType.AAAA, 'fd00::1::2'],
+  ])('refuses to encode %s', (_what, type, address) => {
+    const packet = query('a.bosh');
+    const rr = { name: 'a.bosh', ttl: 5, type, address } as ResourceRecord;
+    expect(() => respond(packet, result([rr]))).toThrow(UnencodableError);
   });
 });

@@ -21,7 +21,7 @@ describe('an unmodified BOSH records.json', () => {
 
   it('is loaded whole and reported ready with its version', async () => {
     const ready = (await (await daemon.admin('/ready')).json()) as { modules: { topology: { detail: unknown } } };
-    expect(ready.modules.topology.detail).toEqual({ version: 17, records: 4, lastError: null });
+    expect(ready.modules.topology.detail).toMatchObject({ version: 17, records: 4, lastError: null, refused: null, workerUp: true });
     expect(daemon.logs.some((l) => l.includes('topology row skipped'))).toBe(false);
   });
 
@@ -59,5 +59,53 @@ describe('an unmodified BOSH records.json', () => {
   it('keeps the BOSH label-count rule: 3 labels before the TLD is FORMERR, the TLD NXDOMAIN', async () => {
     expect((await q('api.default.cf.bosh.')).status).toBe('FORMERR');
     expect((await q('bosh.')).status).toBe('NXDOMAIN');
+  });
+
+  it('answers a glob with a star inside a label NXDOMAIN, as BOSH DNS does', async () => {
+    const r = await q('q-s0.a*i.default.cf.bosh.');
+    expect(r.status).toBe('NXDOMAIN');
+    expect(r.authority.map((a) => a.type)).toEqual(['SOA']);
+    expect((await q('q-s0.*i.default.cf.bosh.')).status).toBe('NOERROR');
+  });
+
+  it('answers a short form whose filter label is itself q-g<N> FORMERR, as BOSH DNS does', async () => {
+    expect((await q('q-g3.q-g3.bosh.')).status).toBe('FORMERR');
+    expect(addresses(await q('q-s0.q-g3.bosh.'))).toEqual(['10.10.0.11', '10.10.0.12']);
+  });
+});
+
+describe('a BOSH records.json with names the wire cannot carry', () => {
+  // Once, a PTR query for such a `records` name threw in the encoder and the process exited.
+  const doc = JSON.parse(RECORDS_JSON) as { records: string[][]; record_infos: unknown[][] };
+  doc.records.push(['10.10.0.99', 'a..b.default.cf.bosh.'], ['10.10.0.98', `${'x'.repeat(70)}.default.cf.bosh.`], ['10.10.0.11', 'extra.cf.internal.']);
+  doc.record_infos.push([`${'i'.repeat(70)}`, '9', 'api', ['3'], 'z1', '1', 'default', '1', 'cf', '10.10.0.97', 'bosh.', 'agent-x', 5]);
+  let daemon: RunningDaemon;
+
+  beforeAll(async () => {
+    daemon = await startDaemon({ files: { 'records.json': JSON.stringify(doc) }, config: { topology: { file: 'records.json' } } });
+  });
+  afterAll(async () => {
+    expect(await daemon.stop()).toBe(0);
+  });
+
+  it('skips those names with a warning naming each, and serves the rest', async () => {
+    const warnings = daemon.logs.filter((l) => l.includes('"level":40')).join('\n');
+    expect(warnings).toContain('records[5]: name \\"a..b.default.cf.bosh.\\" is not a DNS name: it has an empty label; skipped');
+    expect(warnings).toContain('records[6]: name');
+    expect(warnings).toContain('record_infos[4]: id');
+    const ready = (await (await daemon.admin('/ready')).json()) as { modules: { topology: { detail: unknown } } };
+    expect(ready.modules.topology.detail).toMatchObject({ version: 17, records: 4 });
+  });
+
+  it('answers PTR for those addresses without dying, and keeps answering', async () => {
+    for (const ip of ['10.10.0.99', '10.10.0.98', '10.10.0.97']) {
+      const r = await dig(daemon.dnsPort, '-x', ip);
+      // Not an address of ours any more: not answered from the topology (forwarding is off).
+      expect(r.status).toBe('REFUSED');
+    }
+    const v4 = await dig(daemon.dnsPort, '-x', '10.10.0.11');
+    expect(v4.answer.map((a) => a.data).sort()).toEqual([`${API_0}.api.default.cf.bosh.`, 'api-legacy.cf.internal.', 'extra.cf.internal.']);
+    expect(daemon.process.exitCode).toBeNull();
+    expect(addresses(await dig(daemon.dnsPort, 'q-s0.api.default.cf.bosh.'))).toEqual(['10.10.0.11', '10.10.0.12']);
   });
 });

@@ -175,3 +175,14 @@ describe('forwarding to two upstreams', () => {
     expect(first.count('same.example.com') + second.count('same.example.com')).toBe(1);
   });
 });
+
+describe('a test daemon never forwards off this machine (DESIGN §11)', () => {
+  it.each([
+    ['forwarding on without upstreams (the machine\'s /etc/resolv.conf)', { enabled: true }, 'forward.upstreams is empty, so it would forward to the servers in /etc/resolv.conf'],
+    ['an upstream that is not on loopback', { enabled: true, upstreams: ['127.0.0.1:5399', '192.0.2.53'] }, 'upstream(s) 192.0.2.53 are not on loopback'],
+    ['a resolv.conf of its own that names a remote server', { enabled: true, resolv_conf: 'resolv.conf' }, 'upstream(s) 192.0.2.53:53 are not on loopback'],
+  ])('refuses to start one with %s', async (_what, forward, reason) => {
+    await expect(startDaemon({ config: { forward }, files: { 'topology.json': TOPOLOGY, 'resolv.conf': 'nameserver 192.0.2.53\n' } }))
+      .rejects.toThrow(`a test daemon must forward only to upstreams on loopback that the test started: ${reason}`);
+  });
+});

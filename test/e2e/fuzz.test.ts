@@ -1,12 +1,15 @@
 // Fuzz: 10,000 random and mutated packets (seeded, so a failure replays) sent at the
 // running daemon over loopback UDP, and garbage over a few TCP connections. Afterwards
 // the process is alive, never hit an internal error, and still answers dig correctly.
+// Fuzzed names outside the platform's domains are forwarded — to an upstream this test
+// runs on loopback, and nowhere else (DESIGN §11).
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildQuery, UdpClient } from '../dns/client.ts';
 import { addresses, dig } from '../helpers/dig.ts';
 import { startDaemon, type RunningDaemon } from '../helpers/daemon.ts';
 import { topologyJson } from '../helpers/topology.ts';
+import { TestUpstream } from '../forward/upstream-server.ts';
 
 const PACKETS = 10_000;
 const SEED = 0x5eed;
@@ -75,14 +78,17 @@ const framed = (b: Buffer) => Buffer.concat([Buffer.from([b.length >> 8, b.lengt
 
 describe('fuzzing the running daemon', () => {
   let daemon: RunningDaemon;
+  let upstream: TestUpstream;
   beforeAll(async () => {
+    upstream = await TestUpstream.start({ 'example.com': { addresses: ['192.0.2.1'], ttl: 60 } });
     daemon = await startDaemon({
       files: { 'topology.json': topologyJson([{ id: 'web-0', ip: '10.0.0.1', index: 0, ports: { http: 8080 } }], { aliases: { 'web.service.internal': ['*.web.default.cf.bosh'] } }) },
-      config: { log: { level: 'info' } },
+      config: { log: { level: 'info' }, forward: { enabled: true, upstreams: [`127.0.0.1:${upstream.port}`] } },
     });
   });
   afterAll(async () => {
     expect(await daemon.stop()).toBe(0);
+    await upstream.stop();
   });
 
   it(`survives ${PACKETS} random and mutated packets and still answers`, async () => {
@@ -134,5 +140,13 @@ describe('fuzzing the running daemon', () => {
     // Every packet sent reached the decoder: the fuzz really exercised it.
     expect(malformed + decoded).toBeGreaterThanOrEqual(PACKETS);
     expect(value(/^presence_dns_topology_records (\d+)$/m)).toBe(1);
+  });
+
+  it('forwarded the fuzzed foreign names to the loopback upstream only', async () => {
+    const text = await (await daemon.admin('/metrics')).text();
+    const targets = [...text.matchAll(/^coredns_forward_requests_total\{to="([^"]+)"\} (\d+)$/gm)].map((m) => [m[1], Number(m[2])] as const);
+    expect(targets.map(([to]) => to)).toEqual([`127.0.0.1:${upstream.port}`]);
+    expect(targets[0][1]).toBeGreaterThan(0);
+    expect(upstream.seen.length).toBeGreaterThan(0);
   });
 });

@@ -2,13 +2,12 @@
 // and stops itself): stopped under a steady dig load, down while a daemon starts, tables
 // emptied. What must hold: every known name answered throughout, nothing expired for
 // the outage, nothing missing after, and the file never replaced by an empty topology.
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseTopology } from '../../src/topology/reader.ts';
 import { startDaemon, waitFor, type RunningDaemon } from '../helpers/daemon.ts';
 import { ownPostgres, type OwnPostgres } from '../helpers/postgres.ts';
+import { syncedInstances } from '../helpers/topology.ts';
 import { answers, instancesFile, metric, presenceConfig, type TestInstance } from '../presence/daemons.ts';
 
 const TTL_SECONDS = 2;
@@ -34,9 +33,7 @@ async function allAnswered(daemon: RunningDaemon): Promise<boolean> {
 }
 
 function fileRecords(daemon: RunningDaemon): number {
-  const result = parseTopology(readFileSync(join(daemon.dir, 'topology.json'), 'utf8'));
-  if (!result.ok) throw new Error(`topology file unreadable: ${result.error}`);
-  return result.topology.instances.length;
+  return syncedInstances(join(daemon.dir, 'topology.json')).length;
 }
 
 /** Queries every known name on both nodes until `until` resolves; returns the misses. */

@@ -82,6 +82,6 @@ describe('topology reloads under a query stream', () => {
     // The stream really overlapped reloads (the debounce may merge a few writes).
     expect((await reloads(daemon)) - before).toBeGreaterThanOrEqual(5);
     // Most answers came from the fast path's cache, refilled after each swap.
-    expect(await metric(daemon, 'presence_dns_answer_cache_hits')).toBeGreaterThan(TOTAL / 2);
+    expect(await metric(daemon, 'presence_dns_answer_cache_hits_total')).toBeGreaterThan(TOTAL / 2);
   });
 });

@@ -1,10 +1,12 @@
 // Upstream addresses, resolv.conf, selection policies and the health state machine
 // (failures mark down, probes with backoff bring back), on a manual clock.
+import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import {
   orderUpstreams, parseUpstream, probeDelay, resolvConfUpstreams, Upstream, type HealthOptions,
 } from '../../src/forward/upstreams.ts';
 import { ManualClock } from '../helpers/manual-clock.ts';
+import { reportBackgroundFailures } from '../../src/util/background.ts';
 
 const HEALTH: HealthOptions = { maxFails: 2, probeMs: 500, maxProbeMs: 30_000 };
 
@@ -84,6 +86,33 @@ describe('health', () => {
     expect(u.down).toBe(false);
     expect(events.at(-1)).toBe('up 10.0.0.1');
     expect(clock.pending).toBe(0);
+  });
+
+  it('a probe that throws is reported and counts as failed: probing goes on, and the upstream comes back', async () => {
+    const counted: string[] = [];
+    const restore = reportBackgroundFailures(pino({ level: 'silent' }), (task) => counted.push(task));
+    try {
+      const clock = new ManualClock();
+      let broken = true;
+      const { events, make } = upstreams(clock, () => {
+        if (broken) throw new Error('probe bug');
+        return true;
+      });
+      const u = make('10.0.0.1');
+      u.failed();
+      u.failed();
+      clock.advance(500);
+      await flush();
+      expect(counted).toEqual(['forward_probe']);
+      expect(events.at(-1)).toBe('probe failed 10.0.0.1');
+      broken = false;
+      clock.advance(1000);
+      await flush();
+      expect(u.down).toBe(false);
+      expect(events.at(-1)).toBe('up 10.0.0.1');
+    } finally {
+      restore();
+    }
   });
 
   it('caps the probe delay', () => {

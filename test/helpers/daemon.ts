@@ -2,9 +2,10 @@
 // as a child process on free ports with a config written to a temporary directory, and
 // stops it with a signal.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
+import { isLoopback, parseUpstream, resolvConfUpstreams } from '../../src/forward/upstreams.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 /** The command every spawned daemon and CLI runs (dist/ behind it), as `npm start` and the image do. */
@@ -52,6 +53,25 @@ function merge(base: Record<string, unknown>, over: Record<string, unknown>): Re
   return out;
 }
 
+/**
+ * Why a daemon with this config could send a query off this machine, or null. Tests and
+ * benches forward only to upstreams they started on loopback (DESIGN §11): given in
+ * forward.upstreams, or named by a resolv.conf of their own — never the machine's.
+ */
+export function offMachineForwarding(config: Record<string, unknown>, dir: string): string | null {
+  const forward = (config.forward ?? {}) as { enabled?: boolean; upstreams?: string[]; resolv_conf?: string };
+  if (forward.enabled === false) return null;
+  let upstreams = forward.upstreams ?? [];
+  if (upstreams.length === 0) {
+    if (forward.resolv_conf === undefined) return 'forward.upstreams is empty, so it would forward to the servers in /etc/resolv.conf';
+    const file = resolve(dir, forward.resolv_conf);
+    upstreams = resolvConfUpstreams(readFileSync(file, 'utf8'), []).map((u) => u.label);
+    if (upstreams.length === 0) return `${file} names no nameserver`;
+  }
+  const remote = upstreams.filter((u) => !isLoopback(parseUpstream(u).host));
+  return remote.length ? `upstream(s) ${remote.join(', ')} are not on loopback` : null;
+}
+
 export async function startDaemon(options: DaemonOptions = {}): Promise<RunningDaemon> {
   const dir = options.dir ?? tempDir();
   for (const [path, content] of Object.entries(options.files ?? {})) {
@@ -69,6 +89,8 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<RunningD
     reaper: { enabled: false },
     log: { level: 'debug' },
   }, options.config ?? {});
+  const offMachine = offMachineForwarding(config, dir);
+  if (offMachine) throw new Error(`a test daemon must forward only to upstreams on loopback that the test started: ${offMachine}`);
   const configFile = join(dir, 'config.json');
   writeFileSync(configFile, JSON.stringify(config, null, 2));
   const child = spawn(process.execPath, [...(options.nodeArgs ?? []), DAEMON_ENTRY, 'start', '--config', configFile], {

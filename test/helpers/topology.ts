@@ -1,4 +1,9 @@
-// Builds topology files for tests in our columnar format (or BOSH's, without the extras).
+// Builds topology files for tests in our columnar format (or BOSH's, without the extras),
+// and reads back what a synced file (snapshot + journal) holds.
+import { readFileSync } from 'node:fs';
+import { parseJournal, parseTopology } from '../../src/topology/reader.ts';
+import type { Instance } from '../../src/topology/types.ts';
+import { instanceName } from '../../src/topology/view.ts';
 
 export interface TestInstance {
   id: string;
@@ -26,4 +31,34 @@ export function topologyJson(instances: TestInstance[], extra: Record<string, un
     i.deployment ?? 'cf', i.ip, i.domain ?? 'bosh.', i.agentId ?? null, i.index ?? null, i.health ?? null, i.ports ?? null,
   ]);
   return JSON.stringify({ version, record_keys: keys, record_infos: rows, ...extra });
+}
+
+/**
+ * What a synced topology file holds, as a reader sees it: the snapshot, then the changes
+ * its journal (`<file>.journal`) appends after it.
+ */
+export function syncedTopology(file: string): { version: number; instances: Instance[] } {
+  const read = parseTopology(readFileSync(file, 'utf8'));
+  if (!read.ok) throw new Error(`topology file unreadable: ${read.error}`);
+  const live = new Map(read.topology.instances.map((i) => [instanceName(i), i]));
+  let version = read.topology.version;
+  let journal = '';
+  try {
+    journal = readFileSync(`${file}.journal`, 'utf8');
+  } catch {
+    // No journal: the snapshot is all.
+  }
+  const changes = parseJournal(journal);
+  if (changes.base === read.topology.version) {
+    for (const entry of changes.entries) {
+      for (const name of entry.removes) live.delete(name);
+      for (const i of entry.adds) live.set(instanceName(i), i);
+      version = entry.version;
+    }
+  }
+  return { version, instances: [...live.values()] };
+}
+
+export function syncedInstances(file: string): Instance[] {
+  return syncedTopology(file).instances;
 }

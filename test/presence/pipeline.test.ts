@@ -1,20 +1,23 @@
 // Registrar → PostgreSQL → reaper/syncer → topology file, on a real PostgreSQL (and the
 // embedded PGlite), with a manual clock: the test runs each heartbeat, reaper pass and
 // sync pass itself, so TTLs are exact and nothing sleeps.
-import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Registry } from '../../src/admin/metrics.ts';
-import { openDb, type Db } from '../../src/presence/db.ts';
+import type { Db } from '../../src/presence/db.ts';
+import { openPgDb } from '../../src/presence/pg-db.ts';
+import { startEmbeddedDb } from '../../src/presence/embedded-db.ts';
 import { Reaper } from '../../src/presence/reaper.ts';
 import { Registrar } from '../../src/presence/registrar.ts';
 import { migrate } from '../../src/presence/schema.ts';
 import { PresenceStore } from '../../src/presence/store.ts';
 import { Syncer } from '../../src/presence/syncer.ts';
 import { parseIp } from '../../src/util/ip.ts';
-import { parseTopology } from '../../src/topology/reader.ts';
+import { OwnedFile, TopologyState } from '../../src/topology/state.ts';
 import { freePort, testDatabase, type TestDatabase } from '../helpers/postgres.ts';
+import { syncedTopology } from '../helpers/topology.ts';
 import { TestSource, registration, silentLogger } from './fixtures.ts';
 import { ManualClock } from '../helpers/manual-clock.ts';
 
@@ -25,7 +28,7 @@ let store: PresenceStore;
 
 beforeAll(async () => {
   database = await testDatabase();
-  db = await openDb({ url: database.url, embeddedDir: '', logger: silentLogger });
+  db = openPgDb(database.url, silentLogger);
   await migrate(db);
   store = new PresenceStore(db);
 });
@@ -43,16 +46,20 @@ function node(cellId: string, clock: ManualClock, metrics = new Registry(), s = 
   return { source, registrar, metrics };
 }
 
-function syncer(clock: ManualClock, s = store, metrics = new Registry()) {
+/** A syncer writing into a topology state that owns a file of its own, as in the topology worker. */
+function syncer(clock: ManualClock, s = store) {
   const file = join(mkdtempSync(join(tmpdir(), 'presence-sync-')), 'topology.json');
-  const sync = new Syncer({ store: s, file, intervalMs: 1000, ttlMs: TTL, maxDropFraction: 0.3, guardHold: 10, clock, logger: silentLogger, metrics, listen: false, pageSize: 2 });
-  const read = () => {
-    const result = parseTopology(readFileSync(file, 'utf8'));
-    if (!result.ok) throw new Error(result.error);
-    return result.topology;
-  };
+  const state = new TopologyState({ domains: [], post: () => {}, logger: silentLogger });
+  const sync = new Syncer({
+    store: s, sink: state, intervalMs: 1000, ttlMs: TTL, maxDropFraction: 0.3, guardHold: 10, clock, logger: silentLogger, listen: false, pageSize: 2,
+    refusal: () => null,
+    claim: (cluster) => {
+      state.owned ??= new OwnedFile(file, cluster, silentLogger, state.counts);
+    },
+  });
+  const read = () => syncedTopology(file);
   const ids = () => read().instances.map((i) => i.id).sort();
-  return { sync, file, read, ids, metrics };
+  return { sync, file, read, ids, state };
 }
 
 function reaper(clock: ManualClock, metrics = new Registry(), owner = crypto.randomUUID()) {
@@ -248,6 +255,27 @@ describe('tombstone retention', () => {
 });
 
 describe('data loss', () => {
+  it('an emptied database never empties a topology with records, until an operator releases the guard', async () => {
+    await truncateAll();
+    const clock = new ManualClock({ start: 0, runTimers: false });
+    const lone = node('z-1', clock);
+    lone.source.set([registration('z-i1')]);
+    await lone.registrar.kick();
+    await lone.registrar.stop();
+    const s = syncer(clock);
+    await s.sync.tick();
+    expect(s.ids()).toEqual(['z-i1']);
+    // Nobody re-registers (the only cell is gone for good, or the database was wiped).
+    await truncateAll();
+    await s.sync.tick();
+    clock.advance(100 * TTL);
+    await s.sync.tick();
+    expect(s.ids()).toEqual(['z-i1']);
+    s.sync.releaseGuard();
+    await s.sync.tick();
+    expect(s.ids()).toEqual([]);
+  });
+
   it('tables emptied: the file keeps every instance until the registrars re-register within one heartbeat', async () => {
     await truncateAll();
     const clock = new ManualClock({ start: 0, runTimers: false });
@@ -313,7 +341,7 @@ describe('data loss', () => {
 describe('database down', () => {
   it('the registrar retries with capped exponential backoff; the syncer keeps the file and reports stale', async () => {
     const port = await freePort();
-    const downDb = await openDb({ url: `postgres://postgres:postgres@127.0.0.1:${port}/postgres`, embeddedDir: '', logger: silentLogger });
+    const downDb = openPgDb(`postgres://postgres:postgres@127.0.0.1:${port}/postgres`, silentLogger);
     const down = new PresenceStore(downDb);
     const clock = new ManualClock({ start: 0, runTimers: false });
     const metrics = new Registry();
@@ -331,13 +359,12 @@ describe('database down', () => {
     expect(seen.at(-1)![0]).toBeGreaterThanOrEqual(8);
     await a.registrar.stop();
 
-    const s = syncer(clock, down, metrics);
+    const s = syncer(clock, down);
     await s.sync.tick();
     clock.advance(5000);
     await s.sync.tick();
     expect(existsSync(s.file)).toBe(false);
-    expect(s.sync.status()).toMatchObject({ stale: true, staleSeconds: 5 });
-    expect(await metrics.value('presence_dns_db_up')).toBe(0);
+    expect(s.sync.status()).toMatchObject({ stale: true, staleSeconds: 5, dbUp: false });
     await downDb.close();
   });
 });
@@ -345,7 +372,8 @@ describe('database down', () => {
 describe('embedded PGlite', () => {
   it('runs the same pipeline on the embedded database', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'presence-pglite-'));
-    const lite = await openDb({ embeddedDir: join(dir, 'db'), logger: silentLogger });
+    const embedded = startEmbeddedDb({ dir: join(dir, 'db') }, silentLogger);
+    const lite = embedded.db;
     await migrate(lite);
     await migrate(lite);
     const liteStore = new PresenceStore(lite);
@@ -364,5 +392,6 @@ describe('embedded PGlite', () => {
     expect(s.ids()).toEqual([]);
     await r.stop();
     await lite.close();
+    await embedded.stop();
   });
 });

@@ -2,7 +2,8 @@
 // ids, heartbeats and owners, locket locks, compare-and-set expiry, and the revision
 // counter that never lets a polling reader skip a committed change.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openDb, type Db } from '../../src/presence/db.ts';
+import type { Db } from '../../src/presence/db.ts';
+import { openPgDb } from '../../src/presence/pg-db.ts';
 import { LockWatch } from '../../src/presence/decisions.ts';
 import { migrate } from '../../src/presence/schema.ts';
 import { PresenceStore } from '../../src/presence/store.ts';
@@ -13,7 +14,7 @@ let database: TestDatabase;
 const opened: Db[] = [];
 
 async function connect(): Promise<PresenceStore> {
-  const db = await openDb({ url: database.url, embeddedDir: '', logger: silentLogger });
+  const db = openPgDb(database.url, silentLogger);
   opened.push(db);
   return new PresenceStore(db);
 }
@@ -23,7 +24,7 @@ let store: PresenceStore;
 beforeAll(async () => {
   database = await testDatabase();
   // Daemons starting together each run the migrations; the advisory lock serialises them.
-  const dbs = await Promise.all([1, 2, 3].map(() => openDb({ url: database.url, embeddedDir: '', logger: silentLogger })));
+  const dbs = [1, 2, 3].map(() => openPgDb(database.url, silentLogger));
   opened.push(...dbs);
   await Promise.all(dbs.map((db) => migrate(db)));
   await migrate(dbs[0]);

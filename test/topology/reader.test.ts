@@ -105,7 +105,21 @@ describe('rows that are skipped with a warning naming the row', () => {
     ['a bad IP', ['x', 'web', 'default', 'cf', '10.0.0.300', 'bosh.', 0, null, null, []], 'record_infos[1]: ip "10.0.0.300" is not an IP address; skipped'],
     ['a numeric id', [5, 'web', 'default', 'cf', '10.0.0.2', 'bosh.', 0, null, null, []], 'record_infos[1]: id must be a string; skipped'],
     ['a missing group', ['x', '', 'default', 'cf', '10.0.0.2', 'bosh.', 0, null, null, []], 'record_infos[1]: instance_group is missing; skipped'],
-    ['a label with a dot', ['x', 'we.b', 'default', 'cf', '10.0.0.2', 'bosh.', 0, null, null, []], 'record_infos[1]: instance_group "we.b" is not a DNS label; skipped'],
+    ['a label with a dot', ['x', 'we.b', 'default', 'cf', '10.0.0.2', 'bosh.', 0, null, null, []], 'record_infos[1]: instance_group "we.b" is not a DNS label: it contains a dot; skipped'],
+    ['an id of 70 bytes', ['i'.repeat(70), 'web', 'default', 'cf', '10.0.0.2', 'bosh.', 0, null, null, []], `record_infos[1]: id "${'i'.repeat(70)}" is not a DNS label: it has a label longer than 63 bytes (70); skipped`],
+    ['a network wider than a byte per character', ['x', 'web', 'd\u20ac', 'cf', '10.0.0.2', 'bosh.', 0, null, null, []], 'record_infos[1]: network "d\u20ac" is not a DNS label: it has a character that is not one byte; skipped'],
+    ['a domain with an empty label', ['x', 'web', 'default', 'cf', '10.0.0.2', 'a..bosh.', 0, null, null, []], 'record_infos[1]: domain "a..bosh." is not a DNS name: it has an empty label; skipped'],
+    ['a domain too long for its SOA', ['x', 'web', 'default', 'cf', '10.0.0.2', `${'d'.repeat(60)}.${'d'.repeat(60)}.${'d'.repeat(60)}.${'d'.repeat(60)}`, 0, null, null, []], 'record_infos[1]: domain "dddd'],
+    [
+      'labels that make a name over 253 bytes together',
+      ['i'.repeat(63), 'g'.repeat(63), 'n'.repeat(63), 'd'.repeat(60), '10.0.0.2', 'bosh.', 0, null, null, []],
+      'record_infos[1]: id, instance_group, network, deployment and domain make the name "iiii',
+    ],
+    [
+      'an index that makes the index name too long',
+      ['i', 'g'.repeat(63), 'n'.repeat(63), 'd'.repeat(63), '10.0.0.2', `${'o'.repeat(50)}.bosh`, 12345678901, null, null, []],
+      'record_infos[1]: instance_index, instance_group, network, deployment and domain make the name "12345678901.ggg',
+    ],
     ['a negative index', ['x', 'web', 'default', 'cf', '10.0.0.2', 'bosh.', -1, null, null, []], 'record_infos[1]: instance_index must be a non-negative integer; skipped'],
     ['a port out of range', ['x', 'web', 'default', 'cf', '10.0.0.2', 'bosh.', 0, { http: 70000 }, null, []], 'record_infos[1]: ports.http must be 1-65535; skipped'],
     ['an unknown health', ['x', 'web', 'default', 'cf', '10.0.0.2', 'bosh.', 0, null, 'sick', []], 'record_infos[1]: health must be one of running, failing, unchecked; skipped'],
@@ -113,7 +127,9 @@ describe('rows that are skipped with a warning naming the row', () => {
     ['a missing domain', ['x', 'web', 'default', 'cf', '10.0.0.2', null, 0, null, null, []], 'record_infos[1]: domain is missing; skipped'],
   ])('%s', (_what, row, warning) => {
     const { topology, warnings } = read(row);
-    expect(warnings).toEqual([warning]);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0].startsWith(warning)).toBe(true);
+    expect(warnings[0]).toMatch(/; skipped$/);
     expect(topology.instances.map((i) => i.id)).toEqual(['good']);
   });
 
@@ -124,7 +140,38 @@ describe('rows that are skipped with a warning naming the row', () => {
     const { topology, warnings } = ok(parseTopology(text));
     expect(topology.ptrRecords).toEqual([['10.0.0.1', 'good.web.default.cf.bosh']]);
     expect(warnings).toHaveLength(2);
-    expect(warnings[0]).toContain('records: ["nope","x"] is not an [ip, name] pair');
+    expect(warnings[0]).toContain('records[1]: ["nope","x"] is not an [ip, name] pair');
+  });
+
+  it('skips records names the wire cannot carry (a PTR for them once killed the daemon)', () => {
+    const text = JSON.stringify({
+      record_keys: keys, record_infos: [good],
+      records: [['10.0.0.1', 'a..b.default.cf.bosh.'], ['10.0.0.2', `${'x'.repeat(70)}.default.cf.bosh.`], ['10.0.0.3', 'fine.cf.internal.']],
+    });
+    const { topology, warnings } = ok(parseTopology(text));
+    expect(topology.ptrRecords).toEqual([['10.0.0.3', 'fine.cf.internal']]);
+    expect(warnings).toEqual([
+      'records[0]: name "a..b.default.cf.bosh." is not a DNS name: it has an empty label; skipped',
+      `records[1]: name "${'x'.repeat(70)}.default.cf.bosh." is not a DNS name: it has a label longer than 63 bytes (70); skipped`,
+    ]);
+  });
+
+  it('skips aliases and alias targets that are not DNS names, keeping the good ones', () => {
+    const zone = Array.from({ length: 4 }, () => 'z'.repeat(60)).join('.');
+    const text = JSON.stringify({
+      record_keys: keys, record_infos: [good],
+      aliases: {
+        'bad..alias.internal': ['good.web.default.cf.bosh'],
+        [`a.${zone}`]: ['good.web.default.cf.bosh'],
+        'ok.internal': ['good.web.default.cf.bosh', `${'t'.repeat(64)}.bosh`],
+      },
+    });
+    const { topology, warnings } = ok(parseTopology(text));
+    expect([...topology.aliases]).toEqual([['ok.internal', ['good.web.default.cf.bosh']]]);
+    expect(warnings).toHaveLength(3);
+    expect(warnings[0]).toBe('alias "bad..alias.internal" is not a DNS name: it has an empty label; skipped');
+    expect(warnings[1]).toContain('leaves no room for its SOA');
+    expect(warnings[2]).toBe(`alias ok.internal: target "${'t'.repeat(64)}.bosh" is not a DNS name: it has a label longer than 63 bytes (64); skipped`);
   });
 
   it('skips an alias whose targets are not a list', () => {

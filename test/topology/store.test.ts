@@ -1,20 +1,21 @@
-// The store over real files: loads topology and alias files, keeps the last good
-// topology when a reload fails, and logs, counts and reports the failure.
+// The store over real files, with its real topology worker: loads topology and alias
+// files, keeps the last good topology when a reload fails and reports the failure,
+// follows the file and the alias directory, and survives the worker's death.
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Registry } from '../../src/admin/metrics.ts';
+import { instanceTags, tagsOf } from '../../src/topology/cache-tags.ts';
 import { parseCriteria } from '../../src/topology/criteria.ts';
+import type { Instance } from '../../src/topology/types.ts';
 import { TopologyStore } from '../../src/topology/store.ts';
 import { tempDir, waitFor } from '../helpers/daemon.ts';
 import { topologyJson } from '../helpers/topology.ts';
+import { silentLogger } from '../presence/fixtures.ts';
 
 interface Harness {
   store: TopologyStore;
   metrics: Registry;
-  logs: Array<{ level: number; msg: string }>;
   file: string;
   aliasesDir: string;
 }
@@ -31,27 +32,23 @@ async function harness(topology: string | null, aliasFiles: Record<string, strin
   if (aliasFiles) mkdirSync(aliasesDir);
   if (topology !== null) writeFileSync(file, topology);
   for (const [name, text] of Object.entries(aliasFiles ?? {})) writeFileSync(join(aliasesDir, name), text);
-  const logs: Harness['logs'] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      logs.push(JSON.parse(chunk.toString()) as { level: number; msg: string });
-      done();
-    },
-  });
   const metrics = new Registry();
-  const store = new TopologyStore({ file, aliasesDir, domains: [], logger: pino({ level: 'debug' }, sink), metrics });
+  const store = new TopologyStore({ file, aliasesDir, domains: [], logLevel: 'silent', logger: silentLogger, metrics, sync: null });
   stores.push(store);
   await store.start();
-  return { store, metrics, logs, file, aliasesDir };
+  return { store, metrics, file, aliasesDir };
 }
 
 const ids = (h: Harness, name: string) =>
   h.store.current!.select(parseCriteria(name.split('.'), 'bosh')).map((i) => i.id).sort();
+/** The tag of an answer about this one instance by its id name. */
+const idTag = (i: Instance) => instanceTags(i)[1];
+const failures = (h: Harness) => h.metrics.value('presence_dns_topology_reload_failures_total');
 
 describe('TopologyStore', () => {
   it('loads the file and reports it', async () => {
     const h = await harness(topologyJson([{ id: 'a', ip: '10.0.0.1' }], {}, 3));
-    expect(h.store.status()).toMatchObject({ loaded: true, version: 3, records: 1, lastError: null });
+    expect(h.store.status()).toMatchObject({ loaded: true, version: 3, records: 1, lastError: null, workerUp: true });
     expect(await h.metrics.value('presence_dns_topology_records')).toBe(1);
     expect(ids(h, '*.web.default.cf')).toEqual(['a']);
   });
@@ -60,17 +57,17 @@ describe('TopologyStore', () => {
     const h = await harness(null);
     expect(h.store.current).toBeNull();
     expect(h.store.status().loaded).toBe(false);
-    expect(h.store.status().lastError).toMatch(/cannot read topology file .*topology\.json: ENOENT/);
+    expect(h.store.status().lastError).toBe('no topology loaded yet');
   });
 
-  it('logs a skipped row naming the row', async () => {
+  it('serves the good rows of a file with a bad one', async () => {
     const text = JSON.stringify({
       record_keys: ['id', 'instance_group', 'network', 'deployment', 'ip', 'domain'],
       record_infos: [['a', 'web', 'default', 'cf', '10.0.0.1', 'bosh.'], ['b', 'web', 'default', 'cf', 'not-an-ip', 'bosh.']],
     });
     const h = await harness(text);
     expect(h.store.status().records).toBe(1);
-    expect(h.logs.some((l) => l.level === 40 && l.msg.includes('record_infos[1]: ip "not-an-ip" is not an IP address'))).toBe(true);
+    expect(ids(h, '*.web.default.cf')).toEqual(['a']);
   });
 
   it.each([
@@ -81,25 +78,24 @@ describe('TopologyStore', () => {
     const h = await harness(topologyJson([{ id: 'a', ip: '10.0.0.1' }], {}, 1));
     const before = h.store.current;
     writeFileSync(h.file, bad);
-    expect(h.store.reloadTopology()).toBe(false);
+    h.store.reload();
+    await waitFor(async () => (await failures(h)) === 1, 5000, 'the rejection');
     expect(h.store.current).toBe(before);
     expect(h.store.status()).toMatchObject({ loaded: true, version: 1, records: 1 });
     expect(h.store.status().lastError).toContain(reason);
-    expect(await h.metrics.value('presence_dns_topology_reload_failures_total')).toBe(1);
-    expect(h.logs.some((l) => l.level === 50 && l.msg.includes('keeping the last good topology'))).toBe(true);
 
     writeFileSync(h.file, topologyJson([{ id: 'b', ip: '10.0.0.2' }], {}, 2));
-    expect(h.store.reloadTopology()).toBe(true);
-    expect(h.store.status()).toMatchObject({ version: 2, lastError: null });
+    h.store.reload();
+    await waitFor(() => h.store.status().version === 2, 5000, 'the good file');
+    expect(h.store.status().lastError).toBeNull();
     expect(ids(h, '*.web.default.cf')).toEqual(['b']);
   });
 
   it('keeps the last good topology when the file is deleted', async () => {
     const h = await harness(topologyJson([{ id: 'a', ip: '10.0.0.1' }]));
     rmSync(h.file);
-    expect(h.store.reloadTopology()).toBe(false);
+    await waitFor(() => (h.store.status().lastError ?? '').includes('ENOENT'), 5000, 'the missing file to be reported');
     expect(ids(h, '*.web.default.cf')).toEqual(['a']);
-    expect(h.store.status().lastError).toContain('ENOENT');
   });
 
   it('serves aliases from the aliases directory, YAML and JSON, and counts a broken alias file', async () => {
@@ -111,8 +107,7 @@ describe('TopologyStore', () => {
     });
     expect(h.store.current!.aliasTargets('web.service.internal')).toEqual(['q-s0.web.default.cf.bosh']);
     expect(h.store.current!.aliasTargets('a.w.internal')).toEqual(['a.web.default.cf.bosh']);
-    expect(await h.metrics.value('presence_dns_topology_reload_failures_total')).toBe(1);
-    expect(h.logs.some((l) => l.level === 50 && l.msg.includes('alias file broken.yaml rejected'))).toBe(true);
+    expect(await failures(h)).toBe(1);
   });
 
   it('watches an aliases directory created after the start', async () => {
@@ -125,10 +120,33 @@ describe('TopologyStore', () => {
     await waitFor(() => h.store.current!.aliasTargets('late.internal') === null, 5000, 'the alias to go');
   });
 
-  it('reloads on its own when the watched file changes', async () => {
-    const h = await harness(topologyJson([{ id: 'a', ip: '10.0.0.1' }], {}, 1));
-    writeFileSync(h.file, topologyJson([{ id: 'b', ip: '10.0.0.2' }], {}, 2));
+  it('reloads on its own when the watched file changes, telling listeners what changed', async () => {
+    const h = await harness(topologyJson([{ id: 'a', ip: '10.0.0.1' }, { id: 'c', ip: '10.0.0.3' }], {}, 1));
+    const before = h.store.current!;
+    const a = before.get('a.web.default.cf.bosh')!;
+    const c = before.get('c.web.default.cf.bosh')!;
+    const changes: unknown[] = [];
+    h.store.onChange((change) => changes.push(change === 'replaced' ? change : Array.from(change.tags).sort()));
+    writeFileSync(h.file, topologyJson([{ id: 'b', ip: '10.0.0.2' }, { id: 'c', ip: '10.0.0.3' }], {}, 2));
     await waitFor(() => h.store.current!.version === 2, 5000, 'the new version');
-    expect(ids(h, '*.web.default.cf')).toEqual(['b']);
+    expect(ids(h, '*.web.default.cf')).toEqual(['b', 'c']);
+    // Only what differs: the tags of a (gone) and b (new); the cached answers about c alone stay.
+    const b = h.store.current!.get('b.web.default.cf.bosh')!;
+    expect(changes).toEqual([[...tagsOf([a, b])].sort()]);
+    expect(tagsOf([c]).some((tag) => tag === idTag(c))).toBe(true);
+    expect((changes[0] as number[]).includes(idTag(c))).toBe(false);
+  });
+
+  it('keeps answering from the view in service while a dead worker is restarted', async () => {
+    const h = await harness(topologyJson([{ id: 'a', ip: '10.0.0.1' }], {}, 1));
+    const view = h.store.current;
+    const worker = (h.store as unknown as { worker: { terminate(): Promise<number> } }).worker;
+    await worker.terminate();
+    expect(h.store.current).toBe(view);
+    expect(ids(h, '*.web.default.cf')).toEqual(['a']);
+    await waitFor(() => h.store.status().workerRestarts === 1 && h.store.status().workerUp, 5000, 'the restart');
+    expect(await h.metrics.value('presence_dns_topology_worker_restarts_total')).toBe(1);
+    writeFileSync(h.file, topologyJson([{ id: 'b', ip: '10.0.0.2' }], {}, 2));
+    await waitFor(() => h.store.current!.version === 2, 5000, 'the restarted worker to follow the file');
   });
 });

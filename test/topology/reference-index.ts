@@ -1,7 +1,9 @@
-// The index over one topology version: built once when a topology is loaded, so that a
-// lookup is a map access (plus a filter over one group), never a scan of every record.
-import { matchesInstance, matchesPattern, type Criteria } from './criteria.ts';
-import { normalizeName, type AliasMap, type Instance, type Topology } from './types.ts';
+// The reference the topology image is checked against: the first version's index, one
+// object per instance in JavaScript maps (what the daemon answered from before the image).
+// Tests run the same resolver over both and compare the bytes of every answer.
+import { matchesInstance, matchesPattern, type Criteria } from '../../src/topology/criteria.ts';
+import { normalizeName, type AliasMap, type Instance, type Topology } from '../../src/topology/types.ts';
+import { expandAlias, instanceName, mergeAliases, type TopologyLookup } from '../../src/topology/view.ts';
 
 export interface IndexOptions {
   /** Domains served even when no record lives under them (dns.domains). */
@@ -19,17 +21,13 @@ interface GroupEntry {
 
 const SEP = '\u0000';
 
-export function instanceName(i: Instance, first: string = i.id): string {
-  return `${first}.${i.group}.${i.network}.${i.deployment}.${i.domain}`;
-}
-
 function push<K, V>(map: Map<K, V[]>, key: K, value: V): void {
   const list = map.get(key);
   if (list) list.push(value);
   else map.set(key, [value]);
 }
 
-export class TopologyIndex {
+export class ReferenceIndex implements TopologyLookup {
   readonly version: number;
   readonly recordCount: number;
   /** False for a topology without any health column data (an unmodified BOSH file). */
@@ -72,8 +70,7 @@ export class TopologyIndex {
     }
     for (const [ip, name] of topology.ptrRecords ?? []) push(this.ptr, ip, name);
     this.domains = domains;
-    this.aliases = new Map(options.aliases ?? []);
-    for (const [name, targets] of topology.aliases) this.aliases.set(name, [...(this.aliases.get(name) ?? []), ...targets]);
+    this.aliases = mergeAliases(options.aliases ?? new Map(), topology.aliases);
   }
 
   /** The longest served domain that `name` (lower-case, no trailing dot) equals or lies under. */
@@ -116,21 +113,7 @@ export class TopologyIndex {
     return this.byAgent.get(agentId) ?? [];
   }
 
-  /**
-   * Targets for an alias name: exact aliases first, then `*.<parent>` (any one label),
-   * then `_.<parent>`, whose targets get the query's first label in place of `_`.
-   */
   aliasTargets(name: string): string[] | null {
-    const exact = this.aliases.get(name);
-    if (exact) return exact;
-    const dot = name.indexOf('.');
-    if (dot <= 0) return null;
-    const first = name.slice(0, dot);
-    const parent = name.slice(dot + 1);
-    const wildcard = this.aliases.get(`*.${parent}`);
-    if (wildcard) return wildcard;
-    const placeholder = this.aliases.get(`_.${parent}`);
-    if (placeholder) return placeholder.map((t) => (t.startsWith('_.') ? first + t.slice(1) : t));
-    return null;
+    return expandAlias(this.aliases, name);
   }
 }

@@ -1,0 +1,114 @@
+// Debian's PgBouncer in transaction pooling mode in front of a PostgreSQL server, on a
+// free loopback port, run as the `postgres` user when the tests run as root (PgBouncer
+// refuses root). `repoint()` sends it to another server (a promoted replica) the way an
+// operator does: rewrite the ini, SIGHUP.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir, userInfo } from 'node:os';
+import { join } from 'node:path';
+import { freePort } from './postgres.ts';
+import { waitFor } from './daemon.ts';
+
+const AS_ROOT = userInfo().uid === 0;
+
+function pgbouncerPath(): string {
+  for (const candidate of ['/usr/sbin/pgbouncer', '/usr/bin/pgbouncer']) {
+    try {
+      execFileSync(candidate, ['--version'], { stdio: 'ignore' });
+      return candidate;
+    } catch {
+      // next
+    }
+  }
+  throw new Error('pgbouncer is not installed (Debian: apt-get install -y pgbouncer); the PgBouncer fault scenarios need it');
+}
+
+export class PgBouncer {
+  private child: ChildProcess | null = null;
+
+  private constructor(private readonly dir: string, readonly port: number, private target: number) {}
+
+  /** Clients connect here: postgres@127.0.0.1:<port>/postgres, pooled per transaction. */
+  get url(): string {
+    return `postgres://postgres@127.0.0.1:${this.port}/postgres`;
+  }
+
+  static async start(targetPort: number, poolSize = 4): Promise<PgBouncer> {
+    const dir = mkdtempSync(join(tmpdir(), 'presence-pgbouncer-'));
+    chmodSync(dir, 0o777);
+    const bouncer = new PgBouncer(dir, await freePort(), targetPort);
+    bouncer.writeIni(poolSize);
+    await bouncer.spawn();
+    return bouncer;
+  }
+
+  private get ini(): string {
+    return join(this.dir, 'pgbouncer.ini');
+  }
+
+  private writeIni(poolSize = Number(/default_pool_size = (\d+)/.exec(readFileSync(this.ini, 'utf8'))?.[1] ?? 4)): void {
+    writeFileSync(this.ini, [
+      '[databases]',
+      `postgres = host=127.0.0.1 port=${this.target} dbname=postgres user=postgres`,
+      '[pgbouncer]',
+      'listen_addr = 127.0.0.1', `listen_port = ${this.port}`, `unix_socket_dir = ${this.dir}`,
+      'auth_type = any', 'pool_mode = transaction', `default_pool_size = ${poolSize}`, 'max_client_conn = 200',
+      'ignore_startup_parameters = extra_float_digits,options', 'server_reset_query =',
+      `logfile = ${join(this.dir, 'pgbouncer.log')}`, `pidfile = ${join(this.dir, 'pgbouncer.pid')}`,
+      'server_connect_timeout = 3', 'server_login_retry = 1', 'log_connections = 0', 'log_disconnections = 0',
+    ].join('\n') + '\n');
+    chmodSync(this.ini, 0o644);
+  }
+
+  private async spawn(): Promise<void> {
+    const bin = pgbouncerPath();
+    const [file, argv] = AS_ROOT ? ['runuser', ['-u', 'postgres', '--', bin, this.ini]] : [bin, [this.ini]];
+    const child = spawn(file, argv, { stdio: 'ignore' });
+    this.child = child;
+    await waitFor(() => {
+      if (child.exitCode !== null) throw new Error(`pgbouncer exited with ${child.exitCode}: ${this.log()}`);
+      try {
+        return /process up|listening on 127\.0\.0\.1:\d+/.test(this.log());
+      } catch {
+        return false;
+      }
+    }, 10_000, 'pgbouncer to listen');
+  }
+
+  log(): string {
+    return readFileSync(join(this.dir, 'pgbouncer.log'), 'utf8');
+  }
+
+  private pid(): number {
+    return Number(readFileSync(join(this.dir, 'pgbouncer.pid'), 'utf8').trim());
+  }
+
+  /** Points it at another server: new server connections go there (an operator's failover step). */
+  repoint(targetPort: number): void {
+    this.target = targetPort;
+    this.writeIni();
+    process.kill(this.pid(), 'SIGHUP');
+  }
+
+  async stop(): Promise<void> {
+    const child = this.child;
+    this.child = null;
+    if (child && child.exitCode === null) {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      try {
+        process.kill(this.pid(), 'SIGINT');
+      } catch {
+        child.kill('SIGKILL');
+      }
+      await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 5000))]);
+      if (child.exitCode === null) {
+        try {
+          process.kill(this.pid(), 'SIGKILL');
+        } catch {
+          // gone
+        }
+      }
+    }
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
