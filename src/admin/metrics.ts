@@ -7,6 +7,8 @@
 import client from 'prom-client';
 
 export type Counter = client.Counter;
+/** A registry's metrics as plain data, which can cross threads and be folded into another registry. */
+export type MetricsSnapshot = client.MetricObjectWithValues<client.MetricValue<string>>[];
 export type Gauge = client.Gauge;
 export type Histogram = client.Histogram;
 type Labels = Record<string, string>;
@@ -115,6 +117,7 @@ export class Registry {
   private readonly declared = new Map<string, string>();
   private readonly hotCounters = new Map<Counter, PendingCount[]>();
   private readonly histograms = new Map<Histogram, MergedHistogram>();
+  private readonly sources: Array<() => Promise<MetricsSnapshot[]>> = [];
 
   readonly contentType = this.registry.contentType;
 
@@ -185,9 +188,24 @@ export class Registry {
     return child;
   }
 
+  /**
+   * Metrics kept in other threads (the DNS workers' counters), folded into this registry's
+   * at every scrape: series of the same name and labels are summed.
+   */
+  addSource(source: () => Promise<MetricsSnapshot[]>): void {
+    this.sources.push(source);
+  }
+
+  /** This registry's metrics as plain data, for another thread's registry to fold in. */
+  snapshot(): Promise<MetricsSnapshot> {
+    return this.registry.getMetricsAsJSON();
+  }
+
   /** The Prometheus text exposition of every metric. */
-  render(): Promise<string> {
-    return this.registry.metrics();
+  async render(): Promise<string> {
+    if (this.sources.length === 0) return this.registry.metrics();
+    const others = (await Promise.all(this.sources.map((s) => s()))).flat();
+    return client.AggregatorRegistry.aggregate([await this.registry.getMetricsAsJSON(), ...others]).metrics();
   }
 
   /** One series' value as a scrape would see it (a histogram's: its observation count), 0 when absent. */
