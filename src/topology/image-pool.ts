@@ -6,7 +6,7 @@
 // back here (TopologyStore tells the worker) and the next image is built into it.
 
 /** Spare buffers kept; more are let go. */
-const SPARES = 3;
+const SPARES = 1;
 
 export class ImagePool {
   private readonly spare: SharedArrayBuffer[] = [];
