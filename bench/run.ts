@@ -15,6 +15,7 @@ import { dig } from '../test/helpers/dig.ts';
 import { startDaemon, waitFor, type RunningDaemon } from '../test/helpers/daemon.ts';
 import { dnsperf, combine, dnsperfRun, freePort, type PerfResult, type PerfRun } from './dnsperf.ts';
 import { runMemoryBench, treeRssMb } from './memory.ts';
+import { startDnsmasq, startKnot, startNsd, writeZone, type Peer } from './peers.ts';
 import { generate, writeHosts, writeQueries, writeTopology } from './topology.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
@@ -46,15 +47,6 @@ async function answering(port: number, name: string): Promise<void> {
   await waitFor(async () => (await dig(port, name, 'A', ['+time=1'])).status === 'NOERROR', 30_000, `a server on port ${port}`);
 }
 
-async function startDnsmasq(hosts: string, size: number): Promise<{ port: number; child: ChildProcess }> {
-  const port = await freePort();
-  const child = track(spawn('dnsmasq', [
-    '--keep-in-foreground', '--no-resolv', '--no-hosts', `--addn-hosts=${hosts}`, `--port=${port}`,
-    '--listen-address=127.0.0.1', '--bind-interfaces', `--cache-size=${Math.min(10_000, size)}`, '--pid-file=', '--user=root',
-  ], { stdio: 'ignore' }));
-  return { port, child };
-}
-
 async function startEcho(): Promise<{ port: number; child: ChildProcess }> {
   const child = track(spawn(process.execPath, [join(ROOT, 'bench/echo-server.ts'), '0'], { stdio: ['ignore', 'pipe', 'inherit'] }));
   const port = await new Promise<number>((resolve) => {
@@ -63,8 +55,8 @@ async function startEcho(): Promise<{ port: number; child: ChildProcess }> {
   return { port, child };
 }
 
-async function startPresence(dir: string): Promise<RunningDaemon> {
-  const daemon = await startDaemon({ dir, config: { topology: { file: join(dir, 'topology.json') }, log: { level: 'info' } } });
+async function startPresence(dir: string, workers: number | 'auto' = 1): Promise<RunningDaemon> {
+  const daemon = await startDaemon({ dir, config: { topology: { file: join(dir, 'topology.json') }, dns: { workers }, log: { level: 'info' } } });
   daemons.add(daemon);
   return daemon;
 }
@@ -134,7 +126,7 @@ async function main(): Promise<void> {
     const started = performance.now();
     const daemon = await startPresence(dir);
     const startMs = performance.now() - started;
-    const dnsmasq = await startDnsmasq(join(dir, 'hosts'), size);
+    const dnsmasq = trackPeer(await startDnsmasq(join(dir, 'hosts'), size));
     await answering(dnsmasq.port, topology.names[0]);
     const targets: Target[] = [
       { server: 'presence-dns', records: size, port: daemon.dnsPort, queries, pid: daemon.process.pid! },
@@ -176,10 +168,76 @@ async function main(): Promise<void> {
     const [small, big] = [mine[0], mine[mine.length - 1]];
     process.stdout.write(`presence-dns queries/s with ${big.records} records vs ${small.records}: ${ratio(big.result.qps, small.result.qps)}\n`);
   }
+  await workersBench(RELOAD_SIZE);
+  await workersMemory(LARGEST);
   await forwardBench();
   await churnBench();
   process.stdout.write('\nFootprint\n');
   for (const [what, value] of await runMemoryBench()) process.stdout.write(`${what}: ${value}\n`);
+}
+
+function trackPeer(peer: Peer): Peer {
+  track(peer.child);
+  return peer;
+}
+
+/**
+ * dns.workers: queries/s with 1, 2 and `auto` threads answering, beside dnsmasq, NSD and
+ * Knot DNS serving the same names, all in one interleaved run, with each one's RSS.
+ */
+async function workersBench(size: number): Promise<void> {
+  const dir = join(work, `workers-${size}`);
+  mkdirSync(dir, { recursive: true });
+  const topology = generate(size);
+  writeTopology(join(dir, 'topology.json'), topology, 1);
+  writeHosts(join(dir, 'hosts'), topology);
+  writeZone(join(dir, 'bosh.zone'), topology);
+  const queries = join(dir, 'queries.txt');
+  writeQueries(queries, topology);
+  const auto = Math.min(availableParallelism(), 8);
+  const configs: Array<[string, number | 'auto']> = [['1 thread', 1], ['2 threads', 2]];
+  if (auto !== 2 && auto !== 1) configs.push([`auto (${auto})`, 'auto']);
+  const presence: Array<[string, RunningDaemon]> = [];
+  for (const [label, workers] of configs) presence.push([label, await startPresence(dir, workers)]);
+  const peers: Array<[string, Peer]> = [
+    ['dnsmasq', trackPeer(await startDnsmasq(join(dir, 'hosts'), size))],
+    ['nsd', trackPeer(await startNsd(dir, 'bosh.zone'))],
+    ['knot', trackPeer(await startKnot(dir, 'bosh.zone'))],
+  ];
+  for (const [, p] of peers) await answering(p.port, topology.names[0]);
+  const targets: Target[] = [
+    ...presence.map(([label, d]): Target => ({ server: `presence-dns ${label}`, records: size, port: d.dnsPort, queries, pid: d.process.pid! })),
+    ...peers.map(([label, p]): Target => ({ server: label, records: size, port: p.port, queries, pid: p.child.pid! })),
+  ];
+  const rows = await compare(targets);
+  const one = rows[0].result.qps;
+  const dnsmasq = rows.find((r) => r.server === 'dnsmasq')!.result.qps;
+  process.stdout.write(`\nWorkers (dns.workers), ${size} records, ${availableParallelism()} cores (dnsperf shares them)\n`);
+  process.stdout.write('| server | queries/s | lost/sent | CPU µs/query | p99 ms | vs 1 thread | vs dnsmasq | RSS MB |\n|---|---|---|---|---|---|---|---|\n');
+  for (const [i, r] of rows.entries()) {
+    const pid = targets[i].pid;
+    process.stdout.write(`| ${r.server} | ${Math.round(r.result.qps)} | ${r.result.lost}/${r.result.sent} | ${r.cpuUs.toFixed(1)} | ${ms(r.result.p99Ms)} | `
+      + `${r.server.startsWith('presence') ? ratio(r.result.qps, one) : ''} | ${ratio(r.result.qps, dnsmasq)} | ${treeRssMb(pid)} |\n`);
+  }
+  const two = rows[1].result.qps;
+  process.stdout.write(`2 threads vs 1: ${ratio(two, one)} (target ≥ 1.7× where 4+ cores are free; ${availableParallelism()} cores here, one taken by dnsperf)\n`);
+  for (const [, d] of presence) await stopPresence(d);
+  for (const [, p] of peers) await stopChild(p.child);
+}
+
+/** RSS with 1 and 2 threads answering at `size` instances, after a pass through every name (the image is shared, not copied). */
+async function workersMemory(size: number): Promise<void> {
+  const dir = join(work, `t${size}`);
+  const queries = join(dir, 'queries.txt');
+  const rss: number[] = [];
+  for (const workers of [1, 2]) {
+    const daemon = await startPresence(dir, workers);
+    await dnsperf({ port: daemon.dnsPort, queries, seconds: 60, scratch: join(work, 'warm.out'), passes: 1 });
+    rss.push(treeRssMb(daemon.process.pid!));
+    await stopPresence(daemon);
+  }
+  const r = rss[1] / rss[0];
+  process.stdout.write(`RSS at ${size} records after a pass through every name: 1 thread ${rss[0]} MB, 2 threads ${rss[1]} MB (${r.toFixed(2)}×, target ≤ 1.3×: ${r <= 1.3 ? 'met' : 'MISSED'})\n`);
 }
 
 /** The churn benchmark (bench/churn.ts) in a process of its own, printing its own table. */

@@ -8,7 +8,7 @@ import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AdminServer, Registry } from './admin/index.ts';
 import { ConfigError, loadConfig, type Config } from './config/index.ts';
-import { DnsHandler, DnsServer } from './dns/index.ts';
+import { DnsHandler, startDns } from './dns/index.ts';
 import { createLogger, type Logger } from './log.ts';
 import { openPresenceDb, startPresence } from './presence/index.ts';
 import { mountInstancesApi, RegistrationSet, runInstancesCli } from './registrations/index.ts';
@@ -75,8 +75,10 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     : null;
   await forwarder?.start();
   handler.next = forwarder;
-  const dns = new DnsServer({ listen: config.dns.listen, handler, logger: logger.child({ module: 'dns' }), metrics });
-  await dns.start();
+  const dns = await startDns({
+    config: config.dns, handler, topology, recursionAvailable: () => forwarder?.recursionAvailable ?? false,
+    logLevel: config.log.level, logger: logger.child({ module: 'dns' }), metrics,
+  });
 
   const admin = config.admin.enabled
     ? new AdminServer({ ...config.admin, metrics, logger: logger.child({ module: 'admin' }) })
@@ -106,7 +108,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     : null;
 
   const dnsPorts = [...new Set(dns.bound.map((b) => b.port))];
-  logger.info({ dns: dns.bound, admin: admin ? `${config.admin.address}:${admin.port}` : null }, 'presence-dns started');
+  logger.info({ dns: dns.bound, dnsThreads: dns.threads, admin: admin ? `${config.admin.address}:${admin.port}` : null }, 'presence-dns started');
   let current = config;
   return {
     dnsPorts,

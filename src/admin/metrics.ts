@@ -7,19 +7,23 @@
 import { createRequire } from 'node:module';
 import type promClient from 'prom-client';
 
-// prom-client's index also loads its Pushgateway (https, zlib), cluster aggregation and
-// summaries: about 80 ms and 5 MB of a daemon that should answer within 0.5 s of start.
-// Only the parts used here are loaded, from the files the index itself requires.
+// prom-client's index also loads its Pushgateway (https, zlib) and summaries: about 80 ms
+// and 5 MB of a daemon that should answer within 0.5 s of start. Only the parts used here
+// are loaded, from the files the index itself requires (lib/cluster, for aggregating the
+// DNS workers' registries, loads node:cluster only when asked to talk to a cluster).
 const require = createRequire(import.meta.url);
 const client = {
   Registry: require('prom-client/lib/registry') as typeof promClient.Registry,
   Counter: require('prom-client/lib/counter') as typeof promClient.Counter,
   Gauge: require('prom-client/lib/gauge') as typeof promClient.Gauge,
   Histogram: require('prom-client/lib/histogram') as typeof promClient.Histogram,
+  AggregatorRegistry: require('prom-client/lib/cluster') as typeof promClient.AggregatorRegistry,
   collectDefaultMetrics: require('prom-client/lib/defaultMetrics') as typeof promClient.collectDefaultMetrics,
 };
 
 export type Counter = promClient.Counter;
+/** A registry's metrics as plain data, which can cross threads and be folded into another registry. */
+export type MetricsSnapshot = promClient.MetricObjectWithValues<promClient.MetricValue<string>>[];
 export type Gauge = promClient.Gauge;
 export type Histogram = promClient.Histogram;
 type Labels = Record<string, string>;
@@ -128,6 +132,7 @@ export class Registry {
   private readonly declared = new Map<string, string>();
   private readonly hotCounters = new Map<Counter, PendingCount[]>();
   private readonly histograms = new Map<Histogram, MergedHistogram>();
+  private readonly sources: Array<() => Promise<MetricsSnapshot[]>> = [];
 
   readonly contentType = this.registry.contentType;
 
@@ -198,9 +203,24 @@ export class Registry {
     return child;
   }
 
+  /**
+   * Metrics kept in other threads (the DNS workers' counters), folded into this registry's
+   * at every scrape: series of the same name and labels are summed.
+   */
+  addSource(source: () => Promise<MetricsSnapshot[]>): void {
+    this.sources.push(source);
+  }
+
+  /** This registry's metrics as plain data, for another thread's registry to fold in. */
+  snapshot(): Promise<MetricsSnapshot> {
+    return this.registry.getMetricsAsJSON();
+  }
+
   /** The Prometheus text exposition of every metric. */
-  render(): Promise<string> {
-    return this.registry.metrics();
+  async render(): Promise<string> {
+    if (this.sources.length === 0) return this.registry.metrics();
+    const others = (await Promise.all(this.sources.map((s) => s()))).flat();
+    return client.AggregatorRegistry.aggregate([await this.registry.getMetricsAsJSON(), ...others]).metrics();
   }
 
   /** One series' value as a scrape would see it (a histogram's: its observation count), 0 when absent. */

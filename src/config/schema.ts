@@ -37,6 +37,11 @@ export const configSchema = z.strictObject({
     max_udp_size: z.number().int().min(512).max(65535).default(1232),
     /** Memory bound of the fast path's cache of encoded platform answers, bytes; 0 turns it off. */
     answer_cache_bytes: z.number().int().min(0).default(128 * 1024 * 1024),
+    /**
+     * Threads answering UDP: the main thread and dns.workers − 1 DNS worker threads sharing
+     * its ports (SO_REUSEPORT) and one topology image; "auto" = the cores available, at most 8.
+     */
+    workers: z.union([z.number().int().min(1).max(64), z.literal('auto')]).default(1),
   }).prefault({}),
   topology: z.strictObject({
     file: z.string().default('topology.json'),

@@ -4,7 +4,7 @@
 // `answerFast` first: platform answers already encoded are served from the fast path's
 // cache, which this general path fills on a miss and topology changes invalidate.
 import type { HotCounter, HotHistogram, Registry } from '../admin/metrics.ts';
-import type { TopologyChange } from '../topology/store.ts';
+import type { TopologyChange } from '../topology/follower.ts';
 import { emptyView, type TopologyLookup } from '../topology/view.ts';
 import { FastPath, type Built } from './fastpath.ts';
 import { PlatformResolver } from './resolver.ts';
@@ -174,6 +174,15 @@ export class DnsHandler {
       ednsUdpSize: this.options.maxUdpSize,
       ednsOptions,
     });
+  }
+
+  /**
+   * The reply to a query that a DNS worker thread passes on (a name it does not serve, for
+   * the forwarder here): answered as `handle` would, but not counted again.
+   */
+  async relay(packet: Buffer, client: Client): Promise<Buffer | null> {
+    const decoded = decodeQuery(packet);
+    return decoded.ok ? this.answer(decoded.query, packet, client) : null;
   }
 
   private async answer(query: DecodedQuery, packet: Buffer, client: Client): Promise<Buffer> {

@@ -2,5 +2,6 @@
 // chain (platform names → next handler → REFUSED) and the UDP/TCP transport.
 export { DnsHandler, type Client, type NextAnswer, type NextHandler, type Transport } from './handler.ts';
 export { DnsServer, type ListenAddress } from './server.ts';
+export { dnsThreads, startDns, type RunningDns } from './start.ts';
 export { PlatformResolver } from './resolver.ts';
 export * from './wire.ts';

@@ -11,7 +11,7 @@
 import { createSocket, type Socket } from 'node:dgram';
 import { isIPv6 } from 'node:net';
 import { createServer, type Server, type Socket as TcpSocket } from 'node:net';
-import type { Registry } from '../admin/metrics.ts';
+import type { HotCounter, Registry } from '../admin/metrics.ts';
 import { systemClock, type Clock, type Timer } from '../clock.ts';
 import type { Logger } from '../log.ts';
 import type { Client, DnsHandler } from './handler.ts';
@@ -36,6 +36,12 @@ export interface DnsServerOptions {
   maxTcpInFlight?: number;
   /** SO_RCVBUF of each UDP socket, bytes (the kernel caps it at net.core.rmem_max). */
   udpReceiveBuffer?: number;
+  /** Bind UDP with SO_REUSEPORT, so that other threads' sockets share the port (dns.workers). */
+  reusePort?: boolean;
+  /** UDP only, on the ports given (a DNS worker thread joining the main thread's ports). */
+  udpOnly?: boolean;
+  /** Which thread this server answers on (0: the main thread), for the per-thread query count. */
+  thread?: number;
 }
 
 // The kernel default (~208 KiB, a few hundred queries) overflows on bursts and while a
@@ -77,6 +83,7 @@ export class DnsServer {
   private readonly clock: Clock;
   private readonly failures;
   private readonly evictions;
+  private readonly udpQueries: HotCounter;
   private lastFailureLog = -Infinity;
   private unloggedFailures = 0;
   /** The addresses actually bound (port 0 in the config picks a free port). */
@@ -86,8 +93,15 @@ export class DnsServer {
     this.clock = options.clock ?? systemClock;
     this.failures = options.metrics.counter('presence_dns_query_failures_total', 'Queries whose answering threw; each was answered SERVFAIL (dropped when its header was unreadable).');
     this.evictions = options.metrics.counter('presence_dns_tcp_evictions_total', 'TCP connections closed to make room for a new one (the connection limit was reached).');
+    const udpQueries = options.metrics.counter('presence_dns_udp_queries_total', 'UDP queries received, by the thread that answered them (0: the main thread; see dns.workers).', { labelNames: ['thread'] });
+    this.udpQueries = options.metrics.hotCounter(udpQueries, { thread: String(options.thread ?? 0) });
     const connections = this.connections;
     options.metrics.gauge('presence_dns_tcp_connections', 'Open DNS TCP connections.', { collect: () => connections.size });
+  }
+
+  /** Whether the UDP sockets share their ports with other threads' (SO_REUSEPORT). */
+  get reusePort(): boolean {
+    return this.options.reusePort ?? false;
   }
 
   get tcpConnections(): number {
@@ -95,6 +109,10 @@ export class DnsServer {
   }
 
   async start(): Promise<void> {
+    if (this.options.udpOnly) {
+      for (const { address, port } of this.options.listen) await this.listenUdp(address, port);
+      return;
+    }
     for (const { address, port } of this.options.listen) {
       // The TCP listener takes the UDP socket's port, so port 0 yields one port for both.
       // A port the kernel picked for UDP can already be taken for TCP: pick again.
@@ -117,6 +135,7 @@ export class DnsServer {
     const family = isIPv6(address) ? 6 : 4;
     const socket = createSocket({
       type: family === 6 ? 'udp6' : 'udp4',
+      reusePort: this.options.reusePort ?? false,
       recvBufferSize: this.options.udpReceiveBuffer ?? UDP_RECEIVE_BUFFER,
       // Replies go to the sender's numeric address: no resolver round (a process.nextTick
       // per packet with the default lookup) before the send. ~10% less CPU per query.
@@ -124,6 +143,7 @@ export class DnsServer {
     });
     socket.on('message', (packet, rinfo) => {
       if (this.stopping) return;
+      this.udpQueries.inc();
       const client: Client = { address: rinfo.address, port: rinfo.port, transport: 'udp' };
       this.answer(packet, client, (reply) => {
         // The socket closes only after the drain, but a reply past the grace period finds it closed.

@@ -24,6 +24,8 @@ export interface TopologySink {
   readonly current: TopologyView | null;
   apply(version: number, removes: string[], adds: Instance[]): void;
   replace(buffer: SharedArrayBuffer): void;
+  /** A buffer for a new image (the sink's pool). */
+  allocate(bytes: number): SharedArrayBuffer;
 }
 
 export interface SyncerOptions {
@@ -194,7 +196,7 @@ export class Syncer {
     });
     if (this.position.revision !== null) this.options.logger.warn({ was: this.position.revision, now: snap.revision }, 'revision went backwards or our last row vanished; took a full snapshot');
     this.position = { revision: snap.revision, id: snap.lastId };
-    const view = new TopologyView(new TopologyImage(builder.finish({ version: snap.revision, ptrRecords: null })));
+    const view = new TopologyView(new TopologyImage(builder.finish({ version: snap.revision, ptrRecords: null }, (bytes) => this.options.sink.allocate(bytes))));
     this.pending = { view, since: this.options.clock.now() };
   }
 
@@ -258,7 +260,7 @@ export class Syncer {
     this.heldEmpty = false;
     this.claim();
     const view = pending.view;
-    sink.replace(view.pending === 0 ? (view.base.buffer as SharedArrayBuffer) : compactView(view));
+    sink.replace(view.pending === 0 ? (view.base.buffer as SharedArrayBuffer) : compactView(view, (bytes) => sink.allocate(bytes)));
   }
 }
 

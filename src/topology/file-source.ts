@@ -180,7 +180,7 @@ export class FileSource {
     this.topology = read.topology;
     this.fileAliases = read.topology.aliases;
     this.lastError = null;
-    state.replace(builder.finish({ version: read.topology.version, ptrRecords: read.topology.ptrRecords }), this.changedAliases());
+    state.replace(builder.finish({ version: read.topology.version, ptrRecords: read.topology.ptrRecords }, state.allocate), this.changedAliases());
     this.loaded(read.topology.version, 'file');
   }
 

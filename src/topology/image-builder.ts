@@ -133,7 +133,8 @@ export class ImageBuilder {
     return null;
   }
 
-  finish(meta: ImageMeta): SharedArrayBuffer {
+  /** Writes the image into a buffer from `allocate` (an image pool's, or a new one), zeroed, of at least the bytes asked. */
+  finish(meta: ImageMeta, allocate: (bytes: number) => SharedArrayBuffer = (bytes) => new SharedArrayBuffer(bytes)): SharedArrayBuffer {
     const c = this.cols;
     const n = this.count;
     const groupCount = this.groups.name.length;
@@ -149,7 +150,7 @@ export class ImageBuilder {
       capAgent: tableCapacity(n), capIp: tableCapacity(meta.ptrRecords ? 0 : n), capPtr: tableCapacity(ptr.length),
     };
     const total = imageBytes(counts);
-    const buffer = new SharedArrayBuffer(total);
+    const buffer = allocate(total);
     const header = new Uint32Array(buffer, 0, HEADER_WORDS);
     header[H.magic] = IMAGE_MAGIC;
     header[H.format] = IMAGE_FORMAT;

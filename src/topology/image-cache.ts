@@ -11,7 +11,7 @@ const PREFIX = 8;
 export function writeImageCache(file: string, image: TopologyImage, snapshotBytes: number): void {
   const prefix = Buffer.alloc(PREFIX);
   prefix.writeBigUInt64LE(BigInt(snapshotBytes));
-  writeFileAtomicSync(imageCachePath(file), [prefix, new Uint8Array(image.buffer)]);
+  writeFileAtomicSync(imageCachePath(file), [prefix, new Uint8Array(image.buffer, 0, image.byteLength)]);
 }
 
 export interface SnapshotHead {

@@ -34,7 +34,8 @@ export class TopologyImage {
     if (header[H.magic] !== IMAGE_MAGIC) throw new ImageFormatError('not a topology image (bad magic)');
     if (header[H.format] !== IMAGE_FORMAT) throw new ImageFormatError(`image format ${header[H.format]}, expected ${IMAGE_FORMAT}`);
     const counts = countsOf(header);
-    if (header[H.totalBytes] !== buffer.byteLength || imageBytes(counts) !== buffer.byteLength) {
+    // A reused buffer may be larger than the image it holds.
+    if (imageBytes(counts) !== header[H.totalBytes] || buffer.byteLength < header[H.totalBytes]) {
       throw new ImageFormatError('image size does not match its header (truncated?)');
     }
     this.s = sectionViews(buffer, counts);
@@ -44,7 +45,7 @@ export class TopologyImage {
     this.groupCount = counts.groups;
     this.healthCount = header[H.healthCount];
     this.hasPtrRecords = (header[H.flags] & FLAG_HAS_PTR_RECORDS) !== 0;
-    this.byteLength = buffer.byteLength;
+    this.byteLength = header[H.totalBytes];
   }
 
   string(id: number): string {

@@ -30,14 +30,19 @@ export type ToMain =
    * A new base image. `change`: the cache tags of what differs from the image before
    * (cache-tags.ts; empty for a compaction), or 'replaced' when that is too much to say.
    */
-  | { type: 'image'; buffer: SharedArrayBuffer; seq: number; aliases: AliasMap; change: 'replaced' | Uint32Array }
+  | { type: 'image'; buffer: SharedArrayBuffer; bufferId: number; seq: number; aliases: AliasMap; change: 'replaced' | Uint32Array }
   | { type: 'delta'; delta: TopologyDelta }
   | { type: 'aliases'; aliases: AliasMap }
   | { type: 'status'; status: WorkerStatus }
   /** The first read of the files is done (whatever it found). */
   | { type: 'started' };
 
-export type ToWorker = { type: 'reload' } | { type: 'release-guard' } | { type: 'stop' };
+export type ToWorker =
+  | { type: 'reload' }
+  | { type: 'release-guard' }
+  /** No thread answers from this image buffer any more: it may be reused (image-pool.ts). */
+  | { type: 'release'; bufferId: number }
+  | { type: 'stop' };
 
 export interface FileStatus {
   file: string;
@@ -59,4 +64,6 @@ export interface WorkerStatus {
   counts: { reloads: number; reloadFailures: number; writeFailures: number; compactions: number; guardTrips: number };
   /** Sync pass durations (s) since the last status message. */
   syncDurations: number[];
+  /** Image buffers sent to the DNS thread and not yet released, and released ones kept for reuse. */
+  imageBuffers: { inUse: number; spare: number };
 }

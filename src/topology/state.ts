@@ -7,6 +7,7 @@
 import type { Logger } from '../log.ts';
 import { tagsOf } from './cache-tags.ts';
 import { collectGarbage } from '../util/worker-thread.ts';
+import { ImagePool } from './image-pool.ts';
 import { ImageBuilder } from './image-builder.ts';
 import { writeImageCache } from './image-cache.ts';
 import { TopologyImage } from './image.ts';
@@ -53,11 +54,11 @@ export function changedInstances(before: TopologyView, after: TopologyView, limi
   return changed;
 }
 
-/** Compiles every live instance of a view into a new image. */
-export function compactView(view: TopologyView): SharedArrayBuffer {
+/** Compiles every live instance of a view into a new image (in a buffer from `allocate`). */
+export function compactView(view: TopologyView, allocate?: (bytes: number) => SharedArrayBuffer): SharedArrayBuffer {
   const builder = new ImageBuilder(view.recordCount);
   for (const i of view.instances()) builder.add(i);
-  return builder.finish({ version: view.version, ptrRecords: null });
+  return builder.finish({ version: view.version, ptrRecords: null }, allocate);
 }
 
 export interface StateCounts {
@@ -150,6 +151,12 @@ export class TopologyState {
   /** Set while the syncer owns and writes the file. */
   owned: OwnedFile | null = null;
   readonly counts: StateCounts = { compactions: 0, writeFailures: 0 };
+  /** Buffers for new images: the released ones are reused. */
+  private readonly pool = new ImagePool();
+  readonly allocate = (bytes: number): SharedArrayBuffer => this.pool.take(bytes);
+  /** Image buffers sent to the DNS thread and not released yet, by id. */
+  private readonly sent = new Map<number, SharedArrayBuffer>();
+  private nextBufferId = 0;
 
   constructor(private readonly options: TopologyStateOptions) {}
 
@@ -172,8 +179,7 @@ export class TopologyState {
       : changedInstances(before, next, replacedThreshold(next.recordCount));
     this.view = next;
     // The DNS thread is sent the cache tags, not the instances: a typed array it need not decode.
-    const change = changed === 'replaced' ? changed : tagsOf(changed);
-    this.options.post({ type: 'image', buffer, seq: this.seq, aliases: this.aliases, change }, change === 'replaced' ? [] : [change.buffer as ArrayBuffer]);
+    this.postImage(buffer, changed === 'replaced' ? changed : tagsOf(changed));
     this.owned?.snapshot(next);
     collectGarbage();
   }
@@ -206,13 +212,30 @@ export class TopologyState {
   private compact(): void {
     const view = this.view!;
     const started = performance.now();
-    const next = this.newView(new TopologyImage(compactView(view)), this.aliases);
+    const next = this.newView(new TopologyImage(compactView(view, this.allocate)), this.aliases);
     this.view = next;
     this.counts.compactions++;
-    this.options.post({ type: 'image', buffer: next.base.buffer as SharedArrayBuffer, seq: this.seq, aliases: this.aliases, change: new Uint32Array(0) });
+    this.postImage(next.base.buffer as SharedArrayBuffer, new Uint32Array(0));
     this.owned?.snapshot(next);
     collectGarbage();
     this.options.logger.debug({ records: next.recordCount, ms: Math.round(performance.now() - started) }, 'topology compacted');
+  }
+
+  get imageBuffers(): { inUse: number; spare: number } {
+    return { inUse: this.sent.size, spare: this.pool.size };
+  }
+
+  /** No thread answers from this buffer any more (the DNS thread says so): it goes back to the pool. */
+  release(bufferId: number): void {
+    const buffer = this.sent.get(bufferId);
+    this.sent.delete(bufferId);
+    if (buffer && buffer !== this.view?.base.buffer) this.pool.put(buffer);
+  }
+
+  private postImage(buffer: SharedArrayBuffer, change: 'replaced' | Uint32Array): void {
+    const bufferId = ++this.nextBufferId;
+    this.sent.set(bufferId, buffer);
+    this.options.post({ type: 'image', buffer, bufferId, seq: this.seq, aliases: this.aliases, change }, change === 'replaced' ? [] : [change.buffer as ArrayBuffer]);
   }
 
   private newView(image: TopologyImage, aliases: AliasMap): TopologyView {

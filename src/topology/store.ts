@@ -8,10 +8,9 @@ import type { Registry } from '../admin/metrics.ts';
 import type { Logger } from '../log.ts';
 import type { SyncStatus } from '../presence/syncer.ts';
 import { siblingModule, startWorker } from '../util/worker-thread.ts';
-import { TopologyImage } from './image.ts';
+import { ViewFollower, type CatchUp, type TopologyChange, type ViewMessage } from './follower.ts';
 import type { FileStatus, SyncSettings, ToMain, ToWorker, TopologyWorkerOptions, WorkerStatus } from './protocol.ts';
-import { tagsOf } from './cache-tags.ts';
-import { TopologyView } from './view.ts';
+import type { TopologyView } from './view.ts';
 
 export interface TopologyStoreOptions {
   file: string;
@@ -31,16 +30,19 @@ export interface TopologyStatus extends FileStatus {
   workerRestarts: number;
 }
 
-/** What a cache in front of the view must drop: everything, or the answers carrying these tags (cache-tags.ts). */
-export type TopologyChange = 'replaced' | { tags: ArrayLike<number> };
-
 export type TopologyListener = (change: TopologyChange) => void;
 
 const RESTART_MIN_MS = 500;
 const RESTART_MAX_MS = 30_000;
 
 export class TopologyStore {
-  private view: TopologyView | null = null;
+  private readonly follower: ViewFollower;
+  /** Other threads following the same messages (the DNS workers). */
+  private readonly relays: Array<(message: ViewMessage) => void> = [];
+  /** Which image buffer each thread answering DNS reads ('main', or a DNS worker's key). */
+  private readonly holders = new Map<string, number>();
+  /** Buffer ids the running topology worker sent and has not had back (a restarted worker starts again at 1). */
+  private readonly liveIds = new Set<number>();
   private worker: Worker | null = null;
   private last: WorkerStatus | null = null;
   private stopping = false;
@@ -52,6 +54,7 @@ export class TopologyStore {
   private readonly metric;
 
   constructor(private readonly options: TopologyStoreOptions) {
+    this.follower = new ViewFollower(options.domains);
     const { metrics } = options;
     this.metric = {
       reloads: metrics.counter('presence_dns_topology_reloads_total', 'Topology files loaded into service.'),
@@ -62,9 +65,11 @@ export class TopologyStore {
       restarts: metrics.counter('presence_dns_topology_worker_restarts_total', 'Times the topology worker died and was restarted.'),
       syncDuration: metrics.histogram('presence_dns_sync_duration_seconds', 'Duration of successful sync passes (database → topology).'),
     };
-    metrics.gauge('presence_dns_topology_records', 'Instance records in the topology in service.', { collect: () => this.view?.recordCount ?? 0 });
-    metrics.gauge('presence_dns_topology_revision', 'Version (revision) of the topology in service.', { collect: () => this.view?.version ?? 0 });
+    metrics.gauge('presence_dns_topology_records', 'Instance records in the topology in service.', { collect: () => this.current?.recordCount ?? 0 });
+    metrics.gauge('presence_dns_topology_revision', 'Version (revision) of the topology in service.', { collect: () => this.current?.version ?? 0 });
     metrics.gauge('presence_dns_topology_worker_up', '1 while the topology worker runs.', { collect: () => (this.worker ? 1 : 0) });
+    metrics.gauge('presence_dns_topology_image_buffers', 'Topology image buffers some thread may still answer from (normally 1 or 2).', { collect: () => this.last?.imageBuffers.inUse ?? 0 });
+    metrics.gauge('presence_dns_topology_image_buffers_spare', 'Released topology image buffers kept for the next image.', { collect: () => this.last?.imageBuffers.spare ?? 0 });
     if (options.sync) {
       metrics.gauge('presence_dns_stale_seconds', 'Seconds since the topology was last confirmed against the database.', { collect: () => this.last?.sync?.staleSeconds ?? 0 });
       metrics.gauge('presence_dns_db_up', '1 when the last database round trip of the syncer succeeded.', { collect: () => (this.last?.sync?.dbUp ? 1 : 0) });
@@ -73,7 +78,35 @@ export class TopologyStore {
   }
 
   get current(): TopologyView | null {
-    return this.view;
+    return this.follower.view;
+  }
+
+  /** Hands every image, delta and alias change on to `relay` too (a DNS worker), after `catchUp()`. */
+  relay(relay: (message: ViewMessage) => void): void {
+    this.relays.push(relay);
+  }
+
+  /** The state a new follower starts from (null before the first image). */
+  catchUp(): CatchUp | null {
+    return this.follower.catchUp();
+  }
+
+  /**
+   * Another thread (`key`) now reads the image buffer `bufferId`; the buffer it read
+   * before goes back to the topology worker for reuse once no thread reads it.
+   */
+  hold(key: string, bufferId: number | null): void {
+    const before = this.holders.get(key);
+    if (bufferId === null) this.holders.delete(key);
+    else this.holders.set(key, bufferId);
+    if (before !== undefined && before !== bufferId) this.releaseIfUnread(before);
+  }
+
+  private releaseIfUnread(bufferId: number): void {
+    if (!this.liveIds.has(bufferId)) return;
+    for (const held of this.holders.values()) if (held === bufferId) return;
+    this.liveIds.delete(bufferId);
+    this.send({ type: 'release', bufferId });
   }
 
   /** Called on every change put in service (the DNS handler invalidates its cache). */
@@ -112,12 +145,12 @@ export class TopologyStore {
     const file = this.last?.topology;
     return {
       file: this.options.file,
-      version: this.view?.version ?? null,
-      records: this.view?.recordCount ?? 0,
-      lastError: file?.lastError ?? (this.view ? null : 'no topology loaded yet'),
+      version: this.current?.version ?? null,
+      records: this.current?.recordCount ?? 0,
+      lastError: file?.lastError ?? (this.current ? null : 'no topology loaded yet'),
       refused: file?.refused ?? null,
       writeError: file?.writeError ?? null,
-      loaded: this.view !== null,
+      loaded: this.current !== null,
       workerUp: this.worker !== null,
       workerRestarts: this.restarts,
     };
@@ -152,6 +185,8 @@ export class TopologyStore {
     };
     const worker = startWorker(siblingModule(import.meta.url, 'worker'), workerData, transfer);
     this.worker = worker;
+    // The ids of a worker that died name buffers the new one knows nothing of.
+    this.liveIds.clear();
     this.counted = { reloads: 0, reloadFailures: 0, writeFailures: 0, compactions: 0, guardTrips: 0 };
     let first = true;
     worker.on('message', (message: ToMain) => {
@@ -169,33 +204,26 @@ export class TopologyStore {
       this.restarts++;
       this.metric.restarts.inc();
       const delay = Math.min(RESTART_MAX_MS, RESTART_MIN_MS * 2 ** Math.min(this.restarts - 1, 10));
-      this.options.logger.error({ code, restartInMs: delay, version: this.view?.version ?? null }, 'the topology worker exited; DNS keeps answering from the topology in service');
+      this.options.logger.error({ code, restartInMs: delay, version: this.current?.version ?? null }, 'the topology worker exited; DNS keeps answering from the topology in service');
       this.restartTimer = setTimeout(() => this.spawn(), delay);
     });
   }
 
   private receive(message: ToMain): void {
     switch (message.type) {
-      case 'image': {
-        const view = new TopologyView(new TopologyImage(message.buffer), { aliases: message.aliases, domains: this.options.domains });
-        view.seq = message.seq;
-        const first = this.view === null;
-        this.view = view;
-        if (first) this.options.logger.info({ version: view.version, records: view.recordCount }, 'topology in service');
-        if (message.change === 'replaced') this.notify('replaced');
-        else if (message.change.length) this.notify({ tags: message.change });
+      case 'image':
+      case 'delta':
+      case 'aliases': {
+        const before = this.current;
+        if (message.type === 'image') this.liveIds.add(message.bufferId);
+        const change = this.follower.receive(message);
+        const view = this.current;
+        if (!before && view) this.options.logger.info({ version: view.version, records: view.recordCount }, 'topology in service');
+        for (const relay of this.relays) relay(message);
+        if (change) this.notify(change);
+        if (message.type === 'image') this.hold('main', message.bufferId);
         return;
       }
-      case 'delta': {
-        if (!this.view) return;
-        const change = this.view.apply(message.delta);
-        this.notify(change.everything ? 'replaced' : { tags: tagsOf(change.instances) });
-        return;
-      }
-      case 'aliases':
-        this.view?.setAliases(message.aliases);
-        this.notify('replaced');
-        return;
       case 'status':
         this.account(message.status);
         return;

@@ -104,6 +104,7 @@ function status(): WorkerStatus {
       guardTrips: syncer?.guardTrips ?? 0,
     },
     syncDurations: syncer ? syncer.durations.splice(0) : [],
+    imageBuffers: state.imageBuffers,
   };
 }
 
@@ -123,6 +124,9 @@ parentPort!.on('message', (message: ToWorker) => {
   switch (message.type) {
     case 'reload':
       if (!state.owned) source.reload();
+      break;
+    case 'release':
+      state.release(message.bufferId);
       break;
     case 'release-guard':
       syncer?.releaseGuard();

@@ -6,7 +6,7 @@ import { appendFileSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FileSource } from '../../src/topology/file-source.ts';
-import { compileImage } from '../../src/topology/image-builder.ts';
+import { compileImage, ImageBuilder } from '../../src/topology/image-builder.ts';
 import { readImageCache } from '../../src/topology/image-cache.ts';
 import type { ToMain } from '../../src/topology/protocol.ts';
 import { parseTopology } from '../../src/topology/reader.ts';
@@ -161,5 +161,33 @@ describe('the cached image', () => {
     const text = readFileSync(file, 'utf8');
     writeFileSync(file, text.replace('"n1"', '"n1-other"'));
     expect(readImageCache(file)).toBeNull();
+  });
+});
+
+describe('image buffers', () => {
+  it('are reused once released, so replacing a topology again and again does not pile up memory', () => {
+    const posted: ToMain[] = [];
+    const state = new TopologyState({ domains: [], post: (m) => posted.push(m), logger: silentLogger });
+    const images = () => posted.filter((m): m is Extract<ToMain, { type: 'image' }> => m.type === 'image');
+    const load = (version: number) => {
+      const topology = { version, instances: fleet(200), aliases: new Map(), ptrRecords: null, generatedAt: null, source: null, cluster: null };
+      const builder = new ImageBuilder(200);
+      for (const i of topology.instances) builder.add(i);
+      state.replace(builder.finish({ version, ptrRecords: null }, state.allocate));
+    };
+    load(1);
+    load(2);
+    const [first, second] = images();
+    // The DNS thread moved on from the first image: it comes back, and the next image is built into it.
+    state.release(first.bufferId);
+    load(3);
+    expect(images()[2].buffer).toBe(first.buffer);
+    // The image in service is never reused, even if a stale release names it.
+    state.release(images()[2].bufferId);
+    load(4);
+    expect(images()[3].buffer).not.toBe(first.buffer);
+    expect(images()[3].buffer).not.toBe(second.buffer);
+    expect(state.current!.version).toBe(4);
+    expect(state.current!.recordCount).toBe(200);
   });
 });

@@ -150,3 +150,15 @@ describe('TopologyStore', () => {
     await waitFor(() => h.store.current!.version === 2, 5000, 'the restarted worker to follow the file');
   });
 });
+
+describe('image buffers', () => {
+  it('come back to the worker once the DNS thread has moved on, so reloads reuse them', async () => {
+    const h = await harness(topologyJson([{ id: 'a', ip: '10.0.0.1' }], {}, 1));
+    for (let v = 2; v <= 6; v++) {
+      writeFileSync(h.file, topologyJson([{ id: `a${v}`, ip: `10.0.0.${v}` }], {}, v));
+      await waitFor(() => h.store.current!.version === v, 5000, `version ${v}`);
+    }
+    await waitFor(async () => (await h.metrics.value('presence_dns_topology_image_buffers_spare')) >= 1, 5000, 'a released buffer');
+    expect(await h.metrics.value('presence_dns_topology_image_buffers')).toBeLessThanOrEqual(2);
+  });
+});
