@@ -1,8 +1,13 @@
 # presence-dns container image: the compiled daemon (dist/) and its production
 # dependencies on a Node 24 base, run as the unprivileged "node" user.
 #   docker build -t presence-dns .
-# Behind a TLS-intercepting proxy, hand npm the proxy's CA certificates (PEM):
-#   docker build --build-arg NPM_CA_BUNDLE="$(cat /etc/ssl/certs/ca-certificates.crt)" -t presence-dns .
+# Behind a TLS-intercepting proxy, hand npm the CA certificates it must trust (PEM) as
+# npm-ca.pem in the build context (git-ignored; added to Node's own CAs, as
+# NODE_EXTRA_CA_CERTS, in the build and deps stages; the runtime image never holds it):
+#   cp "$NODE_EXTRA_CA_CERTS" npm-ca.pem      # or: cp "$(npm config get cafile)" npm-ca.pem
+#   docker build --network host -t presence-dns .
+# (A file rather than a build argument: a system bundle is ~200 KB, over the 128 KB a
+# single command-line argument may be.)
 #
 # Roles (config/container.yaml; README "Running it as a sidecar"):
 #   DNS sidecar (the default): serves a topology file it never writes; no database.
@@ -17,20 +22,19 @@
 
 # --- build: compile src/ to dist/ (TypeScript is a dev dependency, so only here) ---
 FROM node:24-slim AS build
-ARG NPM_CA_BUNDLE=""
 WORKDIR /app
-COPY package.json package-lock.json .npmrc tsconfig.json tsconfig.build.json ./
-RUN if [ -n "$NPM_CA_BUNDLE" ]; then printf '%s\n' "$NPM_CA_BUNDLE" > /tmp/npm-ca.pem; export NPM_CONFIG_CAFILE=/tmp/npm-ca.pem; fi \
+# npm-ca.pe[m]: the optional CA file; a pattern, so that its absence is no error.
+COPY package.json package-lock.json .npmrc tsconfig.json tsconfig.build.json npm-ca.pe[m] ./
+RUN if [ -f npm-ca.pem ]; then export NODE_EXTRA_CA_CERTS="$PWD/npm-ca.pem"; fi \
  && npm ci --no-audit --no-fund --ignore-scripts
 COPY src ./src
 RUN npm run build
 
 # --- deps: production dependencies only (none of them needs an install script) ---
 FROM node:24-slim AS deps
-ARG NPM_CA_BUNDLE=""
 WORKDIR /app
-COPY package.json package-lock.json .npmrc ./
-RUN if [ -n "$NPM_CA_BUNDLE" ]; then printf '%s\n' "$NPM_CA_BUNDLE" > /tmp/npm-ca.pem; export NPM_CONFIG_CAFILE=/tmp/npm-ca.pem; fi \
+COPY package.json package-lock.json .npmrc npm-ca.pe[m] ./
+RUN if [ -f npm-ca.pem ]; then export NODE_EXTRA_CA_CERTS="$PWD/npm-ca.pem"; fi \
  && npm ci --omit=dev --no-audit --no-fund --ignore-scripts
 
 # --- runtime: the small image that runs ---

@@ -2,7 +2,9 @@
 // minimal Node.js UDP echo (the runtime's limit), side by side in one run, driven by
 // dnsperf over loopback; then load/index time and RSS at 200 k instances, a reload
 // every second under load, p99 at a fixed 20 k queries/s, the forwarding bench
-// (bench/forward.ts) when it exists, and the churn bench (bench/churn.ts). Bounded (BENCH_SECONDS per run, default 10) and
+// (bench/forward.ts) when it exists, the churn bench (bench/churn.ts), and the footprint
+// (bench/memory.ts: RSS of the DNS-only daemon and of `npm start`, start to first
+// answer). Bounded (BENCH_SECONDS per run, default 10) and
 // it stops every process it started. Ratios matter; absolute figures depend on what
 // else the machine is doing.
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -12,6 +14,7 @@ import { join } from 'node:path';
 import { dig } from '../test/helpers/dig.ts';
 import { startDaemon, waitFor, type RunningDaemon } from '../test/helpers/daemon.ts';
 import { dnsperf, combine, dnsperfRun, freePort, type PerfResult, type PerfRun } from './dnsperf.ts';
+import { runMemoryBench, treeRssMb } from './memory.ts';
 import { startDnsmasq, startKnot, startNsd, writeZone, type Peer } from './peers.ts';
 import { generate, writeHosts, writeQueries, writeTopology } from './topology.ts';
 
@@ -61,11 +64,6 @@ async function startPresence(dir: string, workers: number | 'auto' = 1): Promise
 async function stopPresence(daemon: RunningDaemon): Promise<void> {
   await daemon.stop();
   daemons.delete(daemon);
-}
-
-function rssMb(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  return Math.round(Number(/VmRSS:\s+(\d+)/.exec(status)![1]) / 1024);
 }
 
 interface Target { server: string; records: number; port: number; queries: string; pid: number }
@@ -137,8 +135,8 @@ async function main(): Promise<void> {
     ];
     rows.push(...await compare(targets));
     if (size === LARGEST) {
-      extra.push([`presence-dns RSS with ${size} records after the runs (answer cache full)`, `${rssMb(daemon.process.pid!)} MB`]);
-      extra.push([`presence-dns start to ready with ${size} records (process start, tsx, load, index)`, `${Math.round(startMs)} ms`]);
+      extra.push([`presence-dns RSS with ${size} records after the runs (answer cache full)`, `${treeRssMb(daemon.process.pid!)} MB`]);
+      extra.push([`presence-dns start to ready with ${size} records (process start, load, index)`, `${Math.round(startMs)} ms`]);
     }
     if (size === RELOAD_SIZE) {
       fixed.push(...await compare(targets, FIXED_QPS));
@@ -174,6 +172,8 @@ async function main(): Promise<void> {
   await workersMemory(LARGEST);
   await forwardBench();
   await churnBench();
+  process.stdout.write('\nFootprint\n');
+  for (const [what, value] of await runMemoryBench()) process.stdout.write(`${what}: ${value}\n`);
 }
 
 function trackPeer(peer: Peer): Peer {
@@ -217,7 +217,7 @@ async function workersBench(size: number): Promise<void> {
   for (const [i, r] of rows.entries()) {
     const pid = targets[i].pid;
     process.stdout.write(`| ${r.server} | ${Math.round(r.result.qps)} | ${r.result.lost}/${r.result.sent} | ${r.cpuUs.toFixed(1)} | ${ms(r.result.p99Ms)} | `
-      + `${r.server.startsWith('presence') ? ratio(r.result.qps, one) : ''} | ${ratio(r.result.qps, dnsmasq)} | ${rssMb(pid)} |\n`);
+      + `${r.server.startsWith('presence') ? ratio(r.result.qps, one) : ''} | ${ratio(r.result.qps, dnsmasq)} | ${treeRssMb(pid)} |\n`);
   }
   const two = rows[1].result.qps;
   process.stdout.write(`2 threads vs 1: ${ratio(two, one)} (target ≥ 1.7× where 4+ cores are free; ${availableParallelism()} cores here, one taken by dnsperf)\n`);
@@ -233,7 +233,7 @@ async function workersMemory(size: number): Promise<void> {
   for (const workers of [1, 2]) {
     const daemon = await startPresence(dir, workers);
     await dnsperf({ port: daemon.dnsPort, queries, seconds: 60, scratch: join(work, 'warm.out'), passes: 1 });
-    rss.push(rssMb(daemon.process.pid!));
+    rss.push(treeRssMb(daemon.process.pid!));
     await stopPresence(daemon);
   }
   const r = rss[1] / rss[0];

@@ -4,13 +4,28 @@
 // prom-client label child hashes its labels on every call (about 1 µs per query for a
 // query's three series), so the hot path uses `hotCounter`/`hotHistogram` children: plain numbers,
 // folded into the prom-client metric when it is collected (a scrape, or `value()`).
-import client from 'prom-client';
+import { createRequire } from 'node:module';
+import type promClient from 'prom-client';
 
-export type Counter = client.Counter;
+// prom-client's index also loads its Pushgateway (https, zlib) and summaries: about 80 ms
+// and 5 MB of a daemon that should answer within 0.5 s of start. Only the parts used here
+// are loaded, from the files the index itself requires (lib/cluster, for aggregating the
+// DNS workers' registries, loads node:cluster only when asked to talk to a cluster).
+const require = createRequire(import.meta.url);
+const client = {
+  Registry: require('prom-client/lib/registry') as typeof promClient.Registry,
+  Counter: require('prom-client/lib/counter') as typeof promClient.Counter,
+  Gauge: require('prom-client/lib/gauge') as typeof promClient.Gauge,
+  Histogram: require('prom-client/lib/histogram') as typeof promClient.Histogram,
+  AggregatorRegistry: require('prom-client/lib/cluster') as typeof promClient.AggregatorRegistry,
+  collectDefaultMetrics: require('prom-client/lib/defaultMetrics') as typeof promClient.collectDefaultMetrics,
+};
+
+export type Counter = promClient.Counter;
 /** A registry's metrics as plain data, which can cross threads and be folded into another registry. */
-export type MetricsSnapshot = client.MetricObjectWithValues<client.MetricValue<string>>[];
-export type Gauge = client.Gauge;
-export type Histogram = client.Histogram;
+export type MetricsSnapshot = promClient.MetricObjectWithValues<promClient.MetricValue<string>>[];
+export type Gauge = promClient.Gauge;
+export type Histogram = promClient.Histogram;
 type Labels = Record<string, string>;
 
 /** A hot-path counter child: `inc()` adds to a plain number until the next collection. */
@@ -71,7 +86,7 @@ class MergedHistogram {
   readonly hot: PendingObservations[] = [];
   constructor(readonly name: string, readonly help: string, readonly inner: Histogram, readonly buckets: readonly number[]) {}
 
-  async get(): Promise<client.MetricObjectWithValues<client.MetricValueWithName<string>>> {
+  async get(): Promise<promClient.MetricObjectWithValues<promClient.MetricValueWithName<string>>> {
     const data = await this.inner.get();
     for (const series of data.values) {
       const child = this.hot.find((c) => sameLabels(series.labels, c.labels));
@@ -164,7 +179,7 @@ export class Registry {
     const inner = new client.Histogram({ name, help, labelNames, buckets: [...buckets], registers: [] });
     const merged = new MergedHistogram(name, help, inner, buckets);
     this.histograms.set(inner, merged);
-    this.registry.registerMetric(merged as unknown as client.Metric);
+    this.registry.registerMetric(merged as unknown as promClient.Metric);
     return inner;
   }
 
@@ -213,14 +228,14 @@ export class Registry {
     const metric = this.registry.getSingleMetric(name);
     if (!metric) return 0;
     const data = await metric.get();
-    const values = data.values as Array<client.MetricValueWithName<string>>;
+    const values = data.values as Array<promClient.MetricValueWithName<string>>;
     const wanted = String(data.type) === 'histogram' ? `${name}_count` : undefined;
     const series = values.find((v) => v.metricName === wanted && sameLabels(v.labels, labels));
     return series?.value ?? 0;
   }
 
   /** The metric already registered under `name`, if its declared labels are the same; null when there is none. */
-  private existing(name: string, labelNames: readonly string[]): client.Metric | MergedHistogram | null {
+  private existing(name: string, labelNames: readonly string[]): promClient.Metric | MergedHistogram | null {
     const declared = [...labelNames].sort().join(',');
     const metric = this.registry.getSingleMetric(name);
     if (!metric) {

@@ -1,5 +1,6 @@
 // The admin HTTP API (loopback by default): /health, /ready, /metrics, plus routes that
 // other modules mount (e.g. /v1/instances). An optional bearer token guards all but /health.
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Logger } from '../log.ts';
 import type { Registry } from './metrics.ts';
@@ -94,7 +95,7 @@ export class AdminServer {
     const route = this.routes.find((r) => path === r.prefix || path.startsWith(`${r.prefix}/`));
     if (!route) return send(res, { status: 404, body: { error: `no such endpoint: ${path}` } });
     const { token } = this.options;
-    if (token && route.prefix !== '/health' && req.headers.authorization !== `Bearer ${token}`) {
+    if (token && route.prefix !== '/health' && !bearerMatches(req.headers.authorization, token)) {
       return send(res, { status: 401, body: { error: 'missing or wrong bearer token' } });
     }
     let params: string[];
@@ -130,4 +131,11 @@ function send(res: ServerResponse, response: AdminResponse): void {
   const text = typeof response.body === 'string' ? response.body : JSON.stringify(response.body, null, 2) + '\n';
   res.writeHead(response.status, { 'content-type': response.contentType ?? 'application/json' });
   res.end(text);
+}
+
+/** Whether an Authorization header carries the token, compared in constant time. */
+function bearerMatches(header: string | undefined, token: string): boolean {
+  // Digests are of equal length, so neither the token's length nor a matching prefix shows in the time taken.
+  const digest = (text: string) => createHash('sha256').update(text).digest();
+  return timingSafeEqual(digest(header ?? ''), digest(`Bearer ${token}`));
 }

@@ -3,9 +3,9 @@
 // Relative paths are resolved against the config file's directory. Errors name the key.
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import { configSchema, type Config } from './schema.ts';
+import { parseStructured } from '../util/structured-file.ts';
 
 export type { Config } from './schema.ts';
 
@@ -103,7 +103,7 @@ function readFile(file: string): Tree {
   }
   let doc: unknown;
   try {
-    doc = file.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
+    doc = parseStructured(file, text);
   } catch (err) {
     throw new ConfigError(`config file ${file} does not parse: ${(err as Error).message}`);
   }

@@ -47,24 +47,31 @@ export const configSchema = z.strictObject({
     file: z.string().default('topology.json'),
   }).prefault({}),
   database: z.strictObject({
-    /** PostgreSQL URL; empty means the embedded database under `embedded_dir`. */
+    /** PostgreSQL URL; empty means the embedded database under `embedded_dir`, if `embedded`. */
     url: z.string().optional(),
+    /**
+     * With no url: true runs the embedded PGlite; false means there is no database, so the
+     * presence modules (sync, registrar, reaper) are off unless switched on, which is then an
+     * error (the container's default: a DNS sidecar fed a file).
+     */
+    embedded: z.boolean().default(true),
     embedded_dir: z.string().default('data/pglite'),
   }).prefault({}),
   sync: z.strictObject({
-    /** Writes the topology file from the database; off for a DNS-only sidecar fed a file. */
-    enabled: z.boolean().default(true),
+    /** Writes the topology file from the database; defaults to on exactly when there is a database. */
+    enabled: z.boolean().optional(),
     interval: seconds.default(1),
   }).prefault({}),
   registrar: z.strictObject({
-    /** Registers this node's instances (registrations.dir and the API) in the database. */
-    enabled: z.boolean().default(true),
+    /** Registers this node's instances (registrations.dir and the API) in the database; default as sync.enabled. */
+    enabled: z.boolean().optional(),
     cell_id: z.string().optional(),
     address: z.string().optional(),
     ttl: seconds.default(15),
   }).prefault({}),
   reaper: z.strictObject({
-    enabled: z.boolean().default(true),
+    /** Default as sync.enabled. */
+    enabled: z.boolean().optional(),
     max_expire_fraction: z.number().min(0).max(1).default(0.3),
     /** Multiple of the cells' TTL after which a tripped mass-expiry guard lets go. */
     guard_hold: z.number().positive().default(10),
@@ -145,6 +152,25 @@ export const configSchema = z.strictObject({
   log: z.strictObject({
     level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   }).prefault({}),
-});
+})
+  // The presence modules follow the database: on where there is one (always boolean after parsing).
+  .overwrite((config) => {
+    const database = hasDatabase(config.database);
+    const follow = <T extends { enabled?: boolean }>(section: T): T => ({ ...section, enabled: section.enabled ?? database });
+    return { ...config, sync: follow(config.sync), registrar: follow(config.registrar), reaper: follow(config.reaper) };
+  })
+  .superRefine((config, ctx) => {
+    if (hasDatabase(config.database)) return;
+    for (const section of PRESENCE_SECTIONS) {
+      if (!config[section].enabled) continue;
+      ctx.addIssue({ code: 'custom', path: [section, 'enabled'], message: `${section}.enabled is true, but there is no database: set database.url, or database.embedded: true` });
+    }
+  });
+
+const PRESENCE_SECTIONS = ['sync', 'registrar', 'reaper'] as const;
+
+function hasDatabase(database: { url?: string; embedded: boolean }): boolean {
+  return Boolean(database.url) || database.embedded;
+}
 
 export type Config = z.infer<typeof configSchema>;

@@ -3,7 +3,7 @@
 // so the server can pass it on (forwarder) or refuse it. With it comes the cache tag:
 // what the answer was computed from, so the fast path knows which deltas change it.
 import { applyHealth, CriteriaError, parseCriteria } from '../topology/criteria.ts';
-import { reverseNameToIp } from '../topology/ip.ts';
+import { reverseNameToIp } from '../util/ip.ts';
 import type { Instance } from '../topology/types.ts';
 import { instanceName, type TopologyLookup } from '../topology/view.ts';
 import { addressTag, agentTag, ALIAS_TAG, criteriaTag, STATIC_TAG } from '../topology/cache-tags.ts';

@@ -5,6 +5,7 @@
 // Encoding refuses, with an UnencodableError, any name or address it cannot write.
 import { isIPv6 } from 'node:net';
 import { nameProblem } from '../util/dns-name.ts';
+import { ipv6Bytes } from '../util/ip.ts';
 
 export const RRType = {
   A: 1, NS: 2, CNAME: 5, SOA: 6, PTR: 12, MX: 15, TXT: 16, AAAA: 28, SRV: 33, OPT: 41, ANY: 255,
@@ -385,25 +386,6 @@ export function encodeBareReply(id: number, opcode: number, recursionDesired: bo
   const out = Buffer.alloc(HEADER_SIZE);
   out.writeUInt16BE(id, 0);
   out.writeUInt16BE(Flag.QR | (opcode << 11) | (recursionDesired ? Flag.RD : 0) | rcode, 2);
-  return out;
-}
-
-/** 16 bytes of an IPv6 address in any textual form (including an embedded IPv4 tail). */
-export function ipv6Bytes(address: string): Buffer {
-  const out = Buffer.alloc(16);
-  let text = address;
-  const tail: number[] = [];
-  const lastColon = text.lastIndexOf(':');
-  if (text.includes('.', lastColon)) {
-    for (const part of text.slice(lastColon + 1).split('.')) tail.push(Number(part));
-    text = text.slice(0, lastColon + 1) + '0:0';
-  }
-  const [head, rest] = text.includes('::') ? text.split('::') : [text, undefined];
-  const headParts = head ? head.split(':') : [];
-  const restParts = rest ? rest.split(':') : [];
-  const groups = [...headParts, ...new Array<string>(8 - headParts.length - restParts.length).fill('0'), ...restParts];
-  groups.forEach((g, i) => out.writeUInt16BE(parseInt(g || '0', 16), i * 2));
-  if (tail.length === 4) tail.forEach((b, i) => (out[12 + i] = b));
   return out;
 }
 

@@ -9,6 +9,7 @@ import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { PGlite } from '@electric-sql/pglite';
 import { inBackground } from '../util/background.ts';
 import type { DbRequest, DbResponse, EmbeddedDbOptions } from './embedded-db.ts';
+import { applyPgliteSettings } from './pglite-settings.ts';
 
 const options = workerData as EmbeddedDbOptions;
 /** A transaction held longer than this is rolled back (its client is stuck or gone). */
@@ -23,7 +24,7 @@ interface Client {
 /** PGlite, once open; requests that arrive while it opens wait for it (and fail if it cannot). */
 const opened: Promise<PGlite> = (async () => {
   mkdirSync(options.dir, { recursive: true });
-  return PGlite.create(options.dir);
+  return PGlite.create(options.dir, { startParams: applyPgliteSettings() });
 })();
 opened.catch(() => undefined);
 /** The open transaction: whose it is. Everyone else's statements wait until it ends. */

@@ -1,10 +1,10 @@
 // `presence-dns instances …`: a thin client of the admin API's /v1/instances. Entries
 // to put are validated locally first, so a file with a bad entry sends nothing.
 import { readFileSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
 import { ConfigError, loadConfig } from '../config/index.ts';
 import { INSTANCES_PATH } from './api.ts';
 import { firstLine, isMapping, parseRegistration, RegistrationError } from './validate.ts';
+import { parseStructured } from '../util/structured-file.ts';
 
 export const INSTANCES_USAGE = `usage:
   presence-dns instances list [--json]
@@ -92,7 +92,7 @@ function parseCliArgs(argv: string[], env: NodeJS.ProcessEnv): CliArgs {
 function entriesToPut(source: string, text: string): Array<{ id: string; entry: Record<string, unknown> }> {
   let doc: unknown;
   try {
-    doc = source.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
+    doc = parseStructured(source, text);
   } catch (err) {
     throw new RegistrationError(source, '(file)', `does not parse: ${firstLine(err)}`);
   }

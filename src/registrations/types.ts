@@ -26,7 +26,7 @@ export interface Registration {
   domain: string;
   az: string | null;
   index: number | null;
-  /** Canonical IP text (see topology/ip.ts parseIp). */
+  /** Canonical IP text (see util/ip.ts parseIp). */
   ip: string;
   /** Pinned numeric ids; null means "allocated by the database on first use of the name". */
   numId: number | null;

@@ -2,10 +2,10 @@
 // PUT /v1/instances/:id body → a Registration with defaults. Pure: no I/O. Every error
 // names where the entry came from, the field (snake_case, as the operator wrote it) and
 // the reason, so a rejected file or request can be fixed from the message alone.
-import { parse as parseYaml } from 'yaml';
-import { parseIp } from '../topology/ip.ts';
+import { parseIp } from '../util/ip.ts';
 import { HEALTH_VALUES, type Health } from '../topology/types.ts';
 import type { Registration, RouteRegistration } from './types.ts';
+import { formatOf, parseStructured } from '../util/structured-file.ts';
 
 export const LIMITS = {
   label: 63,
@@ -272,9 +272,9 @@ export function parseRegistrationDocument(path: string, text: string, maxInstanc
   if (text.trim() === '') throw new RegistrationError(path, '(file)', 'is empty; write "instances: []" to register nothing from it');
   let doc: unknown;
   try {
-    doc = path.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
+    doc = parseStructured(path, text);
   } catch (err) {
-    throw new RegistrationError(path, '(file)', `does not parse as ${path.endsWith('.json') ? 'JSON' : 'YAML'}: ${firstLine(err)}`);
+    throw new RegistrationError(path, '(file)', `does not parse as ${formatOf(path)}: ${firstLine(err)}`);
   }
   if (!isMapping(doc)) throw new RegistrationError(path, '(file)', `must be a mapping with an "instances" list, got ${describe(doc)}`);
   new Check(path).unknownKeys(doc, ['instances'], '');

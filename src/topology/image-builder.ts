@@ -3,7 +3,7 @@
 // looked up in. Runs on the control plane (the topology worker); the result is one
 // SharedArrayBuffer that the DNS thread puts in service by swapping a reference.
 import { isIP } from 'node:net';
-import { ipBytes, parseIp, writeIpBytes, type ParsedIp } from './ip.ts';
+import { ipBytes, parseIp, writeIpBytes, type ParsedIp } from '../util/ip.ts';
 import {
   FLAG_HAS_PTR_RECORDS, H, HEADER_WORDS, HEALTH_CODES, IMAGE_FORMAT, IMAGE_MAGIC,
   hashGroup, hashGroupId, hashGroupIndex, hashInit, hashStoredText, imageBytes, ipKeyHash, sectionViews, tableCapacity, type Counts,

@@ -2,7 +2,7 @@
 // thread answers from. Every lookup is a hash probe or a slice of one group's members;
 // nothing here grows with the topology's size except the answer it returns. Instances are
 // ordinals into the columns; `instance(o)` materialises one for the resolver.
-import { ipBytes, parseIp } from './ip.ts';
+import { ipBytes, parseIp } from '../util/ip.ts';
 import {
   FLAG_HAS_PTR_RECORDS, H, HEADER_WORDS, HEALTH_CODES, IMAGE_FORMAT, IMAGE_MAGIC,
   countsOf, hashGroup, hashGroupId, hashGroupIndex, hashInit, hashText, imageBytes, ipKeyHash, sectionViews,

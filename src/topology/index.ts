@@ -9,4 +9,3 @@ export { ViewFollower, type CatchUp, type TopologyChange, type ViewMessage } fro
 export { TopologyView, instanceName, emptyView, type TopologyLookup, type TopologyDelta, type ViewChange } from './view.ts';
 export * from './criteria.ts';
 export * from './types.ts';
-export { parseIp, reverseNameToIp } from './ip.ts';

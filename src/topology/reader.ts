@@ -5,7 +5,7 @@
 // BOSH's `records` names) is checked here against what the encoder can write
 // (util/dns-name.ts), so no query can ever meet a name it cannot answer with.
 import { labelProblem, MAX_NAME_LENGTH, nameProblem, zoneProblem } from '../util/dns-name.ts';
-import { parseIp } from './ip.ts';
+import { parseIp } from '../util/ip.ts';
 import { JsonScanError, scanArray, scanObject, type Range } from './json-scan.ts';
 import { HEALTH_VALUES, normalizeName, RECORD_KEYS, type AliasMap, type Health, type Instance, type Topology } from './types.ts';
 

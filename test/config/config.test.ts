@@ -35,6 +35,18 @@ describe('loadConfig', () => {
     expect(config.topology.file).toBe(resolve('topology.json'));
   });
 
+  it('switches the presence modules on where there is a database, and names the key asked for without one', () => {
+    const modules = (c: ReturnType<typeof loadConfig>['config']) => [c.sync.enabled, c.registrar.enabled, c.reaper.enabled];
+    expect(modules(loadConfig().config)).toEqual([true, true, true]);
+    const sidecar = file('c.yaml', 'database:\n  embedded: false\n');
+    expect(modules(loadConfig({ file: sidecar }).config)).toEqual([false, false, false]);
+    expect(modules(loadConfig({ file: sidecar, env: { PRESENCE_DNS_DATABASE_URL: 'postgres://db/presence' } }).config)).toEqual([true, true, true]);
+    expect(modules(loadConfig({ file: sidecar, env: { PRESENCE_DNS_DATABASE_EMBEDDED: 'true', PRESENCE_DNS_REAPER_ENABLED: 'false' } }).config)).toEqual([true, true, false]);
+    const err = error(() => loadConfig({ file: sidecar, env: { PRESENCE_DNS_SYNC_ENABLED: 'true' } }));
+    expect(err.message).toContain('sync.enabled');
+    expect(err.message).toContain('there is no database: set database.url, or database.embedded: true');
+  });
+
   it('reads YAML and JSON files and fills in the rest', () => {
     const yaml = loadConfig({ file: file('c.yaml', 'dns:\n  ttl: 9\n') }).config;
     expect(yaml.dns.ttl).toBe(9);

@@ -1,4 +1,4 @@
-// Starts the real daemon, compiled (`node dist/main.js`, built once by the global setup),
+// Starts the real daemon, compiled (`bin/presence-dns.js` → dist/, built once by the global setup),
 // as a child process on free ports with a config written to a temporary directory, and
 // stops it with a signal.
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -8,8 +8,8 @@ import { dirname, join, resolve } from 'node:path';
 import { isLoopback, parseUpstream, resolvConfUpstreams } from '../../src/forward/upstreams.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
-/** The compiled entry point every spawned daemon and CLI runs, as `npm start` and the image do. */
-export const DAEMON_ENTRY = join(ROOT, 'dist/main.js');
+/** The command every spawned daemon and CLI runs (dist/ behind it), as `npm start` and the image do. */
+export const DAEMON_ENTRY = join(ROOT, 'bin/presence-dns.js');
 
 export interface DaemonOptions {
   /** Config tree (JSON); dns.listen and admin default to free loopback ports. */

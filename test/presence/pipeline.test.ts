@@ -14,7 +14,7 @@ import { Registrar } from '../../src/presence/registrar.ts';
 import { migrate } from '../../src/presence/schema.ts';
 import { PresenceStore } from '../../src/presence/store.ts';
 import { Syncer } from '../../src/presence/syncer.ts';
-import { parseIp } from '../../src/topology/ip.ts';
+import { parseIp } from '../../src/util/ip.ts';
 import { OwnedFile, TopologyState } from '../../src/topology/state.ts';
 import { freePort, testDatabase, type TestDatabase } from '../helpers/postgres.ts';
 import { syncedTopology } from '../helpers/topology.ts';

@@ -1,5 +1,9 @@
-// IP address parsing shared by the topology reader, PTR lookups and registration input.
-import { isIP } from 'node:net';
+// IP addresses, on node:net: parsing to a canonical form (isIP validates), the bytes the
+// topology image stores and an AAAA answer carries, reverse (PTR) names, and CIDR sets
+// (BlockList, which also matches IPv4-mapped IPv6 clients against IPv4 networks).
+// A leaf module: the topology reader and image, registrations, the DNS wire encoder and
+// resolver, and the forwarder's allow list all use this one.
+import { BlockList, isIP } from 'node:net';
 
 export interface ParsedIp {
   family: 4 | 6;
@@ -46,6 +50,11 @@ export function writeIpBytes(ip: ParsedIp, out: Uint8Array, offset: number): voi
   }
 }
 
+/** The 16 bytes of a valid IPv6 address in any textual form (zone ids dropped, IPv4 tails included). */
+export function ipv6Bytes(address: string): Buffer {
+  return Buffer.from(ipBytes({ family: 6, canonical: expandIpv6(address) }).buffer);
+}
+
 function expandIpv6(text: string): string {
   let body = text.toLowerCase().split('%')[0];
   const lastColon = body.lastIndexOf(':');
@@ -76,6 +85,29 @@ export function reverseNameToIp(name: string): string | null {
   return null;
 }
 
-export function isReverseName(name: string): boolean {
-  return name.endsWith('.in-addr.arpa') || name.endsWith('.ip6.arpa') || name === 'in-addr.arpa' || name === 'ip6.arpa';
+export interface Cidr {
+  address: string;
+  prefix: number;
+  family: 'ipv4' | 'ipv6';
+}
+
+/** A CIDR ("10.0.0.0/8", "::1/128"; a bare address is a single host), or null when it is not one. */
+export function parseCidr(text: string): Cidr | null {
+  const [address, prefixText, extra] = text.split('/');
+  const kind = isIP(address);
+  if (kind === 0 || extra !== undefined) return null;
+  const bits = kind === 4 ? 32 : 128;
+  const prefix = prefixText === undefined ? bits : /^\d{1,3}$/.test(prefixText) ? Number(prefixText) : NaN;
+  if (!Number.isInteger(prefix) || prefix < 0 || prefix > bits) return null;
+  return { address: address.split('%')[0], prefix, family: kind === 4 ? 'ipv4' : 'ipv6' };
+}
+
+/** A set of CIDRs that answers whether an address (of either family) is inside one of them. */
+export function cidrSet(cidrs: Cidr[]): (address: string) => boolean {
+  const list = new BlockList();
+  for (const c of cidrs) list.addSubnet(c.address, c.prefix, c.family);
+  return (address) => {
+    const kind = isIP(address);
+    return kind !== 0 && list.check(address.split('%')[0], kind === 4 ? 'ipv4' : 'ipv6');
+  };
 }
