@@ -122,13 +122,28 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
       return restart;
     },
     async stop() {
-      await dns.stop();
-      await Promise.all([admin?.stop(), topology.stop(), forwarder?.stop(), registrations?.stop(), routes?.stop(), presence?.stop()]);
-      await presenceDb?.close().catch((err: Error) => logger.warn({ err: err.message }, 'closing the presence database failed'));
+      // Bounded, so that SIGTERM exits within a few seconds even with the database or a
+      // thread stuck: what has not finished by its deadline is left to the process exit.
+      await within(dns.stop(), 1500, 'answering the queries in flight', logger);
+      await within(Promise.all([admin?.stop(), topology.stop(), forwarder?.stop(), registrations?.stop(), routes?.stop(), presence?.stop()]), 2000, 'stopping the modules', logger);
+      await within(presenceDb?.close() ?? Promise.resolve(), 1000, 'closing the presence database', logger);
       unguard();
       unreport();
     },
   };
+}
+
+/** Waits for `work` at most `ms`; a failure or a timeout is logged, not thrown. */
+async function within(work: Promise<unknown>, ms: number, what: string, logger: Logger): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), ms)));
+  try {
+    if ((await Promise.race([work, late])) === 'late') logger.warn({ waitedMs: ms }, `${what} took too long; going on without it`);
+  } catch (err) {
+    logger.warn({ err: (err as Error).message }, `${what} failed`);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 const USAGE = `usage:

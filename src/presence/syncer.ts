@@ -40,9 +40,10 @@ export interface SyncerOptions {
   logger: Logger;
   /**
    * Why the syncer must not change the topology (it was written by someone else), or
-   * null when it may; asked with this database's cluster id before every change.
+   * null when it may; asked before every pass, with this database's cluster id once it
+   * is known (null before: a file anyone else wrote is refused without the database).
    */
-  refusal: (cluster: string) => string | null;
+  refusal: (cluster: string | null) => string | null;
   /** Called before the first change the syncer makes: it owns the topology from then on. */
   claim: (cluster: string) => void;
   /** Wake early on NOTIFY (on by default; polling stays the baseline). */
@@ -134,6 +135,8 @@ export class Syncer {
   private async pass(): Promise<void> {
     const { clock, logger } = this.options;
     const started = clock.now();
+    // Someone else's file is refused at once, even before the database answers.
+    if (!this.mayWrite(this.cluster)) return;
     try {
       this.cluster ??= await this.options.store.clusterId();
       if (!this.mayWrite(this.cluster)) return;
@@ -151,7 +154,7 @@ export class Syncer {
     if (this.pending) this.publishSnapshot();
   }
 
-  private mayWrite(cluster: string): boolean {
+  private mayWrite(cluster: string | null): boolean {
     const refusal = this.options.refusal(cluster);
     if (refusal !== this.refused) {
       if (refusal) this.options.logger.error({ reason: refusal }, 'the syncer will not write the topology file: someone else wrote it; DNS keeps answering from it');

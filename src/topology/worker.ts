@@ -27,13 +27,13 @@ const post = (message: ToMain, transfer: ArrayBuffer[] = []) => {
 const state = new TopologyState({ domains: options.domains, post, logger });
 
 /** Why the syncer must leave the file alone: someone else wrote it (DESIGN §3.2). */
-function refusal(topology: Omit<Topology, 'instances'> | null, cluster: string): string | null {
+function refusal(topology: Omit<Topology, 'instances'> | null, cluster: string | null): string | null {
   if (state.owned || topology === null) return null;
   if (topology.source !== SYNC_SOURCE) {
     const who = topology.source === null ? 'a file with no "source" (an unmodified BOSH records.json, or an operator\'s file)' : `"${topology.source}"`;
     return `${options.file} was written by ${who}, not by presence-dns sync; it is served as it is and never overwritten. Point topology.file at a path of its own to sync, or set sync.enabled: false`;
   }
-  if (topology.cluster !== null && topology.cluster !== cluster) {
+  if (cluster !== null && topology.cluster !== null && topology.cluster !== cluster) {
     return `${options.file} was synced from another presence database (${topology.cluster}, not ${cluster}); it is served as it is and never overwritten`;
   }
   return null;

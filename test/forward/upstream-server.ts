@@ -45,7 +45,18 @@ export class TestUpstream {
     return this.seen.filter((q) => q.name === name && (!transport || q.transport === transport)).length;
   }
 
+  /** Listens on `port` (UDP and TCP); port 0 picks one free for both, picking again while the TCP side is taken. */
   async listen(port = this.port): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.listenOnce(port);
+      } catch (err) {
+        if (port !== 0 || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt === 10) throw err;
+      }
+    }
+  }
+
+  private async listenOnce(port: number): Promise<void> {
     const udp = createSocket(this.host.includes(':') ? 'udp6' : 'udp4');
     udp.on('message', (packet, rinfo) => {
       const reply = this.answer(packet, 'udp', rinfo.port);
@@ -73,7 +84,10 @@ export class TestUpstream {
       });
     });
     await new Promise<void>((resolve, reject) => {
-      tcp.once('error', reject);
+      tcp.once('error', (err) => {
+        udp.close();
+        reject(err);
+      });
       tcp.listen(this.port, this.host, () => resolve());
     });
     this.udp = udp;
