@@ -147,18 +147,23 @@ export interface SyncPosition {
  * (undefined: not looked up, null: the row is gone).
  */
 export function planSync(position: SyncPosition, head: { revision: number; purgedBelow: number }, lastRowRevision: number | null | undefined): 'snapshot' | 'incremental' | 'idle' {
-  if (position.revision === null) return 'snapshot';
-  if (head.revision < position.revision) return 'snapshot';
-  // Deletions we have not read may be gone with the purged tombstones.
-  if (position.revision < head.purgedBelow) return 'snapshot';
-  // A row's revision only grows and only purged tombstones are deleted: a vanished
-  // row, or one now older than what we applied, means the tables were emptied or restored.
-  if (position.id !== null && (lastRowRevision === null || (lastRowRevision !== undefined && lastRowRevision < position.revision))) return 'snapshot';
-  return head.revision > position.revision ? 'incremental' : 'idle';
+  if (snapshotCause(position, head, lastRowRevision) !== null) return 'snapshot';
+  return head.revision > position.revision! ? 'incremental' : 'idle';
 }
 
-/** Cells that have instances in `before` and none in `after`. */
-export function vanishedCells(before: Iterable<string | null>, after: Iterable<string | null>): string[] {
-  const kept = new Set(after);
-  return [...new Set(before)].filter((c) => !kept.has(c)).map((c) => c ?? '');
+/**
+ * Why a snapshot is due, or null: the first one; fallen behind the tombstones kept (rows
+ * missing from it were deleted); or rows lost — the revision went backwards, or the row
+ * we last applied vanished or grew older (tables emptied or restored, a failover to a
+ * replica that missed the last transactions): rows missing from it may come back.
+ */
+export function snapshotCause(position: SyncPosition, head: { revision: number; purgedBelow: number }, lastRowRevision: number | null | undefined): 'first' | 'behind' | 'lost' | null {
+  if (position.revision === null) return 'first';
+  if (head.revision < position.revision) return 'lost';
+  // Deletions we have not read may be gone with the purged tombstones.
+  if (position.revision < head.purgedBelow) return 'behind';
+  // A row's revision only grows and only purged tombstones are deleted: a vanished
+  // row, or one now older than what we applied, means the tables were emptied or restored.
+  if (position.id !== null && (lastRowRevision === null || (lastRowRevision !== undefined && lastRowRevision < position.revision))) return 'lost';
+  return null;
 }

@@ -2,7 +2,7 @@
 // topology worker (the control plane). Every interval (or earlier on a NOTIFY) it reads
 // `revision > last` in pages and hands the changed instances on as one delta — O(changes),
 // whatever the topology's size. A fresh node, or one that sees the revision go backwards
-// or its last row vanish, takes a consistent snapshot, compiled into a new image; cells
+// or its last row vanish, takes a consistent snapshot, compiled into a new image; instances
 // a snapshot drops without a tombstone stay for a TTL (their registrars re-register within
 // a heartbeat), and then only as far as the mass-expiry guard allows; an empty snapshot
 // never replaces a topology that has records (a database that was never filled, or one
@@ -15,7 +15,7 @@ import { TopologyImage } from '../topology/image.ts';
 import type { Instance } from '../topology/types.ts';
 import { compactView, sameInstance } from '../topology/state.ts';
 import { instanceName, TopologyView } from '../topology/view.ts';
-import { MassExpiryGuard, planSync, vanishedCells, type SyncPosition } from './decisions.ts';
+import { MassExpiryGuard, planSync, snapshotCause, type SyncPosition } from './decisions.ts';
 import { PassLoop } from './loop.ts';
 import { NOTIFY_CHANNEL, type PresenceRecord, type PresenceRow, type PresenceStore } from './store.ts';
 
@@ -75,7 +75,7 @@ export function toInstance(r: PresenceRecord): Instance {
 export class Syncer {
   private position: SyncPosition = { revision: null, id: null };
   /** A snapshot waiting for the guard's (or a TTL's) consent, kept current with later changes. */
-  private pending: { view: TopologyView; since: number } | null = null;
+  private pending: { view: TopologyView; since: number; lost: boolean } | null = null;
   private readonly guard: MassExpiryGuard<{ cellId: string; ttlMs: number }>;
   private lastSuccess: number;
   private readonly loop: PassLoop;
@@ -85,6 +85,9 @@ export class Syncer {
   private emptyRelease = false;
   /** Holding an empty snapshot back (logged once). */
   private heldEmpty = false;
+  /** Instances in service that a snapshot lacked (lost rows), kept until re-registered or a TTL passes. */
+  private readonly carried = new Map<string, Instance>();
+  private carriedSince = 0;
   private dbUp: boolean | null = null;
   /** Sync pass durations (s) not yet reported, and guard trips since start. */
   readonly durations: number[] = [];
@@ -105,7 +108,7 @@ export class Syncer {
       stale: staleMs > 3 * this.options.intervalMs,
       staleSeconds: Math.round(staleMs) / 1000,
       revision: this.position.revision,
-      holding: this.pending ? this.guard.holding : [],
+      holding: this.guard.holding,
       refused: this.refused,
       dbUp: this.dbUp,
     };
@@ -152,6 +155,7 @@ export class Syncer {
       return;
     }
     if (this.pending) this.publishSnapshot();
+    this.settleCarried();
   }
 
   private mayWrite(cluster: string | null): boolean {
@@ -177,7 +181,7 @@ export class Syncer {
     const { id, revision } = this.position;
     const rowRevision = id !== null && revision !== null && head.revision >= revision ? await store.rowRevision(id) : undefined;
     const plan = planSync(this.position, head, rowRevision);
-    if (plan === 'snapshot') return this.snapshot();
+    if (plan === 'snapshot') return this.snapshot(snapshotCause(this.position, head, rowRevision) === 'lost');
     if (plan === 'idle') return;
     const pageSize = this.options.pageSize ?? 1000;
     for (;;) {
@@ -191,7 +195,8 @@ export class Syncer {
     }
   }
 
-  private async snapshot(): Promise<void> {
+  /** `lost`: rows may have been lost (not deleted), so what the snapshot lacks may come back. */
+  private async snapshot(lost: boolean): Promise<void> {
     const builder = new ImageBuilder();
     const snap = await this.options.store.snapshot((row) => {
       const reason = builder.add(toInstance(row));
@@ -200,7 +205,7 @@ export class Syncer {
     if (this.position.revision !== null) this.options.logger.warn({ was: this.position.revision, now: snap.revision }, 'revision went backwards or our last row vanished; took a full snapshot');
     this.position = { revision: snap.revision, id: snap.lastId };
     const view = new TopologyView(new TopologyImage(builder.finish({ version: snap.revision, ptrRecords: null }, (bytes) => this.options.sink.allocate(bytes))));
-    this.pending = { view, since: this.options.clock.now() };
+    this.pending = { view, since: this.options.clock.now(), lost };
   }
 
   /** One page of changed rows → one delta (to the pending snapshot while one waits). */
@@ -209,6 +214,8 @@ export class Syncer {
     const removes = new Set<string>();
     const adds = new Map<string, Instance>();
     for (const row of rows) {
+      // Known to the database again (re-registered, or tombstoned): no longer carried.
+      this.carried.delete(row.id);
       // A presence id names one instance; its old name goes even if the group moved.
       const before = target?.withId(row.id) ?? [];
       const next = row.deleted ? null : toInstance(row);
@@ -231,31 +238,31 @@ export class Syncer {
     this.options.claim(this.cluster!);
   }
 
-  /** Puts the pending snapshot in service once nothing forbids it. */
+  /**
+   * Puts the pending snapshot in service. Instances it lacks that are in service — rows
+   * lost without a tombstone (tables emptied, a failover to a replica that missed the last
+   * transactions), or the instances of a cell gone without tombstones — are carried over:
+   * their registrars re-register them within a heartbeat, and only those still missing
+   * after a TTL go, as far as the mass-expiry guard allows. An empty snapshot over a
+   * topology with records waits for an operator.
+   */
   private publishSnapshot(): void {
     const { clock, logger, sink } = this.options;
     const pending = this.pending!;
     const current = sink.current;
-    if (current && current.recordCount > 0) {
-      if (pending.view.recordCount === 0 && !this.emptyRelease) {
+    const lost: Instance[] = [];
+    if (current && current.recordCount > 0 && !this.emptyRelease) {
+      if (pending.view.recordCount === 0) {
         if (!this.heldEmpty) logger.error({ records: current.recordCount },
           'the database has no live instances; keeping the topology in service (POST /v1/reaper/release-guard to empty it)');
         this.heldEmpty = true;
         return;
       }
-      const gone = vanishedCells(current.cells(), pending.view.cells());
-      // Rows that vanished without a tombstone were lost, not expired: every live
-      // registrar re-registers within one heartbeat, so nothing is dropped before a TTL.
-      if (gone.length && clock.now() - pending.since < this.options.ttlMs) return;
-      const cellsInService = current.cells().size;
-      const decision = this.guard.decide(gone.map((cellId) => ({ cellId, ttlMs: this.options.ttlMs })), cellsInService, clock.now());
-      if (decision.held.length) {
-        if (decision.tripped) {
-          this.guardTrips++;
-          logger.error({ vanished: decision.held.map((c) => c.cellId), cellsInService },
-            'the database lost most cells at once (tables emptied or restored?) and they did not re-register; keeping the topology');
-        }
-        return;
+      // After lost rows, any instance may come back; otherwise (a first snapshot, or one
+      // behind the tombstones kept) what is missing was deleted, unless its whole cell is.
+      const cells = pending.lost ? null : pending.view.cells();
+      for (const i of current.instances()) {
+        if (pending.view.withId(i.id).length === 0 && (cells === null || !cells.has(i.cellId))) lost.push(i);
       }
     }
     this.pending = null;
@@ -263,7 +270,34 @@ export class Syncer {
     this.heldEmpty = false;
     this.claim();
     const view = pending.view;
+    if (lost.length) {
+      logger.warn({ lost: lost.length, cells: new Set(lost.map((i) => i.cellId)).size },
+        'the database lost instances without tombstones; keeping them for a TTL while their registrars re-register them');
+      view.apply({ seq: view.seq + 1, version: view.version, removes: [], adds: lost });
+      for (const i of lost) this.carried.set(i.id, i);
+      this.carriedSince = pending.since;
+    }
     sink.replace(view.pending === 0 ? (view.base.buffer as SharedArrayBuffer) : compactView(view, (bytes) => sink.allocate(bytes)));
+  }
+
+  /** Lets go of the carried instances still missing a TTL after the snapshot that lost them, as the guard allows. */
+  private settleCarried(): void {
+    const { clock, logger, sink } = this.options;
+    const current = sink.current;
+    if (this.carried.size === 0 || !current || clock.now() - this.carriedSince < this.options.ttlMs) return;
+    const byCell = new Map<string, Instance[]>();
+    for (const i of this.carried.values()) byCell.set(i.cellId ?? '', [...(byCell.get(i.cellId ?? '') ?? []), i]);
+    const cellsInService = current.cells().size;
+    const decision = this.guard.decide([...byCell.keys()].map((cellId) => ({ cellId, ttlMs: this.options.ttlMs })), cellsInService, clock.now());
+    if (decision.tripped) {
+      this.guardTrips++;
+      logger.error({ vanished: decision.held.map((c) => c.cellId), cellsInService },
+        'the database lost most cells at once (tables emptied or restored?) and they did not re-register; keeping them');
+    }
+    const gone = decision.release.flatMap((c) => byCell.get(c.cellId) ?? []);
+    if (gone.length === 0) return;
+    for (const i of gone) this.carried.delete(i.id);
+    sink.apply(current.version, gone.map((i) => instanceName(i)), []);
   }
 }
 

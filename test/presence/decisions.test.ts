@@ -2,7 +2,7 @@
 // rule, the mass-expiry guard, and when the syncer needs a snapshot.
 import { describe, expect, it } from 'vitest';
 import {
-  ExpiryTracker, LockWatch, MassExpiryGuard, backoffDelay, heartbeatDelay, planSync, vanishedCells, type CellObservation,
+  ExpiryTracker, LockWatch, MassExpiryGuard, backoffDelay, heartbeatDelay, planSync, snapshotCause, type CellObservation,
 } from '../../src/presence/decisions.ts';
 
 const head = (revision: number, purgedBelow = 0) => ({ revision, purgedBelow });
@@ -108,14 +108,19 @@ describe('sync planning', () => {
     expect(planSync({ revision: 10, id: 'x' }, head(500, 10), 10)).toBe('incremental');
   });
 
+  it('tells rows lost (they may come back) from rows deleted behind purged tombstones', () => {
+    expect(snapshotCause({ revision: null, id: null }, head(10), undefined)).toBe('first');
+    expect(snapshotCause({ revision: 10, id: 'x' }, head(4), undefined)).toBe('lost');
+    expect(snapshotCause({ revision: 10, id: 'x' }, head(12), null)).toBe('lost');
+    expect(snapshotCause({ revision: 10, id: 'x' }, head(12), 3)).toBe('lost');
+    expect(snapshotCause({ revision: 10, id: 'x' }, head(500, 11), 10)).toBe('behind');
+    expect(snapshotCause({ revision: 10, id: 'x' }, head(12), 10)).toBeNull();
+  });
+
   it('reads incrementally when ahead and idles when caught up', () => {
     expect(planSync({ revision: 10, id: 'x' }, head(12), 10)).toBe('incremental');
     expect(planSync({ revision: 10, id: 'x' }, head(12), 11)).toBe('incremental');
     expect(planSync({ revision: 10, id: 'x' }, head(10), 10)).toBe('idle');
     expect(planSync({ revision: 0, id: null }, head(3), undefined)).toBe('incremental');
-  });
-
-  it('names the cells a new view would drop', () => {
-    expect(vanishedCells(['a', 'a', 'b', 'c'], ['a', 'c', 'd'])).toEqual(['b']);
   });
 });

@@ -336,6 +336,40 @@ describe('data loss', () => {
     await s.sync.tick();
     expect(s.ids()).toEqual(['d-x', 'd-y']);
   });
+
+  it('a failover loses the last write of a live cell: that instance stays until re-registered, or a TTL passes', async () => {
+    await truncateAll();
+    const clock = new ManualClock({ start: 0, runTimers: false });
+    const a = node('f-1', clock);
+    a.source.set([registration('f-x'), registration('f-y')]);
+    await a.registrar.kick();
+    const s = syncer(clock);
+    await s.sync.tick();
+    // The replica promoted missed the last transaction: the row we applied last is gone,
+    // with no tombstone, while its cell is alive and still has other instances.
+    const last = (await db.query<{ id: string }>('SELECT id FROM presences ORDER BY revision DESC LIMIT 1')).rows[0].id;
+    await db.query('DELETE FROM presences WHERE id = $1', [last]);
+    await s.sync.tick();
+    expect(s.ids()).toEqual(['f-x', 'f-y']);
+    // Its registrar writes it again within a heartbeat; then a TTL later it is still there.
+    await a.registrar.kick();
+    await s.sync.tick();
+    clock.advance(TTL);
+    await s.sync.tick();
+    expect(s.ids()).toEqual(['f-x', 'f-y']);
+
+    // Lost again, and this time nobody writes it back: it goes after exactly a TTL.
+    const again = (await db.query<{ id: string }>('SELECT id FROM presences ORDER BY revision DESC LIMIT 1')).rows[0].id;
+    await db.query('DELETE FROM presences WHERE id = $1', [again]);
+    await s.sync.tick();
+    clock.advance(TTL - 1);
+    await s.sync.tick();
+    expect(s.ids()).toEqual(['f-x', 'f-y']);
+    clock.advance(1);
+    await s.sync.tick();
+    expect(s.ids()).toEqual(['f-x', 'f-y'].filter((id) => id !== again));
+    await a.registrar.stop();
+  });
 });
 
 describe('database down', () => {
