@@ -118,13 +118,34 @@ async function timeToAnswer(start: () => Promise<RunningDaemon>, name: string, a
 
 const IDLE_SECONDS = 10;
 
-/** What the daemon costs without changes, the probe running: CPU ms per second. */
-async function idleCpu(daemon: RunningDaemon, names: string[], dir: string): Promise<number> {
+/**
+ * Waits until the daemon is quiet for a second: nothing written (its snapshot and cached
+ * image are on disk) and under 20 ms of CPU (no file still being read and compiled).
+ */
+async function settled(pid: number): Promise<void> {
+  const deadline = performance.now() + 120_000;
+  let [written, cpu] = [writtenBytes(pid), cpuMs(pid)];
+  while (performance.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 1000));
+    const [w, c] = [writtenBytes(pid), cpuMs(pid)];
+    if (w === written && c - cpu < 20) return;
+    [written, cpu] = [w, c];
+  }
+}
+
+/**
+ * What the daemon costs without changes, the probe running: CPU ms and bytes written per
+ * second. Measured after the churn, once its last change has settled, so that the start's
+ * own work (the first snapshot, the cached image, a GC of the load) is not taken for idle.
+ */
+async function idleCost(daemon: RunningDaemon, names: string[], dir: string): Promise<{ cpuPerS: number; ioPerS: number }> {
+  const pid = daemon.process.pid!;
+  await settled(pid);
   const idle = probe(daemon.dnsPort, names, IDLE_SECONDS, dir);
   await idle.started;
-  const before = cpuMs(daemon.process.pid!);
+  const [cpu0, io0] = [cpuMs(pid), writtenBytes(pid)];
   await idle.done;
-  return (cpuMs(daemon.process.pid!) - before) / IDLE_SECONDS;
+  return { cpuPerS: (cpuMs(pid) - cpu0) / IDLE_SECONDS, ioPerS: (writtenBytes(pid) - io0) / IDLE_SECONDS };
 }
 
 /** Every 10th instance moves with each version; the rest keep their addresses. */
@@ -139,7 +160,6 @@ async function fileChurn(size: number, t: BenchTopology): Promise<Row> {
   const known = probeNames(t);
   const { daemon, ms } = await timeToAnswer(() => startDaemon({ dir, config: { log: { level: 'info' } }, waitReady: false }), known[0], t.instances[t.names.indexOf(known[0])].ip);
   const pid = daemon.process.pid!;
-  const idleCpuPerS = await idleCpu(daemon, known, dir);
   const p = probe(daemon.dnsPort, known, SECONDS, dir);
   await p.started;
   const cpu0 = cpuMs(pid);
@@ -154,8 +174,9 @@ async function fileChurn(size: number, t: BenchTopology): Promise<Row> {
   }, FILE_EVERY_MS);
   const result = await p.done;
   clearInterval(timer);
-  const cpu = cpuMs(pid) - cpu0 - idleCpuPerS * ((performance.now() - t0) / 1000);
+  const [busyCpu, elapsed] = [cpuMs(pid) - cpu0, (performance.now() - t0) / 1000];
   const loop = await loopDelay(daemon);
+  const cpu = busyCpu - (await idleCost(daemon, known, dir)).cpuPerS * elapsed;
   const row: Row = {
     size, churn: 'file', probe: result, loopP99Ms: loop.p99, loopMaxMs: loop.max, cpuMsPerChange: cpu / Math.max(1, replaced),
     bytesPerChange: null, rssMb: rssMb(pid), startMs: ms, changes: replaced,
@@ -191,12 +212,8 @@ async function dbChurn(size: number, t: BenchTopology, database: TestDatabase): 
     const address = (name: string) => t.instances[t.names.indexOf(name)].ip;
     let { daemon } = await timeToAnswer(() => startDaemon({ dir, config, waitReady: false }), known[0], address(known[0]));
     const pid = () => daemon.process.pid!;
-    // Past the start's own writes (the first snapshot and its cached image).
-    await new Promise((r) => setTimeout(r, 3000));
-    const ioIdle0 = writtenBytes(pid());
-    const idleCpuPerS = await idleCpu(daemon, known, dir);
-    const idleIoPerS = (writtenBytes(pid()) - ioIdle0) / IDLE_SECONDS;
-
+    // Past the start's own writes: the first snapshot and its cached image.
+    await settled(pid());
     const p = probe(daemon.dnsPort, known, SECONDS, dir);
     await p.started;
     const [cpu0, io0, t0] = [cpuMs(pid()), writtenBytes(pid()), performance.now()];
@@ -214,10 +231,12 @@ async function dbChurn(size: number, t: BenchTopology, database: TestDatabase): 
     }
     const result = await p.done;
     const elapsed = (performance.now() - t0) / 1000;
-    const cpu = cpuMs(pid()) - cpu0 - idleCpuPerS * elapsed;
-    const io = writtenBytes(pid()) - io0 - idleIoPerS * elapsed;
+    const [busyCpu, busyIo] = [cpuMs(pid()) - cpu0, writtenBytes(pid()) - io0];
     const loop = await loopDelay(daemon);
     const rss = rssMb(pid());
+    const idle = await idleCost(daemon, known, dir);
+    const cpu = busyCpu - idle.cpuPerS * elapsed;
+    const io = busyIo - idle.ioPerS * elapsed;
     // Restart with the database down: answered from the file (snapshot + journal, or its cached image).
     await daemon.stop();
     daemons.delete(daemon);

@@ -171,7 +171,8 @@ async function main(): Promise<void> {
   await workersBench(RELOAD_SIZE);
   await workersMemory(LARGEST);
   await forwardBench();
-  await churnBench();
+  // BENCH_CHURN=0 skips it (it takes ~10 minutes; `npm run bench:churn` runs it alone).
+  if (process.env.BENCH_CHURN !== '0') await churnBench();
   process.stdout.write('\nFootprint\n');
   for (const [what, value] of await runMemoryBench()) process.stdout.write(`${what}: ${value}\n`);
 }
