@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { AdminServer, Registry } from './admin/index.ts';
 import { ConfigError, loadConfig, type Config } from './config/index.ts';
 import { DnsHandler, startDns } from './dns/index.ts';
+import { mountInspectApi } from './inspect/index.ts';
 import { createLogger, type Logger } from './log.ts';
 import { openPresenceDb, startPresence } from './presence/index.ts';
 import { mountInstancesApi, RegistrationSet, runInstancesCli } from './registrations/index.ts';
@@ -27,6 +28,7 @@ export interface Daemon {
 const LIVE_SECTIONS = new Set(['log']);
 
 export async function startDaemon(config: Config, logger: Logger): Promise<Daemon> {
+  const startedAt = Date.now();
   const metrics = new Registry();
   metrics.collectProcessMetrics();
   // Failures of unawaited work, and anything that reaches the process level: logged and counted, never fatal.
@@ -106,6 +108,12 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
         sync: config.sync.enabled ? { status: () => topology.syncStatus(), releaseGuard: () => topology.releaseGuard() } : null,
       })
     : null;
+
+  if (admin) {
+    mountInspectApi(admin, {
+      config, startedAt, dns: { listen: dns.bound, threads: dns.threads }, topology, presence, routes, registrations, checks: null,
+    });
+  }
 
   const dnsPorts = [...new Set(dns.bound.map((b) => b.port))];
   logger.info({ dns: dns.bound, dnsThreads: dns.threads, admin: admin ? `${config.admin.address}:${admin.port}` : null }, 'presence-dns started');

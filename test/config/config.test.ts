@@ -79,8 +79,16 @@ describe('loadConfig', () => {
     ['an unknown log level', 'log:\n  level: loud\n', 'log.level:'],
     ['a bad upstream', 'forward:\n  upstreams: ["10.0.0.2", "nope:53"]\n', 'forward.upstreams.1: "nope:53" is not an IP address'],
     ['a bad allow CIDR', 'forward:\n  allow: ["10.0.0.0/33"]\n', 'forward.allow.0: "10.0.0.0/33" is not a CIDR'],
+    ['an admin API open to the network without a token', 'admin:\n  address: 0.0.0.0\n', 'admin.address: 0.0.0.0 is not a loopback address, so admin.token (or PRESENCE_DNS_ADMIN_TOKEN) must be set'],
   ])('names the key for %s', (_what, text, message) => {
     expect(error(() => loadConfig({ file: file('bad.yaml', text) })).message).toContain(message);
+  });
+
+  it('takes a non-loopback admin address with a token, and loopback ones without', () => {
+    expect(loadConfig({ file: file('open.yaml', 'admin:\n  address: 0.0.0.0\n'), env: { PRESENCE_DNS_ADMIN_TOKEN: 's3cret' } }).config.admin.address).toBe('0.0.0.0');
+    for (const address of ['127.0.0.1', '::1', 'localhost']) {
+      expect(loadConfig({ file: file('local.yaml', `admin:\n  address: "${address}"\n`) }).config.admin.address).toBe(address);
+    }
   });
 
   it('says when the file cannot be read or does not parse', () => {
