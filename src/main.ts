@@ -7,12 +7,13 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AdminServer, Registry } from './admin/index.ts';
-import { ConfigError, loadConfig, type Config } from './config/index.ts';
+import { runCli } from './cli/index.ts';
+import { ConfigError, loadConfig, type Config, type LoadedConfig, type LoadOptions } from './config/index.ts';
 import { DnsHandler, startDns } from './dns/index.ts';
 import { mountInspectApi } from './inspect/index.ts';
 import { createLogger, type Logger } from './log.ts';
 import { openPresenceDb, startPresence } from './presence/index.ts';
-import { mountInstancesApi, RegistrationSet, runInstancesCli } from './registrations/index.ts';
+import { mountInstancesApi, RegistrationSet } from './registrations/index.ts';
 import { TopologyStore } from './topology/index.ts';
 import { guardProcess, reportBackgroundFailures } from './util/background.ts';
 
@@ -154,68 +155,14 @@ async function within(work: Promise<unknown>, ms: number, what: string, logger: 
   }
 }
 
-const USAGE = `usage:
-  presence-dns [start] [--config FILE] [--set key.path=value ...]
-  presence-dns validate-config FILE
-  presence-dns instances list|get ID|put FILE|-|delete ID [--admin URL] [--config FILE] [--token T]`;
-
-interface Args {
-  command: 'start' | 'validate-config' | 'help';
-  config: string | null;
-  overrides: string[];
+export function main(argv: string[]): Promise<number> {
+  return runCli(argv, serve);
 }
 
-function parseArgs(argv: string[]): Args {
-  const args: Args = { command: 'start', config: null, overrides: [] };
-  const rest = [...argv];
-  if (rest[0] && !rest[0].startsWith('-')) {
-    const command = rest.shift()!;
-    if (command !== 'start' && command !== 'validate-config') throw new ConfigError(`unknown command "${command}"\n${USAGE}`);
-    args.command = command;
-    if (command === 'validate-config' && rest[0] && !rest[0].startsWith('-')) args.config = rest.shift()!;
-  }
-  while (rest.length) {
-    const flag = rest.shift()!;
-    const value = () => {
-      const v = rest.shift();
-      if (v === undefined) throw new ConfigError(`${flag} needs a value\n${USAGE}`);
-      return v;
-    };
-    if (flag === '--config' || flag === '-c') args.config = value();
-    else if (flag === '--set') args.overrides.push(value());
-    else if (flag === '--help' || flag === '-h') args.command = 'help';
-    else throw new ConfigError(`unknown flag "${flag}"\n${USAGE}`);
-  }
-  return args;
-}
-
-const DEFAULT_CONFIG = fileURLToPath(new URL('../config/default.yaml', import.meta.url));
-
-export async function main(argv: string[]): Promise<number> {
-  // A client of a running daemon's admin API: no config to load, nothing to start.
-  if (argv[0] === 'instances') return runInstancesCli(argv.slice(1));
-  let args: Args;
-  let loaded;
-  try {
-    args = parseArgs(argv);
-    if (args.command === 'help') {
-      process.stdout.write(`${USAGE}\n`);
-      return 0;
-    }
-    if (args.command === 'validate-config' && !args.config) throw new ConfigError(`validate-config needs a FILE\n${USAGE}`);
-    loaded = loadConfig({ file: args.config ?? DEFAULT_CONFIG, env: process.env, overrides: args.overrides });
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    process.stderr.write(`presence-dns: ${err.message}\n`);
-    return 2;
-  }
-  if (args.command === 'validate-config') {
-    process.stdout.write(`${loaded.file}: configuration is valid\n`);
-    return 0;
-  }
+/** `presence-dns start`: the daemon in the foreground until SIGTERM or SIGINT; SIGHUP reloads. */
+async function serve(loaded: LoadedConfig, source: LoadOptions): Promise<number> {
   const logger = createLogger(loaded.config.log.level);
   const daemon = await startDaemon(loaded.config, logger);
-  const source = { file: loaded.file, env: process.env, overrides: args.overrides };
   process.on('SIGHUP', () => {
     try {
       const restart = daemon.reload(loadConfig(source).config);
