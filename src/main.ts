@@ -8,7 +8,7 @@ import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AdminServer, Registry } from './admin/index.ts';
 import { runCli } from './cli/index.ts';
-import { ConfigError, loadConfig, type Config, type LoadedConfig, type LoadOptions } from './config/index.ts';
+import { changedKeys, ConfigError, loadConfig, withKeys, type Config, type LoadedConfig, type LoadOptions } from './config/index.ts';
 import { DnsHandler, startDns } from './dns/index.ts';
 import { mountInspectApi } from './inspect/index.ts';
 import { createLogger, type Logger } from './log.ts';
@@ -20,13 +20,16 @@ import { guardProcess, reportBackgroundFailures } from './util/background.ts';
 export interface Daemon {
   dnsPorts: number[];
   adminPort: number;
-  /** Applies what can change without a restart; returns the config sections that need one. */
-  reload(next: Config): string[];
+  /**
+   * SIGHUP: re-reads the topology file, aliases and registrations, applies the config keys
+   * that can change live; resolves to the changed keys that need a restart.
+   */
+  reload(next: Config): Promise<string[]>;
   stop(): Promise<void>;
 }
 
-/** Sections whose new values take effect live on SIGHUP; everything else waits for a restart. */
-const LIVE_SECTIONS = new Set(['log']);
+/** Config keys whose new values take effect live on SIGHUP; every other changed key waits for a restart. */
+const LIVE_KEYS = new Set(['log.level', 'forward.upstreams']);
 
 export async function startDaemon(config: Config, logger: Logger): Promise<Daemon> {
   const startedAt = Date.now();
@@ -122,13 +125,16 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
   return {
     dnsPorts,
     adminPort: admin?.port ?? 0,
-    reload(next) {
-      logger.level = next.log.level;
+    async reload(next) {
+      const changed = changedKeys(current, next);
+      const live = changed.filter((key) => LIVE_KEYS.has(key));
+      current = withKeys(current, next, live);
+      logger.level = current.log.level;
       topology.reload();
-      const restart = (Object.keys(next) as Array<keyof Config>)
-        .filter((section) => !LIVE_SECTIONS.has(section) && JSON.stringify(next[section]) !== JSON.stringify(current[section]));
-      current = { ...next, ...Object.fromEntries(restart.map((section) => [section, current[section]])) };
-      return restart;
+      registrations?.reload();
+      // Also with no key changed: upstreams from resolv.conf are read again.
+      await forwarder?.reload(current.forward.upstreams);
+      return changed.filter((key) => !LIVE_KEYS.has(key));
     },
     async stop() {
       // Bounded, so that SIGTERM exits within a few seconds even with the database or a
@@ -164,13 +170,18 @@ async function serve(loaded: LoadedConfig, source: LoadOptions): Promise<number>
   const logger = createLogger(loaded.config.log.level);
   const daemon = await startDaemon(loaded.config, logger);
   process.on('SIGHUP', () => {
+    let next: Config;
     try {
-      const restart = daemon.reload(loadConfig(source).config);
-      logger.info({ needsRestart: restart }, restart.length ? 'config reloaded; some sections change only at the next restart' : 'config reloaded');
+      next = loadConfig(source).config;
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err;
       logger.error({ err: err.message }, 'SIGHUP: the config file is invalid; keeping the running config');
+      return;
     }
+    daemon.reload(next).then(
+      (restart) => logger.info({ needsRestart: restart }, restart.length ? 'config reloaded; these keys change only at the next restart' : 'config reloaded'),
+      (err: Error) => logger.error({ err: err.message }, 'SIGHUP: reloading failed; the running config stays'),
+    );
   });
   await new Promise<void>((resolve) => {
     const shutdown = (signal: string) => {

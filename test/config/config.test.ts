@@ -3,7 +3,7 @@
 import { writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../../src/config/index.ts';
+import { changedKeys, ConfigError, loadConfig, withKeys } from '../../src/config/index.ts';
 import { tempDir } from '../helpers/daemon.ts';
 
 function file(name: string, text: string): string {
@@ -147,5 +147,21 @@ describe('loadConfig', () => {
   it('names the key of a bad --set', () => {
     expect(error(() => loadConfig({ overrides: ['dns.nope=1'] })).message).toContain('dns.nope: unknown key');
     expect(error(() => loadConfig({ overrides: ['dns.ttl'] })).message).toContain('--set dns.ttl: expected key.path=value');
+  });
+});
+
+describe('comparing configs for a reload', () => {
+  it('names each changed key, and takes only the named keys from the new config', () => {
+    const before = loadConfig({ overrides: ['dns.ttl=5', 'forward.upstreams=["10.0.0.2"]'] }).config;
+    const after = loadConfig({ overrides: ['dns.ttl=30', 'forward.upstreams=["10.0.0.3"]', 'log.level=debug', 'admin.token=t'] }).config;
+    expect(changedKeys(before, after).sort()).toEqual(['admin.token', 'dns.ttl', 'forward.upstreams', 'log.level']);
+    expect(changedKeys(before, before)).toEqual([]);
+    const applied = withKeys(before, after, ['log.level', 'forward.upstreams', 'admin.token']);
+    expect(applied.log.level).toBe('debug');
+    expect(applied.forward.upstreams).toEqual(['10.0.0.3']);
+    expect(applied.admin.token).toBe('t');
+    expect(applied.dns.ttl).toBe(5);
+    expect(withKeys(after, before, ['admin.token']).admin.token).toBeUndefined();
+    expect(before.dns.ttl).toBe(5);
   });
 });
