@@ -139,9 +139,14 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     async stop() {
       // Bounded, so that SIGTERM exits within a few seconds even with the database or a
       // thread stuck: what has not finished by its deadline is left to the process exit.
-      await within(dns.stop(), 1500, 'answering the queries in flight', logger);
-      await within(Promise.all([admin?.stop(), topology.stop(), forwarder?.stop(), registrations?.stop(), routes?.stop(), presence?.stop()]), 2000, 'stopping the modules', logger);
-      await within(presenceDb?.close() ?? Promise.resolve(), 1000, 'closing the presence database', logger);
+      // The deadlines add up to 4.5 s: the process exits 0 within 5 s whatever hangs.
+      await within(dns.stop(), 1000, 'answering the queries in flight', logger);
+      // The syncer stops before this cell deregisters, so this node's own topology file keeps
+      // its instances: a restart with the database down answers them from the file at once.
+      await within(Promise.all([admin?.stop(), topology.stop(), forwarder?.stop(), registrations?.stop(), routes?.stop()]), 1200, 'stopping the modules', logger);
+      // Releases the reaper lock and deregisters this cell (tombstones its instances).
+      await within(presence?.stop() ?? Promise.resolve(), 1500, 'leaving the presence database', logger);
+      await within(presenceDb?.close() ?? Promise.resolve(), 800, 'closing the presence database', logger);
       unguard();
       unreport();
     },

@@ -1,13 +1,16 @@
 // SIGTERM on a node of the presence pipeline: it exits 0 within 5 s, releases the reaper
 // lock and deregisters its cell — its instances are tombstoned at once, so another node
-// stops answering them within two sync intervals, not after the TTL. With the database
-// stopped it still exits 0 within 5 s (the TTL expiry is then the fallback).
+// stops answering them within two sync intervals, not after the TTL, while its own file
+// keeps them for a restart. With the database stopped it still exits 0 within 5 s (the
+// TTL expiry is then the fallback).
+import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { addresses, dig } from '../helpers/dig.ts';
 import { startDaemon, waitFor, type RunningDaemon } from '../helpers/daemon.ts';
 import { PgServer } from '../helpers/pg-server.ts';
 import { testDatabase, type TestDatabase } from '../helpers/postgres.ts';
+import { syncedTopology } from '../helpers/topology.ts';
 
 const SYNC_INTERVAL_S = 1;
 // Long, so that only the deregistration can explain the instances going away in time.
@@ -62,6 +65,9 @@ describe('SIGTERM deregisters this cell', () => {
     expect(addresses(await dig(b.dnsPort, 'q-s0.web.default.cf.bosh.'))).toEqual(['10.0.9.11']);
     expect((await sql.query("SELECT cell_id FROM cells ORDER BY cell_id")).rows).toEqual([{ cell_id: 'cell-b' }]);
     expect(await lockHolder()).not.toContain('cell-a');
+    // Node A's own file still has them: its syncer stopped before the cell left, so a
+    // restart with the database down answers them from the file.
+    expect(syncedTopology(join(a.dir, 'topology.json')).instances.map((i) => i.id).sort()).toEqual(['a1', 'a2', 'b1']);
     console.log(`SIGTERM → exit ${stopped.ms.toFixed(0)} ms; node B dropped node A's instances ${dropMs.toFixed(0)} ms after its exit (sync interval ${SYNC_INTERVAL_S * 1000} ms)`);
   }, 90_000);
 
