@@ -143,9 +143,9 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
       await within(dns.stop(), 1000, 'answering the queries in flight', logger);
       // The syncer stops before this cell deregisters, so this node's own topology file keeps
       // its instances: a restart with the database down answers them from the file at once.
-      await within(Promise.all([admin?.stop(), topology.stop(), forwarder?.stop(), registrations?.stop(), routes?.stop()]), 1200, 'stopping the modules', logger);
+      await within(Promise.all([admin?.stop(), topology.stop(), forwarder?.stop(), registrations?.stop(), routes?.stop()]), 1500, 'stopping the modules', logger);
       // Releases the reaper lock and deregisters this cell (tombstones its instances).
-      await within(presence?.stop() ?? Promise.resolve(), 1500, 'leaving the presence database', logger);
+      await within(presence?.stop() ?? Promise.resolve(), 1200, 'leaving the presence database', logger);
       await within(presenceDb?.close() ?? Promise.resolve(), 800, 'closing the presence database', logger);
       unguard();
       unreport();
