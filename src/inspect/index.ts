@@ -8,7 +8,7 @@ import { cellsEndpoint } from './cells.ts';
 import { recordsEndpoint } from './records.ts';
 import { statusBody, type StatusSources } from './status.ts';
 
-export { DEFAULT_RECORDS_LIMIT, listRecords, parseRecordsQuery, type RecordRow, type RecordsAnswer } from './records.ts';
+export { DEFAULT_RECORDS_LIMIT, parseRecordsQuery, type RecordRow, type RecordsAnswer } from './records.ts';
 export { CELLS_TIMEOUT_MS, type CellRow } from './cells.ts';
 export { statusBody, type StatusSources } from './status.ts';
 
