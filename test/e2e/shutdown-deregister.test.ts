@@ -77,8 +77,14 @@ describe('SIGTERM deregisters this cell', () => {
     const a = await node(server.url, 'cell-down', { 'instances.d/a.yaml': `instances:\n  - ${instance('d1', '10.0.9.21')}\n` });
     cleanups.push(() => a.stop());
     await waitFor(async () => addresses(await dig(a.dnsPort, 'd1.web.default.cf.bosh.')).length === 1, 30_000, 'the instance to be answered');
+    expect(((await (await a.admin('/v1/cells')).json()) as { cells: Array<{ cellId: string }> }).cells.map((c) => c.cellId)).toEqual(['cell-down']);
     await server.stop('immediate');
     expect(addresses(await dig(a.dnsPort, 'd1.web.default.cf.bosh.'))).toEqual(['10.0.9.21']);
+    // The operator's views say so: the cell listing with a 503 naming the database, the status (from memory) with db down.
+    const cells = await a.admin('/v1/cells');
+    expect(cells.status).toBe(503);
+    expect(await cells.json()).toMatchObject({ code: expect.stringMatching(/^DB_(DOWN|TIMEOUT)$/), error: expect.stringContaining('presence database') });
+    await waitFor(async () => ((await (await a.admin('/v1/status')).json()) as { dbUp: boolean }).dbUp === false, 10_000, 'status to show the database down');
     const stopped = await timedStop(a);
     expect(stopped.code).toBe(0);
     expect(stopped.ms).toBeLessThan(5000);
