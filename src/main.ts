@@ -1,4 +1,5 @@
-// Entry point: parses the command line, loads the config, and wires the modules together.
+// Entry point: hands the command line to the CLI (src/cli/) and, for `start`, wires the
+// modules together.
 // Each module owns its own folder; nothing here knows how they work inside. Modules with
 // heavy dependencies (the forwarder, the route emitter and its NATS client; the database
 // adapters, see presence/db.ts) are imported only when the config switches them on, so a
@@ -185,7 +186,7 @@ async function serve(loaded: LoadedConfig, source: LoadOptions): Promise<number>
     }
     daemon.reload(next).then(
       (restart) => logger.info({ needsRestart: restart }, restart.length ? 'config reloaded; these keys change only at the next restart' : 'config reloaded'),
-      (err: Error) => logger.error({ err: err.message }, 'SIGHUP: reloading failed; the running config stays'),
+      (err: Error) => logger.error({ err: err.message }, 'SIGHUP: reloading the forwarder upstreams failed'),
     );
   });
   await new Promise<void>((resolve) => {
