@@ -1,4 +1,5 @@
-// Entry point: parses the command line, loads the config, and wires the modules together.
+// Entry point: hands the command line to the CLI (src/cli/) and, for `start`, wires the
+// modules together.
 // Each module owns its own folder; nothing here knows how they work inside. Modules with
 // heavy dependencies (the forwarder, the route emitter and its NATS client; the database
 // adapters, see presence/db.ts) are imported only when the config switches them on, so a
@@ -7,26 +8,32 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AdminServer, Registry } from './admin/index.ts';
-import { ConfigError, loadConfig, type Config } from './config/index.ts';
+import { runCli } from './cli/index.ts';
+import { changedKeys, ConfigError, loadConfig, withKeys, type Config, type LoadedConfig, type LoadOptions } from './config/index.ts';
 import { DnsHandler, startDns } from './dns/index.ts';
+import { mountInspectApi } from './inspect/index.ts';
 import { createLogger, type Logger } from './log.ts';
 import { openPresenceDb, startPresence } from './presence/index.ts';
-import { mountInstancesApi, RegistrationSet, runInstancesCli } from './registrations/index.ts';
+import { mountInstancesApi, RegistrationSet } from './registrations/index.ts';
 import { TopologyStore } from './topology/index.ts';
 import { guardProcess, reportBackgroundFailures } from './util/background.ts';
 
 export interface Daemon {
   dnsPorts: number[];
   adminPort: number;
-  /** Applies what can change without a restart; returns the config sections that need one. */
-  reload(next: Config): string[];
+  /**
+   * SIGHUP: re-reads the topology file, aliases and registrations, applies the config keys
+   * that can change live; resolves to the changed keys that need a restart.
+   */
+  reload(next: Config): Promise<string[]>;
   stop(): Promise<void>;
 }
 
-/** Sections whose new values take effect live on SIGHUP; everything else waits for a restart. */
-const LIVE_SECTIONS = new Set(['log']);
+/** Config keys whose new values take effect live on SIGHUP; every other changed key waits for a restart. */
+const LIVE_KEYS = new Set(['log.level', 'forward.upstreams']);
 
 export async function startDaemon(config: Config, logger: Logger): Promise<Daemon> {
+  const startedAt = Date.now();
   const metrics = new Registry();
   metrics.collectProcessMetrics();
   // Failures of unawaited work, and anything that reaches the process level: logged and counted, never fatal.
@@ -107,26 +114,40 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
       })
     : null;
 
+  if (admin) {
+    mountInspectApi(admin, {
+      config, startedAt, dns: { listen: dns.bound, threads: dns.threads }, topology, presence, routes, registrations, checks: null,
+    });
+  }
+
   const dnsPorts = [...new Set(dns.bound.map((b) => b.port))];
   logger.info({ dns: dns.bound, dnsThreads: dns.threads, admin: admin ? `${config.admin.address}:${admin.port}` : null }, 'presence-dns started');
   let current = config;
   return {
     dnsPorts,
     adminPort: admin?.port ?? 0,
-    reload(next) {
-      logger.level = next.log.level;
+    async reload(next) {
+      const changed = changedKeys(current, next);
+      const live = changed.filter((key) => LIVE_KEYS.has(key));
+      current = withKeys(current, next, live);
+      logger.level = current.log.level;
       topology.reload();
-      const restart = (Object.keys(next) as Array<keyof Config>)
-        .filter((section) => !LIVE_SECTIONS.has(section) && JSON.stringify(next[section]) !== JSON.stringify(current[section]));
-      current = { ...next, ...Object.fromEntries(restart.map((section) => [section, current[section]])) };
-      return restart;
+      registrations?.reload();
+      // Also with no key changed: upstreams from resolv.conf are read again.
+      await forwarder?.reload(current.forward.upstreams);
+      return changed.filter((key) => !LIVE_KEYS.has(key));
     },
     async stop() {
       // Bounded, so that SIGTERM exits within a few seconds even with the database or a
       // thread stuck: what has not finished by its deadline is left to the process exit.
-      await within(dns.stop(), 1500, 'answering the queries in flight', logger);
-      await within(Promise.all([admin?.stop(), topology.stop(), forwarder?.stop(), registrations?.stop(), routes?.stop(), presence?.stop()]), 2000, 'stopping the modules', logger);
-      await within(presenceDb?.close() ?? Promise.resolve(), 1000, 'closing the presence database', logger);
+      // The deadlines add up to 4.5 s: the process exits 0 within 5 s whatever hangs.
+      await within(dns.stop(), 1000, 'answering the queries in flight', logger);
+      // The syncer stops before this cell deregisters, so this node's own topology file keeps
+      // its instances: a restart with the database down answers them from the file at once.
+      await within(Promise.all([admin?.stop(), topology.stop(), forwarder?.stop(), registrations?.stop(), routes?.stop()]), 1500, 'stopping the modules', logger);
+      // Releases the reaper lock and deregisters this cell (tombstones its instances).
+      await within(presence?.stop() ?? Promise.resolve(), 1200, 'leaving the presence database', logger);
+      await within(presenceDb?.close() ?? Promise.resolve(), 800, 'closing the presence database', logger);
       unguard();
       unreport();
     },
@@ -146,76 +167,27 @@ async function within(work: Promise<unknown>, ms: number, what: string, logger: 
   }
 }
 
-const USAGE = `usage:
-  presence-dns [start] [--config FILE] [--set key.path=value ...]
-  presence-dns validate-config FILE
-  presence-dns instances list|get ID|put FILE|-|delete ID [--admin URL] [--config FILE] [--token T]`;
-
-interface Args {
-  command: 'start' | 'validate-config' | 'help';
-  config: string | null;
-  overrides: string[];
+export function main(argv: string[]): Promise<number> {
+  return runCli(argv, serve);
 }
 
-function parseArgs(argv: string[]): Args {
-  const args: Args = { command: 'start', config: null, overrides: [] };
-  const rest = [...argv];
-  if (rest[0] && !rest[0].startsWith('-')) {
-    const command = rest.shift()!;
-    if (command !== 'start' && command !== 'validate-config') throw new ConfigError(`unknown command "${command}"\n${USAGE}`);
-    args.command = command;
-    if (command === 'validate-config' && rest[0] && !rest[0].startsWith('-')) args.config = rest.shift()!;
-  }
-  while (rest.length) {
-    const flag = rest.shift()!;
-    const value = () => {
-      const v = rest.shift();
-      if (v === undefined) throw new ConfigError(`${flag} needs a value\n${USAGE}`);
-      return v;
-    };
-    if (flag === '--config' || flag === '-c') args.config = value();
-    else if (flag === '--set') args.overrides.push(value());
-    else if (flag === '--help' || flag === '-h') args.command = 'help';
-    else throw new ConfigError(`unknown flag "${flag}"\n${USAGE}`);
-  }
-  return args;
-}
-
-const DEFAULT_CONFIG = fileURLToPath(new URL('../config/default.yaml', import.meta.url));
-
-export async function main(argv: string[]): Promise<number> {
-  // A client of a running daemon's admin API: no config to load, nothing to start.
-  if (argv[0] === 'instances') return runInstancesCli(argv.slice(1));
-  let args: Args;
-  let loaded;
-  try {
-    args = parseArgs(argv);
-    if (args.command === 'help') {
-      process.stdout.write(`${USAGE}\n`);
-      return 0;
-    }
-    if (args.command === 'validate-config' && !args.config) throw new ConfigError(`validate-config needs a FILE\n${USAGE}`);
-    loaded = loadConfig({ file: args.config ?? DEFAULT_CONFIG, env: process.env, overrides: args.overrides });
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    process.stderr.write(`presence-dns: ${err.message}\n`);
-    return 2;
-  }
-  if (args.command === 'validate-config') {
-    process.stdout.write(`${loaded.file}: configuration is valid\n`);
-    return 0;
-  }
+/** `presence-dns start`: the daemon in the foreground until SIGTERM or SIGINT; SIGHUP reloads. */
+async function serve(loaded: LoadedConfig, source: LoadOptions): Promise<number> {
   const logger = createLogger(loaded.config.log.level);
   const daemon = await startDaemon(loaded.config, logger);
-  const source = { file: loaded.file, env: process.env, overrides: args.overrides };
   process.on('SIGHUP', () => {
+    let next: Config;
     try {
-      const restart = daemon.reload(loadConfig(source).config);
-      logger.info({ needsRestart: restart }, restart.length ? 'config reloaded; some sections change only at the next restart' : 'config reloaded');
+      next = loadConfig(source).config;
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err;
       logger.error({ err: err.message }, 'SIGHUP: the config file is invalid; keeping the running config');
+      return;
     }
+    daemon.reload(next).then(
+      (restart) => logger.info({ needsRestart: restart }, restart.length ? 'config reloaded; these keys change only at the next restart' : 'config reloaded'),
+      (err: Error) => logger.error({ err: err.message }, 'SIGHUP: reloading the forwarder upstreams failed'),
+    );
   });
   await new Promise<void>((resolve) => {
     const shutdown = (signal: string) => {

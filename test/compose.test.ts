@@ -1,7 +1,8 @@
 // deploy/compose.yaml read as a file, a check that needs no engine (the container test
 // runs it for real where one is): every image is built here (nothing but the Debian base
 // is pulled), the nodes wait for a healthy PostgreSQL, run read-only with only
-// NET_BIND_SERVICE, keep their files in volumes and publish DNS on loopback only.
+// NET_BIND_SERVICE, keep their files in volumes and publish DNS on loopback only; a dig
+// client is there to run, outside what `up` starts.
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -19,21 +20,24 @@ interface Service {
   environment?: Record<string, string>;
   volumes?: string[];
   ports?: string[];
+  profiles?: string[];
 }
 
 const compose = parseYaml(readFileSync(join(DEPLOY, 'compose.yaml'), 'utf8'), { merge: true }) as { services: Record<string, Service>; volumes: Record<string, unknown> };
 const { services } = compose;
 
 describe('deploy/compose.yaml', () => {
-  it('runs PostgreSQL, NATS and two nodes, every image built from a Dockerfile that exists', () => {
-    expect(Object.keys(services).sort()).toEqual(['nats', 'node-a', 'node-b', 'postgres']);
+  it('runs PostgreSQL, NATS, two nodes and a dig client, every image built from a Dockerfile that exists', () => {
+    expect(Object.keys(services).sort()).toEqual(['dig', 'nats', 'node-a', 'node-b', 'postgres']);
+    expect(services.dig.profiles).toEqual(['tools']);
+    for (const name of ['postgres', 'nats', 'node-a', 'node-b']) expect(services[name].profiles, name).toBeUndefined();
     for (const [name, service] of Object.entries(services)) {
       expect(service.build, name).toBeDefined();
       expect(existsSync(join(DEPLOY, service.build!.context, service.build!.dockerfile)), name).toBe(true);
       expect(service.build!.network, name).toBe('host');
     }
-    for (const file of ['postgres.Dockerfile', 'nats.Dockerfile']) {
-      expect(readFileSync(join(DEPLOY, file), 'utf8')).toMatch(/apt-get install -y --no-install-recommends (postgresql-15|nats-server)/);
+    for (const file of ['postgres.Dockerfile', 'nats.Dockerfile', 'dig.Dockerfile']) {
+      expect(readFileSync(join(DEPLOY, file), 'utf8')).toMatch(/apt-get install -y --no-install-recommends (postgresql-15|nats-server|bind9-dnsutils)/);
     }
   });
 

@@ -24,6 +24,8 @@ export interface AdminResponse {
   status: number;
   body: unknown;
   contentType?: string;
+  /** Instead of `body`: the text in pieces, written as they come (a big answer never blocks the thread whole). */
+  stream?: AsyncIterable<string>;
 }
 
 export type RouteHandler = (req: AdminRequest) => Promise<AdminResponse> | AdminResponse;
@@ -37,6 +39,8 @@ export interface AdminServerOptions {
 }
 
 const MAX_BODY = 1024 * 1024;
+/** How much past MAX_BODY is still read (and dropped) so the 413 reaches the client. */
+const DRAIN_LIMIT = 16 * MAX_BODY;
 
 export class AdminServer {
   private server: Server | null = null;
@@ -105,24 +109,29 @@ export class AdminServer {
       return send(res, { status: 400, body: { error: `malformed percent-encoding in ${path}` } });
     }
     const body = () => readBody(req);
-    send(res, await route.handler({ method: req.method ?? 'GET', path, params, query: url.searchParams, body }));
+    const response = await route.handler({ method: req.method ?? 'GET', path, params, query: url.searchParams, body });
+    if (response.stream) await sendStream(res, response.status, response.contentType ?? 'application/json', response.stream);
+    else send(res, response);
   }
 }
 
+/**
+ * The body, up to MAX_BODY. Past it the rest is read and dropped, so the client gets the
+ * 413 naming the limit instead of a cut connection; a sender that goes on far past it is cut off.
+ */
 function readBody(req: IncomingMessage): Promise<string> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
     req.on('data', (chunk: Buffer) => {
       size += chunk.length;
-      if (size > MAX_BODY) {
-        reject(new Error(`request body over ${MAX_BODY} bytes`));
-        req.destroy();
-        return;
-      }
-      chunks.push(chunk);
+      if (size > DRAIN_LIMIT) req.destroy();
+      else if (size <= MAX_BODY) chunks.push(chunk);
     });
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('end', () => {
+      if (size > MAX_BODY) reject(new Error(`request body of ${size} bytes is over the limit of ${MAX_BODY} bytes`));
+      else resolve(Buffer.concat(chunks).toString('utf8'));
+    });
     req.on('error', reject);
   });
 }
@@ -131,6 +140,18 @@ function send(res: ServerResponse, response: AdminResponse): void {
   const text = typeof response.body === 'string' ? response.body : JSON.stringify(response.body, null, 2) + '\n';
   res.writeHead(response.status, { 'content-type': response.contentType ?? 'application/json' });
   res.end(text);
+}
+
+async function sendStream(res: ServerResponse, status: number, contentType: string, pieces: AsyncIterable<string>): Promise<void> {
+  res.writeHead(status, { 'content-type': contentType });
+  for await (const piece of pieces) {
+    if (res.destroyed) return;
+    if (!res.write(piece)) await new Promise<void>((resolve) => {
+      res.once('drain', resolve);
+      res.once('close', resolve);
+    });
+  }
+  res.end();
 }
 
 /** Whether an Authorization header carries the token, compared in constant time. */

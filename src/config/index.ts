@@ -154,3 +154,30 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
   }
   return { config, file };
 }
+
+const isTree = (v: unknown): v is Tree => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** The dotted keys whose values differ between two configs (a list counts as one value). */
+export function changedKeys(before: Config, after: Config): string[] {
+  const walk = (a: unknown, b: unknown, at: string): string[] => {
+    if (isTree(a) && isTree(b)) {
+      return [...new Set([...Object.keys(a), ...Object.keys(b)])].flatMap((k) => walk(a[k], b[k], at ? `${at}.${k}` : k));
+    }
+    return JSON.stringify(a) === JSON.stringify(b) ? [] : [at];
+  };
+  return walk(before, after, '');
+}
+
+/** `base` with the values of `keys` (dotted) taken from `from`. */
+export function withKeys(base: Config, from: Config, keys: string[]): Config {
+  const out = structuredClone(base) as unknown as Tree;
+  for (const key of keys) {
+    const path = key.split('.');
+    const value = path.reduce<unknown>((node, k) => (isTree(node) ? node[k] : undefined), from);
+    if (value === undefined) {
+      const holder = path.slice(0, -1).reduce<unknown>((node, k) => (isTree(node) ? node[k] : undefined), out);
+      if (isTree(holder)) delete holder[path[path.length - 1]];
+    } else setPath(out, path, structuredClone(value));
+  }
+  return out as unknown as Config;
+}

@@ -2,7 +2,7 @@
 // default. Unknown keys are errors, so a typo is caught at start, not ignored.
 import { z } from 'zod';
 import { parseCidr } from '../forward/allow.ts';
-import { ForwardError, parseUpstream } from '../forward/upstreams.ts';
+import { ForwardError, isLoopback, parseUpstream } from '../forward/upstreams.ts';
 import { NatsConfigError, natsConnectionOptions } from '../routes/nats-options.ts';
 
 const port = z.number().int().min(0).max(65535);
@@ -148,7 +148,13 @@ export const configSchema = z.strictObject({
     port: port.default(8053),
     /** When set, every admin endpoint except /health wants `Authorization: Bearer <token>`. */
     token: z.string().optional(),
-  }).prefault({}),
+  })
+    .superRefine((admin, ctx) => {
+      // The API can register and delete instances: never open to the network without a token.
+      if (!admin.enabled || admin.token || isLoopback(admin.address) || admin.address === 'localhost') return;
+      ctx.addIssue({ code: 'custom', path: ['address'], message: `${admin.address} is not a loopback address, so admin.token (or PRESENCE_DNS_ADMIN_TOKEN) must be set` });
+    })
+    .prefault({}),
   log: z.strictObject({
     level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   }).prefault({}),

@@ -123,10 +123,29 @@ export class Forwarder implements NextHandler {
       this.setUpstreams(config.upstreams.map(parseUpstream));
       return;
     }
+    await this.followResolvConf();
+  }
+
+  /**
+   * SIGHUP: the configured upstreams as they are now, or — with none — resolv.conf read
+   * again. Upstreams that stay keep their health and sockets; a question in flight to a
+   * removed one is asked again of the others.
+   */
+  async reload(upstreams: string[]): Promise<void> {
+    if (upstreams.length === 0) return this.followResolvConf();
+    await this.watcher?.close();
+    this.watcher = null;
+    this.setUpstreams(upstreams.map(parseUpstream));
+    this.options.logger.info({ upstreams: this.upstreamLabels }, 'upstreams reloaded');
+  }
+
+  private async followResolvConf(): Promise<void> {
     this.loadResolvConf();
-    this.watcher = watch(config.resolv_conf, { ignoreInitial: true, awaitWriteFinish: { stabilityThreshold: 50, pollInterval: 20 } });
-    this.watcher.on('all', () => this.loadResolvConf());
-    await new Promise<void>((resolve) => this.watcher!.once('ready', () => resolve()));
+    if (this.watcher) return;
+    const watcher = watch(this.options.config.resolv_conf, { ignoreInitial: true, awaitWriteFinish: { stabilityThreshold: 50, pollInterval: 20 } });
+    this.watcher = watcher;
+    watcher.on('all', () => this.loadResolvConf());
+    await new Promise<void>((resolve) => watcher.once('ready', () => resolve()));
   }
 
   async stop(): Promise<void> {

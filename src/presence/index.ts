@@ -13,7 +13,7 @@ import type { RegistrationSource } from '../registrations/types.ts';
 import { systemClock, type Clock } from '../clock.ts';
 import { PresenceError, redactUrl, type Db } from './db.ts';
 import { startEmbeddedDb } from './embedded-db.ts';
-import { Reaper } from './reaper.ts';
+import { Reaper, type ReaperStatus } from './reaper.ts';
 import { Registrar } from './registrar.ts';
 import { migrate } from './schema.ts';
 import { PresenceStore } from './store.ts';
@@ -22,7 +22,7 @@ import type { SyncStatus } from './syncer.ts';
 export { PresenceError, redactUrl, type Db, type Queryable } from './db.ts';
 export * from './decisions.ts';
 export { migrate } from './schema.ts';
-export { PresenceStore, NOTIFY_CHANNEL, type PresenceRecord, type PresenceRow, type WriteResult } from './store.ts';
+export { PresenceStore, NOTIFY_CHANNEL, type CellMember, type PresenceRecord, type PresenceRow, type WriteResult } from './store.ts';
 export { Registrar, type RegistrarOptions } from './registrar.ts';
 export { Reaper, REAPER_LOCK, type ReaperOptions, type ReaperStatus } from './reaper.ts';
 export { Syncer, type SyncerOptions, type SyncStatus } from './syncer.ts';
@@ -77,6 +77,12 @@ export interface PresenceOptions {
 }
 
 export interface Presence {
+  /** The shared tables, for the operator's views (GET /v1/cells). */
+  store: PresenceStore;
+  /** This node's cell, when the registrar runs. */
+  cellId: string | null;
+  reaper: ReaperStatus | null;
+  /** Shutdown: releases the reaper lock and deregisters this cell (its instances tombstoned). */
   stop(): Promise<void>;
 }
 
@@ -98,10 +104,11 @@ export function startPresence(options: PresenceOptions): Presence {
   const ttlMs = config.registrar.ttl * 1000;
 
   let registrar: Registrar | null = null;
-  if (config.registrar.enabled) {
+  const cellId = config.registrar.enabled ? config.registrar.cell_id ?? hostname() : null;
+  if (cellId !== null) {
     if (!options.registrations) throw new PresenceError('REGISTRATIONS_MISSING', 'registrar.enabled needs the registrations module (registrations.dir) to be running');
     registrar = new Registrar({
-      store, source: options.registrations, cellId: config.registrar.cell_id ?? hostname(), address: config.registrar.address ?? null,
+      store, source: options.registrations, cellId, address: config.registrar.address ?? null,
       ttlMs, clock, logger: log.child({ part: 'registrar' }), metrics,
     });
   }
@@ -134,8 +141,13 @@ export function startPresence(options: PresenceOptions): Presence {
   registrar?.start();
   reaper?.start();
   return {
+    store,
+    cellId,
+    get reaper() {
+      return reaper?.status() ?? null;
+    },
     async stop() {
-      await Promise.all([registrar?.stop(), reaper?.stop()]);
+      await Promise.all([registrar?.deregister(), reaper?.stop()]);
     },
   };
 }

@@ -6,10 +6,10 @@ import type { Registry } from '../admin/metrics.ts';
 import type { Logger } from '../log.ts';
 import type { Clock } from '../clock.ts';
 import { ExpiryTracker, LockWatch, MassExpiryGuard, type CellObservation } from './decisions.ts';
-import type { PresenceStore } from './store.ts';
+import { REAPER_LOCK, type PresenceStore } from './store.ts';
 import { PassLoop } from './loop.ts';
 
-export const REAPER_LOCK = 'reaper';
+export { REAPER_LOCK };
 /** How often the holder purges old tombstones. */
 const PURGE_INTERVAL_MS = 60_000;
 

@@ -56,6 +56,25 @@ export class Registrar {
     await this.loop.stop();
   }
 
+  /**
+   * A clean shutdown: no more heartbeats, and the cell and its instances leave the
+   * database at once (tombstoned), so other nodes drop them within a sync interval. A
+   * database that is down leaves them to expire by the TTL.
+   */
+  async deregister(): Promise<void> {
+    await this.stop();
+    if (!this.registered) return;
+    const { store, cellId, logger } = this.options;
+    try {
+      const tombstoned = await store.deregisterCell(cellId, this.owner);
+      this.registered = false;
+      if (tombstoned === null) logger.warn({ cellId }, 'cell already claimed by another process; left to it');
+      else logger.info({ cellId, tombstoned }, 'cell deregistered; its instances are tombstoned');
+    } catch (err) {
+      logger.warn({ cellId, err: (err as Error).message }, 'could not deregister the cell (database down?); its instances expire by the TTL');
+    }
+  }
+
   /** One pass now (also what the timer runs); passes never overlap, a kick during one reruns it. */
   kick(): Promise<void> {
     return this.loop.kick();

@@ -69,6 +69,9 @@ const MIGRATIONS: string[] = [
      cluster uuid NOT NULL DEFAULT gen_random_uuid()
    )`,
   'INSERT INTO presence_cluster (id) VALUES (1) ON CONFLICT DO NOTHING',
+  // When each cell last heartbeat, by the database's clock: what `GET /v1/cells` shows as its
+  // age. Expiry never reads it (the reaper keeps to its own monotonic clock).
+  'ALTER TABLE cells ADD COLUMN IF NOT EXISTS heartbeat_at timestamptz NOT NULL DEFAULT now()',
 ];
 
 export async function migrate(db: Db): Promise<void> {

@@ -4,10 +4,12 @@
 // change), numeric-id allocation, locket-style TTL locks and compare-and-set expiry.
 import type { RouteRegistration, Registration } from '../registrations/types.ts';
 import type { Health } from '../topology/types.ts';
-import type { Db, Queryable, Row } from './db.ts';
+import type { Db, Queryable, Row, SqlValue } from './db.ts';
 import type { CellObservation, LockHolder } from './decisions.ts';
 
 export const NOTIFY_CHANNEL = 'presence_dns_revision';
+/** The lock the reaper holds (one node at a time); the cell listing shows its holder. */
+export const REAPER_LOCK = 'reaper';
 const SNAPSHOT_PAGE = 10_000;
 
 /**
@@ -29,6 +31,19 @@ export interface CellRegistration {
   owner: string;
   address: string | null;
   ttlMs: number;
+}
+
+/** A cell as `GET /v1/cells` shows it. */
+export interface CellMember {
+  cellId: string;
+  address: string | null;
+  ttlSeconds: number;
+  heartbeats: number;
+  /** Seconds since its last heartbeat, by the database server's clock (one clock for every cell). */
+  heartbeatAgeSeconds: number;
+  instances: number;
+  /** Its process holds the reaper lock. */
+  reaperHolder: boolean;
 }
 
 export interface WriteResult {
@@ -246,9 +261,9 @@ export class PresenceStore {
     await this.prepare();
     const { rows } = await this.db.query<{ previous: string | null }>(
       `WITH prev AS (SELECT owner::text AS previous FROM cells WHERE cell_id = $1)
-       INSERT INTO cells (cell_id, owner, address, ttl_seconds, heartbeat_index) VALUES ($1, $2, $3, $4, 1)
+       INSERT INTO cells (cell_id, owner, address, ttl_seconds, heartbeat_index, heartbeat_at) VALUES ($1, $2, $3, $4, 1, now())
          ON CONFLICT (cell_id) DO UPDATE SET owner = EXCLUDED.owner, address = EXCLUDED.address,
-           ttl_seconds = EXCLUDED.ttl_seconds, heartbeat_index = cells.heartbeat_index + 1
+           ttl_seconds = EXCLUDED.ttl_seconds, heartbeat_index = cells.heartbeat_index + 1, heartbeat_at = now()
        RETURNING (SELECT previous FROM prev)`,
       [cell.cellId, cell.owner, cell.address, cell.ttlMs / 1000],
     );
@@ -262,7 +277,7 @@ export class PresenceStore {
   async heartbeat(cellId: string, owner: string): Promise<{ liveInstances: number } | null> {
     await this.prepare();
     const { rows } = await this.db.query<{ live: number | string }>(
-      `UPDATE cells SET heartbeat_index = heartbeat_index + 1 WHERE cell_id = $1 AND owner = $2
+      `UPDATE cells SET heartbeat_index = heartbeat_index + 1, heartbeat_at = now() WHERE cell_id = $1 AND owner = $2
        RETURNING (SELECT count(*) FROM presences p WHERE p.cell_id = $1 AND NOT p.deleted) AS live`,
       [cellId, owner],
     );
@@ -321,20 +336,58 @@ export class PresenceStore {
    * number of instances tombstoned, or null when the cell moved on (compare-and-set lost).
    */
   async expireCell(cell: CellObservation): Promise<number | null> {
+    return this.removeCell('cell_id = $1 AND owner = $2 AND heartbeat_index = $3', [cell.cellId, cell.owner, cell.heartbeatIndex]);
+  }
+
+  /**
+   * A clean shutdown: removes the cell row if `owner` still holds it and tombstones its
+   * instances at once, so other nodes drop them at their next sync instead of after the
+   * TTL. Returns the number of instances tombstoned, or null when the cell is not ours.
+   */
+  async deregisterCell(cellId: string, owner: string): Promise<number | null> {
+    return this.removeCell('cell_id = $1 AND owner = $2', [cellId, owner]);
+  }
+
+  /** Deletes the cell row matching `where` ($1 is the cell id) and tombstones its live instances, in one transaction. */
+  private async removeCell(where: string, params: [string, ...SqlValue[]]): Promise<number | null> {
     await this.prepare();
     return this.db.transaction(async (tx) => {
       const head = await lockRevision(tx);
-      const gone = await tx.query('DELETE FROM cells WHERE cell_id = $1 AND owner = $2 AND heartbeat_index = $3', [cell.cellId, cell.owner, cell.heartbeatIndex]);
+      const gone = await tx.query(`DELETE FROM cells WHERE ${where}`, params);
       if (gone.rowCount === 0) return null;
       const { rows } = await tx.query(
         `WITH doomed AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM presences WHERE cell_id = $1 AND NOT deleted)
          UPDATE presences p SET deleted = true, revision = $2 + doomed.n FROM doomed WHERE p.id = doomed.id
          RETURNING p.id`,
-        [cell.cellId, head],
+        [params[0], head],
       );
       if (rows.length) await setRevision(tx, head + rows.length);
       return rows.length;
     });
+  }
+
+  /**
+   * Every cell as an operator lists them (like `consul members`): seconds since its last
+   * heartbeat by the database's own clock, its live instances, and whether its process
+   * holds the reaper lock.
+   */
+  async cellMembers(): Promise<CellMember[]> {
+    await this.prepare();
+    const { rows } = await this.db.query<{
+      cell_id: string; address: string | null; ttl_seconds: number; heartbeat_index: number | string;
+      age: number | string; instances: number | string; reaper: boolean;
+    }>(
+      `SELECT c.cell_id, c.address, c.ttl_seconds, c.heartbeat_index,
+              extract(epoch FROM now() - c.heartbeat_at)::float8 AS age,
+              (SELECT count(*) FROM presences p WHERE p.cell_id = c.cell_id AND NOT p.deleted) AS instances,
+              EXISTS (SELECT 1 FROM locks l WHERE l.path = $1 AND l.owner = c.owner::text) AS reaper
+         FROM cells c ORDER BY c.cell_id`,
+      [REAPER_LOCK],
+    );
+    return rows.map((r) => ({
+      cellId: r.cell_id, address: r.address, ttlSeconds: r.ttl_seconds, heartbeats: Number(r.heartbeat_index),
+      heartbeatAgeSeconds: Math.max(0, Number(r.age)), instances: Number(r.instances), reaperHolder: r.reaper,
+    }));
   }
 
   /** The id of this presence database, which marks the topology files synced from it. */

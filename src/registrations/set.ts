@@ -180,6 +180,11 @@ export class RegistrationSet
     return true;
   }
 
+  /** SIGHUP: reads the directory again now (the watcher normally does this by itself). */
+  reload(): void {
+    this.scan();
+  }
+
   private schedule(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = setTimeout(() => {

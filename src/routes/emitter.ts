@@ -80,6 +80,11 @@ export class RouteEmitter {
   }
 
   /** The interval gorouter asked for (or the default until one answers), in seconds. */
+  /** Route endpoints (hostname × backend) this node announces. */
+  get endpointCount(): number {
+    return this.endpoints.size;
+  }
+
   get registerIntervalSeconds(): number {
     return this.intervalSeconds;
   }

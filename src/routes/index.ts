@@ -15,7 +15,15 @@ export { COMPONENT_TAG, diffEndpoints, routeEndpoints, type RouteEndpoint, type 
 export { NatsBus, type RouteBus } from './nats-bus.ts';
 export { NatsConfigError, natsConnectionOptions, redactUrl, type NatsSettings } from './nats-options.ts';
 
+export interface RoutesStatus {
+  natsConnected: boolean;
+  /** Route endpoints (hostname × backend) this node announces. */
+  endpoints: number;
+  registerIntervalSeconds: number;
+}
+
 export interface RoutesModule {
+  status(): RoutesStatus;
   /** Unregisters this node's routes, then closes the NATS connection. */
   stop(): Promise<void>;
 }
@@ -42,6 +50,7 @@ export function startRoutes(options: {
   bus.start();
   logger.info({ nats: redactUrl(config.nats_url ?? '') }, 'route emitter started');
   return {
+    status: () => ({ natsConnected: bus.connected, endpoints: emitter.endpointCount, registerIntervalSeconds: emitter.registerIntervalSeconds }),
     async stop() {
       await emitter.stop();
       await bus.close();

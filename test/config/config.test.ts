@@ -3,7 +3,7 @@
 import { writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../../src/config/index.ts';
+import { changedKeys, ConfigError, loadConfig, withKeys } from '../../src/config/index.ts';
 import { tempDir } from '../helpers/daemon.ts';
 
 function file(name: string, text: string): string {
@@ -79,8 +79,16 @@ describe('loadConfig', () => {
     ['an unknown log level', 'log:\n  level: loud\n', 'log.level:'],
     ['a bad upstream', 'forward:\n  upstreams: ["10.0.0.2", "nope:53"]\n', 'forward.upstreams.1: "nope:53" is not an IP address'],
     ['a bad allow CIDR', 'forward:\n  allow: ["10.0.0.0/33"]\n', 'forward.allow.0: "10.0.0.0/33" is not a CIDR'],
+    ['an admin API open to the network without a token', 'admin:\n  address: 0.0.0.0\n', 'admin.address: 0.0.0.0 is not a loopback address, so admin.token (or PRESENCE_DNS_ADMIN_TOKEN) must be set'],
   ])('names the key for %s', (_what, text, message) => {
     expect(error(() => loadConfig({ file: file('bad.yaml', text) })).message).toContain(message);
+  });
+
+  it('takes a non-loopback admin address with a token, and loopback ones without', () => {
+    expect(loadConfig({ file: file('open.yaml', 'admin:\n  address: 0.0.0.0\n'), env: { PRESENCE_DNS_ADMIN_TOKEN: 's3cret' } }).config.admin.address).toBe('0.0.0.0');
+    for (const address of ['127.0.0.1', '::1', 'localhost']) {
+      expect(loadConfig({ file: file('local.yaml', `admin:\n  address: "${address}"\n`) }).config.admin.address).toBe(address);
+    }
   });
 
   it('says when the file cannot be read or does not parse', () => {
@@ -139,5 +147,21 @@ describe('loadConfig', () => {
   it('names the key of a bad --set', () => {
     expect(error(() => loadConfig({ overrides: ['dns.nope=1'] })).message).toContain('dns.nope: unknown key');
     expect(error(() => loadConfig({ overrides: ['dns.ttl'] })).message).toContain('--set dns.ttl: expected key.path=value');
+  });
+});
+
+describe('comparing configs for a reload', () => {
+  it('names each changed key, and takes only the named keys from the new config', () => {
+    const before = loadConfig({ overrides: ['dns.ttl=5', 'forward.upstreams=["10.0.0.2"]'] }).config;
+    const after = loadConfig({ overrides: ['dns.ttl=30', 'forward.upstreams=["10.0.0.3"]', 'log.level=debug', 'admin.token=t'] }).config;
+    expect(changedKeys(before, after).sort()).toEqual(['admin.token', 'dns.ttl', 'forward.upstreams', 'log.level']);
+    expect(changedKeys(before, before)).toEqual([]);
+    const applied = withKeys(before, after, ['log.level', 'forward.upstreams', 'admin.token']);
+    expect(applied.log.level).toBe('debug');
+    expect(applied.forward.upstreams).toEqual(['10.0.0.3']);
+    expect(applied.admin.token).toBe('t');
+    expect(applied.dns.ttl).toBe(5);
+    expect(withKeys(after, before, ['admin.token']).admin.token).toBeUndefined();
+    expect(before.dns.ttl).toBe(5);
   });
 });

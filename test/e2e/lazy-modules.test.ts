@@ -11,7 +11,8 @@ import { freePort, testDatabase, type TestDatabase } from '../helpers/postgres.t
 import { topologyJson } from '../helpers/topology.ts';
 
 const HOOK = resolve(import.meta.dirname, '../helpers/record-modules.ts');
-const HEAVY = ['@electric-sql/pglite', 'pg', 'nats'];
+// dns2 is the CLI's `lookup` client only: the daemon never loads it.
+const HEAVY = ['@electric-sql/pglite', 'pg', 'nats', 'dns2'];
 const TOPOLOGY = topologyJson([{ id: 'web-0', ip: '10.0.0.10' }]);
 const daemons: RunningDaemon[] = [];
 let database: TestDatabase | null = null;

@@ -124,6 +124,38 @@ describe('cells and heartbeats', () => {
   });
 });
 
+describe('leaving and listing cells', () => {
+  it('deregisters a cell it still owns at once, tombstoning its instances; never a cell another process claimed', async () => {
+    const owner = crypto.randomUUID();
+    await store.registerCell({ cellId: 'c-leave', owner, address: null, ttlMs: 3000 });
+    await store.writeInstances('c-leave', [registration('leave-1'), registration('leave-2')]);
+    const head = (await store.head()).revision;
+    expect(await store.deregisterCell('c-leave', crypto.randomUUID())).toBeNull();
+    expect(await store.deregisterCell('c-leave', owner)).toBe(2);
+    const changes = await store.changesSince(head, 100);
+    expect(changes.map((r) => [r.id, r.deleted])).toEqual([['leave-1', true], ['leave-2', true]]);
+    expect((await store.listCells()).map((c) => c.cellId)).not.toContain('c-leave');
+    expect(await store.deregisterCell('c-leave', owner)).toBeNull();
+  });
+
+  it('lists cells with their heartbeat age by the database clock, live instances and the reaper holder', async () => {
+    const owner = crypto.randomUUID();
+    await store.registerCell({ cellId: 'c-member', owner, address: '10.0.0.7', ttlMs: 6000 });
+    await store.writeInstances('c-member', [registration('member-1')]);
+    await store.acquireLock('reaper', owner, 6000, () => true);
+    await store.db.query("UPDATE cells SET heartbeat_at = now() - interval '40 seconds' WHERE cell_id = 'c-member'");
+    const aged = (await store.cellMembers()).find((c) => c.cellId === 'c-member')!;
+    expect(aged).toMatchObject({ address: '10.0.0.7', ttlSeconds: 6, instances: 1, reaperHolder: true });
+    expect(aged.heartbeatAgeSeconds).toBeGreaterThanOrEqual(40);
+    await store.heartbeat('c-member', owner);
+    const fresh = (await store.cellMembers()).find((c) => c.cellId === 'c-member')!;
+    expect(fresh.heartbeatAgeSeconds).toBeLessThan(40);
+    expect(fresh.heartbeats).toBe(aged.heartbeats + 1);
+    await store.releaseLock('reaper', owner);
+    expect((await store.cellMembers()).find((c) => c.cellId === 'c-member')!.reaperHolder).toBe(false);
+  });
+});
+
 describe('locks (locket semantics)', () => {
   it('acquires, renews, collides with a live owner, and is taken over only after observed non-renewal', async () => {
     const watch = new LockWatch();

@@ -191,6 +191,19 @@ describe('RegistrationSet files', () => {
   });
 });
 
+describe('RegistrationSet reload (SIGHUP)', () => {
+  it('reads the directory at once, without waiting for the watcher', async () => {
+    const dir = tempDir('registrations-');
+    const set = new RegistrationSet({ dir, logger: pino({ level: 'silent' }), metrics: new Registry(), debounceMs: 60_000 });
+    running.push(set);
+    await set.start();
+    writeFileSync(join(dir, 'web.yaml'), yamlFile(entry('hup-1')));
+    expect(ids(set.list())).toEqual([]);
+    set.reload();
+    expect(ids(set.list())).toEqual(['hup-1']);
+  });
+});
+
 describe('RegistrationSet API entries', () => {
   it('puts, replaces and deletes, emitting each real change and persisting atomically', async () => {
     const h = await harness();
