@@ -7,6 +7,8 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AdminServer, Registry } from './admin/index.ts';
+import { HealthChecks } from './checks/index.ts';
+import { systemClock } from './clock.ts';
 import { ConfigError, loadConfig, type Config } from './config/index.ts';
 import { DnsHandler, startDns } from './dns/index.ts';
 import { createLogger, type Logger } from './log.ts';
@@ -99,10 +101,15 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
   const routes = config.routes.enabled && registrations
     ? (await import('./routes/index.ts')).startRoutes({ config: config.routes, registrations, logger: logger.child({ module: 'routes' }), metrics })
     : null;
+  // Local health checks: the registrar is handed the registrations with their measured health.
+  const checks = registrations && config.registrar.enabled
+    ? new HealthChecks({ source: registrations, clock: systemClock, logger: logger.child({ module: 'checks' }), metrics })
+    : null;
+  checks?.start();
   // Presence in the database (registrar, reaper); a database that is down never stops DNS.
   const presence = presenceDb
     ? startPresence({
-        config, logger, metrics, admin, registrations, db: presenceDb.db,
+        config, logger, metrics, admin, registrations: checks ?? registrations, db: presenceDb.db,
         sync: config.sync.enabled ? { status: () => topology.syncStatus(), releaseGuard: () => topology.releaseGuard() } : null,
       })
     : null;
@@ -125,7 +132,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
       // Bounded, so that SIGTERM exits within a few seconds even with the database or a
       // thread stuck: what has not finished by its deadline is left to the process exit.
       await within(dns.stop(), 1500, 'answering the queries in flight', logger);
-      await within(Promise.all([admin?.stop(), topology.stop(), forwarder?.stop(), registrations?.stop(), routes?.stop(), presence?.stop()]), 2000, 'stopping the modules', logger);
+      await within(Promise.all([admin?.stop(), topology.stop(), forwarder?.stop(), registrations?.stop(), checks?.stop(), routes?.stop(), presence?.stop()]), 2000, 'stopping the modules', logger);
       await within(presenceDb?.close() ?? Promise.resolve(), 1000, 'closing the presence database', logger);
       unguard();
       unreport();
