@@ -110,16 +110,15 @@ function commandProbe(args: string[], finish: Finish): () => void {
   child.stderr.on('data', keep);
   const firstOutput = () => output.trim().split('\n')[0] ?? '';
   child.once('error', (err: NodeJS.ErrnoException) => finish({ passed: false, detail: `cannot run ${args[0]}: ${err.code ?? err.message}` }));
-  child.once('exit', (code, signal) => {
-    // A background process the command left may hold the pipes open; the result is in.
-    child.stdout.destroy();
-    child.stderr.destroy();
+  // 'close' comes after the exit and the last output. A process the command left behind
+  // that holds the pipes delays it until the timeout, which then kills the group.
+  child.once('close', (code: number | null, signal: NodeJS.Signals | null) => {
     const how = code === null ? `killed by ${signal}` : `exit ${code}`;
     const said = firstOutput();
     finish({ passed: code === 0, detail: said ? `${how}: ${said}` : how });
   });
   return () => {
-    if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+    if (child.pid === undefined) return;
     try {
       process.kill(-child.pid, 'SIGKILL');
     } catch {
