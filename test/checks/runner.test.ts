@@ -13,6 +13,7 @@ import type { Registration } from '../../src/registrations/types.ts';
 import { tempDir, waitFor } from '../helpers/daemon.ts';
 import { ManualClock } from '../helpers/manual-clock.ts';
 import { TestSource, silentLogger } from '../presence/fixtures.ts';
+import { processRunning } from './processes.ts';
 
 const INTERVAL = 1000;
 const cleanups: Array<() => unknown> = [];
@@ -75,15 +76,6 @@ function closed(server: Server | HttpServer): Promise<void> {
   return new Promise((resolve) => server.close(() => resolve()));
 }
 
-/** A process that is gone or a zombie waiting to be reaped has stopped running. */
-function running(pid: number): boolean {
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
-
 describe('HealthChecks', () => {
   it('a TCP check: running while the port accepts, failing once it is closed, running again when it reopens', async () => {
     const tcp = await tcpServer();
@@ -135,15 +127,15 @@ describe('HealthChecks', () => {
     r.clock.advance(0);
     await waitFor(() => existsSync(pids) && readFileSync(pids, 'utf8').includes('\n'), 10_000, 'the check command to start');
     const [shell, sleeper] = readFileSync(pids, 'utf8').trim().split(' ').map(Number);
-    expect(running(shell) && running(sleeper)).toBe(true);
+    expect(processRunning(shell) && processRunning(sleeper)).toBe(true);
     // Just short of the timeout: still running.
     r.clock.advance(499);
     expect(r.checks.status()[0].detail).toBeNull();
-    expect(running(sleeper)).toBe(true);
+    expect(processRunning(sleeper)).toBe(true);
     await r.step(1);
     expect(r.health('k1')).toBe('failing');
     expect(r.checks.status()[0].detail).toBe('timed out after 500 ms; killed (SIGKILL to its process group)');
-    await waitFor(() => !running(shell) && !running(sleeper), 10_000, 'the command and its child to be gone');
+    await waitFor(() => !processRunning(shell) && !processRunning(sleeper), 10_000, 'the command and its child to be gone');
   });
 
   it('a command that exits but leaves a process holding its output is killed at the timeout too, leaving nothing behind', async () => {
@@ -155,7 +147,7 @@ describe('HealthChecks', () => {
     await r.step(500);
     expect(r.health('k2')).toBe('failing');
     expect(r.checks.status()[0].detail).toMatch(/^timed out after 500 ms; killed/);
-    await waitFor(() => !running(sleeper), 10_000, 'the left-behind process to be gone');
+    await waitFor(() => !processRunning(sleeper), 10_000, 'the left-behind process to be gone');
   });
 
   it('an instance with several checks is running only when all pass', async () => {
@@ -238,6 +230,6 @@ describe('HealthChecks', () => {
     r.clock.advance(0);
     await waitFor(() => existsSync(pids) && readFileSync(pids, 'utf8').includes('\n'), 10_000, 'the check command to start');
     await r.checks.stop();
-    await waitFor(() => !running(Number(readFileSync(pids, 'utf8'))), 10_000, 'the command to be gone');
+    await waitFor(() => !processRunning(Number(readFileSync(pids, 'utf8'))), 10_000, 'the command to be gone');
   });
 });

@@ -12,6 +12,7 @@ import { startDaemon, tempDir, waitFor, type RunningDaemon } from '../helpers/da
 import { dig } from '../helpers/dig.ts';
 import { testDatabase, type TestDatabase } from '../helpers/postgres.ts';
 import { presenceConfig } from '../presence/daemons.ts';
+import { processRunning } from '../checks/processes.ts';
 
 const CONVERGE_MS = 15_000;
 /** Short intervals so the test takes seconds; rise 2 shows a recovery needs two passes. */
@@ -44,14 +45,6 @@ async function until(daemon: RunningDaemon, filter: string, group: string, want:
     `${filter}.${group} to be ${want.join(', ')}`).catch((err: Error) => {
     throw new Error(`${err.message} (last: ${last.join(', ')})`);
   });
-}
-
-function processRunning(pid: number): boolean {
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
 }
 
 beforeAll(async () => {
