@@ -5,7 +5,11 @@
 //   node --import tsx bench/checks.ts [tcp] [http] [args] [seconds]      (default 200 200 20 10)
 // The services checked live in a child process (`bench/checks.ts --serve`), so their work
 // does not land in the figures.
+//   node --import tsx bench/checks.ts --spawn [MB ...]                    (default 150 300)
+// How long starting one command blocks the main thread at an RSS of at least MB: Node's
+// spawn() (a fork of this process) against the CommandSpawner (a line to its shell).
 import { spawn } from 'node:child_process';
+import { CommandSpawner } from '../src/checks/spawner.ts';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer, type AddressInfo } from 'node:net';
 import { loadavg } from 'node:os';
@@ -85,5 +89,29 @@ async function measure(seconds: number): Promise<{ cpuMs: number; p99: number; m
   return { cpuMs: (cpu.user + cpu.system) / 1000, p99: delay.percentile(99), max: delay.max };
 }
 
+async function spawnCost(mbs: number[]): Promise<void> {
+  const median = (times: number[]) => times.sort((x, y) => x - y)[times.length >> 1].toFixed(2);
+  const held: Buffer[] = [];
+  for (const mb of mbs) {
+    held.push(Buffer.alloc(Math.max(0, mb - process.memoryUsage().rss / 2 ** 20) * 2 ** 20, 1));
+    const spawner = new CommandSpawner();
+    const direct: number[] = [];
+    const viaShell: number[] = [];
+    for (let i = 0; i < 30; i++) {
+      let t = performance.now();
+      const child = spawn('true', [], { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+      direct.push(performance.now() - t);
+      await new Promise((resolve) => child.once('close', resolve));
+      t = performance.now();
+      const done = new Promise((resolve) => spawner.run(['true'], resolve));
+      viaShell.push(performance.now() - t);
+      await done;
+    }
+    spawner.stop();
+    process.stdout.write(`RSS ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MB: main thread blocked per command started, median of 30: spawn() ${median(direct)} ms, CommandSpawner ${median(viaShell)} ms (load average ${loadavg()[0].toFixed(1)})\n`);
+  }
+}
+
 if (process.argv[2] === '--serve') void serve();
+else if (process.argv[2] === '--spawn') void spawnCost(process.argv.length > 3 ? process.argv.slice(3).map(Number) : [150, 300]);
 else void main();

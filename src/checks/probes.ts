@@ -1,12 +1,13 @@
-// The I/O of one check run: a TCP connect, an HTTP GET, or a command. Each is bounded by
-// the check's timeout on the injected clock and by an abort signal (the daemon stopping);
-// a command that outlives either is killed with its whole process group, so a hung check
-// leaves nothing behind. Nothing here blocks the event loop: it is all asynchronous I/O.
-import { spawn } from 'node:child_process';
+// The I/O of one check run: a TCP connect, an HTTP GET, or a command (started by the
+// CommandSpawner's shell, not forked from the daemon). Each is bounded by the check's
+// timeout on the injected clock and by an abort signal (the daemon stopping); a command
+// that outlives either is killed with its whole process group, so a hung check leaves
+// nothing behind. Nothing here blocks the event loop: it is all asynchronous I/O.
 import { request as httpRequest, type ClientRequest, type IncomingMessage, type RequestOptions } from 'node:http';
 import { connect } from 'node:net';
 import type { Clock } from '../clock.ts';
 import type { HealthCheck } from '../registrations/types.ts';
+import type { CommandSpawner } from './spawner.ts';
 
 export interface ProbeResult {
   passed: boolean;
@@ -14,14 +15,14 @@ export interface ProbeResult {
   detail: string;
 }
 
-/** Output of a command kept for its detail; the rest is read and dropped. */
-const OUTPUT_BYTES = 512;
-
-export function probe(check: HealthCheck, clock: Clock, signal: AbortSignal): Promise<ProbeResult> {
+export function probe(check: HealthCheck, clock: Clock, signal: AbortSignal, spawner: CommandSpawner): Promise<ProbeResult> {
   switch (check.kind) {
     case 'tcp': return bounded(check, clock, signal, (finish) => tcpProbe(check.host, check.port, finish));
     case 'http': return bounded(check, clock, signal, (finish) => httpProbe(check.url, check.status, finish));
-    case 'args': return bounded(check, clock, signal, (finish) => commandProbe(check.args, finish));
+    case 'args': return bounded(check, clock, signal, (finish) => {
+      const run = spawner.run(check.args, finish);
+      return () => run.kill();
+    });
   }
 }
 
@@ -96,35 +97,5 @@ function httpProbe(url: string, expected: number | null, finish: Finish): () => 
   return () => {
     cancelled = true;
     req?.destroy();
-  };
-}
-
-function commandProbe(args: string[], finish: Finish): () => void {
-  // Its own process group (detached), so a timeout kills the command and everything it started.
-  const child = spawn(args[0], args.slice(1), { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  const keep = (chunk: Buffer) => {
-    if (output.length < OUTPUT_BYTES) output += chunk.toString('utf8', 0, OUTPUT_BYTES - output.length);
-  };
-  child.stdout.on('data', keep);
-  child.stderr.on('data', keep);
-  const firstOutput = () => output.trim().split('\n')[0] ?? '';
-  child.once('error', (err: NodeJS.ErrnoException) => finish({ passed: false, detail: `cannot run ${args[0]}: ${err.code ?? err.message}` }));
-  // 'close' comes after the exit and the last output. A process the command left behind
-  // that holds the pipes delays it until the timeout, which then kills the group.
-  child.once('close', (code: number | null, signal: NodeJS.Signals | null) => {
-    const how = code === null ? `killed by ${signal}` : `exit ${code}`;
-    const said = firstOutput();
-    finish({ passed: code === 0, detail: said ? `${how}: ${said}` : how });
-  });
-  return () => {
-    if (child.pid === undefined) return;
-    try {
-      process.kill(-child.pid, 'SIGKILL');
-    } catch {
-      // the group is already gone
-    }
-    child.stdout.destroy();
-    child.stderr.destroy();
   };
 }

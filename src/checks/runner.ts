@@ -15,6 +15,7 @@ import type { Logger } from '../log.ts';
 import type { HealthCheck, Registration, RegistrationSource } from '../registrations/types.ts';
 import { HEALTH_VALUES, type Health } from '../topology/types.ts';
 import { probe, type ProbeResult } from './probes.ts';
+import { CommandSpawner } from './spawner.ts';
 import { combine, observe, UNCHECKED, type CheckState } from './state.ts';
 
 /** Checks in flight at once: enough to keep up with many slow checks, few enough to stay light. */
@@ -67,6 +68,7 @@ export class HealthChecks extends EventEmitter<{ change: [Registration[]] }> imp
   private inFlight = 0;
   private idle: Array<() => void> = [];
   private readonly abort = new AbortController();
+  private readonly spawner = new CommandSpawner();
   private started = false;
   private readonly concurrency: number;
   private readonly runs: Counter;
@@ -98,6 +100,7 @@ export class HealthChecks extends EventEmitter<{ change: [Registration[]] }> imp
     this.queue.length = 0;
     this.abort.abort();
     await this.settled();
+    this.spawner.stop();
   }
 
   /** The registrations, with the health their checks measured; ordered as the source orders them. */
@@ -182,7 +185,7 @@ export class HealthChecks extends EventEmitter<{ change: [Registration[]] }> imp
       }
       this.pump();
     };
-    probe(scheduled.check, this.options.clock, this.abort.signal).then(done, (err: Error) => done({ passed: false, detail: err.message }));
+    probe(scheduled.check, this.options.clock, this.abort.signal, this.spawner).then(done, (err: Error) => done({ passed: false, detail: err.message }));
   }
 
   private record(scheduled: ScheduledCheck, result: ProbeResult): void {

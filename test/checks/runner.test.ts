@@ -114,11 +114,22 @@ describe('HealthChecks', () => {
     const r = runner([instance('c1', [{ args: ['sh', '-c', `test -e ${flag} || { echo "no flag file"; exit 3; }`] }]), instance('c2', [{ args: ['no-such-command-here'] }])]);
     await r.step(0);
     expect([r.health('c1'), r.health('c2')]).toEqual(['running', 'failing']);
-    expect(r.checks.status()[1].detail).toBe('cannot run no-such-command-here: ENOENT');
+    expect(r.checks.status()[1].detail).toMatch(/^cannot run no-such-command-here \(exit 127\): .*No such file or directory$/);
     rmSync(flag);
     await r.step();
     expect(r.health('c1')).toBe('failing');
     expect(r.checks.status()[0].detail).toBe('exit 3: no flag file');
+  });
+
+  it('commands are started by a helper shell, not forked from the daemon (whose main thread answers DNS)', async () => {
+    const parents = join(tempDir('checks-'), 'parents');
+    const r = runner([instance('p1', [{ args: ['sh', '-c', `echo $PPID >> ${parents}`] }])]);
+    await r.step(0);
+    await r.step();
+    const ppids = readFileSync(parents, 'utf8').trim().split('\n').map(Number);
+    expect(ppids).toHaveLength(2);
+    expect(ppids).not.toContain(process.pid);
+    expect(r.health('p1')).toBe('running');
   });
 
   it('a command that hangs is killed at its timeout, with the processes it started', async () => {
