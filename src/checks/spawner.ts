@@ -131,10 +131,14 @@ export class CommandSpawner {
   }
 }
 
+/** SIGKILL to the group `pid` leads; without setsid there is no such group, so to the process alone. */
 function killGroup(pid: number): void {
-  try {
-    process.kill(-pid, 'SIGKILL');
-  } catch {
-    // the group is already gone
+  for (const target of [-pid, pid]) {
+    try {
+      process.kill(target, 'SIGKILL');
+      return;
+    } catch {
+      // no such group (or the process is already gone): try the next target
+    }
   }
 }
