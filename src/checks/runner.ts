@@ -63,6 +63,8 @@ export class HealthChecks extends EventEmitter<{ change: [Registration[]] }> imp
   private readonly checks = new Map<string, ScheduledCheck>();
   private byInstance = new Map<string, ScheduledCheck[]>();
   private registrations: Registration[] = [];
+  /** The health each registration with checks gives, for the time before their results. */
+  private registered = new Map<string, Health>();
   private current: Registration[] = [];
   private readonly queue: ScheduledCheck[] = [];
   private inFlight = 0;
@@ -145,6 +147,7 @@ export class HealthChecks extends EventEmitter<{ change: [Registration[]] }> imp
     for (const [key, scheduled] of wanted) this.checks.set(key, scheduled);
     this.byInstance = byInstance;
     this.registrations = registrations;
+    this.registered = new Map(registrations.filter((r) => r.checks.length).map((r) => [r.id, r.health]));
     this.countStates();
     this.publish();
   }
@@ -206,8 +209,10 @@ export class HealthChecks extends EventEmitter<{ change: [Registration[]] }> imp
     this.publish();
   }
 
+  /** The checks' verdict; until they have one, the health the registration gives. */
   private instanceHealth(instance: string): Health {
-    return combine((this.byInstance.get(instance) ?? []).map((s) => s.state.health));
+    const measured = combine((this.byInstance.get(instance) ?? []).map((s) => s.state.health));
+    return measured === 'unchecked' ? this.registered.get(instance) ?? 'unchecked' : measured;
   }
 
   private countStates(): void {

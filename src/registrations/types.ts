@@ -56,7 +56,10 @@ export interface Registration {
   azId: number | null;
   networkId: number | null;
   agentId: string | null;
-  /** As registered, or — for an instance with checks — as its checks measure it (see src/checks). */
+  /**
+   * As registered. With checks, the value until they have results (default `unchecked`);
+   * the registrar is handed the measured health instead (see src/checks).
+   */
   health: Health;
   /** Local health checks; empty: `health` is what the registration says. */
   checks: HealthCheck[];

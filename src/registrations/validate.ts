@@ -353,9 +353,6 @@ export function parseRegistration(entry: unknown, where: string): Registration {
   if (!ip) check.fail('ip', `${describe(entry.ip)} is not an IPv4 or IPv6 address`);
   const ports = parsePorts(check, entry.ports);
   const checks = parseChecks(check, entry);
-  if (checks.length && entry.health !== undefined && entry.health !== null) {
-    check.fail('health', 'is measured by this instance\'s checks; leave it out, or drop the checks to set it by hand');
-  }
   const numericId = (field: 'num_id' | 'az_id' | 'network_id') => check.optional(entry[field], (v) => check.int(v, field, 0, LIMITS.numericId));
   return {
     id: check.label(entry.id, 'id'),
@@ -431,9 +428,7 @@ export function toEntry(registration: Registration): Record<string, unknown> {
   const r = registration;
   return {
     id: r.id, group: r.group, network: r.network, deployment: r.deployment, domain: r.domain, az: r.az, index: r.index, ip: r.ip,
-    num_id: r.numId, group_ids: r.groupIds, az_id: r.azId, network_id: r.networkId, agent_id: r.agentId,
-    // With checks, health is theirs to say: an entry with both is refused.
-    health: r.checks.length ? null : r.health,
+    num_id: r.numId, group_ids: r.groupIds, az_id: r.azId, network_id: r.networkId, agent_id: r.agentId, health: r.health,
     ports: r.ports,
     routes: r.routes.map((route) => ({
       hostname: route.hostname, port: route.port, tls_port: route.tlsPort, route_service_url: route.routeServiceUrl,

@@ -23,9 +23,9 @@ afterEach(async () => {
 });
 
 /** A registration parsed as an instances.d entry with these checks (short intervals, rise/fall 1 unless given). */
-function instance(id: string, checks: Array<Record<string, unknown>>): Registration {
+function instance(id: string, checks: Array<Record<string, unknown>>, over: Record<string, unknown> = {}): Registration {
   return parseRegistration({
-    id, group: 'web', network: 'default', deployment: 'cf', ip: '10.0.0.1',
+    id, group: 'web', network: 'default', deployment: 'cf', ip: '10.0.0.1', ...over,
     checks: checks.map((c) => ({ interval: INTERVAL / 1000, timeout: 0.5, rise: 1, fall: 1, ...c })),
   }, 'test');
 }
@@ -159,6 +159,15 @@ describe('HealthChecks', () => {
     expect(r.health('k2')).toBe('failing');
     expect(r.checks.status()[0].detail).toMatch(/^timed out after 500 ms; killed/);
     await waitFor(() => !processRunning(sleeper), 10_000, 'the left-behind process to be gone');
+  });
+
+  it('a registration\'s health holds until the checks have results (no flap to unchecked after a restart)', async () => {
+    const tcp = await tcpServer();
+    await closed(tcp.server);
+    const r = runner([instance('r1', [{ tcp: tcp.address }], { health: 'running' })]);
+    expect(r.health('r1')).toBe('running');
+    await r.step(0);
+    expect(r.health('r1')).toBe('failing');
   });
 
   it('an instance with several checks is running only when all pass', async () => {

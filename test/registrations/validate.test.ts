@@ -206,8 +206,8 @@ describe('health checks (check:, checks:)', () => {
     expect(parseRegistration(toEntry(r), WHERE)).toEqual(r);
   });
 
-  it('refuses a hand-set health beside checks, and check with checks', () => {
-    rejects({ health: 'running', check: { tcp: 'localhost:80' } }, 'health', /measured by this instance's checks/);
+  it('keeps a health given beside checks (the value until they have results); refuses check with checks', () => {
+    expect(parseRegistration({ ...base, health: 'running', check: { tcp: 'localhost:80' } }, WHERE).health).toBe('running');
     rejects({ check: { tcp: 'localhost:80' }, checks: [] }, 'checks', /either check \(one\) or checks \(a list\), not both/);
   });
 
