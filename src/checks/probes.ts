@@ -55,7 +55,7 @@ function bounded(check: HealthCheck, clock: Clock, signal: AbortSignal, start: (
     try {
       cancel = start(finish);
     } catch (err) {
-      // e.g. spawn refusing its arguments: a failed run, not a failed daemon
+      // e.g. a socket refusing its options: a failed run, not a failed daemon
       finish({ passed: false, detail: (err as Error).message });
     }
   });
