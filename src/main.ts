@@ -8,7 +8,9 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AdminServer, Registry } from './admin/index.ts';
+import { HealthChecks } from './checks/index.ts';
 import { runCli } from './cli/index.ts';
+import { systemClock } from './clock.ts';
 import { changedKeys, ConfigError, loadConfig, withKeys, type Config, type LoadedConfig, type LoadOptions } from './config/index.ts';
 import { DnsHandler, startDns } from './dns/index.ts';
 import { mountInspectApi } from './inspect/index.ts';
@@ -106,17 +108,22 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
   const routes = config.routes.enabled && registrations
     ? (await import('./routes/index.ts')).startRoutes({ config: config.routes, registrations, logger: logger.child({ module: 'routes' }), metrics })
     : null;
+  // Local health checks: the registrar is handed the registrations with their measured health.
+  const checks = registrations && config.registrar.enabled
+    ? new HealthChecks({ source: registrations, clock: systemClock, logger: logger.child({ module: 'checks' }), metrics })
+    : null;
+  checks?.start();
   // Presence in the database (registrar, reaper); a database that is down never stops DNS.
   const presence = presenceDb
     ? startPresence({
-        config, logger, metrics, admin, registrations, db: presenceDb.db,
+        config, logger, metrics, admin, registrations: checks ?? registrations, db: presenceDb.db,
         sync: config.sync.enabled ? { status: () => topology.syncStatus(), releaseGuard: () => topology.releaseGuard() } : null,
       })
     : null;
 
   if (admin) {
     mountInspectApi(admin, {
-      config, startedAt, dns: { listen: dns.bound, threads: dns.threads }, topology, presence, routes, registrations, checks: null,
+      config, startedAt, dns: { listen: dns.bound, threads: dns.threads }, topology, presence, routes, registrations, checks: checks ? () => checks.status() : null,
     });
   }
 
@@ -144,7 +151,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
       await within(dns.stop(), 1000, 'answering the queries in flight', logger);
       // The syncer stops before this cell deregisters, so this node's own topology file keeps
       // its instances: a restart with the database down answers them from the file at once.
-      await within(Promise.all([admin?.stop(), topology.stop(), forwarder?.stop(), registrations?.stop(), routes?.stop()]), 1500, 'stopping the modules', logger);
+      await within(Promise.all([admin?.stop(), topology.stop(), forwarder?.stop(), registrations?.stop(), checks?.stop(), routes?.stop()]), 1500, 'stopping the modules', logger);
       // Releases the reaper lock and deregisters this cell (tombstones its instances).
       await within(presence?.stop() ?? Promise.resolve(), 1200, 'leaving the presence database', logger);
       await within(presenceDb?.close() ?? Promise.resolve(), 800, 'closing the presence database', logger);

@@ -49,11 +49,20 @@ type Status = Record<string, unknown> & {
   topology: { file: string; loaded: boolean; lastError: string | null; refused: string | null; writeError: string | null };
   routes: { natsConnected: boolean; endpoints: number } | null;
   registrations: { instances: number; fromFiles: number; fromApi: number; rejectedFiles: Record<string, string> } | null;
-  checks: unknown;
+  checks: Array<{ instance: string; name: string; health: string; detail: string | null }> | null;
   dns: { listen: Array<{ address: string; port: number; transport: string }>; threads: number };
 };
 
 const onOff = (value: boolean | null, yes: string, no: string, off = 'off') => (value === null ? off : value ? yes : no);
+
+/** "3 running, 1 failing (web-0 http …: status 503)": counts by state, then what fails. */
+function checksText(checks: Status['checks']): string {
+  if (!checks?.length) return checks === null ? 'off' : 'none';
+  const counts = new Map<string, number>();
+  for (const c of checks) counts.set(c.health, (counts.get(c.health) ?? 0) + 1);
+  const failing = checks.filter((c) => c.health === 'failing').map((c) => `${c.instance} ${c.name}${c.detail ? `: ${c.detail}` : ''}`);
+  return `${[...counts].map(([health, n]) => `${n} ${health}`).join(', ')}${failing.length ? ` (${failing.join('; ')})` : ''}`;
+}
 
 function statusText(s: Status): string {
   const problems = [s.topology.lastError, s.topology.refused && `refused: ${s.topology.refused}`, s.topology.writeError && `write error: ${s.topology.writeError}`].filter(Boolean);
@@ -68,7 +77,7 @@ function statusText(s: Status): string {
     ['registrations', s.registrations
       ? `${s.registrations.instances} (${s.registrations.fromFiles} from files, ${s.registrations.fromApi} from the API)${Object.keys(s.registrations.rejectedFiles).length ? `; rejected: ${Object.keys(s.registrations.rejectedFiles).join(', ')}` : ''}`
       : 'off'],
-    ['checks', s.checks === null ? 'none' : JSON.stringify(s.checks)],
+    ['checks', checksText(s.checks)],
     ['dns', `${s.dns.listen.map((l) => `${l.transport} ${l.address.includes(':') ? `[${l.address}]` : l.address}:${l.port}`).join(', ')}; ${s.dns.threads} thread(s)`],
     ['uptime', `${s.uptimeSeconds} s`],
   ];

@@ -14,9 +14,9 @@ const SNAPSHOT_PAGE = 10_000;
 
 /**
  * One instance row: a registration as the database keeps it — owned by a cell, with its
- * numeric ids resolved. The route emitter's extras stay local and are not stored.
+ * numeric ids resolved. The route emitter's extras and the health checks (their results are `health`) stay local and are not stored.
  */
-export interface PresenceRecord extends Omit<Registration, 'groupIds' | 'app' | 'isolationSegment' | 'tags'> {
+export interface PresenceRecord extends Omit<Registration, 'groupIds' | 'app' | 'isolationSegment' | 'tags' | 'checks'> {
   cellId: string;
   groupIds: number[];
 }

@@ -17,6 +17,28 @@ export interface RouteRegistration {
   serverCertDomainSan: string | null;
 }
 
+/** What a health check probes (DESIGN §7; the field names follow Consul's check definitions). */
+export type CheckTarget =
+  /** A GET of the URL; passes on `status`, or on any 2xx when it is null. */
+  | { kind: 'http'; url: string; status: number | null }
+  /** A TCP connect that succeeds. */
+  | { kind: 'tcp'; host: string; port: number }
+  /** A command (no shell) that exits 0; killed with its process group at the timeout. */
+  | { kind: 'args'; args: string[] };
+
+/** One local health check of an instance, with its defaults applied. */
+export type HealthCheck = CheckTarget & {
+  /** For logs and status; defaults to a description of the target, e.g. `tcp 127.0.0.1:8080`. */
+  name: string;
+  intervalMs: number;
+  /** At most intervalMs: a check never overlaps its own next run. */
+  timeoutMs: number;
+  /** Consecutive passes that turn a failing check running. */
+  rise: number;
+  /** Consecutive failures that turn a running check failing. */
+  fall: number;
+};
+
 export interface Registration {
   id: string;
   group: string;
@@ -34,7 +56,13 @@ export interface Registration {
   azId: number | null;
   networkId: number | null;
   agentId: string | null;
+  /**
+   * As registered. With checks, the value until they have results (default `unchecked`);
+   * the registrar is handed the measured health instead (see src/checks).
+   */
   health: Health;
+  /** Local health checks; empty: `health` is what the registration says. */
+  checks: HealthCheck[];
   ports: Record<string, number>;
   routes: RouteRegistration[];
   /** Route-emitter extras (gorouter message fields). */

@@ -4,7 +4,7 @@
 // the reason, so a rejected file or request can be fixed from the message alone.
 import { parseIp } from '../util/ip.ts';
 import { HEALTH_VALUES, type Health } from '../topology/types.ts';
-import type { Registration, RouteRegistration } from './types.ts';
+import type { CheckTarget, HealthCheck, Registration, RouteRegistration } from './types.ts';
 import { formatOf, parseStructured } from '../util/structured-file.ts';
 
 export const LIMITS = {
@@ -19,6 +19,15 @@ export const LIMITS = {
   portsPerInstance: 64,
   tagsPerInstance: 64,
   groupIds: 64,
+  checksPerInstance: 16,
+  argsPerCheck: 64,
+  argLength: 4096,
+  /** Check interval bounds, ms: a check more often than this is load, not information. */
+  minIntervalMs: 100,
+  maxIntervalMs: 24 * 3600 * 1000,
+  minTimeoutMs: 10,
+  /** Consecutive results rise and fall may ask for. */
+  riseFall: 100,
   /** Largest pinned numeric id: PostgreSQL `integer`. */
   numericId: 2 ** 31 - 1,
   fileBytes: 4 * 1024 * 1024,
@@ -61,8 +70,16 @@ const TAG_KEY = /^[A-Za-z0-9_.-]+$/;
 
 const ENTRY_FIELDS = [
   'id', 'group', 'network', 'deployment', 'domain', 'az', 'index', 'ip', 'num_id', 'group_ids', 'az_id',
-  'network_id', 'agent_id', 'health', 'ports', 'routes', 'app', 'isolation_segment', 'tags',
+  'network_id', 'agent_id', 'health', 'ports', 'routes', 'app', 'isolation_segment', 'tags', 'check', 'checks',
 ] as const;
+const CHECK_FIELDS = ['name', 'http', 'status', 'tcp', 'args', 'interval', 'timeout', 'rise', 'fall'] as const;
+const CHECK_KINDS = ['http', 'tcp', 'args'] as const;
+
+/** What a check that leaves out interval, timeout, rise or fall gets (HAProxy's rise 2 / fall 3). */
+export const CHECK_DEFAULTS = { intervalMs: 10_000, timeoutMs: 5_000, rise: 2, fall: 3 } as const;
+
+const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/;
+const DURATION_UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 const ROUTE_FIELDS = ['hostname', 'port', 'tls_port', 'route_service_url', 'protocol', 'server_cert_domain_san'] as const;
 
 /** Field checks that throw a RegistrationError carrying the entry's place. */
@@ -119,6 +136,20 @@ class Check {
 
   port(value: unknown, field: string): number {
     return this.int(value, field, 1, 65535);
+  }
+
+  /** A number of seconds (as the config file's durations) or a string with a unit: "500ms", "10s", "1m", "1h". */
+  duration(value: unknown, field: string, minMs: number, maxMs: number): number {
+    let ms: number;
+    if (typeof value === 'number' && Number.isFinite(value)) {
+      ms = value * 1000;
+    } else {
+      const match = typeof value === 'string' ? DURATION.exec(value.trim()) : null;
+      if (!match) this.fail(field, `must be a duration such as "10s" or "500ms" (a bare number is seconds), got ${describe(value)}`);
+      ms = Number(match[1]) * DURATION_UNITS_MS[match[2]];
+    }
+    if (ms < minMs || ms > maxMs) this.fail(field, `must be ${formatDuration(minMs)}-${formatDuration(maxMs)}, got ${describe(value)}`);
+    return Math.round(ms);
   }
 
   optional<T>(value: unknown, read: (v: unknown) => T): T | null {
@@ -191,6 +222,98 @@ function routeServiceUrl(check: Check, value: unknown, field: string): string | 
   return text;
 }
 
+/** A duration in the shortest exact unit, as the registration input accepts it back. */
+export function formatDuration(ms: number): string {
+  if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
+  if (ms % 60_000 === 0) return `${ms / 60_000}m`;
+  if (ms % 1000 === 0) return `${ms / 1000}s`;
+  return `${ms}ms`;
+}
+
+/** `check:` (one) or `checks:` (a list) → the instance's checks, defaults applied. */
+function parseChecks(check: Check, entry: Mapping): HealthCheck[] {
+  const one = entry.check ?? null;
+  const many = entry.checks ?? null;
+  if (one !== null && many !== null) check.fail('checks', 'give either check (one) or checks (a list), not both');
+  if (one === null && many === null) return [];
+  if (one !== null) return [parseCheck(check, one, 'check')];
+  if (!Array.isArray(many)) check.fail('checks', `must be a list of checks, got ${describe(many)}; for one check, "check:" takes a mapping`);
+  if (many.length > LIMITS.checksPerInstance) check.fail('checks', `has ${many.length} entries; at most ${LIMITS.checksPerInstance}`);
+  return many.map((item: unknown, i) => parseCheck(check, item, `checks[${i}]`));
+}
+
+function parseCheck(check: Check, value: unknown, field: string): HealthCheck {
+  if (!isMapping(value)) check.fail(field, `must be a mapping with one of ${CHECK_KINDS.join(', ')}, got ${describe(value)}`);
+  check.unknownKeys(value, CHECK_FIELDS, `${field}.`);
+  const kinds = CHECK_KINDS.filter((kind) => value[kind] !== undefined && value[kind] !== null);
+  if (kinds.length !== 1) {
+    check.fail(field, kinds.length ? `gives ${kinds.join(' and ')}; a check probes one thing (one of ${CHECK_KINDS.join(', ')})` : `needs one of ${CHECK_KINDS.join(', ')} (what to probe)`);
+  }
+  const kind = kinds[0];
+  if (kind !== 'http' && value.status !== undefined && value.status !== null) check.fail(`${field}.status`, 'applies only to an http check');
+  const target: CheckTarget = kind === 'http'
+    ? { kind, url: httpUrl(check, value.http, `${field}.http`), status: check.optional(value.status, (v) => check.int(v, `${field}.status`, 100, 599)) }
+    : kind === 'tcp'
+      ? { kind, ...tcpAddress(check, value.tcp, `${field}.tcp`) }
+      : { kind, args: commandArgs(check, value.args, `${field}.args`) };
+  const intervalMs = check.optional(value.interval, (v) => check.duration(v, `${field}.interval`, LIMITS.minIntervalMs, LIMITS.maxIntervalMs)) ?? CHECK_DEFAULTS.intervalMs;
+  const timeoutMs = check.optional(value.timeout, (v) => check.duration(v, `${field}.timeout`, LIMITS.minTimeoutMs, intervalMs))
+    ?? Math.min(CHECK_DEFAULTS.timeoutMs, intervalMs);
+  const count = (name: 'rise' | 'fall') => check.optional(value[name], (v) => check.int(v, `${field}.${name}`, 1, LIMITS.riseFall)) ?? CHECK_DEFAULTS[name];
+  return {
+    ...target,
+    name: check.optional(value.name, (v) => check.string(v, `${field}.name`, LIMITS.text)) ?? describeTarget(target),
+    intervalMs,
+    timeoutMs,
+    rise: count('rise'),
+    fall: count('fall'),
+  };
+}
+
+function describeTarget(target: CheckTarget): string {
+  switch (target.kind) {
+    case 'http': return `http ${target.url}`;
+    case 'tcp': return `tcp ${hostPort(target.host, target.port)}`;
+    case 'args': return `args ${target.args.join(' ')}`.slice(0, LIMITS.text);
+  }
+}
+
+/** "host:port" as a tcp check is written (an IPv6 host in brackets). */
+export function hostPort(host: string, port: number): string {
+  return `${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+
+function httpUrl(check: Check, value: unknown, field: string): string {
+  const text = check.string(value, field, LIMITS.url);
+  let url: URL | null = null;
+  try {
+    url = new URL(text);
+  } catch {
+    // reported below with the same message as a URL of another scheme
+  }
+  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:') || !url.hostname) check.fail(field, `must be an http:// or https:// URL, got ${describe(value)}`);
+  return text;
+}
+
+/** "host:port" or "[v6]:port"; the host an IP address or a DNS name. */
+function tcpAddress(check: Check, value: unknown, field: string): { host: string; port: number } {
+  const text = check.string(value, field, LIMITS.name + 8);
+  const match = /^(?:\[([^\]]+)\]|([^:\[\]]+)):(\d+)$/.exec(text);
+  if (!match) check.fail(field, `${describe(value)} is not "host:port" (IPv6 in brackets: "[::1]:8080")`);
+  const host = (match[1] ?? match[2]).toLowerCase();
+  const ip = parseIp(host);
+  if (match[1] !== undefined && (!ip || ip.family !== 6)) check.fail(field, `${describe(value)}: only an IPv6 address goes in brackets`);
+  if (!ip) check.name(host, field);
+  return { host, port: check.port(Number(match[3]), field) };
+}
+
+function commandArgs(check: Check, value: unknown, field: string): string[] {
+  if (!Array.isArray(value)) check.fail(field, `must be a list: the command and its arguments (no shell), got ${describe(value)}`);
+  if (value.length === 0) check.fail(field, 'must name the command to run');
+  if (value.length > LIMITS.argsPerCheck) check.fail(field, `has ${value.length} entries; at most ${LIMITS.argsPerCheck}`);
+  return value.map((arg: unknown, i) => check.string(arg, `${field}[${i}]`, LIMITS.argLength));
+}
+
 function parseTags(check: Check, value: unknown): Record<string, string> {
   if (value === undefined || value === null) return {};
   if (!isMapping(value)) check.fail('tags', `must be a mapping of string → string, got ${describe(value)}`);
@@ -229,6 +352,7 @@ export function parseRegistration(entry: unknown, where: string): Registration {
   const ip = ipText.includes('%') ? null : parseIp(ipText);
   if (!ip) check.fail('ip', `${describe(entry.ip)} is not an IPv4 or IPv6 address`);
   const ports = parsePorts(check, entry.ports);
+  const checks = parseChecks(check, entry);
   const numericId = (field: 'num_id' | 'az_id' | 'network_id') => check.optional(entry[field], (v) => check.int(v, field, 0, LIMITS.numericId));
   return {
     id: check.label(entry.id, 'id'),
@@ -253,6 +377,7 @@ export function parseRegistration(entry: unknown, where: string): Registration {
     app: check.optional(entry.app, (v) => check.string(v, 'app', LIMITS.text)),
     isolationSegment: check.optional(entry.isolation_segment, (v) => check.string(v, 'isolation_segment', LIMITS.text)),
     tags: parseTags(check, entry.tags),
+    checks,
   };
 }
 
@@ -310,5 +435,11 @@ export function toEntry(registration: Registration): Record<string, unknown> {
       protocol: route.protocol, server_cert_domain_san: route.serverCertDomainSan,
     })),
     app: r.app, isolation_segment: r.isolationSegment, tags: r.tags,
+    checks: r.checks.map(checkEntry),
   };
+}
+
+function checkEntry(c: HealthCheck): Record<string, unknown> {
+  const target = c.kind === 'http' ? { http: c.url, status: c.status } : c.kind === 'tcp' ? { tcp: hostPort(c.host, c.port) } : { args: c.args };
+  return { name: c.name, ...target, interval: formatDuration(c.intervalMs), timeout: formatDuration(c.timeoutMs), rise: c.rise, fall: c.fall };
 }

@@ -185,8 +185,9 @@ describe('every client subcommand against a running daemon', () => {
     expect(text.stdout).toMatch(/^revision\s+\d+ \(1 records\)$/m);
     expect(text.stdout).toMatch(/^database\s+server, up$/m);
     expect(text.stdout).toMatch(/^routes\s+off$/m);
+    expect(text.stdout).toMatch(/^checks\s+none$/m);
     const asJson = json(await client('status', '--json'));
-    expect(asJson).toMatchObject({ cell: 'cli-cell', records: 1, dbUp: true, database: 'server', checks: null, routes: null });
+    expect(asJson).toMatchObject({ cell: 'cli-cell', records: 1, dbUp: true, database: 'server', checks: [], routes: null });
     expect(typeof asJson.revision).toBe('number');
     expect(asJson.staleSeconds).toBeLessThan(5);
     await waitFor(async () => json(await client('status', '--json')).reaperLockHolder === true, 10_000, 'the reaper lock');

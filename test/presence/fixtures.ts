@@ -10,7 +10,7 @@ export function registration(id: string, over: Partial<Registration> = {}): Regi
   return {
     id, group: 'web', network: 'default', deployment: 'cf', domain: 'bosh', az: 'z1', index: 0, ip: '10.0.0.1',
     numId: null, groupIds: null, azId: null, networkId: null, agentId: null, health: 'running', ports: {}, routes: [],
-    app: null, isolationSegment: null, tags: {}, ...over,
+    app: null, isolationSegment: null, tags: {}, checks: [], ...over,
   };
 }
 

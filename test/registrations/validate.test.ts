@@ -31,7 +31,7 @@ describe('parseRegistration', () => {
   it('fills the defaults of a minimal entry', () => {
     expect(parseRegistration(base, WHERE)).toEqual({
       ...base, domain: 'bosh', az: null, index: null, numId: null, groupIds: null, azId: null, networkId: null,
-      agentId: null, health: 'unchecked', ports: {}, routes: [], app: null, isolationSegment: null, tags: {},
+      agentId: null, health: 'unchecked', ports: {}, routes: [], app: null, isolationSegment: null, tags: {}, checks: [],
     });
   });
 
@@ -172,6 +172,88 @@ describe('parseRegistration', () => {
     rejects({ tags: { 'bad key': 'v' } }, 'tags.bad key', /tag names/);
     rejects({ tags: { k: 'v'.repeat(1025) } }, 'tags.k', /at most 1024/);
     rejects({ tags: Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, 'v'])) }, 'tags', /at most 64/);
+  });
+});
+
+describe('health checks (check:, checks:)', () => {
+  it('takes one check with the defaults: interval 10s, timeout 5s, rise 2, fall 3', () => {
+    expect(parseRegistration({ ...base, check: { tcp: '127.0.0.1:8080' } }, WHERE).checks).toEqual([
+      { kind: 'tcp', host: '127.0.0.1', port: 8080, name: 'tcp 127.0.0.1:8080', intervalMs: 10_000, timeoutMs: 5000, rise: 2, fall: 3 },
+    ]);
+  });
+
+  it('takes a list of http, tcp and args checks with durations as "500ms"/"2s"/"1m" or seconds', () => {
+    const r = parseRegistration({
+      ...base,
+      checks: [
+        { http: 'http://127.0.0.1:8080/health', status: 204, interval: '2s', timeout: '500ms', rise: 1, fall: 1 },
+        { tcp: '[::1]:9000', interval: 1.5, name: 'admin port' },
+        { args: ['/usr/local/bin/check-db', '--quick'], interval: '1m' },
+      ],
+    }, WHERE);
+    expect(r.health).toBe('unchecked');
+    expect(r.checks).toEqual([
+      { kind: 'http', url: 'http://127.0.0.1:8080/health', status: 204, name: 'http http://127.0.0.1:8080/health', intervalMs: 2000, timeoutMs: 500, rise: 1, fall: 1 },
+      { kind: 'tcp', host: '::1', port: 9000, name: 'admin port', intervalMs: 1500, timeoutMs: 1500, rise: 2, fall: 3 },
+      { kind: 'args', args: ['/usr/local/bin/check-db', '--quick'], name: 'args /usr/local/bin/check-db --quick', intervalMs: 60_000, timeoutMs: 5000, rise: 2, fall: 3 },
+    ]);
+  });
+
+  it('round-trips checks through toEntry', () => {
+    const r = parseRegistration({
+      ...base, checks: [{ http: 'https://localhost/ready', interval: 0.25 }, { tcp: '[fd00::1]:5432' }, { args: ['true'], timeout: '1s', rise: 3, fall: 4 }],
+    }, WHERE);
+    expect(parseRegistration(toEntry(r), WHERE)).toEqual(r);
+  });
+
+  it('keeps a health given beside checks (the value until they have results); refuses check with checks', () => {
+    expect(parseRegistration({ ...base, health: 'running', check: { tcp: 'localhost:80' } }, WHERE).health).toBe('running');
+    rejects({ check: { tcp: 'localhost:80' }, checks: [] }, 'checks', /either check \(one\) or checks \(a list\), not both/);
+  });
+
+  it('names the check and field of a bad check', () => {
+    rejects({ checks: { tcp: 'localhost:80' } }, 'checks', /must be a list of checks.*"check:" takes a mapping/);
+    rejects({ check: ['tcp'] }, 'check', /must be a mapping with one of http, tcp, args, got a list/);
+    rejects({ check: { interval: '1s' } }, 'check', /needs one of http, tcp, args/);
+    rejects({ check: { tcp: 'localhost:80', http: 'http://localhost/' } }, 'check', /gives http and tcp; a check probes one thing/);
+    rejects({ checks: [{ tcp: 'localhost:80' }, { tcp: 'localhost:80', method: 'HEAD' }] }, 'checks[1].method', /unknown field; known fields: name, http/);
+    rejects({ checks: Array.from({ length: LIMITS.checksPerInstance + 1 }, () => ({ tcp: 'localhost:80' })) }, 'checks', /at most 16/);
+  });
+
+  it('checks an http check: an http(s) URL and a status 100-599 only for http', () => {
+    rejects({ check: { http: 'ftp://localhost/' } }, 'check.http', /must be an http:\/\/ or https:\/\/ URL, got "ftp:/);
+    rejects({ check: { http: 'localhost:8080/health' } }, 'check.http', /http:\/\/ or https:\/\/ URL/);
+    rejects({ check: { http: 'http://localhost/', status: 99 } }, 'check.status', /must be 100-599, got 99/);
+    rejects({ check: { tcp: 'localhost:80', status: 200 } }, 'check.status', /applies only to an http check/);
+  });
+
+  it('checks a tcp check: "host:port", the host an IP or a name, the port 1-65535', () => {
+    rejects({ check: { tcp: 'localhost' } }, 'check.tcp', /is not "host:port"/);
+    rejects({ check: { tcp: '::1:80' } }, 'check.tcp', /IPv6 in brackets/);
+    rejects({ check: { tcp: '[localhost]:80' } }, 'check.tcp', /only an IPv6 address goes in brackets/);
+    rejects({ check: { tcp: 'bad_host:80' } }, 'check.tcp', /not a valid name/);
+    rejects({ check: { tcp: 'localhost:0' } }, 'check.tcp', /must be 1-65535, got 0/);
+    rejects({ check: { tcp: 'localhost:70000' } }, 'check.tcp', /must be 1-65535, got 70000/);
+    rejects({ check: { tcp: 8080 } }, 'check.tcp', /must be a string, got 8080/);
+  });
+
+  it('checks an args check: a non-empty list of strings (no shell)', () => {
+    rejects({ check: { args: '/bin/check --quick' } }, 'check.args', /must be a list: the command and its arguments \(no shell\)/);
+    rejects({ check: { args: [] } }, 'check.args', /must name the command/);
+    rejects({ check: { args: ['check', 3] } }, 'check.args[1]', /must be a string, got 3/);
+  });
+
+  it('checks interval, timeout (at most the interval), rise and fall', () => {
+    rejects({ check: { tcp: 'localhost:80', interval: '10 seconds' } }, 'check.interval', /must be a duration such as "10s" or "500ms"/);
+    rejects({ check: { tcp: 'localhost:80', interval: '50ms' } }, 'check.interval', /must be 100ms-24h, got "50ms"/);
+    rejects({ check: { tcp: 'localhost:80', interval: -1 } }, 'check.interval', /must be 100ms-24h, got -1/);
+    rejects({ check: { tcp: 'localhost:80', interval: '1s', timeout: '2s' } }, 'check.timeout', /must be 10ms-1s, got "2s"/);
+    rejects({ check: { tcp: 'localhost:80', rise: 0 } }, 'check.rise', /must be 1-100, got 0/);
+    rejects({ check: { tcp: 'localhost:80', fall: 1.5 } }, 'check.fall', /must be an integer, got 1.5/);
+  });
+
+  it('a short interval shortens the default timeout to it', () => {
+    expect(parseRegistration({ ...base, check: { tcp: 'localhost:80', interval: '200ms' } }, WHERE).checks[0].timeoutMs).toBe(200);
   });
 });
 

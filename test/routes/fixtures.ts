@@ -28,6 +28,7 @@ export function registration(over: Partial<Registration> = {}): Registration {
     app: null,
     isolationSegment: null,
     tags: {},
+    checks: [],
     ...over,
   };
 }
