@@ -3,6 +3,7 @@
 // dnsperf as little as possible), from which average and p99 are computed.
 import { spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
+import { createServer } from 'node:net';
 import { closeSync, openSync, readFileSync, rmSync } from 'node:fs';
 
 export interface PerfOptions {
@@ -104,13 +105,21 @@ export function combine(runs: PerfRun[]): PerfResult {
   };
 }
 
-/** A UDP port free on 127.0.0.1 right now (for servers that cannot bind port 0 themselves). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createSocket('udp4');
-    s.bind(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
+/** A loopback port free for both UDP and TCP (the DNS servers started here bind both). */
+export async function freePort(): Promise<number> {
+  for (;;) {
+    const port = await new Promise<number>((resolve) => {
+      const s = createSocket('udp4');
+      s.bind(0, '127.0.0.1', () => {
+        const { port: bound } = s.address();
+        s.close(() => resolve(bound));
+      });
     });
-  });
+    const tcpFree = await new Promise<boolean>((resolve) => {
+      const server = createServer();
+      server.once('error', () => resolve(false));
+      server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+    });
+    if (tcpFree) return port;
+  }
 }
