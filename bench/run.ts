@@ -43,8 +43,9 @@ async function stopChild(child: ChildProcess): Promise<void> {
   await exited;
 }
 
-async function answering(port: number, name: string): Promise<void> {
-  await waitFor(async () => (await dig(port, name, 'A', ['+time=1'])).status === 'NOERROR', 30_000, `a server on port ${port}`);
+/** Waits for a peer to answer; loading a large hosts file or zone takes dnsmasq and Knot a while (600 k: ~1 min). */
+async function answering(port: number, name: string, records: number): Promise<void> {
+  await waitFor(async () => (await dig(port, name, 'A', ['+time=1'])).status === 'NOERROR', Math.max(30_000, records / 4), `a server on port ${port}`);
 }
 
 async function startEcho(): Promise<{ port: number; child: ChildProcess }> {
@@ -127,7 +128,7 @@ async function main(): Promise<void> {
     const daemon = await startPresence(dir);
     const startMs = performance.now() - started;
     const dnsmasq = trackPeer(await startDnsmasq(join(dir, 'hosts'), size));
-    await answering(dnsmasq.port, topology.names[0]);
+    await answering(dnsmasq.port, topology.names[0], size);
     const targets: Target[] = [
       { server: 'presence-dns', records: size, port: daemon.dnsPort, queries, pid: daemon.process.pid! },
       { server: 'dnsmasq', records: size, port: dnsmasq.port, queries, pid: dnsmasq.child.pid! },
@@ -205,7 +206,7 @@ async function workersBench(size: number): Promise<void> {
     ['nsd', trackPeer(await startNsd(dir, 'bosh.zone'))],
     ['knot', trackPeer(await startKnot(dir, 'bosh.zone'))],
   ];
-  for (const [, p] of peers) await answering(p.port, topology.names[0]);
+  for (const [, p] of peers) await answering(p.port, topology.names[0], size);
   const targets: Target[] = [
     ...presence.map(([label, d]): Target => ({ server: `presence-dns ${label}`, records: size, port: d.dnsPort, queries, pid: d.process.pid! })),
     ...peers.map(([label, p]): Target => ({ server: label, records: size, port: p.port, queries, pid: p.child.pid! })),
