@@ -28,6 +28,10 @@ export class Fleet {
     return [...this.cells.values()].flatMap((n) => n.instances);
   }
 
+  instancesOf(daemon: RunningDaemon): TestInstance[] {
+    return this.cells.get(daemon)!.instances;
+  }
+
   async start(cellId: string, instances: TestInstance[], config: Record<string, unknown> = {}): Promise<RunningDaemon> {
     const daemon = await startDaemon({
       config: presenceConfig(this.databaseUrl, cellId, this.ttlSeconds, config), files: { 'instances.d/base.json': instancesFile(instances) },
