@@ -61,10 +61,10 @@ export class Fleet {
     return node.instances;
   }
 
-  /** Registers one more instance on a node (a registration file of its own). */
-  register(daemon: RunningDaemon, instance: TestInstance): void {
-    writeFileSync(join(daemon.dir, `instances.d/${instance.id}.json`), instancesFile([instance]));
-    this.cells.get(daemon)!.instances.push(instance);
+  /** Registers more instances on a node (a registration file of their own). */
+  register(daemon: RunningDaemon, ...instances: TestInstance[]): void {
+    writeFileSync(join(daemon.dir, `instances.d/${instances[0].id}.json`), instancesFile(instances));
+    this.cells.get(daemon)!.instances.push(...instances);
   }
 
   async answersAll(daemon: RunningDaemon, instances = this.known): Promise<boolean> {
@@ -88,15 +88,21 @@ export class Fleet {
     }, timeoutMs, 'every node to sync to the newest revision');
   }
 
+  /** The topology file a node's syncer writes. */
+  topologyFile(daemon: RunningDaemon): string {
+    const topology = this.cells.get(daemon)!.config.topology as { file?: string } | undefined;
+    return topology?.file ?? join(daemon.dir, 'topology.json');
+  }
+
   fileRecords(daemon: RunningDaemon): number {
-    return syncedInstances(join(daemon.dir, 'topology.json')).length;
+    return syncedInstances(this.topologyFile(daemon)).length;
   }
 
   /** Known instances missing from the nodes' files, summed over the nodes. */
   recordsLost(): number {
     const known = this.known;
     return this.nodes.reduce((n, d) => {
-      const ids = new Set(syncedInstances(join(d.dir, 'topology.json')).map((i) => i.id));
+      const ids = new Set(syncedInstances(this.topologyFile(d)).map((i) => i.id));
       return n + known.filter((i) => !ids.has(i.id)).length;
     }, 0);
   }
