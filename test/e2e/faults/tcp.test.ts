@@ -110,6 +110,8 @@ it('slow, silent and half-open TCP clients beyond the cap: connections bounded, 
   const peak = await peakConnections(async () => {
     const opened = await Promise.all(Array.from({ length: clients }, () => open()));
     openedAt = Date.now();
+    // The server accepts after the kernel has connected them: once it has, the cap has evicted the oldest.
+    await waitFor(async () => (await metric(daemon, 'presence_dns_tcp_evictions_total')) >= evictionsBefore + clients - MAX_TCP_CONNECTIONS, 5000, 'the connections beyond the cap to be evicted');
     const dripping: NodeJS.Timeout[] = [];
     opened.forEach(({ socket, closed }, n) => {
       void closed.then(() => closedAt.push(Date.now()));
