@@ -125,7 +125,8 @@ describe('database faults', () => {
     // A change after the dump: one more instance on B, synced to A.
     const later: TestInstance = { id: 'fb-late', group: 'fblate', ip: '10.50.0.9' };
     fleet.register(b, later);
-    await waitFor(async () => (await answers(a, later.group))[0] === later.ip, 10_000, 'the later instance on A');
+    // On both nodes before the restore: the load asks both for it.
+    await fleet.waitAllAnswer('the later instance on both nodes', 10_000);
     const smallest = await fleet.smallestFiles(() => fleet.underLoad('restored from an older dump', async () => {
       await database.restore(dump);
       expect(await maxRevision(database)).toBe(revisionAtDump);

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { waitFor, type RunningDaemon } from '../../helpers/daemon.ts';
 import { PgBouncer } from '../../helpers/pgbouncer.ts';
 import { PgServer } from '../../helpers/pg-server.ts';
-import { answers, metric, type TestInstance } from '../../presence/daemons.ts';
+import { metric, type TestInstance } from '../../presence/daemons.ts';
 import { Fleet, liveRows, maxRevision } from './fleet.ts';
 import { sleep } from './report.ts';
 
@@ -43,7 +43,8 @@ it('fails over to a promoted replica that lost the last transactions: 0 failed a
   await replica.stop();
   const late: TestInstance = { id: 'fo-late', group: 'folate', ip: '10.60.0.9' };
   fleet.register(a, late);
-  await waitFor(async () => (await answers(b, late.group))[0] === late.ip, 10_000, 'the late instance on B');
+  // On both nodes before the failover: the load asks both for it.
+  await fleet.waitAllAnswer('the late instance on both nodes', 10_000);
   const revisionOnPrimary = await maxRevision(primary);
 
   const smallest = await fleet.smallestFiles(() => fleet.underLoad('failover to a promoted replica (PgBouncer repointed)', async () => {
