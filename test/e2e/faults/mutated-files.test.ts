@@ -137,4 +137,4 @@ it(`${FILES} randomly mutated topology files in a row: no crash, each served or 
   expect(rejected).toBeGreaterThan(FILES / 5);
   expect(rejected).toBeLessThan(FILES);
   expect(daemon.process.exitCode).toBeNull();
-}, size(90_000, 1_800_000));
+}, size(150_000, 3_600_000));
