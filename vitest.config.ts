@@ -8,6 +8,7 @@ export default defineConfig({
     pool: 'forks',
     // Two cores: end-to-end files start daemons and databases; keep them from starving each other.
     maxWorkers: 2,
-    globalSetup: ['test/helpers/global-setup.ts'],
+    // The fault suite's setup collects its scenarios' rows and prints the summary table.
+    globalSetup: ['test/helpers/global-setup.ts', 'test/e2e/faults/global-setup.ts'],
   },
 });

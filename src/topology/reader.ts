@@ -276,6 +276,10 @@ export function readTopology(bytes: Buffer, onInstance: (instance: Instance) => 
       }
     }
     const version = value('version');
+    // A revision: the image keeps it as an integer, so a fraction would be served as another version.
+    if (version !== undefined && !(typeof version === 'number' && Number.isSafeInteger(version) && version >= 0)) {
+      return { ok: false, error: `version must be a non-negative integer, got ${JSON.stringify(version)}` };
+    }
     const str = (key: string) => {
       const v = value(key);
       return typeof v === 'string' ? v : null;
@@ -284,7 +288,7 @@ export function readTopology(bytes: Buffer, onInstance: (instance: Instance) => 
       ok: true,
       warnings,
       topology: {
-        version: typeof version === 'number' && Number.isFinite(version) ? version : 0,
+        version: version ?? 0,
         aliases: readAliases(value('aliases'), warnings),
         ptrRecords,
         generatedAt: str('generated_at'),

@@ -69,7 +69,7 @@ export interface StateCounts {
 /**
  * The file the syncer owns: snapshot + journal + image cache. A failed write (disk full,
  * read-only) leaves the last good snapshot whole; it is logged, counted, and retried as
- * a whole snapshot at the next compaction check.
+ * a whole snapshot at the next change or periodic retry (TopologyState.retryFailedWrite).
  */
 export class OwnedFile {
   private readonly journal: JournalWriter;
@@ -201,6 +201,15 @@ export class TopologyState {
     this.options.post({ type: 'delta', delta });
     this.owned?.append(version, removes, adds);
     if (view.pending >= compactionThreshold(view.recordCount) || this.owned?.due) this.compact();
+  }
+
+  /**
+   * Rewrites the file whole if a write failed (disk full, read-only) and nothing has
+   * rewritten it since: called periodically, so the file catches up once space is back
+   * even when no change comes to trigger a compaction.
+   */
+  retryFailedWrite(): void {
+    if (this.view && this.owned?.writeError) this.owned.snapshot(this.view);
   }
 
   /** Starts owning the file: the state in service is written as a fresh snapshot now. */

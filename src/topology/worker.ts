@@ -109,7 +109,13 @@ function status(): WorkerStatus {
 }
 
 const report = () => post({ type: 'status', status: status() });
-const reportEvery = setInterval(report, 1000);
+/** How often a failed write of the owned file is retried (a disk full is not fixed in a second). */
+const WRITE_RETRY_TICKS = 5;
+let ticks = 0;
+const reportEvery = setInterval(() => {
+  if (++ticks % WRITE_RETRY_TICKS === 0) state.retryFailedWrite();
+  report();
+}, 1000);
 /** A status right after a change, coalesced (a burst of journal lines reports once). */
 function reportSoon(): void {
   if (reportQueued) return;

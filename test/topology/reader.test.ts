@@ -195,6 +195,10 @@ describe('files rejected whole', () => {
     ['record_keys not strings', '{"record_keys": [1], "record_infos": []}', 'record_keys must be a list of column names'],
     ['no record_infos', '{"record_keys": ["id"]}', 'record_infos must be a list of rows'],
     ['a required column missing', '{"record_keys": ["id", "instance_group", "network", "deployment", "domain"], "record_infos": []}', 'lacks required column(s): ip'],
+    // Found by the fault suite: 7.32 was accepted and served as version 7.
+    ['a fractional version', valid.replace('"version":1', '"version":7.32'), 'version must be a non-negative integer, got 7.32'],
+    ['a negative version', valid.replace('"version":1', '"version":-3'), 'version must be a non-negative integer, got -3'],
+    ['a version that is a string', valid.replace('"version":1', '"version":"5"'), 'version must be a non-negative integer, got "5"'],
   ])('%s', (_what, text, error) => {
     expect(rejected(parseTopology(text))).toContain(error);
   });

@@ -2,7 +2,7 @@
 // journal line (not a rewrite of the snapshot), a reader elsewhere follows the journal as
 // deltas, the journal is compacted into a new snapshot once it has grown, a restart reads
 // snapshot + journal (or the cached image of the snapshot), and a torn append is ignored.
-import { appendFileSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FileSource } from '../../src/topology/file-source.ts';
@@ -103,6 +103,29 @@ describe('the file the syncer owns', () => {
     expect(syncedTopology(file).instances.find((i) => i.id === 'n1')!.index).toBe(1001);
     // The snapshot's image is cached beside it, for a fast restart.
     expect(readImageCache(file)?.image.version).toBe(1 + threshold);
+  });
+
+  it('keeps the last good file whole when a write fails, and rewrites it once writing works again, with no change to trigger it', () => {
+    const dir = join(tempDir(), 'topology');
+    mkdirSync(dir);
+    const file = join(dir, 'topology.json');
+    const { state } = writer(file, fleet(3));
+    // The directory can no longer be written (as root, permissions would not stop us): a file stands in its place.
+    const saved = `${dir}.saved`;
+    renameSync(dir, saved);
+    writeFileSync(dir, '');
+    state.replace(compileImage({ version: 2, instances: fleet(5), aliases: new Map(), ptrRecords: null, generatedAt: null, source: null, cluster: null }));
+    expect(state.counts.writeFailures).toBe(1);
+    expect(state.owned!.writeError).toMatch(/ENOTDIR/);
+    rmSync(dir);
+    renameSync(saved, dir);
+    expect(syncedTopology(file).instances).toHaveLength(3);
+    state.retryFailedWrite();
+    expect(syncedTopology(file)).toMatchObject({ version: 2, instances: expect.arrayContaining(fleet(5).map((i) => expect.objectContaining({ id: i.id }))) });
+    expect(state.owned!.writeError).toBeNull();
+    // Nothing failed since: nothing to retry.
+    state.retryFailedWrite();
+    expect(state.counts.writeFailures).toBe(1);
   });
 });
 

@@ -4,9 +4,10 @@
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { addresses, dig } from '../helpers/dig.ts';
-import { startDaemon, waitFor, type RunningDaemon } from '../helpers/daemon.ts';
-import { QueryStream, reloadFailures, versionTopology, writeAtomically } from './topology-stream.ts';
+import { addresses, dig } from '../../helpers/dig.ts';
+import { startDaemon, waitFor, type RunningDaemon } from '../../helpers/daemon.ts';
+import { QueryStream, reloadFailures, versionTopology, writeAtomically } from '../topology-stream.ts';
+import { daemonRss, report } from './report.ts';
 
 const NAME = '*.web.default.cf.bosh';
 
@@ -84,6 +85,10 @@ describe('a broken topology file leaves the last good one in service', () => {
 
   it('answered every query while the file was broken', async () => {
     await stream.settle();
+    report({
+      scenario: 'topology file corrupt, truncated, wrong shape, deleted', sent: stream.samples.length, failed: stream.failures().length,
+      recordsLost: addresses(await dig(daemon.dnsPort, NAME)).join() === '10.0.0.3' ? 0 : 1, rssBytes: daemonRss(daemon),
+    });
     expect(stream.failures()).toEqual([]);
   });
 });
