@@ -231,6 +231,9 @@ class PostgresWatch {
   /** What the backends waiting on a lock ran, at the peak of lock waits. */
   lockWaitQueries: Record<string, number> = {};
   peakActive = 0;
+  private commitsAtStart = 0;
+  /** Transactions (and single statements) committed in the database during the watch. */
+  committed = 0;
 
   constructor(url: string, private readonly database: string) {
     this.client = new pg.Client({ connectionString: url, application_name: 'fleet bench watch' });
@@ -240,12 +243,18 @@ class PostgresWatch {
     await this.client.connect();
     this.ownPid = (await this.client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0].pid;
     this.started = performance.now();
+    this.commitsAtStart = await this.commits();
     await this.sample();
     this.baselining = false;
     const tick = () => {
       this.timer = setTimeout(() => void this.sample().finally(() => this.timer && tick()), 1000);
     };
     tick();
+  }
+
+  private async commits(): Promise<number> {
+    const { rows } = await this.client.query<{ n: string }>('SELECT xact_commit AS n FROM pg_stat_database WHERE datname = $1', [this.database]);
+    return Number(rows[0].n);
   }
 
   private async sample(): Promise<void> {
@@ -278,6 +287,10 @@ class PostgresWatch {
     this.peakActive = Math.max(this.peakActive, rows.filter((r) => r.state === 'active').length);
   }
 
+  get seconds(): number {
+    return (this.stoppedAt - this.started) / 1000;
+  }
+
   /** The backends' CPU over the watch, percent of one core. */
   cpuPercent(): number {
     let ms = 0;
@@ -291,6 +304,8 @@ class PostgresWatch {
     if (timer) clearTimeout(timer);
     await this.sample().catch(() => undefined);
     this.stoppedAt = performance.now();
+    // Every statement outside a transaction is one; pg_stat_database lags by up to a second.
+    this.committed = (await this.commits()) - this.commitsAtStart;
     await this.client.end();
   }
 }
@@ -300,6 +315,9 @@ interface NodeHeartbeat { sent: number; failures: number; p50: number; p99: numb
 
 interface DaemonResult extends ProbeResult {
   cpuMsPerChange: number;
+  /** Its CPU, ms per second: without changes (heartbeats, polling, the probe) and with them. */
+  idleCpuMsPerS: number;
+  loadCpuMsPerS: number;
 }
 
 export interface FleetResult {
@@ -323,7 +341,7 @@ export interface FleetResult {
   convergence: Quantiles & { unconverged: number; changes: number };
   cellsExpired: number;
   daemons: DaemonResult[];
-  postgres: { cpuPercent: number; connections: number; byPart: Record<string, number>; lockWaits: number; lockWaitQueries: Record<string, number>; active: number };
+  postgres: { transactionsPerSecond: number; cpuPercent: number; connections: number; byPart: Record<string, number>; lockWaits: number; lockWaitQueries: Record<string, number>; active: number };
   machineBusyPercent: number;
   othersCpuPercent: number;
   benchCpuPercent: number;
@@ -542,8 +560,9 @@ async function simulate(): Promise<FleetResult> {
       cellsExpired: [...new Set([...stores, reaperStore])].reduce((a, s) => a + s.expired, 0),
       daemons: seen.map((s, i) => ({
         ...s, cpuMsPerChange: (daemonCpuLoad[i] - daemonCpuIdle[i] * (loadMs / idleMs)) / Math.max(1, changes),
+        idleCpuMsPerS: daemonCpuIdle[i] / (idleMs / 1000), loadCpuMsPerS: daemonCpuLoad[i] / (loadMs / 1000),
       })),
-      postgres: { cpuPercent: watch.cpuPercent(), connections: watch.peakConnections, byPart: watch.peakByPart, lockWaits: watch.peakLockWaits, lockWaitQueries: watch.lockWaitQueries, active: watch.peakActive },
+      postgres: { transactionsPerSecond: watch.committed / watch.seconds, cpuPercent: watch.cpuPercent(), connections: watch.peakConnections, byPart: watch.peakByPart, lockWaits: watch.peakLockWaits, lockWaitQueries: watch.lockWaitQueries, active: watch.peakActive },
       machineBusyPercent: ((ticks1.busy - ticks0.busy) / (ticks1.total - ticks0.total)) * 100,
       // All the machine's busy CPU minus this run's own processes (the probes' few % aside), percent of one core.
       othersCpuPercent: (((ticks1.busy - ticks0.busy) / CLOCK_TICKS_PER_S) * 1000 - (benchCpu.user + benchCpu.system) / 1000 - daemonsCpuMs) / windowMs * 100 - watch.cpuPercent(),
@@ -556,7 +575,8 @@ async function simulate(): Promise<FleetResult> {
   }
 }
 
-const ms = (n: number) => (Number.isNaN(n) ? '–' : n >= 1000 ? `${(n / 1000).toFixed(2)} s` : `${n.toFixed(1)} ms`);
+// JSON carries NaN (no samples) as null.
+const ms = (n: number | null) => (n === null || Number.isNaN(n) ? '–' : n >= 1000 ? `${(n / 1000).toFixed(2)} s` : `${n.toFixed(1)} ms`);
 const verdict = (ok: boolean) => (ok ? 'met' : 'MISSED');
 
 /** The run's one table: each figure beside its target (DESIGN §9). */
@@ -576,9 +596,10 @@ function table(r: FleetResult): string {
     ['read per sync query: rows / bytes (as JSON)', `${r.perSync.rows.toFixed(1)} / ${Math.round(r.perSync.bytes)}`, 'tracks changes, not the table', ''],
     [`convergence to all ${r.syncers} syncers, ${cv.changes} changes p50 / p99 / max`, `${ms(cv.p50)} / ${ms(cv.p99)} / ${ms(cv.max)}${cv.unconverged ? ` (${cv.unconverged} not everywhere in ${DRAIN_MS / 1000} s)` : ''}`, 'p99 ≤ 1 s (5+ syncers)', verdict(cv.unconverged === 0 && cv.p99 <= 1000 && r.syncers >= 5)],
     [`${r.daemons.length} daemons (dig-like probe, 200 q/s each): unanswered of sent; p99 / max`, `${unanswered} of ${sent}; ${r.daemons.map((d) => `${ms(d.p99)} / ${ms(d.max)}`).join(', ')}`, '0 unanswered', verdict(unanswered === 0)],
-    ['CPU per change on a syncing daemon (beyond its idle)', r.daemons.map((d) => `${d.cpuMsPerChange.toFixed(2)} ms`).join(', '), 'O(1) in the table size', ''],
+    ['CPU per change on a syncing daemon: its CPU ms/s without → with changes ⇒ per change', r.daemons.map((d) => `${d.idleCpuMsPerS.toFixed(0)} → ${d.loadCpuMsPerS.toFixed(0)} ⇒ ${d.cpuMsPerChange.toFixed(2)} ms`).join(', '), 'O(1) in the table size', ''],
     ['cells expired by the reaper during the run', String(r.cellsExpired), '0', verdict(r.cellsExpired === 0)],
     ['PostgreSQL: CPU of its backends (% of one core); connections at peak', `${r.postgres.cpuPercent.toFixed(0)} %; ${r.postgres.connections} (${Object.entries(r.postgres.byPart).map(([k, v]) => `${k} ${v}`).join(', ')})`, '–', ''],
+    ['PostgreSQL: transactions/s (statements outside one count one); backend CPU per transaction', `${r.postgres.transactionsPerSecond.toFixed(0)}/s; ${((r.postgres.cpuPercent * 10) / r.postgres.transactionsPerSecond * 1000).toFixed(0)} µs`, '–', ''],
     ['PostgreSQL: most backends active / waiting on a lock at once', `${r.postgres.active} / ${r.postgres.lockWaits}${r.postgres.lockWaits ? ` (${Object.entries(r.postgres.lockWaitQueries).map(([q, n]) => `${n}× ${q}`).join('; ')})` : ''}`, '–', ''],
     ['machine busy (2 cores = 100 %); load average', `${r.machineBusyPercent.toFixed(0)} %; ${r.loadAverage.map((l) => l.toFixed(2)).join(' ')}`, '–', ''],
     ['CPU, % of one core: bench process (registrars, syncers) / its event-loop p99; others on the machine', `${r.benchCpuPercent.toFixed(0)} % / ${ms(r.benchLoopP99Ms)}; ${r.othersCpuPercent.toFixed(0)} %`, '–', ''],
@@ -616,12 +637,13 @@ async function sweep(extra: string[]): Promise<void> {
   const results: FleetResult[] = [];
   for (const [cells, instances] of sizes) {
     const r = await runChild({ FLEET_CELLS: String(cells), FLEET_INSTANCES: String(instances) }, extra);
+    process.stderr.write(`${JSON.stringify(r)}\n`);
     process.stdout.write(table(r));
     results.push(r);
   }
   const base = results[0];
   const ratio = (a: number, b: number) => (b > 0 ? `${(a / b).toFixed(2)}×` : '–');
-  const lines: Array<string[]> = [['cells × instances', 'rows', 'node hb p99', 'cells hb p99', 'hb fail', 'sync p99', 'rows/sync', 'bytes/sync', 'conv p99', 'daemon CPU/chg', 'unans', 'PG CPU', 'PG conns', 'machine', 'others', 'load 1m']];
+  const lines: Array<string[]> = [['cells × instances', 'rows', 'node hb p99', 'cells hb p99', 'hb fail', 'sync p99', 'rows/sync', 'bytes/sync', 'conv p99', 'daemon CPU/chg', 'unans', 'PG CPU', 'PG xact/s', 'PG conns', 'machine', 'others', 'load 1m']];
   for (const r of results) {
     const unanswered = r.daemons.reduce((a, d) => a + d.unanswered + d.wrong, 0);
     const cpu = r.daemons.reduce((a, d) => a + d.cpuMsPerChange, 0) / r.daemons.length;
@@ -633,7 +655,8 @@ async function sweep(extra: string[]): Promise<void> {
       `${ms(r.syncQuery.p99)} (${ratio(r.syncQuery.p99, base.syncQuery.p99)})`,
       `${r.perSync.rows.toFixed(1)} (${ratio(r.perSync.rows, base.perSync.rows)})`, `${Math.round(r.perSync.bytes)} (${ratio(r.perSync.bytes, base.perSync.bytes)})`,
       `${ms(r.convergence.p99)} (${ratio(r.convergence.p99, base.convergence.p99)})`, `${cpu.toFixed(2)} ms (${ratio(cpu, baseCpu)})`, String(unanswered),
-      `${r.postgres.cpuPercent.toFixed(0)} % (${ratio(r.postgres.cpuPercent, base.postgres.cpuPercent)})`, String(r.postgres.connections),
+      `${r.postgres.cpuPercent.toFixed(0)} % (${ratio(r.postgres.cpuPercent, base.postgres.cpuPercent)})`,
+      `${r.postgres.transactionsPerSecond.toFixed(0)} (${ratio(r.postgres.transactionsPerSecond, base.postgres.transactionsPerSecond)})`, String(r.postgres.connections),
       `${r.machineBusyPercent.toFixed(0)} %`, `${r.othersCpuPercent.toFixed(0)} %`, r.loadAverage[0].toFixed(2),
     ]);
   }

@@ -223,42 +223,40 @@ async function setRevision(tx: Queryable, revision: number): Promise<void> {
 }
 
 /**
- * Writes `changed` (revisions head + 1, head + 2, … in list order) and tombstones `gone`
- * (after them) in ONE statement, which takes the revision row lock, so the lock is held
- * for that statement alone — never across a round trip to a client, whose slowness would
- * otherwise hold up every other writer — and revisions commit in the order they are given
- * (a reader polling `revision > last` never skips one). Returns the new head.
+ * Writes `changed` rows (revisions head + 1, head + 2, … in list order) and the `gone` ones
+ * as tombstones (after them) in ONE statement, which takes the revision row lock, so the
+ * lock is held for that statement alone — never across a round trip to a client, whose
+ * slowness would otherwise hold up every other writer — and revisions commit in the order
+ * they are given (a reader polling `revision > last` never skips one). One upsert carries
+ * both, as engines like CockroachDB refuse two modifications of one table in a statement.
+ * Returns the new head.
  */
-async function writeRows(db: Queryable, changed: PresenceRecord[], gone: string[]): Promise<number> {
-  const rows = changed.map((r, i) => ({
+async function writeRows(db: Queryable, changed: PresenceRecord[], gone: PresenceRecord[]): Promise<number> {
+  const rows = [...changed, ...gone].map((r, i) => ({
     n: i + 1, id: r.id, cell_id: r.cellId, group_name: r.group, group_ids: r.groupIds, network: r.network, network_id: r.networkId,
     deployment: r.deployment, az: r.az, az_id: r.azId, instance_index: r.index, num_id: r.numId, ip: r.ip, domain: r.domain,
-    agent_id: r.agentId, health: r.health, ports: r.ports, routes: r.routes,
+    agent_id: r.agentId, health: r.health, ports: r.ports, routes: r.routes, deleted: i >= changed.length,
   }));
-  const total = changed.length + gone.length;
   const { rows: result } = await db.query<{ revision: number | string }>(
     `WITH head AS (
-       INSERT INTO presence_revision (id, revision) VALUES (1, $3::bigint)
-         ON CONFLICT (id) DO UPDATE SET revision = presence_revision.revision + $3::bigint
-       RETURNING revision - $3::bigint AS base),
+       INSERT INTO presence_revision (id, revision) VALUES (1, $2::bigint)
+         ON CONFLICT (id) DO UPDATE SET revision = presence_revision.revision + $2::bigint
+       RETURNING revision - $2::bigint AS base),
      written AS (
        INSERT INTO presences (${ROW_COLUMNS})
          SELECT r.id, r.cell_id, r.group_name, r.group_ids, r.network, r.network_id, r.deployment, r.az, r.az_id, r.instance_index,
-                r.num_id, r.ip, r.domain, r.agent_id, r.health, r.ports, r.routes, head.base + r.n, false
+                r.num_id, r.ip, r.domain, r.agent_id, r.health, r.ports, r.routes, head.base + r.n, r.deleted
            FROM head, jsonb_to_recordset($1::jsonb) AS r(n int, id text, cell_id text, group_name text, group_ids int[],
                 network text, network_id int, deployment text, az text, az_id int, instance_index int, num_id int, ip text,
-                domain text, agent_id text, health text, ports jsonb, routes jsonb)
+                domain text, agent_id text, health text, ports jsonb, routes jsonb, deleted boolean)
        ON CONFLICT (id) DO UPDATE SET cell_id = EXCLUDED.cell_id, group_name = EXCLUDED.group_name,
          group_ids = EXCLUDED.group_ids, network = EXCLUDED.network, network_id = EXCLUDED.network_id,
          deployment = EXCLUDED.deployment, az = EXCLUDED.az, az_id = EXCLUDED.az_id,
          instance_index = EXCLUDED.instance_index, num_id = EXCLUDED.num_id, ip = EXCLUDED.ip,
          domain = EXCLUDED.domain, agent_id = EXCLUDED.agent_id, health = EXCLUDED.health,
-         ports = EXCLUDED.ports, routes = EXCLUDED.routes, revision = EXCLUDED.revision, deleted = false),
-     tombstoned AS (
-       UPDATE presences p SET deleted = true, revision = head.base + $4::bigint + g.n
-         FROM head, unnest($2::text[]) WITH ORDINALITY AS g(id, n) WHERE p.id = g.id)
-     SELECT base + $3::bigint AS revision, pg_notify($5, (base + $3::bigint)::text) FROM head`,
-    [JSON.stringify(rows), gone, total, changed.length, NOTIFY_CHANNEL],
+         ports = EXCLUDED.ports, routes = EXCLUDED.routes, revision = EXCLUDED.revision, deleted = EXCLUDED.deleted)
+     SELECT base + $2::bigint AS revision, pg_notify($3, (base + $2::bigint)::text) FROM head`,
+    [JSON.stringify(rows), rows.length, NOTIFY_CHANNEL],
   );
   return Number(result[0].revision);
 }
@@ -320,7 +318,8 @@ export class PresenceStore {
       return !current || current.deleted || recordKey(current) !== recordKey(record);
     });
     const wanted = new Set(ids);
-    const gone = rows.filter((r) => r.cell_id === cellId && !r.deleted && !wanted.has(r.id)).map((r) => r.id).sort();
+    // A tombstone keeps the row's last fields, so one upsert writes both.
+    const gone = rows.filter((r) => r.cell_id === cellId && !r.deleted && !wanted.has(r.id)).map(fromDb).sort((x, y) => (x.id < y.id ? -1 : 1));
     if (changed.length + gone.length === 0) return { written: 0, tombstoned: 0, revision: (await this.head()).revision };
     const revision = await writeRows(this.db, changed, gone);
     return { written: changed.length, tombstoned: gone.length, revision };
