@@ -100,46 +100,51 @@ const idKey = (kind: IdKind, scope: string, name: string) => `${kind}\u0000${sco
 
 /**
  * Numeric ids of names, allocated on first use. Ids are never changed once given, so the
- * names already numbered are read without any lock; only names still unknown (and pins not
- * yet recorded) are allocated, in a short transaction of their own holding the revision row
- * lock (which serialises allocators). Set based: a cell of any size costs a few statements.
+ * names already numbered are read without any lock (`loadKnown`); names still unknown, and
+ * pins not yet recorded, are allocated by `allocate` inside a transaction holding the
+ * revision row lock (which serialises allocators). Set based: a cell of any size costs a
+ * few statements.
  */
 class IdAllocator {
   private readonly known = new Map<string, number>();
-  constructor(private readonly db: Db) {}
+  private readonly unique: IdName[];
 
-  /** Records the pins, then allocates every name still unknown, numbered in first-use order. */
-  async prepare(pins: Array<[...IdName, number]>, names: IdName[]): Promise<void> {
-    const unique = [...new Map([...names, ...pins.map((p): IdName => [p[0], p[1], p[2]])].map((n) => [idKey(...n), n])).values()];
-    await this.load(this.db, unique);
-    if (unique.every((n) => this.known.has(idKey(...n)))) return;
-    await this.db.transaction(async (tx) => {
-      await lockRevision(tx);
-      // Pins first, so no allocation below hands a pinned number to another name.
-      const newPins = pins.filter((p) => !this.known.has(idKey(p[0], p[1], p[2])));
-      if (newPins.length) {
-        await tx.query(
-          `INSERT INTO numeric_ids (kind, scope, name, id)
-             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[]) ON CONFLICT DO NOTHING`,
-          [newPins.map((p) => p[0]), newPins.map((p) => p[1]), newPins.map((p) => p[2]), newPins.map((p) => p[3])],
-        );
-      }
-      // Another writer may have numbered some of them meanwhile.
-      await this.load(tx, unique.filter((n) => !this.known.has(idKey(...n))));
-      const missing = unique.filter((n) => !this.known.has(idKey(...n)));
-      if (missing.length === 0) return;
-      const { rows } = await tx.query<{ kind: IdKind; scope: string; name: string; id: number }>(
-        `WITH wanted AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS w(kind, scope, name, ord)),
-           tops AS (SELECT kind, scope, (SELECT COALESCE(MAX(n.id), 0) FROM numeric_ids n WHERE n.kind = s.kind AND n.scope = s.scope) AS top
-                      FROM (SELECT DISTINCT kind, scope FROM wanted) s)
-         INSERT INTO numeric_ids (kind, scope, name, id)
-           SELECT w.kind, w.scope, w.name, t.top + row_number() OVER (PARTITION BY w.kind, w.scope ORDER BY w.ord)
-             FROM wanted w JOIN tops t USING (kind, scope)
-         RETURNING kind, scope, name, id`,
-        [missing.map((n) => n[0]), missing.map((n) => n[1]), missing.map((n) => n[2])],
+  constructor(private readonly pins: Array<[...IdName, number]>, names: IdName[]) {
+    this.unique = [...new Map([...names, ...pins.map((p): IdName => [p[0], p[1], p[2]])].map((n) => [idKey(...n), n])).values()];
+  }
+
+  /** Reads the ids already given; true when every name (and pin) has one. */
+  async loadKnown(db: Queryable): Promise<boolean> {
+    await this.load(db, this.unique);
+    return this.unique.every((n) => this.known.has(idKey(...n)));
+  }
+
+  /** Records the new pins, then numbers every name still unknown in first-use order; `tx` holds the revision row lock. */
+  async allocate(tx: Queryable): Promise<void> {
+    // Pins first, so no allocation below hands a pinned number to another name.
+    const newPins = this.pins.filter((p) => !this.known.has(idKey(p[0], p[1], p[2])));
+    if (newPins.length) {
+      await tx.query(
+        `INSERT INTO numeric_ids (kind, scope, name, id)
+           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[]) ON CONFLICT DO NOTHING`,
+        [newPins.map((p) => p[0]), newPins.map((p) => p[1]), newPins.map((p) => p[2]), newPins.map((p) => p[3])],
       );
-      for (const r of rows) this.known.set(idKey(r.kind, r.scope, r.name), r.id);
-    });
+    }
+    // Another writer may have numbered some of them meanwhile.
+    await this.load(tx, this.unique.filter((n) => !this.known.has(idKey(...n))));
+    const missing = this.unique.filter((n) => !this.known.has(idKey(...n)));
+    if (missing.length === 0) return;
+    const { rows } = await tx.query<{ kind: IdKind; scope: string; name: string; id: number }>(
+      `WITH wanted AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS w(kind, scope, name, ord)),
+         tops AS (SELECT kind, scope, (SELECT COALESCE(MAX(n.id), 0) FROM numeric_ids n WHERE n.kind = s.kind AND n.scope = s.scope) AS top
+                    FROM (SELECT DISTINCT kind, scope FROM wanted) s)
+       INSERT INTO numeric_ids (kind, scope, name, id)
+         SELECT w.kind, w.scope, w.name, t.top + row_number() OVER (PARTITION BY w.kind, w.scope ORDER BY w.ord)
+           FROM wanted w JOIN tops t USING (kind, scope)
+       RETURNING kind, scope, name, id`,
+      [missing.map((n) => n[0]), missing.map((n) => n[1]), missing.map((n) => n[2])],
+    );
+    for (const r of rows) this.known.set(idKey(r.kind, r.scope, r.name), r.id);
   }
 
   private async load(db: Queryable, wanted: IdName[]): Promise<void> {
@@ -261,6 +266,35 @@ async function writeRows(db: Queryable, changed: PresenceRecord[], gone: Presenc
   return Number(result[0].revision);
 }
 
+/**
+ * `writeInstances` once the ids are prepared, on `db` or inside its transaction. The rows
+ * are read without a lock: only this cell's registrar writes its live rows, and the
+ * reaper, which may tombstone them meanwhile, also deletes the cell row — so the next
+ * heartbeat re-registers and rewrites them all.
+ */
+async function writeCell(db: Queryable, cellId: string, registrations: Registration[], ids: IdAllocator): Promise<WriteResult> {
+  const wanted = registrations.map((r) => r.id);
+  const { rows } = await db.query<DbPresenceRow>(
+    `SELECT ${ROW_COLUMNS} FROM presences WHERE (cell_id = $1 AND NOT deleted) OR id = ANY($2::text[])`,
+    [cellId, wanted],
+  );
+  const existing = new Map(rows.map((r) => [r.id, fromDb(r)]));
+  // One row per id (the last registration of an id wins), in registration order.
+  const records = [...new Map(registrations.map((r) => [r.id, toRecord(cellId, r, ids)])).values()];
+  const changed = records.filter((record) => {
+    const current = existing.get(record.id);
+    return !current || current.deleted || recordKey(current) !== recordKey(record);
+  });
+  const kept = new Set(wanted);
+  // A tombstone keeps the row's last fields, so one upsert writes both.
+  const gone = rows.filter((r) => r.cell_id === cellId && !r.deleted && !kept.has(r.id)).map(fromDb).sort((x, y) => (x.id < y.id ? -1 : 1));
+  if (changed.length + gone.length === 0) {
+    const { rows: head } = await db.query<{ revision: number | string }>('SELECT revision FROM presence_revision WHERE id = 1');
+    return { written: 0, tombstoned: 0, revision: head.length ? Number(head[0].revision) : 0 };
+  }
+  return { written: changed.length, tombstoned: gone.length, revision: await writeRows(db, changed, gone) };
+}
+
 export class PresenceStore {
   /** `prepare` runs before every operation (the schema migration until it has succeeded once). */
   constructor(readonly db: Db, private readonly prepare: () => Promise<void> = async () => undefined) {}
@@ -299,30 +333,19 @@ export class PresenceStore {
    */
   async writeInstances(cellId: string, registrations: Registration[]): Promise<WriteResult> {
     await this.prepare();
-    // Read without a lock: only this cell's registrar writes its live rows, and the reaper,
-    // which may tombstone them meanwhile, also deletes the cell row — so the next heartbeat
-    // re-registers and rewrites them all.
-    const ids = registrations.map((r) => r.id);
-    const { rows } = await this.db.query<DbPresenceRow>(
-      `SELECT ${ROW_COLUMNS} FROM presences WHERE (cell_id = $1 AND NOT deleted) OR id = ANY($2::text[])`,
-      [cellId, ids],
-    );
-    const existing = new Map(rows.map((r) => [r.id, fromDb(r)]));
-    const allocator = new IdAllocator(this.db);
     const needs = registrations.map(idNeeds);
-    await allocator.prepare(needs.flatMap((n) => n.pins), needs.flatMap((n) => n.names));
-    // One row per id (the last registration of an id wins), in registration order.
-    const records = [...new Map(registrations.map((r) => [r.id, toRecord(cellId, r, allocator)])).values()];
-    const changed = records.filter((record) => {
-      const current = existing.get(record.id);
-      return !current || current.deleted || recordKey(current) !== recordKey(record);
+    const ids = new IdAllocator(needs.flatMap((n) => n.pins), needs.flatMap((n) => n.names));
+    // Names seen before (every change after a cell's registration): no transaction, and the
+    // revision row is locked by the one writing statement alone.
+    if (await ids.loadKnown(this.db)) return writeCell(this.db, cellId, registrations, ids);
+    // New names (a registration): numbered and written in one transaction under the lock,
+    // as one step — also for the embedded engine, which runs one transaction at a time, so
+    // no sync reads the database between the numbering and the rows.
+    return this.db.transaction(async (tx) => {
+      await lockRevision(tx);
+      await ids.allocate(tx);
+      return writeCell(tx, cellId, registrations, ids);
     });
-    const wanted = new Set(ids);
-    // A tombstone keeps the row's last fields, so one upsert writes both.
-    const gone = rows.filter((r) => r.cell_id === cellId && !r.deleted && !wanted.has(r.id)).map(fromDb).sort((x, y) => (x.id < y.id ? -1 : 1));
-    if (changed.length + gone.length === 0) return { written: 0, tombstoned: 0, revision: (await this.head()).revision };
-    const revision = await writeRows(this.db, changed, gone);
-    return { written: changed.length, tombstoned: gone.length, revision };
   }
 
   async listCells(): Promise<CellObservation[]> {
