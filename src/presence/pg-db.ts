@@ -12,15 +12,37 @@ pg.types.setTypeParser(pg.types.builtins.INT8, (v: string) => Number(v));
 const LISTEN_PROBE_MS = 5000;
 const PROBE_PREFIX = 'presence-dns-probe:';
 
+/** One pool per part of the daemon, so a part's waits never hold up another's statements. */
+export interface PoolOptions {
+  /** Most connections the pool opens (they are opened on first use, closed when idle). */
+  max: number;
+  /** The part the pool serves, shown as `application_name` in pg_stat_activity (e.g. "presence-dns registrar"). */
+  name: string;
+}
+
+/** Pool sizes of the daemon's parts: what each does at most at once, plus one spare. */
+export const POOLS = {
+  /** A heartbeat or one cell's write at a time (passes never overlap). */
+  registrar: { max: 2, name: 'presence-dns registrar' },
+  /** The lock, a cell listing or one expiry transaction at a time. */
+  reaper: { max: 2, name: 'presence-dns reaper' },
+  /** The LISTEN connection, held, plus a pass's queries or one snapshot transaction. */
+  syncer: { max: 3, name: 'presence-dns syncer' },
+} as const satisfies Record<string, PoolOptions>;
+
+/** For tools and tests that use one pool for everything. */
+const GENERAL_POOL: PoolOptions = { max: 4, name: 'presence-dns' };
+
 export class PgDb implements Db {
   readonly kind = 'pg';
   private readonly pool: pg.Pool;
   private listenUnsupportedLogged = false;
 
-  constructor(url: string, private readonly logger: Logger) {
+  constructor(url: string, private readonly logger: Logger, pool: PoolOptions = GENERAL_POOL) {
     this.pool = new pg.Pool({
       connectionString: url,
-      max: 4,
+      max: pool.max,
+      application_name: pool.name,
       connectionTimeoutMillis: 3000,
       // A partitioned database must fail a query, not hang the syncer or the registrar.
       query_timeout: 5000,
@@ -127,6 +149,6 @@ function clientQueryable(client: pg.PoolClient): Queryable {
 }
 
 /** A pool to the PostgreSQL server at `url` (connections are made on first use). */
-export function openPgDb(url: string, logger: Logger): Db {
-  return new PgDb(url, logger);
+export function openPgDb(url: string, logger: Logger, pool?: PoolOptions): Db {
+  return new PgDb(url, logger, pool);
 }

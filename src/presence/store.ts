@@ -114,29 +114,42 @@ type IdName = [IdKind, string, string];
 const idKey = (kind: IdKind, scope: string, name: string) => `${kind}\u0000${scope}\u0000${name}`;
 
 /**
- * Numeric ids of names, allocated on first use; callers hold the revision row lock. Set
- * based: a cell of any size costs three statements, not one round trip per instance
- * while every other writer waits on the revision row.
+ * Numeric ids of names, allocated on first use. Ids are never changed once given, so the
+ * names already numbered are read without any lock (`loadKnown`); names still unknown, and
+ * pins not yet recorded, are allocated by `allocate` inside a transaction holding the
+ * revision row lock (which serialises allocators). Set based: a cell of any size costs a
+ * few statements.
  */
 class IdAllocator {
   private readonly known = new Map<string, number>();
-  constructor(private readonly tx: Queryable) {}
+  private readonly unique: IdName[];
 
-  /** Records the pins, then allocates every name still unknown, numbered in first-use order. */
-  async prepare(pins: Array<[...IdName, number]>, names: IdName[]): Promise<void> {
+  constructor(private readonly pins: Array<[...IdName, number]>, names: IdName[]) {
+    this.unique = [...new Map([...names, ...pins.map((p): IdName => [p[0], p[1], p[2]])].map((n) => [idKey(...n), n])).values()];
+  }
+
+  /** Reads the ids already given; true when every name (and pin) has one. */
+  async loadKnown(db: Queryable): Promise<boolean> {
+    await this.load(db, this.unique);
+    return this.unique.every((n) => this.known.has(idKey(...n)));
+  }
+
+  /** Records the new pins, then numbers every name still unknown in first-use order; `tx` holds the revision row lock. */
+  async allocate(tx: Queryable): Promise<void> {
     // Pins first, so no allocation below hands a pinned number to another name.
-    if (pins.length) {
-      await this.tx.query(
+    const newPins = this.pins.filter((p) => !this.known.has(idKey(p[0], p[1], p[2])));
+    if (newPins.length) {
+      await tx.query(
         `INSERT INTO numeric_ids (kind, scope, name, id)
            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[]) ON CONFLICT DO NOTHING`,
-        [pins.map((p) => p[0]), pins.map((p) => p[1]), pins.map((p) => p[2]), pins.map((p) => p[3])],
+        [newPins.map((p) => p[0]), newPins.map((p) => p[1]), newPins.map((p) => p[2]), newPins.map((p) => p[3])],
       );
     }
-    const unique = [...new Map(names.map((n) => [idKey(...n), n])).values()];
-    await this.load(unique);
-    const missing = unique.filter((n) => !this.known.has(idKey(...n)));
+    // Another writer may have numbered some of them meanwhile.
+    await this.load(tx, this.unique.filter((n) => !this.known.has(idKey(...n))));
+    const missing = this.unique.filter((n) => !this.known.has(idKey(...n)));
     if (missing.length === 0) return;
-    const { rows } = await this.tx.query<{ kind: IdKind; scope: string; name: string; id: number }>(
+    const { rows } = await tx.query<{ kind: IdKind; scope: string; name: string; id: number }>(
       `WITH wanted AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS w(kind, scope, name, ord)),
          tops AS (SELECT kind, scope, (SELECT COALESCE(MAX(n.id), 0) FROM numeric_ids n WHERE n.kind = s.kind AND n.scope = s.scope) AS top
                     FROM (SELECT DISTINCT kind, scope FROM wanted) s)
@@ -149,7 +162,7 @@ class IdAllocator {
     for (const r of rows) this.known.set(idKey(r.kind, r.scope, r.name), r.id);
   }
 
-  private async load(wanted: IdName[]): Promise<void> {
+  private async load(db: Queryable, wanted: IdName[]): Promise<void> {
     const byScope = new Map<string, { kind: IdKind; scope: string; names: string[] }>();
     for (const [kind, scope, name] of wanted) {
       const key = idKey(kind, scope, '');
@@ -161,7 +174,7 @@ class IdAllocator {
     // an unnest was planned as a hash of the whole table while a registration burst outran
     // autovacuum's statistics, which made every cell's write cost O(fleet).
     for (const { kind, scope, names } of byScope.values()) {
-      const { rows } = await this.tx.query<{ name: string; id: number }>(
+      const { rows } = await db.query<{ name: string; id: number }>(
         'SELECT name, id FROM numeric_ids WHERE kind = $1 AND scope = $2 AND name = ANY($3::text[])',
         [kind, scope, names],
       );
@@ -223,33 +236,78 @@ async function lockRevision(tx: Queryable): Promise<number> {
 }
 
 async function setRevision(tx: Queryable, revision: number): Promise<void> {
-  await tx.query('UPDATE presence_revision SET revision = $1 WHERE id = 1', [revision]);
-  await tx.query('SELECT pg_notify($1, $2)', [NOTIFY_CHANNEL, String(revision)]);
+  await tx.query(
+    'WITH bumped AS (UPDATE presence_revision SET revision = $1 WHERE id = 1 RETURNING revision) SELECT pg_notify($2, revision::text) FROM bumped',
+    [revision, NOTIFY_CHANNEL],
+  );
 }
 
-/** Writes `records` in one statement, with revisions `first`, `first + 1`, … in list order. */
-async function upsertRows(tx: Queryable, records: PresenceRecord[], first: number): Promise<void> {
-  if (records.length === 0) return;
-  const rows = records.map((r, i) => ({
-    id: r.id, cell_id: r.cellId, group_name: r.group, group_ids: r.groupIds, network: r.network, network_id: r.networkId,
+/**
+ * Writes `changed` rows (revisions head + 1, head + 2, … in list order) and the `gone` ones
+ * as tombstones (after them) in ONE statement, which takes the revision row lock, so the
+ * lock is held for that statement alone — never across a round trip to a client, whose
+ * slowness would otherwise hold up every other writer — and revisions commit in the order
+ * they are given (a reader polling `revision > last` never skips one). One upsert carries
+ * both, as engines like CockroachDB refuse two modifications of one table in a statement.
+ * Returns the new head.
+ */
+async function writeRows(db: Queryable, changed: PresenceRecord[], gone: PresenceRecord[]): Promise<number> {
+  const rows = [...changed, ...gone].map((r, i) => ({
+    n: i + 1, id: r.id, cell_id: r.cellId, group_name: r.group, group_ids: r.groupIds, network: r.network, network_id: r.networkId,
     deployment: r.deployment, az: r.az, az_id: r.azId, instance_index: r.index, num_id: r.numId, ip: r.ip, domain: r.domain,
-    agent_id: r.agentId, health: r.health, ports: r.ports, routes: r.routes, revision: first + i,
+    agent_id: r.agentId, health: r.health, ports: r.ports, routes: r.routes, deleted: i >= changed.length,
   }));
-  await tx.query(
-    `INSERT INTO presences (${ROW_COLUMNS})
-       SELECT id, cell_id, group_name, group_ids, network, network_id, deployment, az, az_id, instance_index, num_id,
-              ip, domain, agent_id, health, ports, routes, revision, false
-         FROM jsonb_to_recordset($1::jsonb) AS r(id text, cell_id text, group_name text, group_ids int[], network text,
-              network_id int, deployment text, az text, az_id int, instance_index int, num_id int, ip text, domain text,
-              agent_id text, health text, ports jsonb, routes jsonb, revision bigint)
-     ON CONFLICT (id) DO UPDATE SET cell_id = EXCLUDED.cell_id, group_name = EXCLUDED.group_name,
-       group_ids = EXCLUDED.group_ids, network = EXCLUDED.network, network_id = EXCLUDED.network_id,
-       deployment = EXCLUDED.deployment, az = EXCLUDED.az, az_id = EXCLUDED.az_id,
-       instance_index = EXCLUDED.instance_index, num_id = EXCLUDED.num_id, ip = EXCLUDED.ip,
-       domain = EXCLUDED.domain, agent_id = EXCLUDED.agent_id, health = EXCLUDED.health,
-       ports = EXCLUDED.ports, routes = EXCLUDED.routes, revision = EXCLUDED.revision, deleted = false`,
-    [JSON.stringify(rows)],
+  const { rows: result } = await db.query<{ revision: number | string }>(
+    `WITH head AS (
+       INSERT INTO presence_revision (id, revision) VALUES (1, $2::bigint)
+         ON CONFLICT (id) DO UPDATE SET revision = presence_revision.revision + $2::bigint
+       RETURNING revision - $2::bigint AS base),
+     written AS (
+       INSERT INTO presences (${ROW_COLUMNS})
+         SELECT r.id, r.cell_id, r.group_name, r.group_ids, r.network, r.network_id, r.deployment, r.az, r.az_id, r.instance_index,
+                r.num_id, r.ip, r.domain, r.agent_id, r.health, r.ports, r.routes, head.base + r.n, r.deleted
+           FROM head, jsonb_to_recordset($1::jsonb) AS r(n int, id text, cell_id text, group_name text, group_ids int[],
+                network text, network_id int, deployment text, az text, az_id int, instance_index int, num_id int, ip text,
+                domain text, agent_id text, health text, ports jsonb, routes jsonb, deleted boolean)
+       ON CONFLICT (id) DO UPDATE SET cell_id = EXCLUDED.cell_id, group_name = EXCLUDED.group_name,
+         group_ids = EXCLUDED.group_ids, network = EXCLUDED.network, network_id = EXCLUDED.network_id,
+         deployment = EXCLUDED.deployment, az = EXCLUDED.az, az_id = EXCLUDED.az_id,
+         instance_index = EXCLUDED.instance_index, num_id = EXCLUDED.num_id, ip = EXCLUDED.ip,
+         domain = EXCLUDED.domain, agent_id = EXCLUDED.agent_id, health = EXCLUDED.health,
+         ports = EXCLUDED.ports, routes = EXCLUDED.routes, revision = EXCLUDED.revision, deleted = EXCLUDED.deleted)
+     SELECT base + $2::bigint AS revision, pg_notify($3, (base + $2::bigint)::text) FROM head`,
+    [JSON.stringify(rows), rows.length, NOTIFY_CHANNEL],
   );
+  return Number(result[0].revision);
+}
+
+/**
+ * `writeInstances` once the ids are prepared, on `db` or inside its transaction. The rows
+ * are read without a lock: only this cell's registrar writes its live rows, and the
+ * reaper, which may tombstone them meanwhile, also deletes the cell row — so the next
+ * heartbeat re-registers and rewrites them all.
+ */
+async function writeCell(db: Queryable, cellId: string, registrations: Registration[], ids: IdAllocator): Promise<WriteResult> {
+  const wanted = registrations.map((r) => r.id);
+  const { rows } = await db.query<DbPresenceRow>(
+    `SELECT ${ROW_COLUMNS} FROM presences WHERE (cell_id = $1 AND NOT deleted) OR id = ANY($2::text[])`,
+    [cellId, wanted],
+  );
+  const existing = new Map(rows.map((r) => [r.id, fromDb(r)]));
+  // One row per id (the last registration of an id wins), in registration order.
+  const records = [...new Map(registrations.map((r) => [r.id, toRecord(cellId, r, ids)])).values()];
+  const changed = records.filter((record) => {
+    const current = existing.get(record.id);
+    return !current || current.deleted || recordKey(current) !== recordKey(record);
+  });
+  const kept = new Set(wanted);
+  // A tombstone keeps the row's last fields, so one upsert writes both.
+  const gone = rows.filter((r) => r.cell_id === cellId && !r.deleted && !kept.has(r.id)).map(fromDb).sort((x, y) => (x.id < y.id ? -1 : 1));
+  if (changed.length + gone.length === 0) {
+    const { rows: head } = await db.query<{ revision: number | string }>('SELECT revision FROM presence_revision WHERE id = 1');
+    return { written: 0, tombstoned: 0, revision: head.length ? Number(head[0].revision) : 0 };
+  }
+  return { written: changed.length, tombstoned: gone.length, revision: await writeRows(db, changed, gone) };
 }
 
 export class PresenceStore {
@@ -290,35 +348,18 @@ export class PresenceStore {
    */
   async writeInstances(cellId: string, registrations: Registration[]): Promise<WriteResult> {
     await this.prepare();
+    const needs = registrations.map(idNeeds);
+    const ids = new IdAllocator(needs.flatMap((n) => n.pins), needs.flatMap((n) => n.names));
+    // Names seen before (every change after a cell's registration): no transaction, and the
+    // revision row is locked by the one writing statement alone.
+    if (await ids.loadKnown(this.db)) return writeCell(this.db, cellId, registrations, ids);
+    // New names (a registration): numbered and written in one transaction under the lock,
+    // as one step — also for the embedded engine, which runs one transaction at a time, so
+    // no sync reads the database between the numbering and the rows.
     return this.db.transaction(async (tx) => {
-      const head = await lockRevision(tx);
-      const ids = registrations.map((r) => r.id);
-      const { rows } = await tx.query<DbPresenceRow>(
-        `SELECT ${ROW_COLUMNS} FROM presences WHERE (cell_id = $1 AND NOT deleted) OR id = ANY($2::text[])`,
-        [cellId, ids],
-      );
-      const existing = new Map(rows.map((r) => [r.id, fromDb(r)]));
-      const allocator = new IdAllocator(tx);
-      const needs = registrations.map(idNeeds);
-      await allocator.prepare(needs.flatMap((n) => n.pins), needs.flatMap((n) => n.names));
-      // One row per id (the last registration of an id wins), in registration order.
-      const records = [...new Map(registrations.map((r) => [r.id, toRecord(cellId, r, allocator)])).values()];
-      const changed = records.filter((record) => {
-        const current = existing.get(record.id);
-        return !current || current.deleted || recordKey(current) !== recordKey(record);
-      });
-      await upsertRows(tx, changed, head + 1);
-      const wanted = new Set(ids);
-      const gone = rows.filter((r) => r.cell_id === cellId && !r.deleted && !wanted.has(r.id)).map((r) => r.id).sort();
-      if (gone.length) {
-        await tx.query(
-          `UPDATE presences p SET deleted = true, revision = $2 + g.n FROM unnest($1::text[]) WITH ORDINALITY AS g(id, n) WHERE p.id = g.id`,
-          [gone, head + changed.length],
-        );
-      }
-      const revision = head + changed.length + gone.length;
-      if (revision !== head) await setRevision(tx, revision);
-      return { written: changed.length, tombstoned: gone.length, revision };
+      await lockRevision(tx);
+      await ids.allocate(tx);
+      return writeCell(tx, cellId, registrations, ids);
     });
   }
 

@@ -58,12 +58,12 @@ let db: Db | null = null;
 let syncer: Syncer | null = null;
 if (options.sync) {
   // Loaded only for a syncing node: a DNS-only daemon's worker never loads pg.
-  const [{ openPgDb }, { RemoteDb }, { migrate }, { PresenceStore }, { Syncer }] = await Promise.all([
+  const [{ openPgDb, POOLS }, { RemoteDb }, { migrate }, { PresenceStore }, { Syncer }] = await Promise.all([
     import('../presence/pg-db.ts'), import('../presence/embedded-db.ts'), import('../presence/schema.ts'),
     import('../presence/store.ts'), import('../presence/syncer.ts'),
   ]);
   const sync = options.sync;
-  db = 'url' in sync.database ? openPgDb(sync.database.url, logger) : new RemoteDb(sync.database.port);
+  db = 'url' in sync.database ? openPgDb(sync.database.url, logger, POOLS.syncer) : new RemoteDb(sync.database.port);
   const database = db;
   let migrated = false;
   const store = new PresenceStore(database, async () => {

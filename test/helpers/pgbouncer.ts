@@ -50,6 +50,8 @@ export class PgBouncer {
     writeFileSync(this.ini, [
       '[databases]',
       `postgres = host=127.0.0.1 port=${this.target} dbname=postgres user=postgres`,
+      // Any other database by its own name (a bench's private database).
+      `* = host=127.0.0.1 port=${this.target} user=postgres`,
       '[pgbouncer]',
       'listen_addr = 127.0.0.1', `listen_port = ${this.port}`, `unix_socket_dir = ${this.dir}`,
       'auth_type = any', 'pool_mode = transaction', `default_pool_size = ${poolSize}`, 'max_client_conn = 200',

@@ -212,4 +212,39 @@ describe('revisions', () => {
     expect(gaps).toEqual([]);
     expect(seen).toEqual(Array.from({ length: total }, (_, i) => start + 1 + i));
   });
+
+  it('concurrent updates and removals of known instances (one statement each) still commit every revision in order', async () => {
+    const writers = await Promise.all(Array.from({ length: 6 }, () => connect()));
+    const cells = writers.map((_, i) => Array.from({ length: 10 }, (_, n) => registration(`upd-${i}-${n}`, { ip: `10.201.${i}.${n + 1}` })));
+    await Promise.all(writers.map((w, i) => w.writeInstances(`c-upd-${i}`, cells[i])));
+    const start = (await store.head()).revision;
+    // Each round: one more instance fails, and the last one still there goes.
+    await Promise.all(writers.map(async (w, i) => {
+      for (let round = 0; round < 4; round++) {
+        const kept = cells[i].slice(0, 10 - round - 1).map((r, n) => (n === round ? { ...r, health: 'failing' as const } : r));
+        cells[i] = kept;
+        const result = await w.writeInstances(`c-upd-${i}`, kept);
+        expect(result).toMatchObject({ written: 1, tombstoned: 1 });
+      }
+    }));
+    const changes = await store.changesSince(start, 1000);
+    expect(changes.map((r) => r.revision)).toEqual(Array.from({ length: 6 * 4 * 2 }, (_, k) => start + 1 + k));
+    const live = new Map((await store.snapshot()).rows.filter((r) => r.cellId.startsWith('c-upd-')).map((r) => [r.id, r.health]));
+    expect(live).toEqual(new Map(cells.flat().map((r) => [r.id, r.health])));
+  });
+
+  it('a write that changes nothing, and a heartbeat, never wait for a writer holding the revision row', async () => {
+    const owner = crypto.randomUUID();
+    await store.registerCell({ cellId: 'c-nowait', owner, address: null, ttlMs: 3000 });
+    const regs = [registration('nowait-1'), registration('nowait-2')];
+    await store.writeInstances('c-nowait', regs);
+    const other = await connect();
+    // A writer stuck mid-transaction with the lock (its client stalled): with the lock
+    // awaited, both calls below would run into the pool's 5 s query timeout and throw.
+    await other.db.transaction(async (tx) => {
+      await tx.query('SELECT revision FROM presence_revision WHERE id = 1 FOR UPDATE');
+      expect(await store.writeInstances('c-nowait', regs)).toMatchObject({ written: 0, tombstoned: 0 });
+      expect(await store.heartbeat('c-nowait', owner)).toEqual({ liveInstances: 2 });
+    });
+  });
 });
