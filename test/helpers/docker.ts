@@ -137,12 +137,17 @@ export async function baseImage(): Promise<{ tag: string; made: boolean }> {
 }
 
 /** What the Dockerfile copies (its .dockerignore keeps the rest out anyway). */
+/** Debian's CA store (ca-certificates), where a machine's proxy CA is installed. */
+const SYSTEM_CA_BUNDLE = '/etc/ssl/certs/ca-certificates.crt';
+
 const CONTEXT = ['Dockerfile', '.dockerignore', 'package.json', 'package-lock.json', '.npmrc', 'tsconfig.json', 'tsconfig.build.json', 'src', 'bin', 'config'];
 
 /**
  * Builds the project's Dockerfile, unchanged, from a copy of the checkout's build
  * context, with the CA file this machine's npm trusts (npm's cafile, else
- * NODE_EXTRA_CA_CERTS: as behind a TLS-intercepting proxy) added as the optional npm-ca.pem. Returns the intermediate (dangling) images the
+ * NODE_EXTRA_CA_CERTS, else the system's CA store — a Node installed into a prefix of its
+ * own reads neither /etc/npmrc nor the store — as behind a TLS-intercepting proxy) added
+ * as the optional npm-ca.pem. Returns the intermediate (dangling) images the
  * build left, for cleanup.
  */
 export async function buildImage(tag: string, runId: string): Promise<{ dangling: string[] }> {
@@ -150,7 +155,7 @@ export async function buildImage(tag: string, runId: string): Promise<{ dangling
   const context = mkdtempSync(join(tmpdir(), 'presence-dns-context-'));
   try {
     for (const entry of CONTEXT) cpSync(join(ROOT, entry), join(context, entry), { recursive: true });
-    const cafile = [(await run('npm', ['config', 'get', 'cafile'], 10_000)).stdout.trim(), process.env.NODE_EXTRA_CA_CERTS]
+    const cafile = [(await run('npm', ['config', 'get', 'cafile'], 10_000)).stdout.trim(), process.env.NODE_EXTRA_CA_CERTS, SYSTEM_CA_BUNDLE]
       .find((file) => file && file !== 'null' && existsSync(file));
     if (cafile) cpSync(cafile, join(context, 'npm-ca.pem'));
     // --force-rm: a failed step's container goes too.

@@ -118,7 +118,8 @@ export class Fleet {
   async underLoad(scenario: string, run: () => Promise<void>, options: { daemons?: RunningDaemon[]; instances?: TestInstance[] } = {}): Promise<void> {
     const instances = options.instances ?? this.known;
     const load = new Load(options.daemons ?? this.nodes, new Map(instances.map((i) => [`q-s4.${i.group}.default.cf.bosh`, [i.ip]])));
-    const outcome = await run().then(() => null, (err: unknown) => err);
+    // At least 2 s of load (200+ queries a daemon), so that even a quick scenario is measured.
+    const [outcome] = await Promise.all([run().then(() => null, (err: unknown) => err), sleep(2000)]);
     const seen = await load.stop();
     report({ scenario, sent: seen.sent, failed: seen.failed, recordsLost: this.recordsLost(), rssBytes: daemonRss(...this.nodes), note: seen.failures.slice(0, 3).join('; ') });
     if (outcome) throw outcome;
