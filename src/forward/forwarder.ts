@@ -4,7 +4,7 @@
 import { randomInt } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
-import { watch, type FSWatcher } from 'chokidar';
+import type { FSWatcher } from 'chokidar';
 import type { Registry } from '../admin/metrics.ts';
 import type { Config } from '../config/index.ts';
 import type { Client, NextAnswer, NextHandler } from '../dns/handler.ts';
@@ -12,6 +12,7 @@ import type { ListenAddress } from '../dns/server.ts';
 import { decodeQuery, Rcode, udpLimit, type DecodedQuery, type EdnsOption } from '../dns/wire.ts';
 import type { Logger } from '../log.ts';
 import { backgroundFailed, inBackground } from '../util/background.ts';
+import { watchPaths } from '../util/watch.ts';
 import { AllowList, defaultAllow } from './allow.ts';
 import { AnswerCache, type CacheEntry, type Lookup } from './cache.ts';
 import { systemClock, type Clock } from '../clock.ts';
@@ -72,7 +73,8 @@ export class Forwarder implements NextHandler {
   private readonly clock: Clock;
   private readonly health: HealthOptions;
   private readonly hooks: UpstreamHooks;
-  private watcher: FSWatcher | null = null;
+  /** resolv.conf's watcher, from the moment it is asked for (a second SIGHUP meanwhile starts no other). */
+  private watcher: Promise<FSWatcher> | null = null;
   private readonly hits;
   private readonly misses;
   private readonly servedStale;
@@ -133,8 +135,9 @@ export class Forwarder implements NextHandler {
    */
   async reload(upstreams: string[]): Promise<void> {
     if (upstreams.length === 0) return this.followResolvConf();
-    await this.watcher?.close();
+    const watcher = this.watcher;
     this.watcher = null;
+    await watcher?.then((w) => w.close());
     this.setUpstreams(upstreams.map(parseUpstream));
     this.options.logger.info({ upstreams: this.upstreamLabels }, 'upstreams reloaded');
   }
@@ -142,16 +145,18 @@ export class Forwarder implements NextHandler {
   private async followResolvConf(): Promise<void> {
     this.loadResolvConf();
     if (this.watcher) return;
-    const watcher = watch(this.options.config.resolv_conf, { ignoreInitial: true, awaitWriteFinish: { stabilityThreshold: 50, pollInterval: 20 } });
-    this.watcher = watcher;
-    watcher.on('all', () => this.loadResolvConf());
-    await new Promise<void>((resolve) => watcher.once('ready', () => resolve()));
+    this.watcher = watchPaths(this.options.config.resolv_conf, {
+      chokidar: { awaitWriteFinish: { stabilityThreshold: 50, pollInterval: 20 } },
+      onChange: () => this.loadResolvConf(),
+      onError: (err) => this.options.logger.error({ file: this.options.config.resolv_conf, err: err.message }, 'watching resolv.conf failed; its changes are missed until SIGHUP or restart'),
+    });
+    await this.watcher;
   }
 
   async stop(): Promise<void> {
     for (const u of this.upstreams) u.stop();
     for (const client of this.clients.values()) client.close();
-    await this.watcher?.close();
+    await this.watcher?.then((w) => w.close());
   }
 
   get recursionAvailable(): boolean {

@@ -3,13 +3,15 @@
 // same directory, so they survive a restart). A file is taken whole or not at all: a bad
 // version is rejected and the previous good version of that file stays in the set.
 import { EventEmitter } from 'node:events';
-import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, renameSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { watch, type FSWatcher } from 'chokidar';
+import type { FSWatcher } from 'chokidar';
 import type { Counter, Registry } from '../admin/metrics.ts';
 import type { Logger } from '../log.ts';
 import type { Registration, RegistrationOrigin, RegistrationSource } from './types.ts';
 import { isMapping, parseRegistration, parseRegistrationDocument, parseRegistrationFile, RegistrationError, toEntry } from './validate.ts';
+import { writeFileAtomicSync } from '../util/atomic-file.ts';
+import { watchPaths } from '../util/watch.ts';
 
 /** API entries; the loader skips dotfiles, so this never doubles as a registration file. */
 export const API_STATE_FILE = '.api-instances.json';
@@ -85,19 +87,19 @@ export class RegistrationSet
   async start(): Promise<void> {
     mkdirSync(this.dir, { recursive: true });
     // Watch first so an edit made while loading is not missed (it only causes one more rescan).
-    this.watcher = watch(this.dir, {
-      depth: 0,
-      ignoreInitial: true,
-      ignored: (path: string) => {
-        const p = resolve(path);
-        return p !== this.dir && (dirname(p) !== this.dir || basename(p).startsWith(API_STATE_FILE));
+    this.watcher = await watchPaths(this.dir, {
+      chokidar: {
+        depth: 0,
+        ignored: (path: string) => {
+          const p = resolve(path);
+          // The API's state file, and the temporary file it is written through, are not registrations.
+          return p !== this.dir && (dirname(p) !== this.dir || basename(p).replace(/^\./, '').startsWith(API_STATE_FILE));
+        },
       },
+      // Any event rescans: Kubernetes ConfigMap volumes change files by swapping a `..data` symlink.
+      onChange: () => this.schedule(),
+      onError: (err) => this.options.logger.error({ dir: this.dir, err: err.message }, 'watching the registrations directory failed; changes may be missed until restart'),
     });
-    // Any event rescans: Kubernetes ConfigMap volumes change files by swapping a `..data` symlink.
-    this.watcher.on('all', () => this.schedule());
-    // Without a listener a watcher error (e.g. inotify limits) would throw and end the process.
-    this.watcher.on('error', (err) => this.options.logger.error({ dir: this.dir, err: (err as Error).message }, 'watching the registrations directory failed; changes may be missed until restart'));
-    await new Promise<void>((ready) => this.watcher!.once('ready', () => ready()));
     this.loadApiState();
     this.scan();
   }
@@ -327,22 +329,7 @@ export class RegistrationSet
 
   /** Atomic replace: a crash leaves the old or the new state file, never a torn one. */
   private persist(api: Map<string, Registration>): void {
-    const text = `${JSON.stringify({ instances: [...api.values()].map(toEntry) }, null, 1)}\n`;
-    const tmp = `${this.statePath}.tmp`;
-    const fd = openSync(tmp, 'w', 0o600);
-    try {
-      writeSync(fd, text);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, this.statePath);
-    const dirFd = openSync(this.dir, 'r');
-    try {
-      fsyncSync(dirFd);
-    } finally {
-      closeSync(dirFd);
-    }
+    writeFileAtomicSync(this.statePath, [`${JSON.stringify({ instances: [...api.values()].map(toEntry) }, null, 1)}\n`], 0o600);
   }
 
   /** Emits `change` when the set really changed (not on a rewrite with the same content). */

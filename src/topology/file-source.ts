@@ -5,10 +5,11 @@
 // the state. A file that cannot be read or parsed never replaces what is in service; the
 // failure is logged, counted and reported.
 import { closeSync, fstatSync, openSync, readdirSync, readFileSync, readSync } from 'node:fs';
-import { basename, dirname, extname, join, resolve } from 'node:path';
-import { watch, type FSWatcher } from 'chokidar';
-import { parse as parseYaml } from 'yaml';
+import { basename, dirname, join, resolve } from 'node:path';
+import type { FSWatcher } from 'chokidar';
 import type { Logger } from '../log.ts';
+import { parseStructured } from '../util/structured-file.ts';
+import { watchPaths } from '../util/watch.ts';
 import { ImageBuilder } from './image-builder.ts';
 import { readImageCache, snapshotHead } from './image-cache.ts';
 import { parseJournal, readAliases, readTopology } from './reader.ts';
@@ -82,13 +83,14 @@ export class FileSource {
       if (p === this.aliasesDir || (dirname(p) === this.aliasesDir && ALIAS_FILE.test(p))) return 'aliases';
       return null;
     };
-    this.watcher = watch(roots, { depth: 1, ignoreInitial: true, ignored: (path: string) => { const p = resolve(path); return !roots.includes(p) && kind(p) === null; } });
-    this.watcher.on('all', (_event: string, path: string) => {
-      const what = kind(resolve(path));
-      if (what) this.schedule(what);
+    this.watcher = await watchPaths(roots, {
+      chokidar: { depth: 1, ignored: (path: string) => { const p = resolve(path); return !roots.includes(p) && kind(p) === null; } },
+      onChange: (path) => {
+        const what = kind(resolve(path));
+        if (what) this.schedule(what);
+      },
+      onError: (err) => this.options.logger.error({ err: err.message }, 'watching the topology files failed; changes may be missed until restart'),
     });
-    this.watcher.on('error', (err) => this.options.logger.error({ err: (err as Error).message }, 'watching the topology files failed; changes may be missed until restart'));
-    await new Promise<void>((ready) => this.watcher!.once('ready', () => ready()));
     this.configAliases = this.readAliasDir();
     this.load();
   }
@@ -261,7 +263,7 @@ export class FileSource {
       const path = join(this.aliasesDir, name);
       try {
         const text = readFileSync(path, 'utf8');
-        const doc: unknown = extname(name) === '.json' ? JSON.parse(text) : parseYaml(text);
+        const doc = parseStructured(name, text);
         const warnings: string[] = [];
         readAliases(doc, warnings, aliases);
         for (const warning of warnings) logger.warn({ file: path }, warning);

@@ -4,7 +4,8 @@
 // size, and the image's own version must equal the version at the snapshot's head.
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { TopologyImage } from './image.ts';
-import { imageCachePath, writeFileAtomicSync } from './writer.ts';
+import { writeFileAtomicSync } from '../util/atomic-file.ts';
+import { imageCachePath } from './writer.ts';
 
 const PREFIX = 8;
 

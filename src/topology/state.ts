@@ -14,7 +14,8 @@ import { TopologyImage } from './image.ts';
 import type { ToMain } from './protocol.ts';
 import type { AliasMap, Instance } from './types.ts';
 import { instanceName, TopologyView } from './view.ts';
-import { JournalWriter, snapshotChunks, writeFileAtomicSync, type SnapshotMeta } from './writer.ts';
+import { writeFileAtomicSync } from '../util/atomic-file.ts';
+import { JournalWriter, snapshotChunks, type SnapshotMeta } from './writer.ts';
 
 /** Changes an overlay may hold before it is compacted: a fixed fraction of the topology (amortised O(1) per change). */
 export function compactionThreshold(instances: number): number {

@@ -5,9 +5,8 @@
 // Snapshots are written atomically (temp file, fsync, rename, fsync the directory) in
 // chunks, so even 600 k records never become one giant string. Runs on the control plane
 // (the topology worker), where blocking file calls stall nothing that answers DNS.
-import { randomBytes } from 'node:crypto';
-import { closeSync, fdatasyncSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { closeSync, fdatasyncSync, openSync, writeSync } from 'node:fs';
+import { writeFileAtomicSync } from '../util/atomic-file.ts';
 import { RECORD_KEYS, type Instance } from './types.ts';
 
 /** The `source` our syncer writes: a file without it (or with another) is not ours to replace. */
@@ -51,35 +50,6 @@ export function* snapshotChunks(meta: SnapshotMeta, records: Iterable<Instance>,
   }
   if (batch.length) yield (first ? '' : ',') + batch.join(',');
   yield ']}';
-}
-
-/** Replaces `file` with `content` atomically and durably; the old file stays whole on any failure. */
-export function writeFileAtomicSync(file: string, content: Iterable<string | Uint8Array>): void {
-  const dir = dirname(file);
-  const temp = join(dir, `.${basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
-  try {
-    const fd = openSync(temp, 'w', 0o644);
-    try {
-      for (const chunk of content) {
-        const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
-        for (let written = 0; written < bytes.length; ) written += writeSync(fd, bytes, written);
-      }
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(temp, file);
-  } catch (err) {
-    rmSync(temp, { force: true });
-    throw err;
-  }
-  // The rename is durable only once the directory entry is on disk.
-  const dirFd = openSync(dir, 'r');
-  try {
-    fsyncSync(dirFd);
-  } finally {
-    closeSync(dirFd);
-  }
 }
 
 export interface JournalEntry {
