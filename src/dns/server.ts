@@ -47,10 +47,10 @@ export interface DnsServerOptions {
 // The kernel default (~208 KiB, a few hundred queries) overflows on bursts and while a
 // large topology is being swapped in; a few MiB absorbs them instead of dropping.
 const UDP_RECEIVE_BUFFER = 4 * 1024 * 1024;
-const TCP_IDLE_MS = 10_000;
+export const TCP_IDLE_MS = 10_000;
 // Each connection holds at most a 64 KiB query being assembled plus one reply waiting for
 // the client to read it: 256 of them stay within tens of MB, whatever the clients do.
-const MAX_TCP_CONNECTIONS = 256;
+export const MAX_TCP_CONNECTIONS = 256;
 const MAX_TCP_IN_FLIGHT = 16;
 const ERROR_LOG_INTERVAL_MS = 1000;
 

@@ -4,8 +4,9 @@
 // the suite's global setup prints at the end of the run.
 import { appendFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { RunningDaemon } from '../../helpers/daemon.ts';
+import { startDaemon, type RunningDaemon } from '../../helpers/daemon.ts';
 import { Probe, type ProbeResult } from '../../helpers/probe.ts';
+import { topologyJson } from '../../helpers/topology.ts';
 
 /** Set by the global setup: the directory the rows are appended to. */
 export const REPORT_DIR_ENV = 'FAULTS_REPORT_DIR';
@@ -85,3 +86,11 @@ export class Load {
 }
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** The one instance of `startOneInstanceDaemon`'s topology: its name and address. */
+export const ONE_INSTANCE = { name: 'q-s0.web.default.cf.bosh', ip: '10.0.0.1' };
+
+/** A daemon serving a file with one instance (ONE_INSTANCE), for scenarios that abuse the daemon itself. */
+export function startOneInstanceDaemon(): Promise<RunningDaemon> {
+  return startDaemon({ files: { 'topology.json': topologyJson([{ id: 'web-0', ip: ONE_INSTANCE.ip, index: 0 }]) }, config: { log: { level: 'info' } } });
+}

@@ -6,16 +6,15 @@
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { addresses, dig } from '../../helpers/dig.ts';
-import { startDaemon, waitFor, type RunningDaemon } from '../../helpers/daemon.ts';
-import { topologyJson } from '../../helpers/topology.ts';
-import { daemonRss, Load, report, size } from './report.ts';
+import { waitFor, type RunningDaemon } from '../../helpers/daemon.ts';
+import { daemonRss, Load, ONE_INSTANCE, report, size, startOneInstanceDaemon } from './report.ts';
 
 const ROUNDS = size(24, 240);
-const NAME = 'q-s0.web.default.cf.bosh';
+const NAME = ONE_INSTANCE.name;
 let daemon: RunningDaemon;
 
 beforeAll(async () => {
-  daemon = await startDaemon({ files: { 'topology.json': topologyJson([{ id: 'web-0', ip: '10.0.0.1', index: 0 }]) }, config: { log: { level: 'info' } } });
+  daemon = await startOneInstanceDaemon();
 });
 
 afterAll(async () => {
@@ -38,7 +37,7 @@ const count = (text: string) => daemon.logs.filter((l) => l.includes(text)).leng
 
 it(`SIGHUP with a broken config under load, ${ROUNDS} times: every broken file refused, every good one reloaded, 0 failed queries`, async () => {
   const good = readFileSync(daemon.configFile, 'utf8');
-  const load = new Load([daemon], new Map([[NAME, ['10.0.0.1']]]));
+  const load = new Load([daemon], new Map([[NAME, [ONE_INSTANCE.ip]]]));
   const refusals: string[] = [];
   for (let round = 0; round < ROUNDS; round++) {
     const broken = BROKEN[round % BROKEN.length];
@@ -62,5 +61,5 @@ it(`SIGHUP with a broken config under load, ${ROUNDS} times: every broken file r
   expect(refusals[1]).toContain('dns.ttl');
   expect(refusals[2]).toContain('tll');
   expect(refusals[4]).toMatch(/config\.json/);
-  expect(addresses(await dig(daemon.dnsPort, `${NAME}.`))).toEqual(['10.0.0.1']);
+  expect(addresses(await dig(daemon.dnsPort, `${NAME}.`))).toEqual([ONE_INSTANCE.ip]);
 }, size(60_000, 600_000));

@@ -6,21 +6,18 @@
 import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { addresses, dig } from '../../helpers/dig.ts';
-import { startDaemon, waitFor, type RunningDaemon } from '../../helpers/daemon.ts';
-import { topologyJson } from '../../helpers/topology.ts';
+import { waitFor, type RunningDaemon } from '../../helpers/daemon.ts';
+import { MAX_TCP_CONNECTIONS, TCP_IDLE_MS } from '../../../src/dns/server.ts';
 import { metric } from '../../presence/daemons.ts';
-import { daemonRss, Load, report, size, sleep } from './report.ts';
+import { daemonRss, Load, ONE_INSTANCE, report, size, sleep, startOneInstanceDaemon } from './report.ts';
 
 const GARBAGE_CONNECTIONS = size(1000, 10_000);
-/** The server's cap (src/dns/server.ts) and idle timeout. */
-const MAX_TCP_CONNECTIONS = 256;
-const TCP_IDLE_MS = 10_000;
 const MAX_RSS_GROWTH = 20 * 2 ** 20;
-const NAME = 'q-s0.web.default.cf.bosh';
+const NAME = ONE_INSTANCE.name;
 let daemon: RunningDaemon;
 
 beforeAll(async () => {
-  daemon = await startDaemon({ files: { 'topology.json': topologyJson([{ id: 'web-0', ip: '10.0.0.1', index: 0 }]) }, config: { log: { level: 'info' } } });
+  daemon = await startOneInstanceDaemon();
 });
 
 afterAll(async () => {
@@ -72,7 +69,7 @@ async function peakConnections(run: () => Promise<void>): Promise<number> {
 }
 
 it(`${GARBAGE_CONNECTIONS} garbage TCP connections: bounded, no crash, RSS growth ≤ 20 MB, UDP unaffected`, async () => {
-  const load = new Load([daemon], new Map([[NAME, ['10.0.0.1']]]));
+  const load = new Load([daemon], new Map([[NAME, [ONE_INSTANCE.ip]]]));
   const rssBefore = daemonRss(daemon);
   const peak = await peakConnections(async () => {
     // 50 at a time: each sends 1-2,000 bytes of garbage, some of them framed as 64 KiB messages never finished.
@@ -97,11 +94,11 @@ it(`${GARBAGE_CONNECTIONS} garbage TCP connections: bounded, no crash, RSS growt
   expect(peak).toBeLessThanOrEqual(MAX_TCP_CONNECTIONS);
   expect(rssGrowth).toBeLessThanOrEqual(MAX_RSS_GROWTH);
   expect(daemon.process.exitCode).toBeNull();
-  expect(addresses(await dig(daemon.dnsPort, `${NAME}.`, 'A', ['+tcp']))).toEqual(['10.0.0.1']);
+  expect(addresses(await dig(daemon.dnsPort, `${NAME}.`, 'A', ['+tcp']))).toEqual([ONE_INSTANCE.ip]);
 }, size(90_000, 900_000));
 
 it('slow, silent and half-open TCP clients beyond the cap: connections bounded, all closed by the idle timeout, UDP unaffected', async () => {
-  const load = new Load([daemon], new Map([[NAME, ['10.0.0.1']]]));
+  const load = new Load([daemon], new Map([[NAME, [ONE_INSTANCE.ip]]]));
   const evictionsBefore = await metric(daemon, 'presence_dns_tcp_evictions_total');
   const rssBefore = daemonRss(daemon);
   const clients = 300;
@@ -141,5 +138,5 @@ it('slow, silent and half-open TCP clients beyond the cap: connections bounded, 
   // The idle timeout closed the slow ones too: no connection outlived it by much.
   expect(Math.max(...closedAt) - openedAt).toBeLessThan(TCP_IDLE_MS + 3000);
   expect(await metric(daemon, 'presence_dns_tcp_connections')).toBe(0);
-  expect(addresses(await dig(daemon.dnsPort, `${NAME}.`, 'A', ['+tcp']))).toEqual(['10.0.0.1']);
+  expect(addresses(await dig(daemon.dnsPort, `${NAME}.`, 'A', ['+tcp']))).toEqual([ONE_INSTANCE.ip]);
 }, 60_000);
