@@ -2,12 +2,14 @@
 // other names to the next handler in the chain (the forwarder) or refuse them, encode,
 // count. Transport-agnostic; the server feeds it bytes from UDP and TCP. The server asks
 // `answerFast` first: platform answers already encoded are served from the fast path's
-// cache, which this general path fills on a miss and topology changes invalidate.
+// cache (this thread's own, or one shared by every DNS thread), which this general path
+// fills on a miss and topology changes invalidate.
 import type { HotCounter, HotHistogram, Registry } from '../admin/metrics.ts';
 import type { TopologyChange } from '../topology/follower.ts';
 import { emptyView, type TopologyLookup } from '../topology/view.ts';
-import { FastPath, type Built } from './fastpath.ts';
+import { FastPath, ThreadAnswers, type Built } from './fastpath.ts';
 import { PlatformResolver } from './resolver.ts';
+import { SharedAnswers } from './shared-answers.ts';
 import {
   decodeQuery, encodeBareReply, encodeResponse, udpLimit, Rcode, RRType, rrTypeName,
   type DecodedQuery, type DnsResult, type EdnsOption,
@@ -40,6 +42,10 @@ export interface DnsHandlerOptions {
   currentIndex: () => TopologyLookup | null;
   /** Memory bound of the fast path's answer cache, bytes; 0 answers everything the general way. */
   answerCacheBytes?: number;
+  /** The answer cache every DNS thread shares (allocateSharedAnswers) and the log this thread writes; without it, this thread keeps its own. */
+  sharedAnswers?: { buffer: SharedArrayBuffer; log: number };
+  /** The main thread's topology change stamps, for a DNS worker thread starting from its state. */
+  answerStamps?: Uint32Array;
 }
 
 interface BoundCounters {
@@ -79,9 +85,11 @@ export class DnsHandler {
     this.responses = metrics.counter('coredns_dns_responses_total', 'DNS responses sent, by rcode.', { labelNames: ['rcode'] });
     this.duration = metrics.histogram('coredns_dns_request_duration_seconds', 'Time to answer a DNS request.', { labelNames: ['proto'] });
     this.malformed = metrics.counter('presence_dns_malformed_packets_total', 'Packets that were not a usable DNS query.');
+    const cacheBytes = options.answerCacheBytes ?? 128 * 1024 * 1024;
     this.fast = new FastPath({
       maxUdpSize: options.maxUdpSize,
-      maxBytes: options.answerCacheBytes ?? 128 * 1024 * 1024,
+      store: cacheBytes === 0 ? null : options.sharedAnswers ? new SharedAnswers(options.sharedAnswers.buffer, options.sharedAnswers.log) : new ThreadAnswers(cacheBytes),
+      stamps: options.answerStamps,
       build: (packet, index, transport) => this.build(packet, index, transport),
       recursionAvailable: () => this.next?.recursionAvailable ?? false,
       served: (transport, type, rcode) => this.countFast(transport, type, rcode),
@@ -108,12 +116,22 @@ export class DnsHandler {
   }
 
   /**
-   * The topology in service changed: `replaced` drops every cached answer; a delta
-   * re-encodes only the answers the changed instances can appear in.
+   * The topology in service changed (change number `stamp`, the same on every thread):
+   * `replaced` re-encodes every cached answer; a delta only the answers the changed
+   * instances can appear in.
    */
-  topologyChanged(change: TopologyChange): void {
-    if (change === 'replaced') this.fast.flush();
-    else this.fast.invalidate(change.tags);
+  topologyChanged(change: TopologyChange, stamp: number): void {
+    this.fast.changed(change, stamp);
+  }
+
+  /** The answer cache shared with the DNS worker threads, or null when each thread keeps its own. */
+  get sharedAnswers(): SharedArrayBuffer | null {
+    return this.options.sharedAnswers?.buffer ?? null;
+  }
+
+  /** The fast path's change stamps, for a DNS worker thread that starts from this thread's state. */
+  answerStamps(): Uint32Array {
+    return this.fast.stampTable();
   }
 
   /** Encodes one platform answer for the fast path's cache, exactly as `answer` would. */

@@ -15,11 +15,15 @@ export interface DnsWorkerOptions {
   logLevel: string;
   /** The view in service when the worker starts (null: none yet). */
   catchUp: CatchUp | null;
+  /** The main thread's fast-path change stamps at the same point. */
+  answerStamps: Uint32Array;
+  /** The answer cache all DNS threads share (dns.answer_cache shared), and the log this worker writes. */
+  sharedAnswers: { buffer: SharedArrayBuffer; log: number } | null;
   recursionAvailable: boolean;
 }
 
 export type ToDnsWorker =
-  | { type: 'view'; message: ViewMessage }
+  | { type: 'view'; message: ViewMessage; stamp: number }
   /** Whether the forwarder has upstreams (the RA bit of every answer). */
   | { type: 'recursion'; available: boolean }
   | { type: 'forwarded'; id: number; reply: Uint8Array | null }

@@ -19,7 +19,7 @@ export interface DnsWorkersOptions {
   listen: ListenAddress[];
   handler: DnsHandler;
   topology: TopologyStore;
-  settings: Omit<DnsWorkerOptions, 'listen' | 'catchUp' | 'recursionAvailable'>;
+  settings: Omit<DnsWorkerOptions, 'listen' | 'catchUp' | 'answerStamps' | 'sharedAnswers' | 'recursionAvailable'>;
   recursionAvailable: () => boolean;
   logger: Logger;
   metrics: Registry;
@@ -41,7 +41,7 @@ export class DnsWorkers {
     this.restarts = options.metrics.counter('presence_dns_dns_worker_restarts_total', 'DNS worker threads that died and were restarted.');
     options.metrics.gauge('presence_dns_dns_workers', 'DNS worker threads answering UDP beside the main thread.', { collect: () => this.workers.size });
     options.metrics.addSource(() => this.collect());
-    options.topology.relay((message) => this.broadcast({ type: 'view', message }));
+    options.topology.relay((message, stamp) => this.broadcast({ type: 'view', message, stamp }));
     // RA follows the forwarder's upstreams; the workers hear of a change within a second.
     this.timer = setInterval(() => {
       const now = options.recursionAvailable();
@@ -55,7 +55,8 @@ export class DnsWorkers {
   }
 
   async start(): Promise<void> {
-    await Promise.all(Array.from({ length: this.options.count }, () => this.spawn()));
+    // Worker n writes log n of the shared answers (the main thread writes log 0); a restarted worker takes its predecessor's.
+    await Promise.all(Array.from({ length: this.options.count }, (_, n) => this.spawn(n + 1)));
     this.options.logger.info({ threads: this.options.count + 1 }, 'DNS answered by the main thread and worker threads sharing its UDP ports');
   }
 
@@ -73,10 +74,14 @@ export class DnsWorkers {
     for (const w of this.workers) w.postMessage(message);
   }
 
-  private spawn(): Promise<void> {
+  private spawn(log: number): Promise<void> {
     const { settings, listen, topology, handler, logger } = this.options;
     const catchUp = topology.catchUp();
-    const data: DnsWorkerOptions = { ...settings, listen, catchUp, recursionAvailable: this.recursion };
+    const shared = handler.sharedAnswers;
+    const data: DnsWorkerOptions = {
+      ...settings, listen, catchUp, answerStamps: handler.answerStamps(),
+      sharedAnswers: shared && { buffer: shared, log }, recursionAvailable: this.recursion,
+    };
     const worker = startWorker(siblingModule(import.meta.url, 'worker'), data);
     const key = `dns-worker-${worker.threadId}`;
     topology.hold(key, catchUp?.bufferId ?? null);
@@ -114,7 +119,7 @@ export class DnsWorkers {
         if (this.stopping || !listening) return;
         this.restarts.inc();
         logger.error({ code, threads: this.workers.size + 1 }, 'a DNS worker thread exited; the others keep answering; restarting it');
-        setTimeout(() => void this.spawn().catch((err: Error) => logger.error({ err: err.message }, 'restarting a DNS worker thread failed')), RESTART_MS).unref();
+        setTimeout(() => void this.spawn(log).catch((err: Error) => logger.error({ err: err.message }, 'restarting a DNS worker thread failed')), RESTART_MS).unref();
       });
     });
   }

@@ -30,7 +30,10 @@ export interface TopologyStatus extends FileStatus {
   workerRestarts: number;
 }
 
-export type TopologyListener = (change: TopologyChange) => void;
+/** A change put in service; `stamp` numbers it, once for every thread that follows it (fastpath.ts). */
+export type TopologyListener = (change: TopologyChange, stamp: number) => void;
+/** Another thread following the same messages, each with its stamp. */
+export type TopologyRelay = (message: ViewMessage, stamp: number) => void;
 
 const RESTART_MIN_MS = 500;
 const RESTART_MAX_MS = 30_000;
@@ -38,7 +41,9 @@ const RESTART_MAX_MS = 30_000;
 export class TopologyStore {
   private readonly follower: ViewFollower;
   /** Other threads following the same messages (the DNS workers). */
-  private readonly relays: Array<(message: ViewMessage) => void> = [];
+  private readonly relays: TopologyRelay[] = [];
+  /** The last change's number: one sequence for the process, whatever topology worker sent it. */
+  private stamp = 0;
   /** Which image buffer each thread answering DNS reads ('main', or a DNS worker's key). */
   private readonly holders = new Map<string, number>();
   /** Buffer ids the running topology worker sent and has not had back (a restarted worker starts again at 1). */
@@ -82,7 +87,7 @@ export class TopologyStore {
   }
 
   /** Hands every image, delta and alias change on to `relay` too (a DNS worker), after `catchUp()`. */
-  relay(relay: (message: ViewMessage) => void): void {
+  relay(relay: TopologyRelay): void {
     this.relays.push(relay);
   }
 
@@ -217,10 +222,11 @@ export class TopologyStore {
         const before = this.current;
         if (message.type === 'image') this.liveIds.add(message.bufferId);
         const change = this.follower.receive(message);
+        const stamp = ++this.stamp;
         const view = this.current;
         if (!before && view) this.options.logger.info({ version: view.version, records: view.recordCount }, 'topology in service');
-        for (const relay of this.relays) relay(message);
-        if (change) this.notify(change);
+        for (const relay of this.relays) relay(message, stamp);
+        if (change) this.notify(change, stamp);
         if (message.type === 'image') this.hold('main', message.bufferId);
         return;
       }
@@ -232,8 +238,8 @@ export class TopologyStore {
     }
   }
 
-  private notify(change: TopologyChange): void {
-    for (const listener of this.listeners) listener(change);
+  private notify(change: TopologyChange, stamp: number): void {
+    for (const listener of this.listeners) listener(change, stamp);
   }
 
   private account(status: WorkerStatus): void {

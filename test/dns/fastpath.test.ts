@@ -5,8 +5,9 @@
 // rotation of the pre-shuffled ring is checked on its own with a seeded sequence.
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { Registry } from '../../src/admin/metrics.ts';
-import { FastPath } from '../../src/dns/fastpath.ts';
+import { FastPath, ThreadAnswers } from '../../src/dns/fastpath.ts';
 import { DnsHandler, type Transport } from '../../src/dns/handler.ts';
+import { allocateSharedAnswers, SharedAnswers } from '../../src/dns/shared-answers.ts';
 import { RRType } from '../../src/dns/wire.ts';
 import { tagsOf } from '../../src/topology/cache-tags.ts';
 import { parseTopology } from '../../src/topology/reader.ts';
@@ -102,13 +103,16 @@ function cases(name: string): string[] {
   return [name, name.toUpperCase(), mixed];
 }
 
-function newHandler(index: () => TopologyLookup | null, metrics = new Registry()): DnsHandler {
-  return new DnsHandler({ ttl: 5, negativeTtl: 30, maxUdpSize: 1232, metrics, currentIndex: index });
+type CacheKind = 'thread' | 'shared';
+
+function newHandler(index: () => TopologyLookup | null, metrics = new Registry(), cache: CacheKind = 'thread'): DnsHandler {
+  const sharedAnswers = cache === 'shared' ? { buffer: allocateSharedAnswers(4 * 1024 * 1024, 1), log: 0 } : undefined;
+  return new DnsHandler({ ttl: 5, negativeTtl: 30, maxUdpSize: 1232, metrics, currentIndex: index, sharedAnswers });
 }
 
 const client = (transport: Transport) => ({ address: '127.0.0.1', port: 5000, transport });
 
-describe('fast path answers equal general path answers', () => {
+describe.each<CacheKind>(['thread', 'shared'])('fast path answers equal general path answers (%s answer cache)', (cache) => {
   beforeEach(() => {
     // floor(0.999999 * (i + 1)) === i: the Fisher-Yates shuffle swaps nothing.
     vi.spyOn(Math, 'random').mockReturnValue(0.999999);
@@ -118,7 +122,7 @@ describe('fast path answers equal general path answers', () => {
   it('byte for byte, for every query form, case, EDNS size, flag and transport, on miss and on hit, as the reference index', async () => {
     const index = buildIndex(instances, 7);
     const metrics = new Registry();
-    const handler = newHandler(() => index, metrics);
+    const handler = newHandler(() => index, metrics, cache);
     const reference = newHandler(() => referenceIndex(instances, 7));
     const variants: Array<[QueryOptions, Transport]> = [
       [{ edns: null }, 'udp'],
@@ -153,7 +157,7 @@ describe('fast path answers equal general path answers', () => {
   });
 
   it('covers what the forms promise: TC over 512, the EDNS cap, SOA on negatives, echoed case', () => {
-    const handler = newHandler(() => buildIndex(instances, 1));
+    const handler = newHandler(() => buildIndex(instances, 1), undefined, cache);
     const big = handler.answerFast(query('*.big.default.cf.bosh', RRType.A, { edns: null }), UDP_CLIENT)!;
     expect(big.length).toBeLessThanOrEqual(512);
     expect(big[2] & 0x02).toBe(0x02);
@@ -169,7 +173,7 @@ describe('fast path answers equal general path answers', () => {
   });
 
   it('leaves to the general path what it does not serve, which answers it as before', async () => {
-    const handler = newHandler(() => buildIndex(instances, 1));
+    const handler = newHandler(() => buildIndex(instances, 1), undefined, cache);
     const pointer = query('aaaa-1.web.default.cf.bosh', RRType.A);
     const compressed = Buffer.concat([pointer.subarray(0, 12), Buffer.from([0xc0, 0x0c, 0, 1, 0, 1])]);
     const outside = query('example.com', RRType.A);
@@ -193,7 +197,7 @@ describe('fast path answers equal general path answers', () => {
   });
 
   it('sets RA as the next handler says at the time of each answer', () => {
-    const handler = newHandler(() => buildIndex(instances, 1));
+    const handler = newHandler(() => buildIndex(instances, 1), undefined, cache);
     const ask = () => handler.answerFast(query('aaaa-1.web.default.cf.bosh', RRType.A), UDP_CLIENT)![3] & 0x80;
     expect(ask()).toBe(0);
     let upstreams = 1;
@@ -205,18 +209,18 @@ describe('fast path answers equal general path answers', () => {
 
   it('serves the new topology from the first query after a swap', () => {
     let index = buildIndex(instances, 1);
-    const handler = newHandler(() => index);
+    const handler = newHandler(() => index, undefined, cache);
     const ask = () => handler.answerFast(query('aaaa-1.web.default.cf.bosh', RRType.A), UDP_CLIENT)!;
     expect([...ask().subarray(-4)]).toEqual([10, 0, 0, 1]);
     index = buildIndex(instances.map((i) => (i.id === 'aaaa-1' ? { ...i, ip: '10.9.9.9' } : i)), 2);
-    handler.topologyChanged('replaced');
+    handler.topologyChanged('replaced', 1);
     expect([...ask().subarray(-4)]).toEqual([10, 9, 9, 9]);
   });
 
   it('after a delta, re-encodes the names it touches and keeps serving the rest from the cache', async () => {
     const index = buildIndex(instances, 1);
     const metrics = new Registry();
-    const handler = newHandler(() => index, metrics);
+    const handler = newHandler(() => index, metrics, cache);
     const ask = (name: string, type: number = RRType.A) => handler.answerFast(query(name, type), UDP_CLIENT)!;
     const last4 = (reply: Buffer) => [...reply.subarray(-4)].join('.');
     const names = ['aaaa-1.web.default.cf.bosh', 'aaaa-2.web.default.cf.bosh', '0.big.default.cf.bosh', 'big-7.big.default.cf.bosh', 'new-1.web.default.cf.bosh'];
@@ -227,7 +231,7 @@ describe('fast path answers equal general path answers', () => {
     const moved = { ...old, ip: '10.9.9.9' };
     const added = { ...old, id: 'new-1', ip: '10.8.8.8', index: 9, agentId: null };
     const change = index.apply({ seq: 1, version: 2, removes: [], adds: [moved, added] });
-    handler.topologyChanged({ tags: tagsOf(change.instances) });
+    handler.topologyChanged({ tags: tagsOf(change.instances) }, 1);
     expect(last4(ask('aaaa-1.web.default.cf.bosh'))).toBe('10.9.9.9');
     expect(last4(ask('new-1.web.default.cf.bosh'))).toBe('10.8.8.8');
     // The group's wildcard answer changed too; other instances and other groups did not.
@@ -256,7 +260,7 @@ describe('metrics on the fast path', () => {
   });
 });
 
-describe('shuffling on the fast path', () => {
+describe.each<CacheKind>(['thread', 'shared'])('shuffling on the fast path (%s answer cache)', (cache) => {
   afterEach(() => vi.restoreAllMocks());
 
   it('rotates differently shuffled encodings with the same records', () => {
@@ -265,7 +269,7 @@ describe('shuffling on the fast path', () => {
       seed = (seed * 1103515245 + 12345) % 2147483648;
       return seed / 2147483648;
     });
-    const handler = newHandler(() => buildIndex(instances, 1));
+    const handler = newHandler(() => buildIndex(instances, 1), undefined, cache);
     const orders = new Set<string>();
     for (let i = 0; i < 8; i++) {
       const reply = handler.answerFast(query('q-s4.web.default.cf.bosh', RRType.A), UDP_CLIENT)!;
@@ -281,9 +285,10 @@ describe('the answer cache is bounded', () => {
   it('keeps within its byte budget under a flood of random names, and still answers them', () => {
     const index = buildIndex(instances, 1);
     const built: number[] = [];
+    const store = new ThreadAnswers(16 * 1024);
     const cache = new FastPath({
       maxUdpSize: 1232,
-      maxBytes: 16 * 1024,
+      store,
       build: (packet) => {
         built.push(packet.length);
         return { kind: 'answer', packet: Buffer.alloc(100), shuffled: false, tag: 0 };
@@ -296,7 +301,7 @@ describe('the answer cache is bounded', () => {
     }
     expect(built).toHaveLength(5000);
     // About 200 bytes per entry (100 encoded + key + overhead): 16 KiB holds well under 100.
-    expect(cache.size).toBeLessThan(100);
-    expect(cache.size).toBeGreaterThan(0);
+    expect(store.size).toBeLessThan(100);
+    expect(store.size).toBeGreaterThan(0);
   });
 });

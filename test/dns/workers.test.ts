@@ -30,7 +30,7 @@ describe('DNS worker threads', () => {
     cleanups.push(() => topology.stop());
     const config = configSchema.parse({ dns: { listen: [{ address: '127.0.0.1', port: 0 }], workers: 2 } }).dns;
     const handler = new DnsHandler({ ttl: 5, negativeTtl: 5, maxUdpSize: 1232, metrics, currentIndex: () => topology.current });
-    topology.onChange((change) => handler.topologyChanged(change));
+    topology.onChange((change, stamp) => handler.topologyChanged(change, stamp));
     const dns = await startDns({ config, handler, topology, recursionAvailable: () => false, logLevel: 'silent', logger: silentLogger, metrics });
     cleanups.push(() => dns.stop());
     expect(dns.threads).toBe(2);

@@ -19,14 +19,14 @@ async function perThread(daemon: RunningDaemon): Promise<Map<string, number>> {
   return new Map([...text.matchAll(/^presence_dns_udp_queries_total\{thread="(\d+)"\} (\d+)$/gm)].map((m) => [m[1], Number(m[2])]));
 }
 
-describe('dns.workers: 2', () => {
+describe.each(['thread', 'shared'])('dns.workers: 2, %s answer cache', (answerCache) => {
   let daemon: RunningDaemon;
   let upstream: TestUpstream;
   beforeAll(async () => {
     upstream = await TestUpstream.start({ 'www.example.com': { addresses: ['192.0.2.7'], ttl: 60 } });
     daemon = await startDaemon({
       files: { 'topology.json': topology(1) },
-      config: { dns: { workers: 2 }, forward: { enabled: true, upstreams: [`127.0.0.1:${upstream.port}`] }, log: { level: 'info' } },
+      config: { dns: { workers: 2, answer_cache: answerCache }, forward: { enabled: true, upstreams: [`127.0.0.1:${upstream.port}`] }, log: { level: 'info' } },
     });
   });
   afterAll(async () => {

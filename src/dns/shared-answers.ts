@@ -1,0 +1,209 @@
+// The answer store every DNS thread shares (dns.answer_cache shared): one
+// SharedArrayBuffer that the main thread allocates and hands to each DNS worker thread,
+// so an answer one thread encoded serves all of them and is kept once, not per thread.
+//
+// Lock-free, and no thread ever waits. Each thread appends to a log of its own (so each
+// log has one writer), and publishes an entry in a shared hash index: a bucket of four
+// slots, each naming a log, a position in it and the key's hash. A writer takes the slot
+// already holding its key's hash, else an empty one, else the one naming the oldest
+// entry, so two hot names whose hashes meet do not evict each other. A log's positions
+// only grow (modulo 2^32) and it wraps over its oldest entries: its writer moves the
+// log's head past an entry's space before it writes there. A reader follows a slot,
+// checks that the entry is the one it names (its stored position, its key, its tag's
+// stamp), copies the answer out and reads that log's head again: if the head has moved
+// a whole log's length past the entry, the copy may be torn and counts as a miss. So no
+// reader serves bytes being overwritten; the worst a race costs is one more encode.
+// Every length read from a log is bounds-checked, as a torn entry may hold anything.
+import { NOT_OURS, STAMP_SLOTS, type AnswerEntry, type AnswerStore } from './fastpath.ts';
+
+/** Control words: log count, bytes per log, then each log's head. */
+const LOGS = 0;
+const LOG_BYTES = 1;
+const HEADS = 2;
+export const MAX_LOGS = 64;
+const CONTROL_WORDS = HEADS + MAX_LOGS;
+/** Entry header: size, position, tag, stamp (u32 each), key length, encodings (u16 each). */
+const ENTRY_HEADER = 20;
+/** Log bytes per index slot: ~2 slots per entry of a typical answer (100–250 bytes). */
+const BYTES_PER_SLOT = 128;
+/** Slots per bucket (consecutive, so one bucket is a cache line or two). */
+const BUCKET = 4;
+const MIN_LOG_BYTES = 1 << 16;
+/** Each slot: position (low bit set: in use), log, hash — three Int32 arrays. */
+const SLOT_BYTES = 12;
+
+const align8 = (n: number) => (n + 7) & ~7;
+/** The largest power of two ≤ n. */
+const floorPow2 = (n: number) => 2 ** Math.floor(Math.log2(n));
+
+/** FNV-1a over key[0, length). */
+function hashKey(key: Buffer, length: number): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < length; i++) h = Math.imul(h ^ key[i], 0x01000193);
+  return h | 0;
+}
+
+/** The buffer for about `bytes` of answers written by `logs` threads (each log a power of two). */
+export function allocateSharedAnswers(bytes: number, logs: number): SharedArrayBuffer {
+  if (!Number.isInteger(logs) || logs < 1 || logs > MAX_LOGS) throw new Error(`shared answers take 1 to ${MAX_LOGS} threads, not ${logs}`);
+  const logBytes = Math.max(MIN_LOG_BYTES, floorPow2((bytes * 0.9) / logs));
+  const slots = (logs * logBytes) / BYTES_PER_SLOT;
+  const buffer = new SharedArrayBuffer(CONTROL_WORDS * 4 + slots * SLOT_BYTES + logs * logBytes);
+  const control = new Int32Array(buffer, 0, CONTROL_WORDS);
+  control[LOGS] = logs;
+  control[LOG_BYTES] = logBytes;
+  return buffer;
+}
+
+export class SharedAnswers implements AnswerStore {
+  private readonly control: Int32Array;
+  /** Per slot: the position of its entry, low bit set (0: empty). */
+  private readonly positions: Int32Array;
+  /** Per slot: which log its entry is in. */
+  private readonly owners: Int32Array;
+  /** Per slot: its key's hash, to pass over the other slots of a bucket without reading their entries. */
+  private readonly hashes: Int32Array;
+  /** Every log, one after the other. */
+  private readonly bytes: Buffer;
+  private readonly words: Uint32Array;
+  private readonly logBytes: number;
+  /** Entries larger than this are not kept (a ring of TCP answers near 64 KiB each). */
+  private readonly maxEntry: number;
+  /** Which encoding of a shuffled answer this thread serves next. */
+  private turn = 0;
+
+  /** `log`: the log this thread writes (0 for the main thread, one per DNS worker thread). */
+  constructor(buffer: SharedArrayBuffer, private readonly log: number) {
+    this.control = new Int32Array(buffer, 0, CONTROL_WORDS);
+    const logs = this.control[LOGS];
+    this.logBytes = this.control[LOG_BYTES];
+    if (log < 0 || log >= logs) throw new Error(`shared answers have ${logs} logs; there is no log ${log}`);
+    const slots = (logs * this.logBytes) / BYTES_PER_SLOT;
+    let at = CONTROL_WORDS * 4;
+    this.positions = new Int32Array(buffer, at, slots);
+    this.owners = new Int32Array(buffer, (at += slots * 4), slots);
+    this.hashes = new Int32Array(buffer, (at += slots * 4), slots);
+    at += slots * 4;
+    this.bytes = Buffer.from(buffer, at, logs * this.logBytes);
+    this.words = new Uint32Array(buffer, at, (logs * this.logBytes) / 4);
+    this.maxEntry = Math.min(this.logBytes / 8, 1 << 20);
+  }
+
+  get(key: Buffer, length: number, stamps: Uint32Array): Buffer | typeof NOT_OURS | null {
+    const hash = hashKey(key, length);
+    const bucket = hash & (this.positions.length - 1) & ~(BUCKET - 1);
+    for (let s = bucket; s < bucket + BUCKET; s++) {
+      if (Atomics.load(this.hashes, s) !== hash) continue;
+      const ref = Atomics.load(this.positions, s);
+      const log = Atomics.load(this.owners, s);
+      if (ref === 0 || log < 0 || log >= this.control[LOGS]) continue;
+      const position = (ref & ~7) >>> 0;
+      if (this.holds(log, position, key, length)) return this.answer(log, position, length, stamps);
+    }
+    return null;
+  }
+
+  put(key: Buffer, length: number, entry: AnswerEntry): void {
+    const encodings = entry.encodings ?? [];
+    let size = ENTRY_HEADER + length;
+    for (const e of encodings) size += 2 + e.length;
+    size = align8(size);
+    if (size > this.maxEntry) return;
+    let position = Atomics.load(this.control, HEADS + this.log) >>> 0;
+    // An entry never wraps around the end of the log: it starts the next lap instead.
+    if ((position & (this.logBytes - 1)) + size > this.logBytes) position = (position + this.logBytes - (position & (this.logBytes - 1))) >>> 0;
+    // The head moves first: a reader of what this entry overwrites sees it move and drops its copy.
+    Atomics.store(this.control, HEADS + this.log, (position + size) | 0);
+    const offset = this.log * this.logBytes + (position & (this.logBytes - 1));
+    const { words, bytes } = this;
+    const w = offset >>> 2;
+    words[w] = size;
+    words[w + 1] = position;
+    words[w + 2] = entry.tag;
+    words[w + 3] = entry.stamp;
+    bytes[offset + 16] = length & 0xff;
+    bytes[offset + 17] = length >>> 8;
+    bytes[offset + 18] = encodings.length & 0xff;
+    bytes[offset + 19] = encodings.length >>> 8;
+    key.copy(bytes, offset + ENTRY_HEADER, 0, length);
+    let at = offset + ENTRY_HEADER + length;
+    for (const e of encodings) {
+      bytes[at] = e.length & 0xff;
+      bytes[at + 1] = e.length >>> 8;
+      e.copy(bytes, at + 2);
+      at += 2 + e.length;
+    }
+    const hash = hashKey(key, length);
+    const slot = this.slotFor(hash);
+    Atomics.store(this.owners, slot, this.log);
+    // Positions are 8-aligned, so the low bit marks a used slot (a position may be 0).
+    Atomics.store(this.positions, slot, position | 1);
+    Atomics.store(this.hashes, slot, hash);
+  }
+
+  /** Nothing to drop: the stamps of a replaced topology no longer match any entry. */
+  flush(): void {}
+
+  /** Whether the live entry at `position` of `log` is the one for this key. */
+  private holds(log: number, position: number, key: Buffer, length: number): boolean {
+    if (this.overwritten(log, position)) return false;
+    const start = log * this.logBytes;
+    const offset = start + (position & (this.logBytes - 1));
+    const { words, bytes } = this;
+    const w = offset >>> 2;
+    const size = words[w];
+    if (words[w + 1] !== position || size > this.maxEntry || offset + size > start + this.logBytes) return false;
+    if ((bytes[offset + 16] | (bytes[offset + 17] << 8)) !== length || ENTRY_HEADER + length > size) return false;
+    const keyStart = offset + ENTRY_HEADER;
+    for (let i = 0; i < length; i++) if (bytes[keyStart + i] !== key[i]) return false;
+    return true;
+  }
+
+  /** The answer of the entry at `position` of `log` (its key checked), or null when stale or overwritten meanwhile. */
+  private answer(log: number, position: number, keyLength: number, stamps: Uint32Array): Buffer | typeof NOT_OURS | null {
+    const { words, bytes } = this;
+    const offset = log * this.logBytes + (position & (this.logBytes - 1));
+    const w = offset >>> 2;
+    const end = offset + Math.min(words[w], this.maxEntry);
+    if (stamps[words[w + 2] & (STAMP_SLOTS - 1)] !== words[w + 3]) return null;
+    const count = bytes[offset + 18] | (bytes[offset + 19] << 8);
+    if (count === 0) return this.overwritten(log, position) ? null : NOT_OURS;
+    let at = offset + ENTRY_HEADER + keyLength;
+    for (let skip = this.turn++ % count; skip > 0 && at + 2 <= end; skip--) at += 2 + (bytes[at] | (bytes[at + 1] << 8));
+    if (at + 2 > end) return null;
+    const answerLength = bytes[at] | (bytes[at + 1] << 8);
+    if (at + 2 + answerLength > end) return null;
+    const out = Buffer.allocUnsafe(answerLength);
+    bytes.copy(out, 0, at + 2, at + 2 + answerLength);
+    return this.overwritten(log, position) ? null : out;
+  }
+
+  /** Where a new entry of this hash goes: the slot with the same hash, else an empty one, else the oldest. */
+  private slotFor(hash: number): number {
+    const bucket = hash & (this.positions.length - 1) & ~(BUCKET - 1);
+    let chosen = bucket;
+    let chosenAge = -1;
+    for (let s = bucket; s < bucket + BUCKET; s++) {
+      const ref = Atomics.load(this.positions, s);
+      if (ref !== 0 && Atomics.load(this.hashes, s) === hash) return s;
+      const log = Atomics.load(this.owners, s);
+      // An empty slot, or one naming a log that is not there, counts as older than any entry.
+      const age = ref === 0 || log < 0 || log >= this.control[LOGS] ? 2 ** 32 : this.age(log, (ref & ~7) >>> 0);
+      if (age > chosenAge) {
+        chosen = s;
+        chosenAge = age;
+      }
+    }
+    return chosen;
+  }
+
+  /** Bytes written to `log` since `position`. */
+  private age(log: number, position: number): number {
+    return ((Atomics.load(this.control, HEADS + log) >>> 0) - position) >>> 0;
+  }
+
+  /** Whether `log`'s writer has moved a whole log's length past `position`: its bytes may be another entry's now. */
+  private overwritten(log: number, position: number): boolean {
+    return this.age(log, position) > this.logBytes;
+  }
+}

@@ -1,0 +1,27 @@
+// One thread of the shared-answer race test (shared-answers.test.ts): for `ms`, asks the
+// shared store for random keys, checks every answer it gets against what that key's
+// writer stored, and stores the answer itself on a miss. Reports hits, misses and bad
+// answers (torn, or another key's).
+import { parentPort, workerData } from 'node:worker_threads';
+import { NOT_OURS } from '../../src/dns/fastpath.ts';
+import { SharedAnswers } from '../../src/dns/shared-answers.ts';
+import { answerFor, keyFor } from './shared-answers-data.ts';
+
+const { buffer, log, ms, keys } = workerData as { buffer: SharedArrayBuffer; log: number; ms: number; keys: number };
+const store = new SharedAnswers(buffer, log);
+const stamps = new Uint32Array(1 << 16);
+const counts = { hits: 0, misses: 0, bad: 0 };
+const until = performance.now() + ms;
+while (performance.now() < until) {
+  for (let i = 0; i < 1000; i++) {
+    const n = Math.floor(Math.random() * keys);
+    const key = keyFor(n);
+    const got = store.get(key, key.length, stamps);
+    if (got === null) {
+      counts.misses++;
+      store.put(key, key.length, { encodings: [answerFor(n)], tag: n, stamp: 0 });
+    } else if (got === NOT_OURS || !got.equals(answerFor(n))) counts.bad++;
+    else counts.hits++;
+  }
+}
+parentPort!.postMessage(counts);
