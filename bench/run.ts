@@ -24,7 +24,6 @@ const SIZES = (process.env.BENCH_SIZES ?? '100,10000,200000,600000').split(',').
 const LARGEST = Math.max(...SIZES);
 const RELOAD_SIZE = SIZES.includes(10_000) ? 10_000 : SIZES[0];
 const FIXED_QPS = 20_000;
-const CACHES: AnswerCache[] = ['thread', 'shared'];
 const ROOT = join(import.meta.dirname, '..');
 const work = join(tmpdir(), `presence-dns-bench-${process.pid}`);
 const children = new Set<ChildProcess>();
@@ -57,10 +56,8 @@ async function startEcho(): Promise<{ port: number; child: ChildProcess }> {
   return { port, child };
 }
 
-type AnswerCache = 'thread' | 'shared';
-
-async function startPresence(dir: string, workers: number | 'auto' = 1, answerCache: AnswerCache = 'thread'): Promise<RunningDaemon> {
-  const daemon = await startDaemon({ dir, config: { topology: { file: join(dir, 'topology.json') }, dns: { workers, answer_cache: answerCache }, log: { level: 'info' } } });
+async function startPresence(dir: string, workers: number | 'auto' = 1): Promise<RunningDaemon> {
+  const daemon = await startDaemon({ dir, config: { topology: { file: join(dir, 'topology.json') }, dns: { workers }, log: { level: 'info' } } });
   daemons.add(daemon);
   return daemon;
 }
@@ -123,7 +120,7 @@ async function main(): Promise<void> {
   const cores = availableParallelism();
   process.stdout.write(`presence-dns bench: ${cores} cores (${cpus()[0]?.model ?? 'unknown'}), node ${process.version}, ` +
     `dnsperf ${SECONDS} s per server and table row (${ROUNDS} interleaved slices), loopback; load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}\n`);
-  // BENCH_ONLY=workers: the dns.workers rows alone (threads × answer cache, then RSS at the largest size).
+  // BENCH_ONLY=workers: the dns.workers rows alone (then RSS with 1 and 2 threads at the largest size).
   if (process.env.BENCH_ONLY === 'workers') {
     prepare(LARGEST);
     await workersBench(RELOAD_SIZE);
@@ -213,12 +210,10 @@ async function workersBench(size: number): Promise<void> {
   const queries = join(dir, 'queries.txt');
   writeQueries(queries, topology);
   const auto = Math.min(availableParallelism(), 8);
-  // Each thread count with each answer cache: every thread's own, or one they share.
-  const threads: Array<[string, number | 'auto']> = [['1 thread', 1], ['2 threads', 2]];
-  if (auto !== 2 && auto !== 1) threads.push([`auto (${auto})`, 'auto']);
-  const configs = threads.flatMap(([label, workers]) => CACHES.map((cache): [string, number | 'auto', AnswerCache] => [`${label}, ${cache} cache`, workers, cache]));
+  const configs: Array<[string, number | 'auto']> = [['1 thread', 1], ['2 threads', 2]];
+  if (auto !== 2 && auto !== 1) configs.push([`auto (${auto})`, 'auto']);
   const presence: Array<[string, RunningDaemon]> = [];
-  for (const [label, workers, cache] of configs) presence.push([label, await startPresence(dir, workers, cache)]);
+  for (const [label, workers] of configs) presence.push([label, await startPresence(dir, workers)]);
   const peers: Array<[string, Peer]> = [
     ['dnsmasq', trackPeer(await startDnsmasq(join(dir, 'hosts'), size))],
     ['nsd', trackPeer(await startNsd(dir, 'bosh.zone'))],
@@ -240,40 +235,34 @@ async function workersBench(size: number): Promise<void> {
     process.stdout.write(`| ${r.server} | ${Math.round(r.result.qps)} | ${r.result.lost}/${r.result.sent} | ${r.cpuUs.toFixed(1)} | ${ms(r.result.p99Ms)} | `
       + `${r.server.startsWith('presence') ? ratio(r.result.qps, one) : ''} | ${ratio(r.result.qps, dnsmasq)} | ${treeRssMb(pid)} | ${misses[i] ?? ''} |\n`);
   }
-  for (const cache of CACHES) {
-    const qps = (label: string) => rows[configs.findIndex((c) => c[0] === `${label}, ${cache} cache`)].result.qps;
-    process.stdout.write(`${cache} cache, 2 threads vs 1: ${ratio(qps('2 threads'), qps('1 thread'))} (target ≥ 1.7× where 4+ cores are free; ${availableParallelism()} cores here, one taken by dnsperf)\n`);
-  }
-  const byCache = (threadLabel: string) => ratio(rows[configs.findIndex((c) => c[0] === `${threadLabel}, shared cache`)].result.qps, rows[configs.findIndex((c) => c[0] === `${threadLabel}, thread cache`)].result.qps);
-  process.stdout.write(`shared cache vs each thread's own: 1 thread ${byCache('1 thread')}, 2 threads ${byCache('2 threads')}\n`);
+  const two = rows[1].result.qps;
+  process.stdout.write(`2 threads vs 1: ${ratio(two, one)} (target ≥ 1.7× where 4+ cores are free; ${availableParallelism()} cores here, one taken by dnsperf)\n`);
   for (const [, d] of presence) await stopPresence(d);
   for (const [, p] of peers) await stopChild(p.child);
 }
 
 /**
- * RSS with 1 and 2 threads answering at `size` instances, for each answer cache, after
- * three passes through every name from 13 client sockets: the kernel pins a socket to one
- * thread, and with 13 sockets each name comes by several of them, so each thread meets
- * (nearly) every name, as it does with many real clients. The image is shared, not
- * copied; the answers are copied per thread unless the cache is shared.
+ * RSS with 1 and 2 threads answering at `size` instances, after three passes through
+ * every name from 13 client sockets: the kernel pins a socket to one thread, and with 13
+ * sockets each name comes by several of them, so each thread meets (nearly) every name,
+ * as it does with many real clients. The image and the answer cache are shared, not
+ * copied; "encoded" counts the answers the threads encoded between them.
  */
 async function workersMemory(size: number): Promise<void> {
   const dir = join(work, `t${size}`);
   const queries = join(dir, 'queries.txt');
-  for (const cache of CACHES) {
-    const rss: number[] = [];
-    const encoded: number[] = [];
-    for (const workers of [1, 2]) {
-      const daemon = await startPresence(dir, workers, cache);
-      await dnsperf({ port: daemon.dnsPort, queries, seconds: 120, scratch: join(work, 'warm.out'), passes: 3, clients: 13 });
-      rss.push(treeRssMb(daemon.process.pid!));
-      encoded.push(await answerCacheMisses(daemon));
-      await stopPresence(daemon);
-    }
-    const r = rss[1] / rss[0];
-    process.stdout.write(`RSS at ${size} records after 3 passes through every name, ${cache} cache: 1 thread ${rss[0]} MB (${encoded[0]} answers encoded), `
-      + `2 threads ${rss[1]} MB (${encoded[1]} encoded) (${r.toFixed(2)}×, target ≤ 1.3×: ${r <= 1.3 ? 'met' : 'MISSED'})\n`);
+  const rss: number[] = [];
+  const encoded: number[] = [];
+  for (const workers of [1, 2]) {
+    const daemon = await startPresence(dir, workers);
+    await dnsperf({ port: daemon.dnsPort, queries, seconds: 120, scratch: join(work, 'warm.out'), passes: 3, clients: 13 });
+    rss.push(treeRssMb(daemon.process.pid!));
+    encoded.push(await answerCacheMisses(daemon));
+    await stopPresence(daemon);
   }
+  const r = rss[1] / rss[0];
+  process.stdout.write(`RSS at ${size} records after 3 passes through every name: 1 thread ${rss[0]} MB (${encoded[0]} answers encoded), `
+    + `2 threads ${rss[1]} MB (${encoded[1]} encoded) (${r.toFixed(2)}×, target ≤ 1.3×: ${r <= 1.3 ? 'met' : 'MISSED'})\n`);
 }
 
 /** Answers the daemon's threads have encoded for their fast-path cache (its misses), all threads together. */

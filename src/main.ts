@@ -12,7 +12,7 @@ import { HealthChecks } from './checks/index.ts';
 import { runCli } from './cli/index.ts';
 import { systemClock } from './clock.ts';
 import { changedKeys, ConfigError, loadConfig, withKeys, type Config, type LoadedConfig, type LoadOptions } from './config/index.ts';
-import { allocateSharedAnswers, dnsThreads, DnsHandler, startDns } from './dns/index.ts';
+import { allocateAnswerCache, dnsThreads, DnsHandler, startDns } from './dns/index.ts';
 import { mountInspectApi } from './inspect/index.ts';
 import { createLogger, type Logger } from './log.ts';
 import { openPresenceDb, startPresence } from './presence/index.ts';
@@ -69,9 +69,9 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     negativeTtl: config.dns.negative_ttl ?? config.dns.ttl,
     maxUdpSize: config.dns.max_udp_size,
     answerCacheBytes: config.dns.answer_cache_bytes,
-    // The main thread writes log 0 of the shared answers; each DNS worker thread one more.
-    sharedAnswers: config.dns.answer_cache === 'shared' && config.dns.answer_cache_bytes > 0
-      ? { buffer: allocateSharedAnswers(config.dns.answer_cache_bytes, dnsThreads(config.dns.workers)), log: 0 }
+    // One cache for every DNS thread: the main thread writes its log 0, each DNS worker thread one more.
+    answerCache: config.dns.answer_cache_bytes > 0
+      ? { buffer: allocateAnswerCache(config.dns.answer_cache_bytes, dnsThreads(config.dns.workers)), log: 0 }
       : undefined,
     metrics,
     currentIndex: () => topology.current,

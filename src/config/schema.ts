@@ -35,10 +35,8 @@ export const configSchema = z.strictObject({
     aliases_dir: z.string().default('aliases.d'),
     /** Largest UDP answer we send to EDNS clients (RFC 6891; 1232 avoids fragmentation). */
     max_udp_size: z.number().int().min(512).max(65535).default(1232),
-    /** Memory bound of the fast path's cache of encoded platform answers, bytes; 0 turns it off. */
+    /** Memory bound of the fast path's cache of encoded platform answers, bytes, for all DNS threads together; 0 turns it off. */
     answer_cache_bytes: z.number().int().min(0).default(128 * 1024 * 1024),
-    /** Whose the answer cache is: each answering thread's own, or one all of them share. */
-    answer_cache: z.enum(['thread', 'shared']).default('thread'),
     /**
      * Threads answering UDP: the main thread and dns.workers − 1 DNS worker threads sharing
      * its ports (SO_REUSEPORT) and one topology image; "auto" = the cores available, at most 8.

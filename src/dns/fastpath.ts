@@ -2,9 +2,9 @@
 // type, class, EDNS, size limit) is the same bytes for every client apart from the ID,
 // the RD/CD bits and the case of the question, because the encoder copies the question
 // from the query and compresses owner names to pointers into it. So each such answer is
-// encoded once by the general path (decode → resolver → encoder), kept in an answer
-// store, and served by copying it and patching those few bytes (and RA, which follows
-// the forwarder's upstreams). Answers with more than one record keep a small ring of
+// encoded once by the general path (decode → resolver → encoder), kept in the answer
+// cache every DNS thread shares (answer-cache.ts), and served by copying it and patching
+// those few bytes (and RA, which follows the forwarder's upstreams). Answers with more than one record keep a small ring of
 // differently shuffled encodings, rotated per query. Anything this parser is not sure
 // about returns null: the caller then runs the general path, which answers it exactly
 // as it always does.
@@ -18,6 +18,7 @@
 // for another thread exactly when both answer from the same state of that tag.
 import type { TopologyChange } from '../topology/follower.ts';
 import type { TopologyLookup } from '../topology/view.ts';
+import { NOT_OURS, STAMP_SLOTS, type AnswerCache, type AnswerEntry } from './answer-cache.ts';
 import { HEADER_SIZE, MIN_UDP_SIZE, RRType } from './wire.ts';
 
 /** Where the question name ends and its type: what `fastKey` learned besides the key. */
@@ -33,33 +34,11 @@ export type Built =
   /** Not a platform name (or not for this path): never served here. */
   | { kind: 'pass'; tag: number };
 
-/** One answer to keep: its encodings (null: not a name of ours), and its tag and that tag's stamp when encoded. */
-export interface AnswerEntry {
-  readonly encodings: Buffer[] | null;
-  readonly tag: number;
-  readonly stamp: number;
-}
-
-/** `AnswerStore.get` found the key, and it is not a name this path serves. */
-export const NOT_OURS = 1;
-
-/** Where encoded answers are kept, keyed by the bytes `fastKey` wrote. */
-export interface AnswerStore {
-  /**
-   * A fresh copy of the answer kept for `key[0, length)` (one of its encodings, in turn),
-   * NOT_OURS, or null on a miss or when its tag's stamp in `stamps` has moved.
-   */
-  get(key: Buffer, length: number, stamps: Uint32Array): Buffer | typeof NOT_OURS | null;
-  put(key: Buffer, length: number, entry: AnswerEntry): void;
-  /** The topology was replaced: nothing kept can be fresh again. */
-  flush(): void;
-}
-
 export interface FastPathOptions {
   /** Largest UDP answer for EDNS clients (dns.max_udp_size). */
   maxUdpSize: number;
   /** Where answers are kept; null turns the fast path off (dns.answer_cache_bytes 0). */
-  store: AnswerStore | null;
+  cache: AnswerCache | null;
   /** The main thread's stamps, for a DNS worker thread that starts late (`stampTable`). */
   stamps?: Uint32Array;
   /** Differently shuffled encodings kept per multi-record answer. */
@@ -72,8 +51,6 @@ export interface FastPathOptions {
   served: (transport: 'udp' | 'tcp', type: number, rcode: number) => void;
 }
 
-/** Stamp slots, indexed by the low bits of a tag: bounded memory; a shared slot only re-encodes more. */
-export const STAMP_SLOTS = 1 << 16;
 const TCP_LIMIT = 65535;
 const OPCODE_OR_QR = 0xf8;
 const RD = 0x01;
@@ -145,96 +122,6 @@ export function fastKey(packet: Buffer, transport: 'udp' | 'tcp', maxUdpSize: nu
  * and the previous old one is dropped, and a hit in the old map moves the entry back.
  * So hot names survive a flood of random names, and memory never exceeds the bound.
  */
-interface Ring {
-  /** Encodings as latin1 strings (see `Kept`). */
-  readonly encodings: string[];
-  next: number;
-}
-
-/**
- * An encoded answer, held as a latin1 string: no Buffer view and no pooled ArrayBuffer
- * kept alive by a few bytes of it. A ring for shuffled answers; null for a name that is
- * not ours (the general path answers it every time).
- */
-interface Kept {
-  readonly encoded: string | Ring | null;
-  readonly tag: number;
-  readonly stamp: number;
-}
-
-/** A rough per-entry cost of the map slot and string headers. */
-const ENTRY_OVERHEAD = 64;
-
-/**
- * One thread's own answers, bounded by bytes with two generations: new entries go to
- * the young map; when it is full it becomes the old one and the previous old one is
- * dropped, and a hit in the old map moves the entry back. So hot names survive a flood
- * of random names, and memory never exceeds the bound.
- */
-export class ThreadAnswers implements AnswerStore {
-  private young = new Map<string, Kept>();
-  private old = new Map<string, Kept>();
-  private youngBytes = 0;
-
-  constructor(private readonly maxBytes: number) {}
-
-  /** Entries held (answers and "not ours" marks). */
-  get size(): number {
-    return this.young.size + this.old.size;
-  }
-
-  get(key: Buffer, length: number, stamps: Uint32Array): Buffer | typeof NOT_OURS | null {
-    const k = key.toString('latin1', 0, length);
-    let kept = this.young.get(k);
-    if (kept === undefined) {
-      kept = this.old.get(k);
-      if (kept === undefined) return null;
-      this.old.delete(k);
-      this.keep(k, kept);
-    }
-    if (stamps[kept.tag & (STAMP_SLOTS - 1)] !== kept.stamp) return null;
-    const { encoded } = kept;
-    if (encoded === null) return NOT_OURS;
-    if (typeof encoded === 'string') return Buffer.from(encoded, 'latin1');
-    const template = encoded.encodings[encoded.next];
-    encoded.next = (encoded.next + 1) % encoded.encodings.length;
-    return Buffer.from(template, 'latin1');
-  }
-
-  put(key: Buffer, length: number, entry: AnswerEntry): void {
-    const { encodings } = entry;
-    let encoded: Kept['encoded'] = null;
-    if (encodings !== null) {
-      const strings = encodings.map((e) => e.toString('latin1'));
-      // The caller serves the first encoding now; the ring goes on from the second.
-      encoded = strings.length === 1 ? strings[0] : { encodings: strings, next: 1 % strings.length };
-    }
-    this.keep(key.toString('latin1', 0, length), { encoded, tag: entry.tag, stamp: entry.stamp });
-  }
-
-  flush(): void {
-    this.young = new Map();
-    this.old = new Map();
-    this.youngBytes = 0;
-  }
-
-  private keep(key: string, kept: Kept): void {
-    const { encoded } = kept;
-    const size = encoded === null ? 0 : typeof encoded === 'string' ? encoded.length : encoded.encodings.reduce((n, e) => n + e.length, 0);
-    const bytes = ENTRY_OVERHEAD + key.length + size;
-    // Each generation gets half of the budget; anything bigger is not kept at all.
-    const half = this.maxBytes / 2;
-    if (bytes > half) return;
-    if (this.youngBytes + bytes > half) {
-      this.old = this.young;
-      this.young = new Map();
-      this.youngBytes = 0;
-    }
-    this.young.set(key, kept);
-    this.youngBytes += bytes;
-  }
-}
-
 export class FastPath {
   private readonly scratch = Buffer.alloc(512);
   private readonly question: FastQuestion = { nameEnd: 0, type: 0 };
@@ -254,7 +141,6 @@ export class FastPath {
   changed(change: TopologyChange, stamp: number): void {
     if (change === 'replaced') {
       this.stamps.fill(stamp);
-      this.options.store?.flush();
       return;
     }
     for (let k = 0; k < change.tags.length; k++) this.stamps[change.tags[k] & (STAMP_SLOTS - 1)] = stamp;
@@ -268,18 +154,18 @@ export class FastPath {
   /** The reply bytes, or null when the general path must answer this packet. */
   answer(packet: Buffer, transport: 'udp' | 'tcp', index: TopologyLookup | null): Buffer | null {
     this.foreign = false;
-    const { store } = this.options;
-    if (index === null || store === null) return null;
+    const { cache } = this.options;
+    if (index === null || cache === null) return null;
     const { question, scratch } = this;
     const length = fastKey(packet, transport, this.options.maxUdpSize, scratch, question);
     if (length === 0) return null;
-    let out = store.get(scratch, length, this.stamps);
+    let out = cache.get(scratch, length, this.stamps);
     if (out !== null) this.hits++;
     else {
       this.misses++;
       const entry = this.build(packet, index, transport);
-      store.put(scratch, length, entry);
-      // The store keeps its own copy: the first encoding is this reply.
+      cache.put(scratch, length, entry);
+      // The cache keeps its own copy: the first encoding is this reply.
       out = entry.encodings === null ? NOT_OURS : entry.encodings[0];
     }
     if (out === NOT_OURS) {

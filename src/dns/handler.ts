@@ -2,14 +2,14 @@
 // other names to the next handler in the chain (the forwarder) or refuse them, encode,
 // count. Transport-agnostic; the server feeds it bytes from UDP and TCP. The server asks
 // `answerFast` first: platform answers already encoded are served from the fast path's
-// cache (this thread's own, or one shared by every DNS thread), which this general path
-// fills on a miss and topology changes invalidate.
+// cache, shared by every DNS thread, which this general path fills on a miss and
+// topology changes invalidate.
 import type { HotCounter, HotHistogram, Registry } from '../admin/metrics.ts';
 import type { TopologyChange } from '../topology/follower.ts';
 import { emptyView, type TopologyLookup } from '../topology/view.ts';
-import { FastPath, ThreadAnswers, type Built } from './fastpath.ts';
+import { AnswerCache, allocateAnswerCache } from './answer-cache.ts';
+import { FastPath, type Built } from './fastpath.ts';
 import { PlatformResolver } from './resolver.ts';
-import { SharedAnswers } from './shared-answers.ts';
 import {
   decodeQuery, encodeBareReply, encodeResponse, udpLimit, Rcode, RRType, rrTypeName,
   type DecodedQuery, type DnsResult, type EdnsOption,
@@ -42,8 +42,11 @@ export interface DnsHandlerOptions {
   currentIndex: () => TopologyLookup | null;
   /** Memory bound of the fast path's answer cache, bytes; 0 answers everything the general way. */
   answerCacheBytes?: number;
-  /** The answer cache every DNS thread shares (allocateSharedAnswers) and the log this thread writes; without it, this thread keeps its own. */
-  sharedAnswers?: { buffer: SharedArrayBuffer; log: number };
+  /**
+   * The answer cache the DNS threads share (allocateAnswerCache) and the log this thread
+   * writes; without it, one of `answerCacheBytes` for this thread alone.
+   */
+  answerCache?: { buffer: SharedArrayBuffer; log: number };
   /** The main thread's topology change stamps, for a DNS worker thread starting from its state. */
   answerStamps?: Uint32Array;
 }
@@ -74,6 +77,8 @@ export class DnsHandler {
   private readonly malformed;
   private readonly fast: FastPath;
   next: NextHandler | null = null;
+  /** The answer cache's buffer, for the DNS worker threads to share (null: the cache is off). */
+  readonly answerCache: SharedArrayBuffer | null;
   /** Start time of the fast-path query being answered (a field: no closure per query). */
   private fastStarted = 0;
   private readonly fastCounters = new Map<number, BoundCounters>();
@@ -86,9 +91,11 @@ export class DnsHandler {
     this.duration = metrics.histogram('coredns_dns_request_duration_seconds', 'Time to answer a DNS request.', { labelNames: ['proto'] });
     this.malformed = metrics.counter('presence_dns_malformed_packets_total', 'Packets that were not a usable DNS query.');
     const cacheBytes = options.answerCacheBytes ?? 128 * 1024 * 1024;
+    const shared = cacheBytes === 0 ? null : options.answerCache ?? { buffer: allocateAnswerCache(cacheBytes, 1), log: 0 };
+    this.answerCache = shared?.buffer ?? null;
     this.fast = new FastPath({
       maxUdpSize: options.maxUdpSize,
-      store: cacheBytes === 0 ? null : options.sharedAnswers ? new SharedAnswers(options.sharedAnswers.buffer, options.sharedAnswers.log) : new ThreadAnswers(cacheBytes),
+      cache: shared && new AnswerCache(shared.buffer, shared.log),
       stamps: options.answerStamps,
       build: (packet, index, transport) => this.build(packet, index, transport),
       recursionAvailable: () => this.next?.recursionAvailable ?? false,
@@ -124,10 +131,6 @@ export class DnsHandler {
     this.fast.changed(change, stamp);
   }
 
-  /** The answer cache shared with the DNS worker threads, or null when each thread keeps its own. */
-  get sharedAnswers(): SharedArrayBuffer | null {
-    return this.options.sharedAnswers?.buffer ?? null;
-  }
 
   /** The fast path's change stamps, for a DNS worker thread that starts from this thread's state. */
   answerStamps(): Uint32Array {

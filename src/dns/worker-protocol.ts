@@ -17,8 +17,8 @@ export interface DnsWorkerOptions {
   catchUp: CatchUp | null;
   /** The main thread's fast-path change stamps at the same point. */
   answerStamps: Uint32Array;
-  /** The answer cache all DNS threads share (dns.answer_cache shared), and the log this worker writes. */
-  sharedAnswers: { buffer: SharedArrayBuffer; log: number } | null;
+  /** The answer cache all DNS threads share, and the log this worker writes (null: the cache is off). */
+  answerCache: { buffer: SharedArrayBuffer; log: number } | null;
   recursionAvailable: boolean;
 }
 

@@ -2,9 +2,9 @@
 // ports, each with a socket of its own in the same SO_REUSEPORT group, so the kernel
 // spreads queries over the threads. It answers platform names from the same topology
 // image as every other thread (shared memory, never copied), following the images and
-// deltas the main thread relays, with a fast-path cache of its own or the one all
-// threads share. Names it does not serve go to the main thread's forwarder; its counters
-// are folded into the one /metrics.
+// deltas the main thread relays, and from the answer cache all DNS threads share. Names
+// it does not serve go to the main thread's forwarder; its counters are folded into the
+// one /metrics.
 import { parentPort, threadId, workerData } from 'node:worker_threads';
 import { Registry } from '../admin/metrics.ts';
 import { createLogger } from '../log.ts';
@@ -47,7 +47,7 @@ const metrics = new Registry();
 const handler = new DnsHandler({
   ttl: options.ttl, negativeTtl: options.negativeTtl, maxUdpSize: options.maxUdpSize, metrics,
   answerCacheBytes: options.answerCacheBytes, currentIndex: () => follower.view,
-  sharedAnswers: options.sharedAnswers ?? undefined, answerStamps: options.answerStamps,
+  answerCache: options.answerCache ?? undefined, answerStamps: options.answerStamps,
 });
 const forwarder = new MainThreadForwarder();
 handler.next = forwarder;

@@ -19,7 +19,7 @@ export interface DnsWorkersOptions {
   listen: ListenAddress[];
   handler: DnsHandler;
   topology: TopologyStore;
-  settings: Omit<DnsWorkerOptions, 'listen' | 'catchUp' | 'answerStamps' | 'sharedAnswers' | 'recursionAvailable'>;
+  settings: Omit<DnsWorkerOptions, 'listen' | 'catchUp' | 'answerStamps' | 'answerCache' | 'recursionAvailable'>;
   recursionAvailable: () => boolean;
   logger: Logger;
   metrics: Registry;
@@ -55,7 +55,7 @@ export class DnsWorkers {
   }
 
   async start(): Promise<void> {
-    // Worker n writes log n of the shared answers (the main thread writes log 0); a restarted worker takes its predecessor's.
+    // Worker n writes log n of the answer cache (the main thread writes log 0); a restarted worker takes its predecessor's.
     await Promise.all(Array.from({ length: this.options.count }, (_, n) => this.spawn(n + 1)));
     this.options.logger.info({ threads: this.options.count + 1 }, 'DNS answered by the main thread and worker threads sharing its UDP ports');
   }
@@ -77,10 +77,10 @@ export class DnsWorkers {
   private spawn(log: number): Promise<void> {
     const { settings, listen, topology, handler, logger } = this.options;
     const catchUp = topology.catchUp();
-    const shared = handler.sharedAnswers;
+    const cache = handler.answerCache;
     const data: DnsWorkerOptions = {
       ...settings, listen, catchUp, answerStamps: handler.answerStamps(),
-      sharedAnswers: shared && { buffer: shared, log }, recursionAvailable: this.recursion,
+      answerCache: cache && { buffer: cache, log }, recursionAvailable: this.recursion,
     };
     const worker = startWorker(siblingModule(import.meta.url, 'worker'), data);
     const key = `dns-worker-${worker.threadId}`;

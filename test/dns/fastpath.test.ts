@@ -5,9 +5,9 @@
 // rotation of the pre-shuffled ring is checked on its own with a seeded sequence.
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { Registry } from '../../src/admin/metrics.ts';
-import { FastPath, ThreadAnswers } from '../../src/dns/fastpath.ts';
+import { AnswerCache, allocateAnswerCache } from '../../src/dns/answer-cache.ts';
+import { FastPath } from '../../src/dns/fastpath.ts';
 import { DnsHandler, type Transport } from '../../src/dns/handler.ts';
-import { allocateSharedAnswers, SharedAnswers } from '../../src/dns/shared-answers.ts';
 import { RRType } from '../../src/dns/wire.ts';
 import { tagsOf } from '../../src/topology/cache-tags.ts';
 import { parseTopology } from '../../src/topology/reader.ts';
@@ -103,16 +103,13 @@ function cases(name: string): string[] {
   return [name, name.toUpperCase(), mixed];
 }
 
-type CacheKind = 'thread' | 'shared';
-
-function newHandler(index: () => TopologyLookup | null, metrics = new Registry(), cache: CacheKind = 'thread'): DnsHandler {
-  const sharedAnswers = cache === 'shared' ? { buffer: allocateSharedAnswers(4 * 1024 * 1024, 1), log: 0 } : undefined;
-  return new DnsHandler({ ttl: 5, negativeTtl: 30, maxUdpSize: 1232, metrics, currentIndex: index, sharedAnswers });
+function newHandler(index: () => TopologyLookup | null, metrics = new Registry()): DnsHandler {
+  return new DnsHandler({ ttl: 5, negativeTtl: 30, maxUdpSize: 1232, metrics, currentIndex: index, answerCacheBytes: 4 * 1024 * 1024 });
 }
 
 const client = (transport: Transport) => ({ address: '127.0.0.1', port: 5000, transport });
 
-describe.each<CacheKind>(['thread', 'shared'])('fast path answers equal general path answers (%s answer cache)', (cache) => {
+describe('fast path answers equal general path answers', () => {
   beforeEach(() => {
     // floor(0.999999 * (i + 1)) === i: the Fisher-Yates shuffle swaps nothing.
     vi.spyOn(Math, 'random').mockReturnValue(0.999999);
@@ -122,7 +119,7 @@ describe.each<CacheKind>(['thread', 'shared'])('fast path answers equal general 
   it('byte for byte, for every query form, case, EDNS size, flag and transport, on miss and on hit, as the reference index', async () => {
     const index = buildIndex(instances, 7);
     const metrics = new Registry();
-    const handler = newHandler(() => index, metrics, cache);
+    const handler = newHandler(() => index, metrics);
     const reference = newHandler(() => referenceIndex(instances, 7));
     const variants: Array<[QueryOptions, Transport]> = [
       [{ edns: null }, 'udp'],
@@ -157,7 +154,7 @@ describe.each<CacheKind>(['thread', 'shared'])('fast path answers equal general 
   });
 
   it('covers what the forms promise: TC over 512, the EDNS cap, SOA on negatives, echoed case', () => {
-    const handler = newHandler(() => buildIndex(instances, 1), undefined, cache);
+    const handler = newHandler(() => buildIndex(instances, 1));
     const big = handler.answerFast(query('*.big.default.cf.bosh', RRType.A, { edns: null }), UDP_CLIENT)!;
     expect(big.length).toBeLessThanOrEqual(512);
     expect(big[2] & 0x02).toBe(0x02);
@@ -173,7 +170,7 @@ describe.each<CacheKind>(['thread', 'shared'])('fast path answers equal general 
   });
 
   it('leaves to the general path what it does not serve, which answers it as before', async () => {
-    const handler = newHandler(() => buildIndex(instances, 1), undefined, cache);
+    const handler = newHandler(() => buildIndex(instances, 1));
     const pointer = query('aaaa-1.web.default.cf.bosh', RRType.A);
     const compressed = Buffer.concat([pointer.subarray(0, 12), Buffer.from([0xc0, 0x0c, 0, 1, 0, 1])]);
     const outside = query('example.com', RRType.A);
@@ -197,7 +194,7 @@ describe.each<CacheKind>(['thread', 'shared'])('fast path answers equal general 
   });
 
   it('sets RA as the next handler says at the time of each answer', () => {
-    const handler = newHandler(() => buildIndex(instances, 1), undefined, cache);
+    const handler = newHandler(() => buildIndex(instances, 1));
     const ask = () => handler.answerFast(query('aaaa-1.web.default.cf.bosh', RRType.A), UDP_CLIENT)![3] & 0x80;
     expect(ask()).toBe(0);
     let upstreams = 1;
@@ -209,7 +206,7 @@ describe.each<CacheKind>(['thread', 'shared'])('fast path answers equal general 
 
   it('serves the new topology from the first query after a swap', () => {
     let index = buildIndex(instances, 1);
-    const handler = newHandler(() => index, undefined, cache);
+    const handler = newHandler(() => index);
     const ask = () => handler.answerFast(query('aaaa-1.web.default.cf.bosh', RRType.A), UDP_CLIENT)!;
     expect([...ask().subarray(-4)]).toEqual([10, 0, 0, 1]);
     index = buildIndex(instances.map((i) => (i.id === 'aaaa-1' ? { ...i, ip: '10.9.9.9' } : i)), 2);
@@ -220,7 +217,7 @@ describe.each<CacheKind>(['thread', 'shared'])('fast path answers equal general 
   it('after a delta, re-encodes the names it touches and keeps serving the rest from the cache', async () => {
     const index = buildIndex(instances, 1);
     const metrics = new Registry();
-    const handler = newHandler(() => index, metrics, cache);
+    const handler = newHandler(() => index, metrics);
     const ask = (name: string, type: number = RRType.A) => handler.answerFast(query(name, type), UDP_CLIENT)!;
     const last4 = (reply: Buffer) => [...reply.subarray(-4)].join('.');
     const names = ['aaaa-1.web.default.cf.bosh', 'aaaa-2.web.default.cf.bosh', '0.big.default.cf.bosh', 'big-7.big.default.cf.bosh', 'new-1.web.default.cf.bosh'];
@@ -245,6 +242,40 @@ describe.each<CacheKind>(['thread', 'shared'])('fast path answers equal general 
   });
 });
 
+describe('one answer cache for two threads', () => {
+  it('serves an answer encoded by one thread to another only when both are at the same state of what it depends on', async () => {
+    const buffer = allocateAnswerCache(4 * 1024 * 1024, 2);
+    // Two threads' views of the same topology, and their handlers over one cache.
+    const ahead = buildIndex(instances, 1);
+    const behind = buildIndex(instances, 1);
+    const threads = [ahead, behind].map((index, log) => {
+      const metrics = new Registry();
+      const handler = new DnsHandler({ ttl: 5, negativeTtl: 30, maxUdpSize: 1232, metrics, currentIndex: () => index, answerCache: { buffer, log } });
+      handler.topologyChanged('replaced', 1);
+      return { handler, encoded: () => metrics.value('presence_dns_answer_cache_misses_total') };
+    });
+    const [a, b] = threads;
+    const address = (handler: DnsHandler) => [...handler.answerFast(query('aaaa-1.web.default.cf.bosh', RRType.A), UDP_CLIENT)!.subarray(-4)].join('.');
+    expect(address(a.handler)).toBe('10.0.0.1');
+    // The other thread is served what the first encoded.
+    expect(address(b.handler)).toBe('10.0.0.1');
+    expect(await b.encoded()).toBe(0);
+    // The first thread applies change 2, which moves aaaa-1; the other has not yet.
+    const old = ahead.get('aaaa-1.web.default.cf.bosh')!;
+    const delta = { seq: 1, version: 2, removes: [], adds: [{ ...old, ip: '10.9.9.9' }] };
+    a.handler.topologyChanged({ tags: tagsOf(ahead.apply(delta).instances) }, 2);
+    expect(address(a.handler)).toBe('10.9.9.9');
+    expect(address(b.handler)).toBe('10.0.0.1');
+    // The answer the thread behind just encoded is not served to the one ahead.
+    expect(address(a.handler)).toBe('10.9.9.9');
+    // Now it has caught up: the answer the first thread encoded at change 2 serves it, with no encode of its own.
+    b.handler.topologyChanged({ tags: tagsOf(behind.apply(delta).instances) }, 2);
+    const encodedBefore = await b.encoded();
+    expect(address(b.handler)).toBe('10.9.9.9');
+    expect(await b.encoded()).toBe(encodedBefore);
+  });
+});
+
 describe('metrics on the fast path', () => {
   it('counts every answer it serves by type, rcode and transport, like the general path', async () => {
     const metrics = new Registry();
@@ -260,7 +291,7 @@ describe('metrics on the fast path', () => {
   });
 });
 
-describe.each<CacheKind>(['thread', 'shared'])('shuffling on the fast path (%s answer cache)', (cache) => {
+describe('shuffling on the fast path', () => {
   afterEach(() => vi.restoreAllMocks());
 
   it('rotates differently shuffled encodings with the same records', () => {
@@ -269,7 +300,7 @@ describe.each<CacheKind>(['thread', 'shared'])('shuffling on the fast path (%s a
       seed = (seed * 1103515245 + 12345) % 2147483648;
       return seed / 2147483648;
     });
-    const handler = newHandler(() => buildIndex(instances, 1), undefined, cache);
+    const handler = newHandler(() => buildIndex(instances, 1));
     const orders = new Set<string>();
     for (let i = 0; i < 8; i++) {
       const reply = handler.answerFast(query('q-s4.web.default.cf.bosh', RRType.A), UDP_CLIENT)!;
@@ -282,26 +313,29 @@ describe.each<CacheKind>(['thread', 'shared'])('shuffling on the fast path (%s a
 });
 
 describe('the answer cache is bounded', () => {
-  it('keeps within its byte budget under a flood of random names, and still answers them', () => {
+  it('stays within its byte budget under a flood of new names, keeps the latest and re-encodes the oldest', () => {
     const index = buildIndex(instances, 1);
-    const built: number[] = [];
-    const store = new ThreadAnswers(16 * 1024);
+    let built = 0;
+    const budget = 1024 * 1024;
+    const buffer = allocateAnswerCache(budget, 1);
     const cache = new FastPath({
       maxUdpSize: 1232,
-      store,
-      build: (packet) => {
-        built.push(packet.length);
+      cache: new AnswerCache(buffer, 0),
+      build: () => {
+        built++;
         return { kind: 'answer', packet: Buffer.alloc(100), shuffled: false, tag: 0 };
       },
       recursionAvailable: () => false,
       served: () => {},
     });
-    for (let n = 0; n < 5000; n++) {
-      expect(cache.answer(query(`random-${n}.web.default.cf.bosh`, RRType.A), 'udp', index)).not.toBeNull();
-    }
-    expect(built).toHaveLength(5000);
-    // About 200 bytes per entry (100 encoded + key + overhead): 16 KiB holds well under 100.
-    expect(store.size).toBeLessThan(100);
-    expect(store.size).toBeGreaterThan(0);
+    const ask = (n: number) => cache.answer(query(`random-${n}.web.default.cf.bosh`, RRType.A), 'udp', index);
+    // ~170 bytes an entry: 20,000 of them are three times the budget.
+    for (let n = 0; n < 20_000; n++) expect(ask(n)).not.toBeNull();
+    expect(built).toBe(20_000);
+    expect(buffer.byteLength).toBeLessThanOrEqual(budget);
+    for (let n = 19_900; n < 20_000; n++) expect(ask(n)).not.toBeNull();
+    expect(built).toBe(20_000);
+    for (let n = 0; n < 100; n++) expect(ask(n)).not.toBeNull();
+    expect(built).toBe(20_100);
   });
 });

@@ -6,6 +6,7 @@ import type { Worker } from 'node:worker_threads';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Registry } from '../../src/admin/metrics.ts';
 import { configSchema } from '../../src/config/schema.ts';
+import { allocateAnswerCache } from '../../src/dns/answer-cache.ts';
 import { DnsHandler } from '../../src/dns/handler.ts';
 import { startDns } from '../../src/dns/start.ts';
 import { TopologyStore } from '../../src/topology/store.ts';
@@ -29,7 +30,10 @@ describe('DNS worker threads', () => {
     await topology.start();
     cleanups.push(() => topology.stop());
     const config = configSchema.parse({ dns: { listen: [{ address: '127.0.0.1', port: 0 }], workers: 2 } }).dns;
-    const handler = new DnsHandler({ ttl: 5, negativeTtl: 5, maxUdpSize: 1232, metrics, currentIndex: () => topology.current });
+    const handler = new DnsHandler({
+      ttl: 5, negativeTtl: 5, maxUdpSize: 1232, metrics, currentIndex: () => topology.current,
+      answerCache: { buffer: allocateAnswerCache(1 << 20, 2), log: 0 },
+    });
     topology.onChange((change, stamp) => handler.topologyChanged(change, stamp));
     const dns = await startDns({ config, handler, topology, recursionAvailable: () => false, logLevel: 'silent', logger: silentLogger, metrics });
     cleanups.push(() => dns.stop());

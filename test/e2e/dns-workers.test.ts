@@ -1,7 +1,7 @@
 // dns.workers: two threads answer UDP on the same port (SO_REUSEPORT; the kernel picks a
 // socket per client address and port), from one topology image. A stream of queries from
-// many client sockets is answered in full by both threads; a new topology file reaches
-// both; a forwarded name is answered through the main thread's forwarder; a killed worker
+// many client sockets is answered in full by both threads, from answers either thread
+// encoded (the answer cache is shared); a new topology file reaches both; a forwarded name is answered through the main thread's forwarder; a killed worker
 // is restarted while the main thread keeps answering.
 import { renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -14,19 +14,24 @@ import { TestUpstream } from '../forward/upstream-server.ts';
 const topology = (version: number) => topologyJson(
   Array.from({ length: 20 }, (_, n) => ({ id: `w${n}`, ip: n === 0 ? `10.30.0.${version}` : `10.31.0.${n}`, index: n })), {}, version);
 
+async function answersEncoded(daemon: RunningDaemon): Promise<number> {
+  const text = await (await daemon.admin('/metrics')).text();
+  return Number(/^presence_dns_answer_cache_misses_total (\d+)$/m.exec(text)?.[1]);
+}
+
 async function perThread(daemon: RunningDaemon): Promise<Map<string, number>> {
   const text = await (await daemon.admin('/metrics')).text();
   return new Map([...text.matchAll(/^presence_dns_udp_queries_total\{thread="(\d+)"\} (\d+)$/gm)].map((m) => [m[1], Number(m[2])]));
 }
 
-describe.each(['thread', 'shared'])('dns.workers: 2, %s answer cache', (answerCache) => {
+describe('dns.workers: 2', () => {
   let daemon: RunningDaemon;
   let upstream: TestUpstream;
   beforeAll(async () => {
     upstream = await TestUpstream.start({ 'www.example.com': { addresses: ['192.0.2.7'], ttl: 60 } });
     daemon = await startDaemon({
       files: { 'topology.json': topology(1) },
-      config: { dns: { workers: 2, answer_cache: answerCache }, forward: { enabled: true, upstreams: [`127.0.0.1:${upstream.port}`] }, log: { level: 'info' } },
+      config: { dns: { workers: 2 }, forward: { enabled: true, upstreams: [`127.0.0.1:${upstream.port}`] }, log: { level: 'info' } },
     });
   });
   afterAll(async () => {
@@ -36,8 +41,13 @@ describe.each(['thread', 'shared'])('dns.workers: 2, %s answer cache', (answerCa
 
   const clients = () => Array.from({ length: 48 }, () => new UdpClient(daemon.dnsPort));
 
-  it('answers every query of a stream from many sockets, on both threads', async () => {
+  it('answers every query of a stream from many sockets, on both threads, from one shared answer cache', async () => {
     expect(daemon.logs.some((l) => l.includes('"dnsThreads":2'))).toBe(true);
+    // Each name asked once, from one socket: one thread encodes its answer.
+    const first = new UdpClient(daemon.dnsPort);
+    for (let n = 1; n < 20; n++) expect((await first.ask(`w${n}.web.default.cf.bosh`))?.addresses).toEqual([`10.31.0.${n}`]);
+    first.close();
+    const encoded = await answersEncoded(daemon);
     const before = await perThread(daemon);
     const sockets = clients();
     const failures: string[] = [];
@@ -55,6 +65,8 @@ describe.each(['thread', 'shared'])('dns.workers: 2, %s answer cache', (answerCa
     // The main thread (0) and one worker thread.
     expect(answered.map(([thread]) => thread).sort()).toHaveLength(2);
     expect(answered.reduce((sum, [, n]) => sum + n, 0)).toBe(48 * 20);
+    // Both threads answered every name from the answers encoded before the stream.
+    expect(await answersEncoded(daemon)).toBe(encoded);
   });
 
   it('puts a new topology in service on both threads', async () => {

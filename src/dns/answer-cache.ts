@@ -1,6 +1,8 @@
-// The answer store every DNS thread shares (dns.answer_cache shared): one
+// The fast path's cache of encoded answers, shared by every DNS thread: one
 // SharedArrayBuffer that the main thread allocates and hands to each DNS worker thread,
 // so an answer one thread encoded serves all of them and is kept once, not per thread.
+// Bounded by its size (dns.answer_cache_bytes): a flood of new names wraps the logs over
+// the oldest answers, which cost one encode each when asked again.
 //
 // Lock-free, and no thread ever waits. Each thread appends to a log of its own (so each
 // log has one writer), and publishes an entry in a shared hash index: a bucket of four
@@ -14,7 +16,19 @@
 // a whole log's length past the entry, the copy may be torn and counts as a miss. So no
 // reader serves bytes being overwritten; the worst a race costs is one more encode.
 // Every length read from a log is bounds-checked, as a torn entry may hold anything.
-import { NOT_OURS, STAMP_SLOTS, type AnswerEntry, type AnswerStore } from './fastpath.ts';
+
+/** Stamp slots, indexed by the low bits of a tag: bounded memory; a shared slot only re-encodes more. */
+export const STAMP_SLOTS = 1 << 16;
+
+/** `get` found the key, and it is not a name the fast path serves. */
+export const NOT_OURS = 1;
+
+/** One answer to keep: its encodings (null: not a name of ours), and its tag and that tag's stamp when encoded. */
+export interface AnswerEntry {
+  readonly encodings: Buffer[] | null;
+  readonly tag: number;
+  readonly stamp: number;
+}
 
 /** Control words: log count, bytes per log, then each log's head. */
 const LOGS = 0;
@@ -24,8 +38,8 @@ export const MAX_LOGS = 64;
 const CONTROL_WORDS = HEADS + MAX_LOGS;
 /** Entry header: size, position, tag, stamp (u32 each), key length, encodings (u16 each). */
 const ENTRY_HEADER = 20;
-/** Log bytes per index slot: ~2 slots per entry of a typical answer (100–250 bytes). */
-const BYTES_PER_SLOT = 128;
+/** Log bytes per index slot: 2–4 slots per entry of a typical answer (100–250 bytes), so few buckets overflow. */
+const BYTES_PER_SLOT = 64;
 /** Slots per bucket (consecutive, so one bucket is a cache line or two). */
 const BUCKET = 4;
 const MIN_LOG_BYTES = 1 << 16;
@@ -44,8 +58,8 @@ function hashKey(key: Buffer, length: number): number {
 }
 
 /** The buffer for about `bytes` of answers written by `logs` threads (each log a power of two). */
-export function allocateSharedAnswers(bytes: number, logs: number): SharedArrayBuffer {
-  if (!Number.isInteger(logs) || logs < 1 || logs > MAX_LOGS) throw new Error(`shared answers take 1 to ${MAX_LOGS} threads, not ${logs}`);
+export function allocateAnswerCache(bytes: number, logs: number): SharedArrayBuffer {
+  if (!Number.isInteger(logs) || logs < 1 || logs > MAX_LOGS) throw new Error(`the answer cache takes 1 to ${MAX_LOGS} threads, not ${logs}`);
   const logBytes = Math.max(MIN_LOG_BYTES, floorPow2((bytes * 0.9) / logs));
   const slots = (logs * logBytes) / BYTES_PER_SLOT;
   const buffer = new SharedArrayBuffer(CONTROL_WORDS * 4 + slots * SLOT_BYTES + logs * logBytes);
@@ -55,7 +69,7 @@ export function allocateSharedAnswers(bytes: number, logs: number): SharedArrayB
   return buffer;
 }
 
-export class SharedAnswers implements AnswerStore {
+export class AnswerCache {
   private readonly control: Int32Array;
   /** Per slot: the position of its entry, low bit set (0: empty). */
   private readonly positions: Int32Array;
@@ -77,7 +91,7 @@ export class SharedAnswers implements AnswerStore {
     this.control = new Int32Array(buffer, 0, CONTROL_WORDS);
     const logs = this.control[LOGS];
     this.logBytes = this.control[LOG_BYTES];
-    if (log < 0 || log >= logs) throw new Error(`shared answers have ${logs} logs; there is no log ${log}`);
+    if (log < 0 || log >= logs) throw new Error(`the answer cache has ${logs} logs; there is no log ${log}`);
     const slots = (logs * this.logBytes) / BYTES_PER_SLOT;
     let at = CONTROL_WORDS * 4;
     this.positions = new Int32Array(buffer, at, slots);
@@ -89,6 +103,10 @@ export class SharedAnswers implements AnswerStore {
     this.maxEntry = Math.min(this.logBytes / 8, 1 << 20);
   }
 
+  /**
+   * A fresh copy of the answer kept for `key[0, length)` (one of its encodings, in turn),
+   * NOT_OURS, or null on a miss or when its tag's stamp in `stamps` has moved.
+   */
   get(key: Buffer, length: number, stamps: Uint32Array): Buffer | typeof NOT_OURS | null {
     const hash = hashKey(key, length);
     const bucket = hash & (this.positions.length - 1) & ~(BUCKET - 1);
@@ -140,9 +158,6 @@ export class SharedAnswers implements AnswerStore {
     Atomics.store(this.positions, slot, position | 1);
     Atomics.store(this.hashes, slot, hash);
   }
-
-  /** Nothing to drop: the stamps of a replaced topology no longer match any entry. */
-  flush(): void {}
 
   /** Whether the live entry at `position` of `log` is the one for this key. */
   private holds(log: number, position: number, key: Buffer, length: number): boolean {

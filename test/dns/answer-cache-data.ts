@@ -1,4 +1,4 @@
-// Keys and answers of the shared-answer tests: each key's answer is a length and bytes
+// Keys and answers of the answer cache's tests: each key's answer is a length and bytes
 // of its own, so an answer served for the wrong key, or torn by a writer, shows.
 export function keyFor(n: number): Buffer {
   return Buffer.from(`key-${n}.web.default.cf.bosh`);

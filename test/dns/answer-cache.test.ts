@@ -3,17 +3,16 @@
 // serving one key's bytes for another; and threads writing and reading at once, on a log
 // small enough to wrap many times a second, never see a torn answer.
 import { describe, expect, it } from 'vitest';
-import { NOT_OURS } from '../../src/dns/fastpath.ts';
-import { allocateSharedAnswers, SharedAnswers } from '../../src/dns/shared-answers.ts';
+import { AnswerCache, allocateAnswerCache, NOT_OURS } from '../../src/dns/answer-cache.ts';
 import { siblingModule, startWorker } from '../../src/util/worker-thread.ts';
-import { answerFor, keyFor } from './shared-answers-data.ts';
+import { answerFor, keyFor } from './answer-cache-data.ts';
 
 const stamps = () => new Uint32Array(1 << 16);
 
-describe('shared answers', () => {
-  it('serve what one thread stored to another over the same buffer, while the tag\'s stamp holds', () => {
-    const buffer = allocateSharedAnswers(1 << 20, 2);
-    const [one, other] = [new SharedAnswers(buffer, 0), new SharedAnswers(buffer, 1)];
+describe('the answer cache', () => {
+  it('serves what one thread stored to another over the same buffer, while the tag\'s stamp holds', () => {
+    const buffer = allocateAnswerCache(1 << 20, 2);
+    const [one, other] = [new AnswerCache(buffer, 0), new AnswerCache(buffer, 1)];
     const table = stamps();
     table[7] = 3;
     const key = keyFor(1);
@@ -30,21 +29,21 @@ describe('shared answers', () => {
     expect(other.get(foreign, foreign.length, table)).toBe(NOT_OURS);
   });
 
-  it('refuse a log the buffer does not have, naming it', () => {
-    expect(() => allocateSharedAnswers(1 << 20, 0)).toThrow('shared answers take 1 to 64 threads, not 0');
-    expect(() => new SharedAnswers(allocateSharedAnswers(1 << 20, 2), 2)).toThrow('shared answers have 2 logs; there is no log 2');
+  it('refuses a log the buffer does not have, naming it', () => {
+    expect(() => allocateAnswerCache(1 << 20, 0)).toThrow('the answer cache takes 1 to 64 threads, not 0');
+    expect(() => new AnswerCache(allocateAnswerCache(1 << 20, 2), 2)).toThrow('the answer cache has 2 logs; there is no log 2');
   });
 
-  it('rotate the encodings of a shuffled answer', () => {
-    const store = new SharedAnswers(allocateSharedAnswers(1 << 20, 1), 0);
+  it('rotates the encodings of a shuffled answer', () => {
+    const store = new AnswerCache(allocateAnswerCache(1 << 20, 1), 0);
     const key = keyFor(3);
     store.put(key, key.length, { encodings: [answerFor(10), answerFor(11), answerFor(12)], tag: 1, stamp: 0 });
     const served = Array.from({ length: 6 }, () => (store.get(key, key.length, stamps()) as Buffer).length);
     expect(served).toEqual([34, 35, 36, 34, 35, 36]);
   });
 
-  it('wrap over the oldest answers and never serve one key\'s bytes for another', () => {
-    const store = new SharedAnswers(allocateSharedAnswers(64 * 1024, 1), 0);
+  it('wraps over the oldest answers and never serve one key\'s bytes for another', () => {
+    const store = new AnswerCache(allocateAnswerCache(64 * 1024, 1), 0);
     const table = stamps();
     const keys = 5000;
     for (let n = 0; n < keys; n++) {
@@ -66,10 +65,10 @@ describe('shared answers', () => {
     expect(store.get(last, last.length, table)).toEqual(answerFor(keys - 1));
   });
 
-  it('never give a torn or foreign answer to threads that write and read at once', async () => {
+  it('never gives a torn or foreign answer to threads that write and read at once', async () => {
     // Two 64 KiB logs, each wrapping many times a second while its thread writes at full speed.
-    const buffer = allocateSharedAnswers(128 * 1024, 2);
-    const threads = [0, 1].map((log) => startWorker(siblingModule(import.meta.url, 'shared-answers-worker'), { buffer, log, ms: 1500, keys: 2000 }));
+    const buffer = allocateAnswerCache(128 * 1024, 2);
+    const threads = [0, 1].map((log) => startWorker(siblingModule(import.meta.url, 'answer-cache-worker'), { buffer, log, ms: 1500, keys: 2000 }));
     const counts = await Promise.all(threads.map((w) => new Promise<{ hits: number; misses: number; bad: number }>((resolve, reject) => {
       w.once('message', resolve);
       w.once('error', reject);

@@ -1,14 +1,13 @@
-// One thread of the shared-answer race test (shared-answers.test.ts): for `ms`, asks the
-// shared store for random keys, checks every answer it gets against what that key's
+// One thread of the answer cache's race test (answer-cache.test.ts): for `ms`, asks the
+// shared cache for random keys, checks every answer it gets against what that key's
 // writer stored, and stores the answer itself on a miss. Reports hits, misses and bad
 // answers (torn, or another key's).
 import { parentPort, workerData } from 'node:worker_threads';
-import { NOT_OURS } from '../../src/dns/fastpath.ts';
-import { SharedAnswers } from '../../src/dns/shared-answers.ts';
-import { answerFor, keyFor } from './shared-answers-data.ts';
+import { AnswerCache, NOT_OURS } from '../../src/dns/answer-cache.ts';
+import { answerFor, keyFor } from './answer-cache-data.ts';
 
 const { buffer, log, ms, keys } = workerData as { buffer: SharedArrayBuffer; log: number; ms: number; keys: number };
-const store = new SharedAnswers(buffer, log);
+const store = new AnswerCache(buffer, log);
 const stamps = new Uint32Array(1 << 16);
 const counts = { hits: 0, misses: 0, bad: 0 };
 const until = performance.now() + ms;
