@@ -63,12 +63,18 @@ export interface GuardDecision<T> {
 
 /**
  * The mass-expiry guard: losing more than one cell AND more than `maxFraction` of the
- * live cells in one pass is far more likely a partition than a mass death, so nothing is
+ * live cells together is far more likely a partition than a mass death, so nothing is
  * let go — until the same cells have stayed gone for `holdFactor` × their TTL, or an
- * operator says so.
+ * operator says so. "Together" is within one TTL, not one pass: cells that fall silent
+ * at the same moment sent their last heartbeats up to a heartbeat period apart, so they
+ * come due in different passes, and a per-pass count would let a small fleet lose half
+ * its cells one pass after the other. So the cells let go within the last TTL count
+ * with the ones due now.
  */
 export class MassExpiryGuard<T extends { cellId: string; ttlMs: number }> {
   private readonly holdingSince = new Map<string, number>();
+  /** Cells let go in the normal way, and when: they count with later candidates for one TTL. */
+  private readonly released = new Map<string, { at: number; ttlMs: number }>();
   private operatorRelease = false;
 
   constructor(private readonly maxFraction: number, private readonly holdFactor: number) {}
@@ -82,10 +88,19 @@ export class MassExpiryGuard<T extends { cellId: string; ttlMs: number }> {
     this.operatorRelease = true;
   }
 
+  /** `liveCells`: the cells there are now, candidates included (the ones let go before are not). */
   decide(candidates: T[], liveCells: number, now: number): GuardDecision<T> {
+    for (const [id, r] of this.released) if (now - r.at >= r.ttlMs) this.released.delete(id);
     const wasHolding = this.holdingSince.size > 0;
-    const trips = candidates.length > 1 && candidates.length > this.maxFraction * liveCells;
+    let earlier = 0;
+    for (const id of this.released.keys()) if (!candidates.some((c) => c.cellId === id)) earlier++;
+    const together = candidates.length + earlier;
+    // Cells already held stay held for their hold, whatever else has come and gone since.
+    const trips = (candidates.length > 0 && together > 1 && together > this.maxFraction * (liveCells + earlier))
+      || candidates.some((c) => this.holdingSince.has(c.cellId));
     if (!trips || this.operatorRelease) {
+      // What the operator lets go is the operator's call: it does not count against what follows.
+      if (!this.operatorRelease) for (const c of candidates) this.released.set(c.cellId, { at: now, ttlMs: c.ttlMs });
       this.operatorRelease = false;
       this.holdingSince.clear();
       return { release: candidates, held: [], tripped: false };

@@ -73,6 +73,20 @@ describe('mass-expiry guard', () => {
     expect(guard.holding).toEqual([]);
   });
 
+  it('counts cells let go within one TTL with the ones due now: two of four silent a pass apart trip it', () => {
+    const guard = new MassExpiryGuard<CellObservation>(0.3, 10);
+    // Killed at once, their last heartbeats a heartbeat period apart: due one pass after the other.
+    expect(guard.decide([cell('a', 1)], 4, 0).release).toEqual([cell('a', 1)]);
+    const second = guard.decide([cell('b', 1)], 3, 700);
+    expect(second).toMatchObject({ release: [], tripped: true });
+    // The held cell stays held for its whole hold, though the first left the window long ago.
+    expect(guard.decide([cell('b', 1)], 3, 700 + 29_999).release).toEqual([]);
+    expect(guard.decide([cell('b', 1)], 3, 700 + 30_000).release).toEqual([cell('b', 1)]);
+    // Deaths more than a TTL apart are separate: each goes.
+    expect(guard.decide([cell('c', 1)], 2, 40_000).release).toEqual([cell('c', 1)]);
+    expect(guard.decide([cell('d', 1)], 2, 43_000).release).toEqual([cell('d', 1)]);
+  });
+
   it('restarts the hold for a cell that came back and went silent again', () => {
     const guard = new MassExpiryGuard<CellObservation>(0.3, 10);
     guard.decide([cell('a', 1), cell('b', 1), cell('c', 1)], 4, 0);

@@ -73,24 +73,27 @@ it('the reaper holder killed: another node takes the lock within the lock TTL, a
   expect(await fleet.metricSum('presence_dns_cells_expired_total')).toBe(1);
 }, 60_000);
 
-it('half the cells killed at once: the mass-expiry guard holds them (still answered) for reaper.guard_hold TTLs, then they expire', async () => {
+it('half the cells killed at once: the mass-expiry guard trips and holds them (still answered) for reaper.guard_hold TTLs, then they expire', async () => {
   // Not the holder: this is about the guard, not the lock.
   const [holder] = await holders();
   const victims = fleet.nodes.filter((d) => d !== holder).slice(0, fleet.nodes.length / 2);
   expect(victims).toHaveLength(2);
   const tripsBefore = await fleet.metricSum('presence_dns_expiry_guard_trips_total');
-  const deadInstances = victims.flatMap((d) => fleet.instancesOf(d));
-  let heldAfterTtls = false;
+  const deadCells = victims.map((d) => fleet.instancesOf(d));
+  let heldAfterTtls = 0;
   let goneMs = 0;
   await killUnderLoad('half the cells killed at once (2 of 4)', victims, async (killedAt) => {
     await waitFor(async () => (await fleet.metricSum('presence_dns_expiry_guard_trips_total')) > tripsBefore, (TTL_SECONDS + 3) * 1000, 'the guard to trip');
     // Well past their TTL, the silent cells are still answered everywhere: a partition is likelier than a mass death.
     await sleep(2 * TTL_SECONDS * 1000);
-    heldAfterTtls = (await Promise.all(deadInstances.map((i) => everywhere(i)))).every(Boolean);
-    await waitFor(async () => (await Promise.all(deadInstances.map((i) => everywhere(i, true)))).every(Boolean), (GUARD_HOLD_TTLS + 3) * TTL_SECONDS * 1000, 'the held cells to expire after the hold');
+    const held = await Promise.all(deadCells.map(async (instances) => (await Promise.all(instances.map((i) => everywhere(i)))).every(Boolean)));
+    heldAfterTtls = held.filter(Boolean).length;
+    await waitFor(async () => (await Promise.all(deadCells.flat().map((i) => everywhere(i, true)))).every(Boolean), (GUARD_HOLD_TTLS + 3) * TTL_SECONDS * 1000, 'the held cells to expire after the hold');
     goneMs = Date.now() - killedAt;
   });
-  expect(heldAfterTtls).toBe(true);
+  // Both held, or — when their last heartbeats fell a reaper pass apart — the first let go
+  // alone (one cell is never held) and the second held: never more than one cell at once.
+  expect(heldAfterTtls).toBeGreaterThanOrEqual(1);
   // Held for guard_hold TTLs from when the guard first held them (after their TTL).
   expect(goneMs).toBeGreaterThanOrEqual(GUARD_HOLD_TTLS * TTL_SECONDS * 1000);
   expect(await fleet.metricSum('presence_dns_cells_expired_total')).toBeGreaterThanOrEqual(2);
