@@ -30,21 +30,26 @@ export interface AnswerEntry {
   readonly stamp: number;
 }
 
-/** Control words: log count, bytes per log, then each log's head. */
+/** Control words: log count, bytes per log, index slots, then each log's head. */
 const LOGS = 0;
 const LOG_BYTES = 1;
-const HEADS = 2;
+const SLOTS = 2;
+const HEADS = 3;
 export const MAX_LOGS = 64;
-const CONTROL_WORDS = HEADS + MAX_LOGS;
+/** Room for the control words, rounded up so that the slots start on a cache line. */
+const CONTROL_WORDS = 80;
 /** Entry header: size, position, tag, stamp (u32 each), key length, encodings (u16 each). */
 const ENTRY_HEADER = 20;
 /** Log bytes per index slot: 2–4 slots per entry of a typical answer (100–250 bytes), so few buckets overflow. */
 const BYTES_PER_SLOT = 64;
-/** Slots per bucket (consecutive, so one bucket is a cache line or two). */
+/** Slots per bucket: 4 × 16 bytes, one cache line, so a lookup touches one line of the index. */
 const BUCKET = 4;
 const MIN_LOG_BYTES = 1 << 16;
-/** Each slot: position (low bit set: in use), log, hash — three Int32 arrays. */
-const SLOT_BYTES = 12;
+/** Each slot: hash, position (low bit set: in use), log, unused — four Int32 words side by side. */
+const SLOT_WORDS = 4;
+const SLOT_HASH = 0;
+const SLOT_POSITION = 1;
+const SLOT_LOG = 2;
 
 const align8 = (n: number) => (n + 7) & ~7;
 /** The largest power of two ≤ n. */
@@ -57,26 +62,31 @@ function hashKey(key: Buffer, length: number): number {
   return h | 0;
 }
 
-/** The buffer for about `bytes` of answers written by `logs` threads (each log a power of two). */
+/**
+ * The buffer for at most `bytes` of answers written by `logs` threads: 80 % for the logs
+ * (each a power of two), the rest for the index (a power of two of slots).
+ */
 export function allocateAnswerCache(bytes: number, logs: number): SharedArrayBuffer {
   if (!Number.isInteger(logs) || logs < 1 || logs > MAX_LOGS) throw new Error(`the answer cache takes 1 to ${MAX_LOGS} threads, not ${logs}`);
-  const logBytes = Math.max(MIN_LOG_BYTES, floorPow2((bytes * 0.9) / logs));
-  const slots = (logs * logBytes) / BYTES_PER_SLOT;
-  const buffer = new SharedArrayBuffer(CONTROL_WORDS * 4 + slots * SLOT_BYTES + logs * logBytes);
+  const logBytes = Math.max(MIN_LOG_BYTES, floorPow2((bytes * 0.8) / logs));
+  const slots = floorPow2((logs * logBytes) / BYTES_PER_SLOT);
+  const buffer = new SharedArrayBuffer(CONTROL_WORDS * 4 + slots * SLOT_WORDS * 4 + logs * logBytes);
   const control = new Int32Array(buffer, 0, CONTROL_WORDS);
   control[LOGS] = logs;
   control[LOG_BYTES] = logBytes;
+  control[SLOTS] = slots;
   return buffer;
 }
 
 export class AnswerCache {
   private readonly control: Int32Array;
-  /** Per slot: the position of its entry, low bit set (0: empty). */
-  private readonly positions: Int32Array;
-  /** Per slot: which log its entry is in. */
-  private readonly owners: Int32Array;
-  /** Per slot: its key's hash, to pass over the other slots of a bucket without reading their entries. */
-  private readonly hashes: Int32Array;
+  /**
+   * The index, SLOT_WORDS per slot: the key's hash (to pass over the other slots of a
+   * bucket without reading their entries), the entry's position (low bit set; 0: empty)
+   * and the log it is in.
+   */
+  private readonly slots: Int32Array;
+  private readonly slotCount: number;
   /** Every log, one after the other. */
   private readonly bytes: Buffer;
   private readonly words: Uint32Array;
@@ -92,12 +102,11 @@ export class AnswerCache {
     const logs = this.control[LOGS];
     this.logBytes = this.control[LOG_BYTES];
     if (log < 0 || log >= logs) throw new Error(`the answer cache has ${logs} logs; there is no log ${log}`);
-    const slots = (logs * this.logBytes) / BYTES_PER_SLOT;
+    const slots = this.control[SLOTS];
     let at = CONTROL_WORDS * 4;
-    this.positions = new Int32Array(buffer, at, slots);
-    this.owners = new Int32Array(buffer, (at += slots * 4), slots);
-    this.hashes = new Int32Array(buffer, (at += slots * 4), slots);
-    at += slots * 4;
+    this.slotCount = slots;
+    this.slots = new Int32Array(buffer, at, slots * SLOT_WORDS);
+    at += slots * SLOT_WORDS * 4;
     this.bytes = Buffer.from(buffer, at, logs * this.logBytes);
     this.words = new Uint32Array(buffer, at, (logs * this.logBytes) / 4);
     this.maxEntry = Math.min(this.logBytes / 8, 1 << 20);
@@ -109,11 +118,11 @@ export class AnswerCache {
    */
   get(key: Buffer, length: number, stamps: Uint32Array): Buffer | typeof NOT_OURS | null {
     const hash = hashKey(key, length);
-    const bucket = hash & (this.positions.length - 1) & ~(BUCKET - 1);
-    for (let s = bucket; s < bucket + BUCKET; s++) {
-      if (Atomics.load(this.hashes, s) !== hash) continue;
-      const ref = Atomics.load(this.positions, s);
-      const log = Atomics.load(this.owners, s);
+    const bucket = (hash & (this.slotCount - 1) & ~(BUCKET - 1)) * SLOT_WORDS;
+    for (let s = bucket; s < bucket + BUCKET * SLOT_WORDS; s += SLOT_WORDS) {
+      if (Atomics.load(this.slots, s + SLOT_HASH) !== hash) continue;
+      const ref = Atomics.load(this.slots, s + SLOT_POSITION);
+      const log = Atomics.load(this.slots, s + SLOT_LOG);
       if (ref === 0 || log < 0 || log >= this.control[LOGS]) continue;
       const position = (ref & ~7) >>> 0;
       if (this.holds(log, position, key, length)) return this.answer(log, position, length, stamps);
@@ -153,10 +162,10 @@ export class AnswerCache {
     }
     const hash = hashKey(key, length);
     const slot = this.slotFor(hash);
-    Atomics.store(this.owners, slot, this.log);
+    Atomics.store(this.slots, slot + SLOT_LOG, this.log);
     // Positions are 8-aligned, so the low bit marks a used slot (a position may be 0).
-    Atomics.store(this.positions, slot, position | 1);
-    Atomics.store(this.hashes, slot, hash);
+    Atomics.store(this.slots, slot + SLOT_POSITION, position | 1);
+    Atomics.store(this.slots, slot + SLOT_HASH, hash);
   }
 
   /** Whether the live entry at `position` of `log` is the one for this key. */
@@ -193,15 +202,15 @@ export class AnswerCache {
     return this.overwritten(log, position) ? null : out;
   }
 
-  /** Where a new entry of this hash goes: the slot with the same hash, else an empty one, else the oldest. */
+  /** Where a new entry of this hash goes (the slot's first word): the slot with the same hash, else an empty one, else the oldest. */
   private slotFor(hash: number): number {
-    const bucket = hash & (this.positions.length - 1) & ~(BUCKET - 1);
+    const bucket = (hash & (this.slotCount - 1) & ~(BUCKET - 1)) * SLOT_WORDS;
     let chosen = bucket;
     let chosenAge = -1;
-    for (let s = bucket; s < bucket + BUCKET; s++) {
-      const ref = Atomics.load(this.positions, s);
-      if (ref !== 0 && Atomics.load(this.hashes, s) === hash) return s;
-      const log = Atomics.load(this.owners, s);
+    for (let s = bucket; s < bucket + BUCKET * SLOT_WORDS; s += SLOT_WORDS) {
+      const ref = Atomics.load(this.slots, s + SLOT_POSITION);
+      if (ref !== 0 && Atomics.load(this.slots, s + SLOT_HASH) === hash) return s;
+      const log = Atomics.load(this.slots, s + SLOT_LOG);
       // An empty slot, or one naming a log that is not there, counts as older than any entry.
       const age = ref === 0 || log < 0 || log >= this.control[LOGS] ? 2 ** 32 : this.age(log, (ref & ~7) >>> 0);
       if (age > chosenAge) {

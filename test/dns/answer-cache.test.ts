@@ -29,6 +29,15 @@ describe('the answer cache', () => {
     expect(other.get(foreign, foreign.length, table)).toBe(NOT_OURS);
   });
 
+  it('takes any number of threads up to 64 within its budget, each writing a log of its own', () => {
+    const budget = 3 * 1024 * 1024;
+    const buffer = allocateAnswerCache(budget, 3);
+    expect(buffer.byteLength).toBeLessThanOrEqual(budget);
+    const threads = [0, 1, 2].map((log) => new AnswerCache(buffer, log));
+    for (const [n, thread] of threads.entries()) thread.put(keyFor(n), keyFor(n).length, { encodings: [answerFor(n)], tag: 0, stamp: 0 });
+    for (const thread of threads) for (let n = 0; n < 3; n++) expect(thread.get(keyFor(n), keyFor(n).length, stamps())).toEqual(answerFor(n));
+  });
+
   it('refuses a log the buffer does not have, naming it', () => {
     expect(() => allocateAnswerCache(1 << 20, 0)).toThrow('the answer cache takes 1 to 64 threads, not 0');
     expect(() => new AnswerCache(allocateAnswerCache(1 << 20, 2), 2)).toThrow('the answer cache has 2 logs; there is no log 2');
