@@ -1,6 +1,7 @@
-// `npm run bench`: presence-dns against dnsmasq serving the same names and against a
-// minimal Node.js UDP echo (the runtime's limit), side by side in one run, driven by
-// dnsperf over loopback; then load/index time and RSS at 200 k instances, a reload
+// `npm run bench`: presence-dns against dnsmasq serving the same names, against a
+// minimal Node.js UDP echo (the runtime's limit) and against that echo with our fast
+// path in front of its send (bench/fastpath-server.ts), side by side in one run, driven
+// by dnsperf over loopback; then load/index time and RSS at 200 k instances, a reload
 // every second under load, p99 at a fixed 20 k queries/s, the forwarding bench
 // (bench/forward.ts) when it exists, the churn bench (bench/churn.ts), and the footprint
 // (bench/memory.ts: RSS of the DNS-only daemon and of `npm start`, start to first
@@ -48,8 +49,9 @@ async function answering(port: number, name: string, records: number): Promise<v
   await waitFor(async () => (await dig(port, name, 'A', ['+time=1'])).status === 'NOERROR', Math.max(30_000, records / 4), `a server on port ${port}`);
 }
 
-async function startEcho(): Promise<{ port: number; child: ChildProcess }> {
-  const child = track(spawn(process.execPath, [join(ROOT, 'bench/echo-server.ts'), '0'], { stdio: ['ignore', 'pipe', 'inherit'] }));
+/** A bench server of ours (it prints "listening <port>"): the echo, or the echo with our fast path. */
+async function startListening(args: string[]): Promise<{ port: number; child: ChildProcess }> {
+  const child = track(spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] }));
   const port = await new Promise<number>((resolve) => {
     child.stdout!.once('data', (d: Buffer) => resolve(Number(/listening (\d+)/.exec(d.toString())![1])));
   });
@@ -130,7 +132,7 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   const fixed: Row[] = [];
   const extra: Array<[string, string]> = [];
-  const echo = await startEcho();
+  const echo = await startListening([join(ROOT, 'bench/echo-server.ts'), '0']);
   const echoQueries = join(work, 'echo-queries.txt');
   writeFileSync(echoQueries, 'a.bench A\n');
 
@@ -142,10 +144,13 @@ async function main(): Promise<void> {
     const startMs = performance.now() - started;
     const dnsmasq = trackPeer(await startDnsmasq(join(dir, 'hosts'), size));
     await answering(dnsmasq.port, topology.names[0], size);
+    // The echo with our fast path in front of its send: how much of the gap to the echo is the fast path.
+    const fastEcho = await startListening(['--import', 'tsx', join(ROOT, 'bench/fastpath-server.ts'), file]);
     const targets: Target[] = [
       { server: 'presence-dns', records: size, port: daemon.dnsPort, queries, pid: daemon.process.pid! },
       { server: 'dnsmasq', records: size, port: dnsmasq.port, queries, pid: dnsmasq.child.pid! },
       { server: 'echo', records: size, port: echo.port, queries: echoQueries, pid: echo.child.pid! },
+      { server: 'echo + fast path', records: size, port: fastEcho.port, queries, pid: fastEcho.child.pid! },
     ];
     rows.push(...await compare(targets));
     if (size === LARGEST) {
@@ -157,6 +162,7 @@ async function main(): Promise<void> {
       extra.push(await reloadUnderLoad(daemon, file, queries));
     }
     await stopChild(dnsmasq.child);
+    await stopChild(fastEcho.child);
     await stopPresence(daemon);
   }
   await stopChild(echo.child);
@@ -304,7 +310,7 @@ function printTable(title: string, rows: Row[]): void {
   const lines = rows.map((r) => {
     const echo = rows.find((d) => d.server === 'echo' && d.records === r.records)?.result.qps;
     const dnsmasq = rows.find((d) => d.server === 'dnsmasq' && d.records === r.records)?.result.qps;
-    const mine = r.server === 'presence-dns';
+    const mine = r.server === 'presence-dns' || r.server === 'echo + fast path';
     return [r.server, String(r.records), String(Math.round(r.result.qps)), `${r.result.lost}/${r.result.sent}`, r.cpuUs.toFixed(1),
       ms(r.result.avgMs), ms(r.result.p99Ms), mine ? ratio(r.result.qps, dnsmasq) : '', mine ? ratio(r.result.qps, echo) : ''];
   });
