@@ -123,7 +123,10 @@ export function parseUpstreamResponse(buf: Buffer, sent: Buffer): ParseResult {
         offset = end = rdEnd;
       }
     }
-    stored.message = Buffer.from(buf.subarray(0, end));
+    // A buffer of its own, not a slice of Node's shared 8 KiB pool: a cached message would
+    // keep its whole slab alive, and the cache's evictions leave most slabs with one entry.
+    stored.message = Buffer.allocUnsafeSlow(end);
+    buf.copy(stored.message, 0, 0, end);
     stored.message.writeUInt16BE(0, 0);
     const answers = stored.sections.filter((s) => s === 0).length;
     const negative = stored.rcode === 3 || (stored.rcode === 0 && answers === 0);

@@ -60,6 +60,14 @@ describe('upstream replies', () => {
   });
 });
 
+describe('a stored reply', () => {
+  it('owns its bytes: a cached message keeps no shared buffer pool slab alive', () => {
+    const message = stored('www.example.com', { answers: [a('www.example.com', '192.0.2.1', 60)] }).message;
+    expect(message.byteOffset).toBe(0);
+    expect(message.buffer.byteLength).toBe(message.length);
+  });
+});
+
 describe('replaying a stored reply', () => {
   const big = Array.from({ length: 40 }, (_, i) => a('big.example.com', `198.51.100.${i}`, 60));
 
