@@ -14,6 +14,7 @@ import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dig } from '../test/helpers/dig.ts';
 import { startDaemon, waitFor, type RunningDaemon } from '../test/helpers/daemon.ts';
+import { metric } from '../test/presence/daemons.ts';
 import { dnsperf, combine, dnsperfRun, freePort, type PerfResult, type PerfRun } from './dnsperf.ts';
 import { runMemoryBench, treeRssMb } from './memory.ts';
 import { startDnsmasq, startKnot, startNsd, writeZone, type Peer } from './peers.ts';
@@ -272,10 +273,7 @@ async function workersMemory(size: number): Promise<void> {
 }
 
 /** Answers the daemon's threads have encoded for their fast-path cache (its misses), all threads together. */
-async function answerCacheMisses(daemon: RunningDaemon): Promise<number> {
-  const text = await (await daemon.admin('/metrics')).text();
-  return Number(/^presence_dns_answer_cache_misses_total (\d+)$/m.exec(text)?.[1] ?? NaN);
-}
+const answerCacheMisses = (daemon: RunningDaemon) => metric(daemon, 'presence_dns_answer_cache_misses_total');
 
 /** The churn benchmark (bench/churn.ts) in a process of its own, printing its own table. */
 async function churnBench(): Promise<void> {
@@ -301,10 +299,7 @@ async function reloadUnderLoad(daemon: RunningDaemon, file: string, queries: str
     `${Math.round(during.qps)} q/s, lost ${during.lost} of ${during.sent}, p99 ${ms(during.p99Ms)} ms`];
 }
 
-async function reloadCount(daemon: RunningDaemon): Promise<number> {
-  const text = await (await daemon.admin('/metrics')).text();
-  return Number(/^presence_dns_topology_reloads_total (\d+)/m.exec(text)?.[1] ?? 0);
-}
+const reloadCount = (daemon: RunningDaemon) => metric(daemon, 'presence_dns_topology_reloads_total');
 
 function printTable(title: string, rows: Row[]): void {
   const lines = rows.map((r) => {

@@ -91,6 +91,7 @@ export class AnswerCache {
   private readonly bytes: Buffer;
   private readonly words: Uint32Array;
   private readonly logBytes: number;
+  private readonly logs: number;
   /** Entries larger than this are not kept (a ring of TCP answers near 64 KiB each). */
   private readonly maxEntry: number;
   /** Which encoding of a shuffled answer this thread serves next. */
@@ -99,12 +100,11 @@ export class AnswerCache {
   /** `log`: the log this thread writes (0 for the main thread, one per DNS worker thread). */
   constructor(buffer: SharedArrayBuffer, private readonly log: number) {
     this.control = new Int32Array(buffer, 0, CONTROL_WORDS);
-    const logs = this.control[LOGS];
+    const logs = (this.logs = this.control[LOGS]);
     this.logBytes = this.control[LOG_BYTES];
     if (log < 0 || log >= logs) throw new Error(`the answer cache has ${logs} logs; there is no log ${log}`);
-    const slots = this.control[SLOTS];
+    const slots = (this.slotCount = this.control[SLOTS]);
     let at = CONTROL_WORDS * 4;
-    this.slotCount = slots;
     this.slots = new Int32Array(buffer, at, slots * SLOT_WORDS);
     at += slots * SLOT_WORDS * 4;
     this.bytes = Buffer.from(buffer, at, logs * this.logBytes);
@@ -123,9 +123,10 @@ export class AnswerCache {
       if (Atomics.load(this.slots, s + SLOT_HASH) !== hash) continue;
       const ref = Atomics.load(this.slots, s + SLOT_POSITION);
       const log = Atomics.load(this.slots, s + SLOT_LOG);
-      if (ref === 0 || log < 0 || log >= this.control[LOGS]) continue;
+      if (ref === 0 || log < 0 || log >= this.logs) continue;
       const position = (ref & ~7) >>> 0;
-      if (this.holds(log, position, key, length)) return this.answer(log, position, length, stamps);
+      const offset = this.entryOf(log, position, key, length);
+      if (offset >= 0) return this.answer(offset, log, position, length, stamps);
     }
     return null;
   }
@@ -168,25 +169,24 @@ export class AnswerCache {
     Atomics.store(this.slots, slot + SLOT_HASH, hash);
   }
 
-  /** Whether the live entry at `position` of `log` is the one for this key. */
-  private holds(log: number, position: number, key: Buffer, length: number): boolean {
-    if (this.overwritten(log, position)) return false;
+  /** Where the live entry at `position` of `log` starts in `bytes`, if it is the one for this key; else -1. */
+  private entryOf(log: number, position: number, key: Buffer, length: number): number {
+    if (this.overwritten(log, position)) return -1;
     const start = log * this.logBytes;
     const offset = start + (position & (this.logBytes - 1));
     const { words, bytes } = this;
     const w = offset >>> 2;
     const size = words[w];
-    if (words[w + 1] !== position || size > this.maxEntry || offset + size > start + this.logBytes) return false;
-    if ((bytes[offset + 16] | (bytes[offset + 17] << 8)) !== length || ENTRY_HEADER + length > size) return false;
+    if (words[w + 1] !== position || size > this.maxEntry || offset + size > start + this.logBytes) return -1;
+    if ((bytes[offset + 16] | (bytes[offset + 17] << 8)) !== length || ENTRY_HEADER + length > size) return -1;
     const keyStart = offset + ENTRY_HEADER;
-    for (let i = 0; i < length; i++) if (bytes[keyStart + i] !== key[i]) return false;
-    return true;
+    for (let i = 0; i < length; i++) if (bytes[keyStart + i] !== key[i]) return -1;
+    return offset;
   }
 
-  /** The answer of the entry at `position` of `log` (its key checked), or null when stale or overwritten meanwhile. */
-  private answer(log: number, position: number, keyLength: number, stamps: Uint32Array): Buffer | typeof NOT_OURS | null {
+  /** The answer of the entry at `offset` (its key checked), or null when stale or overwritten meanwhile. */
+  private answer(offset: number, log: number, position: number, keyLength: number, stamps: Uint32Array): Buffer | typeof NOT_OURS | null {
     const { words, bytes } = this;
-    const offset = log * this.logBytes + (position & (this.logBytes - 1));
     const w = offset >>> 2;
     const end = offset + Math.min(words[w], this.maxEntry);
     if (stamps[words[w + 2] & (STAMP_SLOTS - 1)] !== words[w + 3]) return null;
@@ -212,7 +212,7 @@ export class AnswerCache {
       if (ref !== 0 && Atomics.load(this.slots, s + SLOT_HASH) === hash) return s;
       const log = Atomics.load(this.slots, s + SLOT_LOG);
       // An empty slot, or one naming a log that is not there, counts as older than any entry.
-      const age = ref === 0 || log < 0 || log >= this.control[LOGS] ? 2 ** 32 : this.age(log, (ref & ~7) >>> 0);
+      const age = ref === 0 || log < 0 || log >= this.logs ? 2 ** 32 : this.age(log, (ref & ~7) >>> 0);
       if (age > chosenAge) {
         chosen = s;
         chosenAge = age;

@@ -4,10 +4,10 @@
 // from the query and compresses owner names to pointers into it. So each such answer is
 // encoded once by the general path (decode → resolver → encoder), kept in the answer
 // cache every DNS thread shares (answer-cache.ts), and served by copying it and patching
-// those few bytes (and RA, which follows the forwarder's upstreams). Answers with more than one record keep a small ring of
-// differently shuffled encodings, rotated per query. Anything this parser is not sure
-// about returns null: the caller then runs the general path, which answers it exactly
-// as it always does.
+// those few bytes (and RA, which follows the forwarder's upstreams). Answers with more
+// than one record keep a small ring of differently shuffled encodings, rotated per
+// query. Anything this parser is not sure about returns null: the caller then runs the
+// general path, which answers it exactly as it always does.
 //
 // An entry stays valid across topology deltas until one touches what it was computed
 // from: each entry carries its cache tag (cache-tags.ts) and the stamp of that tag when
@@ -60,9 +60,9 @@ const CD = 0x10;
 /**
  * Reads header, question and an optional lone OPT record — only what the lookup needs —
  * and writes the cache key into `scratch`: lower-cased question name (wire form), type,
- * class, EDNS or not, and the size limit; returns its length. Returns 0 for anything unusual (not a plain query,
- * pointers, odd labels, several additional records, EDNS version > 0): the general
- * path handles those.
+ * class, EDNS or not, and the size limit; returns its length. Returns 0 for anything
+ * unusual (not a plain query, pointers, odd labels, several additional records, EDNS
+ * version > 0): the general path handles those.
  */
 export function fastKey(packet: Buffer, transport: 'udp' | 'tcp', maxUdpSize: number, scratch: Buffer, out: FastQuestion): number {
   const length = packet.length;
@@ -117,10 +117,9 @@ export function fastKey(packet: Buffer, transport: 'udp' | 'tcp', maxUdpSize: nu
 }
 
 /**
- * The cache of encoded answers for the index in service. Bounded by bytes with two
- * generations: new entries go to the young map; when it is full it becomes the old one
- * and the previous old one is dropped, and a hit in the old map moves the entry back.
- * So hot names survive a flood of random names, and memory never exceeds the bound.
+ * One thread's fast path: parses the key, serves what the answer cache holds for it while
+ * its tag's stamp on this thread holds, and on a miss has the general path encode it
+ * (a ring of shuffled encodings for several records) and keeps it in the cache.
  */
 export class FastPath {
   private readonly scratch = Buffer.alloc(512);

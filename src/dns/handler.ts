@@ -131,7 +131,6 @@ export class DnsHandler {
     this.fast.changed(change, stamp);
   }
 
-
   /** The fast path's change stamps, for a DNS worker thread that starts from this thread's state. */
   answerStamps(): Uint32Array {
     return this.fast.stampTable();

@@ -92,8 +92,9 @@ export class MassExpiryGuard<T extends { cellId: string; ttlMs: number }> {
   decide(candidates: T[], liveCells: number, now: number): GuardDecision<T> {
     for (const [id, r] of this.released) if (now - r.at >= r.ttlMs) this.released.delete(id);
     const wasHolding = this.holdingSince.size > 0;
+    const ids = new Set(candidates.map((c) => c.cellId));
     let earlier = 0;
-    for (const id of this.released.keys()) if (!candidates.some((c) => c.cellId === id)) earlier++;
+    for (const id of this.released.keys()) if (!ids.has(id)) earlier++;
     const together = candidates.length + earlier;
     // Cells already held stay held for their hold, whatever else has come and gone since.
     const trips = (candidates.length > 0 && together > 1 && together > this.maxFraction * (liveCells + earlier))
@@ -105,7 +106,6 @@ export class MassExpiryGuard<T extends { cellId: string; ttlMs: number }> {
       this.holdingSince.clear();
       return { release: candidates, held: [], tripped: false };
     }
-    const ids = new Set(candidates.map((c) => c.cellId));
     for (const id of this.holdingSince.keys()) if (!ids.has(id)) this.holdingSince.delete(id);
     const release: T[] = [];
     const held: T[] = [];

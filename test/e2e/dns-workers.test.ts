@@ -10,14 +10,12 @@ import { UdpClient } from '../dns/client.ts';
 import { startDaemon, waitFor, type RunningDaemon } from '../helpers/daemon.ts';
 import { topologyJson } from '../helpers/topology.ts';
 import { TestUpstream } from '../forward/upstream-server.ts';
+import { metric } from '../presence/daemons.ts';
 
 const topology = (version: number) => topologyJson(
   Array.from({ length: 20 }, (_, n) => ({ id: `w${n}`, ip: n === 0 ? `10.30.0.${version}` : `10.31.0.${n}`, index: n })), {}, version);
 
-async function answersEncoded(daemon: RunningDaemon): Promise<number> {
-  const text = await (await daemon.admin('/metrics')).text();
-  return Number(/^presence_dns_answer_cache_misses_total (\d+)$/m.exec(text)?.[1]);
-}
+const answersEncoded = (daemon: RunningDaemon) => metric(daemon, 'presence_dns_answer_cache_misses_total');
 
 async function perThread(daemon: RunningDaemon): Promise<Map<string, number>> {
   const text = await (await daemon.admin('/metrics')).text();
