@@ -51,6 +51,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     aliasesDir: config.dns.aliases_dir,
     domains: config.dns.domains,
     logLevel: config.log.level,
+    maxFileBytes: config.topology.max_file_bytes,
     logger: logger.child({ module: 'topology' }),
     metrics,
     sync: config.sync.enabled && presenceDb

@@ -46,7 +46,10 @@ type Status = Record<string, unknown> & {
   reaperLockHolder: boolean | null;
   uptimeSeconds: number;
   database: string | null;
-  topology: { file: string; loaded: boolean; lastError: string | null; refused: string | null; writeError: string | null };
+  topology: {
+    file: string; loaded: boolean; lastError: string | null; refused: string | null; writeError: string | null;
+    cacheError: string | null; journalError: string | null; workerUp: boolean; workerRestarts: number;
+  };
   routes: { natsConnected: boolean; endpoints: number } | null;
   registrations: { instances: number; fromFiles: number; fromApi: number; rejectedFiles: Record<string, string> } | null;
   checks: Array<{ instance: string; name: string; health: string; detail: string | null }> | null;
@@ -65,11 +68,13 @@ function checksText(checks: Status['checks']): string {
 }
 
 function statusText(s: Status): string {
-  const problems = [s.topology.lastError, s.topology.refused && `refused: ${s.topology.refused}`, s.topology.writeError && `write error: ${s.topology.writeError}`].filter(Boolean);
+  const t = s.topology;
+  const problems = [t.lastError, t.refused && `refused: ${t.refused}`, t.writeError && `write error: ${t.writeError}`, t.cacheError, t.journalError].filter(Boolean);
   const lines: Array<[string, string]> = [
     ['cell', s.cell ?? '(no registrar)'],
     ['revision', s.revision === null ? 'no topology loaded' : `${s.revision} (${s.records} records)`],
-    ['topology file', `${s.topology.file}${problems.length ? ` (${problems.join('; ')})` : ''}`],
+    ['topology file', `${t.file}${problems.length ? ` (${problems.join('; ')})` : ''}`],
+    ['topology worker', `${t.workerUp ? 'running' : 'DOWN, being restarted'}${t.workerRestarts ? `; restarted ${t.workerRestarts} time(s) (see the daemon's log)` : ''}`],
     ['database', s.database === null ? 'none' : `${s.database}, ${onOff(s.dbUp, 'up', 'DOWN', 'not checked yet')}`],
     ['stale', s.staleSeconds === null ? '-' : `${s.staleSeconds} s since the database last confirmed the topology`],
     ['reaper lock', onOff(s.reaperLockHolder, 'held by this node', 'held elsewhere or free')],

@@ -1,10 +1,10 @@
 // What every subcommand shares: the process's streams (replaceable in tests), the two
 // kinds of failure (usage → exit 2; anything else worth one line → exit 1), the common
 // flags, the admin API client and the table printer.
-import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
 import { loadConfig, type Config } from '../config/index.ts';
 import { isMapping } from '../registrations/validate.ts';
+import { readTextFile } from '../util/structured-file.ts';
 
 export interface CliIo {
   out(text: string): void;
@@ -139,9 +139,10 @@ export class AdminClient {
 
 export function readSource(file: string): string {
   try {
-    return readFileSync(file, 'utf8');
+    return readTextFile(file);
   } catch (err) {
-    throw new CliFailure(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new CliFailure(code === 'EFBIG' ? (err as Error).message : `cannot read ${file}: ${code ?? (err as Error).message}`);
   }
 }
 

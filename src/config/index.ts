@@ -1,11 +1,10 @@
 // Configuration: one YAML or JSON file, validated against the schema, with
 // PRESENCE_DNS_* environment variables and `--set key=value` flags layered on top.
 // Relative paths are resolved against the config file's directory. Errors name the key.
-import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import type { z } from 'zod';
 import { configSchema, type Config } from './schema.ts';
-import { parseStructured } from '../util/structured-file.ts';
+import { parseStructured, readTextFile } from '../util/structured-file.ts';
 
 export type { Config } from './schema.ts';
 
@@ -97,9 +96,10 @@ function parseValue(text: string, path: string[]): unknown {
 function readFile(file: string): Tree {
   let text: string;
   try {
-    text = readFileSync(file, 'utf8');
+    text = readTextFile(file);
   } catch (err) {
-    throw new ConfigError(`cannot read config file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new ConfigError(code === 'EFBIG' ? `config file ${(err as Error).message}` : `cannot read config file ${file}: ${code ?? (err as Error).message}`);
   }
   let doc: unknown;
   try {

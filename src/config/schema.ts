@@ -45,6 +45,11 @@ export const configSchema = z.strictObject({
   }).prefault({}),
   topology: z.strictObject({
     file: z.string().default('topology.json'),
+    /**
+     * The largest topology file, journal or cached image read, bytes; a bigger one is
+     * rejected (the last good topology stays). 600 k instances make a ~75 MB snapshot.
+     */
+    max_file_bytes: z.number().int().min(1024).default(512 * 1024 * 1024),
   }).prefault({}),
   database: z.strictObject({
     /** PostgreSQL URL; empty means the embedded database under `embedded_dir`, if `embedded`. */

@@ -36,7 +36,8 @@ export function statusBody(s: StatusSources, now = Date.now()): Record<string, u
     reaperLockHolder: s.config.reaper.enabled ? s.presence?.reaper?.holder ?? false : null,
     topology: {
       file: topology.file, loaded: topology.loaded, lastError: topology.lastError, refused: topology.refused,
-      writeError: topology.writeError, workerUp: topology.workerUp, workerRestarts: topology.workerRestarts,
+      writeError: topology.writeError, cacheError: topology.cacheError, journalError: topology.journalError,
+      workerUp: topology.workerUp, workerRestarts: topology.workerRestarts,
     },
     database: database.url ? 'server' : database.embedded && s.presence ? 'embedded' : null,
     sync: s.config.sync.enabled ? { interval: s.config.sync.interval, ...(sync ?? { state: 'starting' }) } : null,

@@ -3,13 +3,14 @@
 // same directory, so they survive a restart). A file is taken whole or not at all: a bad
 // version is rejected and the previous good version of that file stays in the set.
 import { EventEmitter } from 'node:events';
-import { mkdirSync, readdirSync, readFileSync, renameSync } from 'node:fs';
+import { mkdirSync, readdirSync, renameSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { FSWatcher } from 'chokidar';
 import type { Counter, Registry } from '../admin/metrics.ts';
 import type { Logger } from '../log.ts';
 import type { Registration, RegistrationOrigin, RegistrationSource } from './types.ts';
-import { isMapping, parseRegistration, parseRegistrationDocument, parseRegistrationFile, RegistrationError, toEntry } from './validate.ts';
+import { readTextFile } from '../util/structured-file.ts';
+import { isMapping, LIMITS, parseRegistration, parseRegistrationDocument, parseRegistrationFile, RegistrationError, toEntry } from './validate.ts';
 import { writeFileAtomicSync } from '../util/atomic-file.ts';
 import { watchPaths } from '../util/watch.ts';
 
@@ -225,14 +226,15 @@ export class RegistrationSet
   private loadFile(path: string): boolean {
     let text: string;
     try {
-      text = readFileSync(path, 'utf8');
+      text = readTextFile(path, LIMITS.fileBytes);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOENT') {
         this.removeFile(path);
         return false;
       }
-      this.reject(path, this.fileState(path), `${path}: (file): cannot read: ${code ?? (err as Error).message}`, false);
+      const why = code === 'EFBIG' ? `is over the limit of ${LIMITS.fileBytes} bytes` : `cannot read: ${code ?? (err as Error).message}`;
+      this.reject(path, this.fileState(path), `${path}: (file): ${why}`, false);
       return false;
     }
     const state = this.fileState(path);
@@ -307,7 +309,7 @@ export class RegistrationSet
   private loadApiState(): void {
     let text: string;
     try {
-      text = readFileSync(this.statePath, 'utf8');
+      text = readTextFile(this.statePath);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
       throw err;

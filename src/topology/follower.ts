@@ -48,8 +48,9 @@ export class ViewFollower {
       case 'image': {
         this.aliases = message.aliases;
         this.image = { buffer: message.buffer, bufferId: message.bufferId, seq: message.seq };
-        this.deltas = [];
+        this.deltas = [...message.deltas];
         this.current = this.viewOf(message.buffer, message.seq);
+        for (const delta of message.deltas) this.current.apply(delta);
         if (message.change === 'replaced') return 'replaced';
         return message.change.length ? { tags: message.change } : null;
       }

@@ -1,18 +1,34 @@
 // The binary image cached beside a snapshot (`<file>.image`), so a restart at 600 k
-// instances answers within a second instead of parsing 75 MB of JSON first. It is trusted
-// only for the exact snapshot it was built from: its first 8 bytes are that snapshot's
-// size, and the image's own version must equal the version at the snapshot's head.
+// instances answers within a second instead of parsing 75 MB of JSON first. Nothing read
+// from it is trusted until it is verified: a header names the cache format, the snapshot it
+// was built from (its size) and the image's length, and a CRC-32 covers the header and
+// every byte of the image. A cache that fails is never served; the snapshot is read
+// instead. A cache of another snapshot is only stale (the snapshot was rewritten since),
+// which is normal and not an error.
+//
+// Layout (little-endian): magic "PDNC" u32 · cache format u32 · snapshot bytes u64 ·
+// image bytes u64 · CRC-32 of the bytes before it and of the image u32 · padding u32 · image.
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
-import { TopologyImage } from './image.ts';
+import { crc32 } from 'node:zlib';
 import { writeFileAtomicSync } from '../util/atomic-file.ts';
-import { imageCachePath } from './writer.ts';
+import { ImageFormatError, TopologyImage } from './image.ts';
 
-const PREFIX = 8;
+export const imageCachePath = (file: string) => `${file}.image`;
+
+const CACHE_MAGIC = 0x434e4450; // "PDNC"
+export const CACHE_FORMAT = 2;
+const HEADER_BYTES = 32;
+const CRC_AT = 24;
 
 export function writeImageCache(file: string, image: TopologyImage, snapshotBytes: number): void {
-  const prefix = Buffer.alloc(PREFIX);
-  prefix.writeBigUInt64LE(BigInt(snapshotBytes));
-  writeFileAtomicSync(imageCachePath(file), [prefix, new Uint8Array(image.buffer, 0, image.byteLength)]);
+  const bytes = new Uint8Array(image.buffer, 0, image.byteLength);
+  const header = Buffer.alloc(HEADER_BYTES);
+  header.writeUInt32LE(CACHE_MAGIC, 0);
+  header.writeUInt32LE(CACHE_FORMAT, 4);
+  header.writeBigUInt64LE(BigInt(snapshotBytes), 8);
+  header.writeBigUInt64LE(BigInt(bytes.length), 16);
+  header.writeUInt32LE(crc32(bytes, crc32(header.subarray(0, CRC_AT))), CRC_AT);
+  writeFileAtomicSync(imageCachePath(file), [header, bytes]);
 }
 
 export interface SnapshotHead {
@@ -41,34 +57,49 @@ export function snapshotHead(file: string): SnapshotHead | null {
   }
 }
 
-/** The cached image of `file`'s current snapshot, or null when there is none or it is stale. */
-export function readImageCache(file: string): { image: TopologyImage; head: SnapshotHead } | null {
+export type CacheRead =
+  | { kind: 'image'; image: TopologyImage; head: SnapshotHead }
+  /** No cache, no snapshot of ours, or a cache of another snapshot or format: the snapshot is read. */
+  | { kind: 'none' }
+  /** The cache failed verification: never served; `reason` says how. */
+  | { kind: 'corrupt'; reason: string };
+
+/** The verified cached image of `file`'s current snapshot. */
+export function readImageCache(file: string, maxBytes = Number.MAX_SAFE_INTEGER): CacheRead {
   const head = snapshotHead(file);
-  if (!head) return null;
+  if (!head) return { kind: 'none' };
   let fd: number;
   try {
     fd = openSync(imageCachePath(file), 'r');
   } catch {
-    return null;
+    return { kind: 'none' };
   }
   try {
     const size = fstatSync(fd).size;
-    if (size <= PREFIX) return null;
-    const prefix = Buffer.alloc(PREFIX);
-    readSync(fd, prefix, 0, PREFIX, 0);
-    if (Number(prefix.readBigUInt64LE()) !== head.bytes) return null;
-    const buffer = new SharedArrayBuffer(size - PREFIX);
+    const header = Buffer.alloc(HEADER_BYTES);
+    if (size < HEADER_BYTES || readSync(fd, header, 0, HEADER_BYTES, 0) !== HEADER_BYTES) return { kind: 'corrupt', reason: `${size} bytes, shorter than its header` };
+    if (header.readUInt32LE(0) !== CACHE_MAGIC) return { kind: 'corrupt', reason: 'it does not start with the image cache magic' };
+    // A cache an older or newer daemon wrote is rebuilt, not an error.
+    if (header.readUInt32LE(4) !== CACHE_FORMAT) return { kind: 'none' };
+    const imageBytes = Number(header.readBigUInt64LE(16));
+    if (size !== HEADER_BYTES + imageBytes) return { kind: 'corrupt', reason: `${size} bytes, but its header says ${HEADER_BYTES + imageBytes} (truncated or grown)` };
+    if (imageBytes > maxBytes) return { kind: 'corrupt', reason: `its image of ${imageBytes} bytes is over the limit of ${maxBytes}` };
+    const buffer = new SharedArrayBuffer(imageBytes);
     const bytes = new Uint8Array(buffer);
     for (let read = 0; read < bytes.length; ) {
-      const n = readSync(fd, bytes, read, bytes.length - read, PREFIX + read);
-      if (n === 0) return null;
+      const n = readSync(fd, bytes, read, bytes.length - read, HEADER_BYTES + read);
+      if (n === 0) return { kind: 'corrupt', reason: 'it ended while being read' };
       read += n;
     }
+    if (crc32(bytes, crc32(header.subarray(0, CRC_AT))) !== header.readUInt32LE(CRC_AT)) return { kind: 'corrupt', reason: 'its checksum does not match its bytes' };
+    // Verified: now only a cache of another snapshot remains possible, which is stale, not corrupt.
+    if (Number(header.readBigUInt64LE(8)) !== head.bytes) return { kind: 'none' };
     const image = new TopologyImage(buffer);
-    return image.version === head.version ? { image, head } : null;
-  } catch {
-    // A torn or foreign cache is only a missed shortcut: the snapshot is parsed instead.
-    return null;
+    return image.version === head.version ? { kind: 'image', image, head } : { kind: 'none' };
+  } catch (err) {
+    // Verified bytes in an image format this daemon does not read: another version wrote it.
+    if (err instanceof ImageFormatError) return { kind: 'none' };
+    return { kind: 'corrupt', reason: `cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` };
   } finally {
     closeSync(fd);
   }

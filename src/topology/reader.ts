@@ -200,9 +200,9 @@ export function readAliases(value: unknown, warnings: string[], into: AliasMap =
 }
 
 /** Reads `record_infos` rows of the columns `keys`: an Instance, or null with a warning naming row and column. */
-type RowReader = (info: unknown, where: () => string, warnings: string[]) => Instance | null;
+export type RowReader = (info: unknown, where: () => string, warnings: string[]) => Instance | null;
 
-function rowReader(keys: string[]): RowReader | string {
+export function rowReader(keys: string[]): RowReader | string {
   const columns = new Map<string, number>();
   keys.forEach((k, i) => columns.set(COLUMN_SYNONYMS[k] ?? k, i));
   const missing = REQUIRED_COLUMNS.filter((c) => !columns.has(c));
@@ -320,62 +320,4 @@ export function parseTopology(text: string): ReadResult {
   const instances: Instance[] = [];
   const read = readTopology(Buffer.from(text), (i) => instances.push(i));
   return read.ok ? { ok: true, warnings: read.warnings, topology: { ...read.topology, instances } } : read;
-}
-
-export interface JournalRead {
-  /** The snapshot version the journal continues; null when its header is unreadable. */
-  base: number | null;
-  cluster: string | null;
-  entries: Array<{ version: number; removes: string[]; adds: Instance[] }>;
-  /** Bytes up to the end of the last complete line read (where to resume tailing). */
-  consumed: number;
-  warnings: string[];
-}
-
-/**
- * Reads a journal (writer.ts): a header line, then one line per change. Reading stops at
- * the first line that is incomplete or does not parse (a torn append); `consumed` says
- * how far it got, so a tail resumes there. `fromHeader` false: `text` continues a
- * journal already read (no header line).
- */
-export function parseJournal(text: string, fromHeader = true): JournalRead {
-  const out: JournalRead = { base: null, cluster: null, entries: [], consumed: 0, warnings: [] };
-  const read = rowReader([...RECORD_KEYS]);
-  if (typeof read === 'string') throw new Error(read);
-  let offset = 0;
-  let headerPending = fromHeader;
-  for (let end = text.indexOf('\n'); end !== -1; end = text.indexOf('\n', offset)) {
-    const line = text.slice(offset, end);
-    let doc: unknown;
-    try {
-      doc = JSON.parse(line);
-    } catch {
-      out.warnings.push(`journal line at byte ${offset} does not parse; stopped there`);
-      break;
-    }
-    const entry = doc as Record<string, unknown>;
-    if (headerPending) {
-      headerPending = false;
-      if (entry.journal !== 1 || typeof entry.base !== 'number') {
-        out.warnings.push('journal header is not {"journal":1,"base":N}; ignored the journal');
-        break;
-      }
-      out.base = entry.base;
-      out.cluster = typeof entry.cluster === 'string' ? entry.cluster : null;
-    } else {
-      if (typeof entry.v !== 'number' || !Array.isArray(entry.rm) || !Array.isArray(entry.add) || !entry.rm.every((n) => typeof n === 'string')) {
-        out.warnings.push(`journal line at byte ${offset} is not a change; stopped there`);
-        break;
-      }
-      const adds: Instance[] = [];
-      entry.add.forEach((row, i) => {
-        const instance = read(row, () => `journal v${entry.v as number} add[${i}]`, out.warnings);
-        if (instance) adds.push(instance);
-      });
-      out.entries.push({ version: entry.v, removes: (entry.rm as string[]).map(normalizeName), adds });
-    }
-    offset = end + 1;
-    out.consumed = Buffer.byteLength(text.slice(0, offset));
-  }
-  return out;
 }

@@ -13,9 +13,11 @@ import { writeImageCache } from './image-cache.ts';
 import { TopologyImage } from './image.ts';
 import type { ToMain } from './protocol.ts';
 import type { AliasMap, Instance } from './types.ts';
-import { instanceName, TopologyView } from './view.ts';
+import { instanceName, TopologyView, type TopologyDelta } from './view.ts';
 import { writeFileAtomicSync } from '../util/atomic-file.ts';
-import { JournalWriter, snapshotChunks, type SnapshotMeta } from './writer.ts';
+import { JournalWriter, type JournalEntry } from './journal.ts';
+import { snapshotChunks, type SnapshotMeta } from './writer.ts';
+import type { CatchUp } from './follower.ts';
 
 /** Changes an overlay may hold before it is compacted: a fixed fraction of the topology (amortised O(1) per change). */
 export function compactionThreshold(instances: number): number {
@@ -100,7 +102,7 @@ export class OwnedFile {
           yield chunk;
         }
       })());
-      this.journal.reset({ base: view.version, cluster: this.cluster });
+      this.journal.reset(view.version, this.cluster);
       this.snapshotBytes = bytes;
       this.snapshotVersion = view.version;
       this.broken = false;
@@ -167,22 +169,38 @@ export class TopologyState {
 
   /**
    * Puts a whole new topology in service (a file read, a database snapshot), with new
-   * aliases when they changed too. The DNS thread is told which instances differ, so it
-   * keeps the cached answers of the rest.
+   * aliases when they changed too, and the changes that follow it (a journal's), all in
+   * one step: the DNS thread never answers from the image without them. It is told which
+   * instances differ, so it keeps the cached answers of the rest.
    */
-  replace(buffer: SharedArrayBuffer, aliases?: AliasMap): void {
+  replace(buffer: SharedArrayBuffer, aliases?: AliasMap, changes: JournalEntry[] = []): void {
     const before = this.view;
     if (aliases) this.aliases = aliases;
     const next = this.newView(new TopologyImage(buffer), this.aliases);
+    const deltas = changes.map((c) => ({ seq: ++this.seq, version: c.version, removes: c.removes, adds: c.adds }));
+    for (const delta of deltas) next.apply(delta);
     const changed = before === null || aliases !== undefined || before.hasHealth !== next.hasHealth
       || before.liveDomains().join(' ') !== next.liveDomains().join(' ')
       ? 'replaced'
       : changedInstances(before, next, replacedThreshold(next.recordCount));
     this.view = next;
     // The DNS thread is sent the cache tags, not the instances: a typed array it need not decode.
-    this.postImage(buffer, changed === 'replaced' ? changed : tagsOf(changed));
+    this.postImage(buffer, changed === 'replaced' ? changed : tagsOf(changed), deltas);
     this.owned?.snapshot(next);
     collectGarbage();
+  }
+
+  /**
+   * Starts from the view the DNS thread answers from (a restarted worker): the state goes
+   * on from there, so a restart never takes back an answer the DNS thread was giving.
+   */
+  resume(from: CatchUp): void {
+    this.aliases = from.aliases;
+    this.seq = from.deltas.at(-1)?.seq ?? from.seq;
+    const view = new TopologyView(new TopologyImage(from.buffer), { aliases: from.aliases, domains: this.options.domains });
+    view.seq = from.seq;
+    for (const delta of from.deltas) view.apply(delta);
+    this.view = view;
   }
 
   /** The alias files changed; the topology did not. */
@@ -242,10 +260,11 @@ export class TopologyState {
     if (buffer && buffer !== this.view?.base.buffer) this.pool.put(buffer);
   }
 
-  private postImage(buffer: SharedArrayBuffer, change: 'replaced' | Uint32Array): void {
+  private postImage(buffer: SharedArrayBuffer, change: 'replaced' | Uint32Array, deltas: TopologyDelta[] = []): void {
     const bufferId = ++this.nextBufferId;
     this.sent.set(bufferId, buffer);
-    this.options.post({ type: 'image', buffer, bufferId, seq: this.seq, aliases: this.aliases, change }, change === 'replaced' ? [] : [change.buffer as ArrayBuffer]);
+    const seq = this.seq - deltas.length;
+    this.options.post({ type: 'image', buffer, bufferId, seq, deltas, aliases: this.aliases, change }, change === 'replaced' ? [] : [change.buffer as ArrayBuffer]);
   }
 
   private newView(image: TopologyImage, aliases: AliasMap): TopologyView {

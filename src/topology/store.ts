@@ -17,6 +17,8 @@ export interface TopologyStoreOptions {
   aliasesDir: string;
   domains: string[];
   logLevel: string;
+  /** topology.max_file_bytes. */
+  maxFileBytes: number;
   logger: Logger;
   metrics: Registry;
   /** The syncer's settings; the database is a URL, or a fresh port to the embedded one per worker start. */
@@ -55,7 +57,7 @@ export class TopologyStore {
   private restartTimer: NodeJS.Timeout | null = null;
   private readonly listeners: TopologyListener[] = [];
   /** The running worker's totals already added to our counters (each worker counts from zero). */
-  private counted: WorkerStatus['counts'] = { reloads: 0, reloadFailures: 0, writeFailures: 0, compactions: 0, guardTrips: 0 };
+  private counted: WorkerStatus['counts'] = { reloads: 0, reloadFailures: 0, cacheRejects: 0, journalErrors: 0, writeFailures: 0, compactions: 0, guardTrips: 0 };
   private readonly metric;
 
   constructor(private readonly options: TopologyStoreOptions) {
@@ -64,6 +66,8 @@ export class TopologyStore {
     this.metric = {
       reloads: metrics.counter('presence_dns_topology_reloads_total', 'Topology files loaded into service.'),
       reloadFailures: metrics.counter('presence_dns_topology_reload_failures_total', 'Topology or alias files rejected; the last good topology stayed in service.'),
+      cacheRejects: metrics.counter('presence_dns_topology_image_cache_rejects_total', 'Cached topology images that failed verification and were not served (the snapshot was read instead).'),
+      journalErrors: metrics.counter('presence_dns_topology_journal_errors_total', 'Topology journals whose applying stopped at a line that failed its checks (what came before it stayed in service).'),
       writeFailures: metrics.counter('presence_dns_topology_write_failures_total', 'Failed writes of the topology file (disk full, read-only); the last good file stayed.'),
       compactions: metrics.counter('presence_dns_topology_compactions_total', 'Deltas compacted into a new topology image (and snapshot, when syncing).'),
       guardTrips: metrics.counter('presence_dns_expiry_guard_trips_total', 'Reaper passes where the mass-expiry guard held back expiries.'),
@@ -155,6 +159,8 @@ export class TopologyStore {
       lastError: file?.lastError ?? (this.current ? null : 'no topology loaded yet'),
       refused: file?.refused ?? null,
       writeError: file?.writeError ?? null,
+      cacheError: file?.cacheError ?? null,
+      journalError: file?.journalError ?? null,
       loaded: this.current !== null,
       workerUp: this.worker !== null,
       workerRestarts: this.restarts,
@@ -181,18 +187,22 @@ export class TopologyStore {
         database = { port };
       }
     }
+    // A restarted worker goes on from the view in service, never from an older one it would read again.
+    const view = this.follower.catchUp();
     const workerData: TopologyWorkerOptions = {
       file: this.options.file,
       aliasesDir: this.options.aliasesDir,
       domains: this.options.domains,
       logLevel: this.options.logLevel,
+      maxFileBytes: this.options.maxFileBytes,
       sync: sync && database ? { ...sync, database } : null,
+      resume: view ? { view, source: this.last?.source ?? null } : null,
     };
     const worker = startWorker(siblingModule(import.meta.url, 'worker'), workerData, transfer);
     this.worker = worker;
     // The ids of a worker that died name buffers the new one knows nothing of.
     this.liveIds.clear();
-    this.counted = { reloads: 0, reloadFailures: 0, writeFailures: 0, compactions: 0, guardTrips: 0 };
+    this.counted = { reloads: 0, reloadFailures: 0, cacheRejects: 0, journalErrors: 0, writeFailures: 0, compactions: 0, guardTrips: 0 };
     let first = true;
     worker.on('message', (message: ToMain) => {
       this.receive(message);

@@ -39,11 +39,15 @@ function refusal(topology: Omit<Topology, 'instances'> | null, cluster: string |
   return null;
 }
 
+if (options.resume) state.resume(options.resume.view);
+
 const source = new FileSource({
   file: options.file,
   aliasesDir: options.aliasesDir,
   state,
   logger,
+  maxFileBytes: options.maxFileBytes,
+  rewritesCache: options.sync !== null,
   onForeignWrite: (topology) => {
     logger.error({ file: options.file, source: topology.source }, 'someone else replaced the topology file the syncer wrote; serving theirs, and the syncer stops writing it');
     state.owned?.close();
@@ -94,17 +98,22 @@ function status(): WorkerStatus {
       lastError: source.lastError,
       refused: syncer?.status().refused ?? null,
       writeError: state.owned?.writeError ?? null,
+      cacheError: source.cacheError,
+      journalError: source.journalError,
     },
     sync: syncer?.status() ?? null,
     counts: {
       reloads: source.counts.reloads,
       reloadFailures: source.counts.reloadFailures,
+      cacheRejects: source.counts.cacheRejects,
+      journalErrors: source.counts.journalErrors,
       writeFailures: state.counts.writeFailures,
       compactions: state.counts.compactions,
       guardTrips: syncer?.guardTrips ?? 0,
     },
     syncDurations: syncer ? syncer.durations.splice(0) : [],
     imageBuffers: state.imageBuffers,
+    source: source.position(),
   };
 }
 
@@ -151,8 +160,8 @@ parentPort!.on('message', (message: ToWorker) => {
   }
 });
 
-await source.start();
-if (source.topology && options.sync && source.topology.source !== SYNC_SOURCE) {
+await source.start(options.resume?.source ?? undefined);
+if (!options.resume && source.topology && options.sync && source.topology.source !== SYNC_SOURCE) {
   logger.error({ file: options.file }, `${options.file} was not written by presence-dns sync (source: ${source.topology.source ?? 'none'}): serving it, and the syncer will not write it`);
 }
 report();

@@ -1,20 +1,12 @@
-// The topology file on disk, as the syncer writes it (DESIGN §3.2): a JSON snapshot in
-// BOSH's columnar records.json shape with our extra columns and an ownership mark, a
-// journal of changes appended beside it (`<file>.journal`, one JSON line per delta), and
-// a cached binary image (`<file>.image`) that lets a restart skip parsing the snapshot.
-// Snapshots are written atomically (temp file, fsync, rename, fsync the directory) in
-// chunks, so even 600 k records never become one giant string. Runs on the control plane
-// (the topology worker), where blocking file calls stall nothing that answers DNS.
-import { closeSync, fdatasyncSync, openSync, writeSync } from 'node:fs';
-import { writeFileAtomicSync } from '../util/atomic-file.ts';
+// The topology snapshot as the syncer writes it: a JSON document in BOSH's columnar
+// records.json shape with our extra columns and an ownership mark, produced in chunks so
+// even 600 k records never become one giant string (state.ts writes it atomically). The
+// changes after it go to the journal (journal.ts), and its compiled image to the image
+// cache (image-cache.ts). Runs on the control plane (the topology worker).
 import { RECORD_KEYS, type Instance } from './types.ts';
 
 /** The `source` our syncer writes: a file without it (or with another) is not ours to replace. */
 export const SYNC_SOURCE = 'presence-dns sync';
-
-
-export const journalPath = (file: string) => `${file}.journal`;
-export const imageCachePath = (file: string) => `${file}.image`;
 
 export interface SnapshotMeta {
   /** The revision the records reflect; read back as the topology's version. */
@@ -50,56 +42,4 @@ export function* snapshotChunks(meta: SnapshotMeta, records: Iterable<Instance>,
   }
   if (batch.length) yield (first ? '' : ',') + batch.join(',');
   yield ']}';
-}
-
-export interface JournalEntry {
-  /** The version after this change. */
-  version: number;
-  /** Instance names removed or replaced. */
-  removes: string[];
-  adds: Instance[];
-}
-
-export interface JournalHeader {
-  journal: 1;
-  /** The snapshot version this journal continues; a journal with another base is stale. */
-  base: number;
-  cluster: string;
-}
-
-export function journalLine(entry: JournalEntry): string {
-  return `${JSON.stringify({ v: entry.version, rm: entry.removes, add: entry.adds.map(recordRow) })}\n`;
-}
-
-/** Appends changes to `<file>.journal`: O(change) bytes per change, flushed to disk each time. */
-export class JournalWriter {
-  private fd: number | null = null;
-  /** Bytes in the journal, header included. */
-  bytes = 0;
-
-  constructor(private readonly file: string) {}
-
-  /** Starts a new, empty journal after a snapshot at `header.base` (replaces the old one atomically). */
-  reset(header: Omit<JournalHeader, 'journal'>): void {
-    this.close();
-    const line = `${JSON.stringify({ journal: 1, ...header })}\n`;
-    writeFileAtomicSync(journalPath(this.file), [line]);
-    this.fd = openSync(journalPath(this.file), 'a');
-    this.bytes = Buffer.byteLength(line);
-  }
-
-  append(entry: JournalEntry): void {
-    if (this.fd === null) throw new Error('journal not started');
-    const bytes = Buffer.from(journalLine(entry));
-    // A short write (disk full) leaves a torn last line; readers stop at it, and the next
-    // compaction rewrites the journal whole.
-    for (let written = 0; written < bytes.length; ) written += writeSync(this.fd, bytes, written);
-    fdatasyncSync(this.fd);
-    this.bytes += bytes.length;
-  }
-
-  close(): void {
-    if (this.fd !== null) closeSync(this.fd);
-    this.fd = null;
-  }
 }

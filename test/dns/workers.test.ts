@@ -26,7 +26,7 @@ describe('DNS worker threads', () => {
     const file = join(dir, 'topology.json');
     writeFileSync(file, topologyJson([{ id: 'a', ip: '10.0.0.1' }]));
     const metrics = new Registry();
-    const topology = new TopologyStore({ file, aliasesDir: join(dir, 'aliases.d'), domains: [], logLevel: 'silent', logger: silentLogger, metrics, sync: null });
+    const topology = new TopologyStore({ file, aliasesDir: join(dir, 'aliases.d'), domains: [], logLevel: 'silent', maxFileBytes: 1 << 30, logger: silentLogger, metrics, sync: null });
     await topology.start();
     cleanups.push(() => topology.stop());
     const config = configSchema.parse({ dns: { listen: [{ address: '127.0.0.1', port: 0 }], workers: 2 } }).dns;

@@ -33,6 +33,8 @@ export interface RunningDaemon {
   process: ChildProcess;
   /** Everything the daemon logged, one JSON line each. */
   logs: string[];
+  /** What the process wrote to stderr so far. */
+  stderr(): string;
   admin(path: string, init?: RequestInit): Promise<Response>;
   /** Sends a signal and resolves with the exit code. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
@@ -126,6 +128,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<RunningD
     adminPort: ports.admin,
     process: child,
     logs,
+    stderr: () => stderr,
     admin: (path, init) => fetch(`http://127.0.0.1:${ports.admin}${path}`, init),
     async stop(signal = 'SIGTERM') {
       if (child.exitCode !== null) return child.exitCode;

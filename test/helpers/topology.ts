@@ -1,7 +1,8 @@
 // Builds topology files for tests in our columnar format (or BOSH's, without the extras),
 // and reads back what a synced file (snapshot + journal) holds.
 import { readFileSync } from 'node:fs';
-import { parseJournal, parseTopology } from '../../src/topology/reader.ts';
+import { readJournal } from '../../src/topology/journal.ts';
+import { parseTopology } from '../../src/topology/reader.ts';
 import type { Instance } from '../../src/topology/types.ts';
 import { instanceName } from '../../src/topology/view.ts';
 
@@ -42,14 +43,14 @@ export function syncedTopology(file: string): { version: number; instances: Inst
   if (!read.ok) throw new Error(`topology file unreadable: ${read.error}`);
   const live = new Map(read.topology.instances.map((i) => [instanceName(i), i]));
   let version = read.topology.version;
-  let journal = '';
+  let journal = Buffer.alloc(0);
   try {
-    journal = readFileSync(`${file}.journal`, 'utf8');
+    journal = readFileSync(`${file}.journal`);
   } catch {
     // No journal: the snapshot is all.
   }
-  const changes = parseJournal(journal);
-  if (changes.base === read.topology.version) {
+  const changes = readJournal(journal, null);
+  if (changes.cursor?.header.base === read.topology.version) {
     for (const entry of changes.entries) {
       for (const name of entry.removes) live.delete(name);
       for (const i of entry.adds) live.set(instanceName(i), i);

@@ -13,7 +13,7 @@ import { parseTopology } from '../../src/topology/reader.ts';
 import { compactionThreshold, OwnedFile, TopologyState } from '../../src/topology/state.ts';
 import type { Instance } from '../../src/topology/types.ts';
 import { instanceName } from '../../src/topology/view.ts';
-import { journalPath } from '../../src/topology/writer.ts';
+import { journalLine, journalPath } from '../../src/topology/journal.ts';
 import { tempDir, waitFor } from '../helpers/daemon.ts';
 import { syncedTopology, topologyJson, type TestInstance } from '../helpers/topology.ts';
 import { silentLogger } from '../presence/fixtures.ts';
@@ -102,7 +102,7 @@ describe('the file the syncer owns', () => {
     expect(readFileSync(journalPath(file), 'utf8').trim().split('\n')).toHaveLength(1);
     expect(syncedTopology(file).instances.find((i) => i.id === 'n1')!.index).toBe(1001);
     // The snapshot's image is cached beside it, for a fast restart.
-    expect(readImageCache(file)?.image.version).toBe(1 + threshold);
+    expect(readImageCache(file)).toMatchObject({ kind: 'image', image: { version: 1 + threshold } });
   });
 
   it('keeps the last good file whole when a write fails, and rewrites it once writing works again, with no change to trigger it', () => {
@@ -163,7 +163,7 @@ describe('a reader of a synced file', () => {
     const file = join(tempDir(), 'topology.json');
     const w = writer(file, fleet(5));
     w.state.owned!.close();
-    const line = JSON.stringify({ v: 2, rm: ['n1.g1.default.cf.bosh'], add: [] });
+    const line = journalLine(1, { version: 2, removes: ['n1.g1.default.cf.bosh'], adds: [] }).trimEnd();
     appendFileSync(journalPath(file), line.slice(0, 10));
     const r = await reader(file);
     expect(r.state.current!.version).toBe(1);
@@ -174,16 +174,140 @@ describe('a reader of a synced file', () => {
   });
 });
 
+describe('a reader of a journal that turns bad', () => {
+  it('stops at a corrupt line, keeps every change before it, reports it, and follows again after the next snapshot', async () => {
+    const file = join(tempDir(), 'topology.json');
+    const w = writer(file, fleet(20));
+    const n5 = w.state.current!.get('n5.g5.default.cf.bosh')!;
+    const r = await reader(file);
+    w.state.apply(2, [], [{ ...n5, ip: '10.7.7.7' }]);
+    await waitFor(() => r.state.current!.version === 2, 5000, 'the reader to follow the journal');
+    // Lines that parse as JSON but are not changes, then a good change after them.
+    for (const line of ['null', '[]', '"x"', '42', '{"n":2,"v":"3","rm":[],"add":[]}']) appendFileSync(journalPath(file), `${line}\n`);
+    w.state.apply(3, [instanceName(n5)], []);
+    await waitFor(() => r.source.journalError !== null, 5000, 'the bad line to be reported');
+    expect(r.source.journalError).toMatch(/journal line 2 \(byte \d+\) is corrupt: it has no checksum/);
+    expect(r.source.counts.journalErrors).toBe(1);
+    // What was applied stays; nothing after the bad line is applied.
+    expect(r.state.current!.version).toBe(2);
+    expect(r.state.current!.get('n5.g5.default.cf.bosh')!.ip).toBe('10.7.7.7');
+    expect(r.state.current!.recordCount).toBe(20);
+    // The writer compacts (a new snapshot and journal): the reader follows again.
+    w.state.owned!.snapshot(w.state.current!);
+    await waitFor(() => r.state.current!.version === 3, 5000, 'the reader to read the new snapshot');
+    expect(r.state.current!.get('n5.g5.default.cf.bosh')).toBeUndefined();
+    expect(r.source.journalError).toBeNull();
+  });
+
+  it('reads a new journal beside the same snapshot without taking back what it applied', async () => {
+    const file = join(tempDir(), 'topology.json');
+    const w = writer(file, fleet(10));
+    const n1 = w.state.current!.get('n1.g1.default.cf.bosh')!;
+    w.state.apply(2, [], [{ ...n1, ip: '10.8.8.8' }]);
+    w.state.owned!.close();
+    const r = await reader(file);
+    expect(r.state.current!.version).toBe(2);
+    // Someone writes a journal for the same snapshot whose first line is already bad.
+    writeFileSync(journalPath(file), `${readFileSync(journalPath(file), 'utf8').split('\n')[0]}\nnull\n`);
+    await waitFor(() => r.source.journalError !== null, 5000, 'the bad journal to be reported');
+    expect(r.state.current!.version).toBe(2);
+    expect(r.state.current!.get('n1.g1.default.cf.bosh')!.ip).toBe('10.8.8.8');
+  });
+
+  it('serves the snapshot and journal together, in one step', async () => {
+    const file = join(tempDir(), 'topology.json');
+    const w = writer(file, fleet(10));
+    w.state.apply(2, ['n1.g1.default.cf.bosh'], []);
+    w.state.owned!.close();
+    const r = await reader(file);
+    // One image message carries the journal's change: the DNS thread never answers from the snapshot alone.
+    const views = r.posted.filter((m) => m.type === 'image' || m.type === 'delta');
+    expect(views).toHaveLength(1);
+    expect(views[0]).toMatchObject({ type: 'image', deltas: [{ version: 2, removes: ['n1.g1.default.cf.bosh'] }] });
+  });
+});
+
+describe('limits on what is read', () => {
+  it('rejects a topology file over the size limit, keeping the last good topology', async () => {
+    const file = join(tempDir(), 'topology.json');
+    writeFileSync(file, topologyJson([{ id: 'a', ip: '10.0.0.1' }]));
+    const state = new TopologyState({ domains: [], post: () => {}, logger: silentLogger });
+    const source = new FileSource({ file, aliasesDir: join(file, '..', 'aliases.d'), state, logger: silentLogger, debounceMs: 10, maxFileBytes: 4096 });
+    sources.push(source);
+    await source.start();
+    expect(state.current!.recordCount).toBe(1);
+    writeFileSync(file, topologyJson(Array.from({ length: 100 }, (_, k) => ({ id: `b${k}`, ip: `10.0.1.${k}` }))));
+    await waitFor(() => source.lastError !== null, 5000, 'the big file to be rejected');
+    expect(source.lastError).toMatch(/topology\.json is \d+ bytes, over topology\.max_file_bytes \(4096\)/);
+    expect(state.current!.recordCount).toBe(1);
+  });
+});
+
+describe('a restarted worker', () => {
+  it('goes on from the view in service and does not read an unchanged file again', async () => {
+    const file = join(tempDir(), 'topology.json');
+    const w = writer(file, fleet(10));
+    w.state.apply(2, ['n1.g1.default.cf.bosh'], []);
+    w.state.owned!.close();
+    const first = await reader(file);
+    // The journal then turns bad after the change: a fresh read would still reach version 2.
+    appendFileSync(journalPath(file), 'null\n');
+    await waitFor(() => first.source.journalError !== null, 5000, 'the bad line');
+    const position = first.source.position();
+    // The DNS thread's view: the image it was sent, with its deltas.
+    const image = first.posted.find((m) => m.type === 'image') as Extract<ToMain, { type: 'image' }>;
+    const posted: ToMain[] = [];
+    const state = new TopologyState({ domains: [], post: (m) => posted.push(m), logger: silentLogger });
+    state.resume({ buffer: image.buffer, bufferId: image.bufferId, seq: image.seq, aliases: image.aliases, deltas: image.deltas });
+    const again = new FileSource({ file, aliasesDir: join(file, '..', 'aliases.d'), state, logger: silentLogger, debounceMs: 10 });
+    sources.push(again);
+    await again.start(position);
+    expect(state.current!.version).toBe(2);
+    expect(ids(state.current!.instances())).not.toContain('n1');
+    // Nothing was sent to the DNS thread: its view stays as it is.
+    expect(posted.filter((m) => m.type === 'image' || m.type === 'delta')).toEqual([]);
+  });
+});
+
 describe('the cached image', () => {
+  it('is served only once verified: flipped or cut bytes are caught, the snapshot is read instead, and the cache rewritten', async () => {
+    const file = join(tempDir(), 'topology.json');
+    const w = writer(file, fleet(50));
+    w.state.owned!.close();
+    const cache = `${file}.image`;
+    const good = readFileSync(cache);
+    const damaged: Array<[string, Buffer]> = [
+      ['a flipped byte in the image', Buffer.from(good.map((b, k) => (k === good.length >> 1 ? b ^ 0x10 : b)))],
+      ['a flipped byte in the header', Buffer.from(good.map((b, k) => (k === 20 ? b ^ 1 : b)))],
+      ['cut short', good.subarray(0, good.length - 100)],
+      ['every 7th byte from a quarter in flipped', Buffer.from(good.map((b, k) => (k >= good.length >> 2 && k % 7 === 0 ? b ^ 0xff : b)))],
+    ];
+    for (const [what, bytes] of damaged) {
+      writeFileSync(cache, bytes);
+      expect(readImageCache(file), what).toMatchObject({ kind: 'corrupt' });
+      const r = await reader(file);
+      expect(r.source.cacheError, what).toMatch(/cached image .*topology\.json\.image rejected/);
+      expect(r.source.counts.cacheRejects).toBe(1);
+      expect(r.state.current!.recordCount).toBe(50);
+      expect(ids(r.state.current!.instances())).toEqual(ids(fleet(50)));
+    }
+    // A syncing node rewrites the cache of its own snapshot.
+    const state = new TopologyState({ domains: [], post: () => {}, logger: silentLogger });
+    const source = new FileSource({ file, aliasesDir: join(file, '..', 'aliases.d'), state, logger: silentLogger, rewritesCache: true });
+    sources.push(source);
+    await source.start();
+    expect(readImageCache(file)).toMatchObject({ kind: 'image', image: { version: 1 } });
+  });
+
   it('is trusted only for the snapshot it was built from', () => {
     const file = join(tempDir(), 'topology.json');
     const { state } = writer(file, fleet(40));
     for (let k = 0; k < compactionThreshold(40); k++) state.apply(2 + k, [], [{ ...state.current!.get('n0.g0.default.cf.bosh')!, index: k }]);
-    expect(readImageCache(file)).not.toBeNull();
+    expect(readImageCache(file).kind).toBe('image');
     // Someone replaces the snapshot (same version, other content): the cache no longer fits.
     const text = readFileSync(file, 'utf8');
     writeFileSync(file, text.replace('"n1"', '"n1-other"'));
-    expect(readImageCache(file)).toBeNull();
+    expect(readImageCache(file).kind).toBe('none');
   });
 });
 

@@ -33,7 +33,7 @@ async function harness(topology: string | null, aliasFiles: Record<string, strin
   if (topology !== null) writeFileSync(file, topology);
   for (const [name, text] of Object.entries(aliasFiles ?? {})) writeFileSync(join(aliasesDir, name), text);
   const metrics = new Registry();
-  const store = new TopologyStore({ file, aliasesDir, domains: [], logLevel: 'silent', logger: silentLogger, metrics, sync: null });
+  const store = new TopologyStore({ file, aliasesDir, domains: [], logLevel: 'silent', maxFileBytes: 1 << 30, logger: silentLogger, metrics, sync: null });
   stores.push(store);
   await store.start();
   return { store, metrics, file, aliasesDir };
