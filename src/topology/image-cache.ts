@@ -7,7 +7,7 @@
 // which is normal and not an error.
 //
 // Layout (little-endian): magic "PDNC" u32 · cache format u32 · snapshot bytes u64 ·
-// image bytes u64 · CRC-32 of the bytes before it and of the image u32 · padding u32 · image.
+// image bytes u64 · reserved u32 (0) · CRC-32 of every byte before it and of the image u32 · image.
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { crc32 } from 'node:zlib';
 import { writeFileAtomicSync } from '../util/atomic-file.ts';
@@ -18,7 +18,7 @@ export const imageCachePath = (file: string) => `${file}.image`;
 const CACHE_MAGIC = 0x434e4450; // "PDNC"
 export const CACHE_FORMAT = 2;
 const HEADER_BYTES = 32;
-const CRC_AT = 24;
+const CRC_AT = 28;
 
 export function writeImageCache(file: string, image: TopologyImage, snapshotBytes: number): void {
   const bytes = new Uint8Array(image.buffer, 0, image.byteLength);
