@@ -1,7 +1,9 @@
 // A test-side DNS client: builds query packets byte by byte (so tests can also break
-// them) and streams many UDP queries over one socket, decoding replies with dns2's
-// independent decoder. Used where spawning one `dig` per query would be too slow.
+// them) and streams many UDP queries over one socket — or over one TCP connection —
+// decoding replies with dns2's independent decoder. Used where spawning one `dig` per
+// query would be too slow.
 import { createSocket, type Socket } from 'node:dgram';
+import { connect, type Socket as TcpSocket } from 'node:net';
 import { Packet } from 'dns2';
 
 export interface QueryOptions {
@@ -45,8 +47,30 @@ export interface Reply {
   packet: Packet;
 }
 
+/** What a client asks through: `UdpClient` or `TcpClient`. */
+export interface DnsClient {
+  /** Resolves null when no reply came within `timeoutMs`. */
+  ask(name: string, type?: number, timeoutMs?: number): Promise<Reply | null>;
+  close(): void;
+}
+
+/**
+ * Resolves a query as unanswered — after letting the event loop read what has already
+ * arrived: when this process was stalled past a query's deadline, its timer fires before
+ * the reply waiting in the socket is read, and that reply was not late.
+ */
+function giveUp(finish: (reply: Reply | null) => void): void {
+  setImmediate(() => finish(null));
+}
+
+function decodeReply(bytes: Buffer): Reply {
+  const packet = Packet.parse(bytes);
+  const addresses = packet.answers.flatMap((a) => (a.address ? [a.address] : [])).sort();
+  return { rcode: packet.header.rcode, addresses, packet };
+}
+
 /** Many UDP queries over one socket, matched to replies by id; a query with no reply in time resolves null. */
-export class UdpClient {
+export class UdpClient implements DnsClient {
   private readonly socket: Socket = createSocket('udp4');
   private readonly pending = new Map<number, (reply: Reply | null) => void>();
   private nextId = 1;
@@ -56,9 +80,7 @@ export class UdpClient {
       if (bytes.length < 12) return;
       const done = this.pending.get(bytes.readUInt16BE(0));
       if (!done) return;
-      const packet = Packet.parse(bytes);
-      const addresses = packet.answers.flatMap((a) => (a.address ? [a.address] : [])).sort();
-      done({ rcode: packet.header.rcode, addresses, packet });
+      done(decodeReply(bytes));
     });
   }
 
@@ -66,7 +88,7 @@ export class UdpClient {
     const id = this.nextId;
     this.nextId = (this.nextId % 0xffff) + 1;
     return new Promise((resolve) => {
-      const timer = setTimeout(() => finish(null), timeoutMs);
+      const timer = setTimeout(() => giveUp(finish), timeoutMs);
       const finish = (reply: Reply | null) => {
         clearTimeout(timer);
         this.pending.delete(id);
@@ -84,5 +106,67 @@ export class UdpClient {
 
   close(): void {
     this.socket.close();
+  }
+}
+
+/**
+ * Many queries over one TCP connection, as a stub resolver keeps one open: two-byte
+ * length framing, pipelined, matched to replies by id. A query with no reply in time, or
+ * whose connection closed first, resolves null; the next query opens a new connection.
+ */
+export class TcpClient implements DnsClient {
+  private socket: TcpSocket | null = null;
+  private readonly pending = new Map<number, { socket: TcpSocket; finish: (reply: Reply | null) => void }>();
+  private nextId = 1;
+  private closed = false;
+  /** Connections opened so far (more than one: the server closed one). */
+  connections = 0;
+
+  constructor(private readonly port: number, private readonly host = '127.0.0.1') {}
+
+  private connection(): TcpSocket {
+    if (this.socket) return this.socket;
+    const socket = connect(this.port, this.host);
+    this.socket = socket;
+    this.connections++;
+    socket.setNoDelay(true);
+    let buffered = Buffer.alloc(0);
+    socket.on('data', (chunk: Buffer) => {
+      buffered = Buffer.concat([buffered, chunk]);
+      while (buffered.length >= 2 && buffered.length >= 2 + buffered.readUInt16BE(0)) {
+        const message = buffered.subarray(2, 2 + buffered.readUInt16BE(0));
+        buffered = buffered.subarray(2 + message.length);
+        if (message.length >= 12) this.pending.get(message.readUInt16BE(0))?.finish(decodeReply(message));
+      }
+    });
+    socket.on('error', () => undefined);
+    socket.on('close', () => {
+      if (this.socket === socket) this.socket = null;
+      for (const p of [...this.pending.values()]) if (p.socket === socket) p.finish(null);
+    });
+    return socket;
+  }
+
+  ask(name: string, type = 1, timeoutMs = 1000): Promise<Reply | null> {
+    if (this.closed) return Promise.resolve(null);
+    const id = this.nextId;
+    this.nextId = (this.nextId % 0xffff) + 1;
+    const socket = this.connection();
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => giveUp(finish), timeoutMs);
+      const finish = (reply: Reply | null) => {
+        clearTimeout(timer);
+        this.pending.delete(id);
+        resolve(reply);
+      };
+      this.pending.set(id, { socket, finish });
+      const query = buildQuery(name, { id, type });
+      socket.write(Buffer.concat([Buffer.from([query.length >> 8, query.length & 0xff]), query]));
+    });
+  }
+
+  close(): void {
+    this.closed = true;
+    this.socket?.destroy();
   }
 }

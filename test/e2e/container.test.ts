@@ -3,8 +3,9 @@
 // packages (test/helpers/docker.ts), then run as an operator would — a DNS sidecar fed a
 // file on a published port, read-only, with every capability dropped but
 // NET_BIND_SERVICE — and as a node of the pipeline on the embedded database. Where no
-// Docker engine can be had it says so and skips. Bounded: every step has a timeout, and
-// the containers and images it made are removed (the cached base image stays).
+// Docker engine can be had it fails with the reason when CI is set (CI must run it), and
+// otherwise says so and skips. Bounded: every step has a timeout, and the containers and
+// images it made are removed (the cached base image stays).
 import { createHash, randomUUID } from 'node:crypto';
 import { cpSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -19,6 +20,8 @@ const RUN = randomUUID().slice(0, 8);
 const IMAGE = `presence-dns-test:${RUN}`;
 const BUILD_TIMEOUT = 20 * 60_000;
 const engine = await dockerEngine();
+/** Set by CI (`CI=true`): there a missing engine is a failure, not a skip. */
+const IN_CI = !['', '0', 'false'].includes((process.env.CI ?? '').toLowerCase());
 const images: string[] = [];
 const started = performance.now();
 const figures: Record<string, string> = {};
@@ -46,8 +49,15 @@ async function memoryMiB(id: string): Promise<number> {
 }
 
 if (!engine.available) {
+  const reason = engine.reason;
   describe('the sidecar container', () => {
-    it.skip(`needs a Docker engine, and there is none here: ${engine.reason}`, () => undefined);
+    if (IN_CI) {
+      it('needs a Docker engine, and CI must have one', () => {
+        throw new Error(`no Docker engine, so the container was not tested (CI is set, so this fails instead of skipping): ${reason}`);
+      });
+    } else {
+      it.skip(`needs a Docker engine, and there is none here: ${reason}`, () => undefined);
+    }
   });
 } else {
   describe('the sidecar container', () => {
@@ -128,11 +138,10 @@ if (!engine.available) {
 
       it('stops on docker stop with exit code 0 within 5 s', async () => {
         const stopping = performance.now();
+        // docker stop -t 5 sends SIGKILL after 5 s: exit code 0 means the daemon exited by itself before that.
         await docker(['stop', '-t', '5', id], 30_000);
-        const seconds = (performance.now() - stopping) / 1000;
-        figures['docker stop'] = `${seconds.toFixed(1)} s`;
+        figures['docker stop'] = `${((performance.now() - stopping) / 1000).toFixed(1)} s`;
         expect(await docker(['inspect', '-f', '{{.State.ExitCode}}', id])).toBe('0');
-        expect(seconds).toBeLessThan(5);
       }, 60_000);
     });
 

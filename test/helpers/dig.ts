@@ -53,7 +53,9 @@ export function parseDig(raw: string): DigResult {
 /** `dig @127.0.0.1 -p PORT NAME TYPE [options]`; `+tries=1 +time=2` unless overridden. */
 export async function dig(port: number, name: string, type = 'A', options: string[] = [], server = '127.0.0.1'): Promise<DigResult> {
   const args = [`@${server}`, '-p', String(port), name, type, '+tries=1', '+time=2', ...options];
-  const { stdout } = await run('dig', args, { timeout: 15_000 }).catch((err: { stdout?: string; message: string }) => {
+  // dig's own wait (the last +time=) and then some: the process is killed only if dig itself hangs.
+  const waits = Number(args.findLast((a) => a.startsWith('+time='))!.slice('+time='.length));
+  const { stdout } = await run('dig', args, { timeout: Math.max(15_000, (waits + 10) * 1000) }).catch((err: { stdout?: string; message: string }) => {
     if (err.stdout) return { stdout: err.stdout };
     throw err;
   });

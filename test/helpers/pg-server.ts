@@ -1,8 +1,9 @@
 // Private PostgreSQL servers from Debian's binaries (/usr/lib/postgresql/<version>/bin),
 // run as the `postgres` user when the tests run as root, for the fault scenarios that
-// break servers: stop one (fast or as a crash), replace its data from a dump, make a
-// streaming replica with pg_basebackup, pause its replay so it falls behind, promote it.
-// Never the shared server on 5432. `stop()` and `destroy()` always leave nothing running.
+// break servers: stop one (fast or as a crash), hang it (every process SIGSTOPped),
+// replace its data from a dump, make a streaming replica with pg_basebackup, pause its
+// replay so it falls behind, promote it. Never the shared server on 5432. `stop()` and
+// `destroy()` always leave nothing running (nor frozen).
 import { execFile, execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
@@ -44,6 +45,8 @@ function ownedDir(prefix: string): string {
 
 export class PgServer {
   private running = false;
+  /** The processes `freeze()` stopped, until `thaw()`. */
+  private frozen: number[] = [];
 
   private constructor(readonly dataDir: string, readonly port: number) {}
 
@@ -96,9 +99,45 @@ export class PgServer {
 
   /** `fast`: a clean shutdown; `immediate`: as a crash (no checkpoint, clients cut off). */
   async stop(mode: 'fast' | 'immediate' = 'fast'): Promise<void> {
+    // A frozen server could not hear pg_ctl.
+    this.thaw();
     if (!this.running) return;
     await pgTool('pg_ctl', ['-D', this.dataDir, '-w', '-t', '60', '-m', mode, 'stop']);
     this.running = false;
+  }
+
+  /**
+   * Hangs the server as a stuck machine would: the postmaster (from postmaster.pid) is
+   * stopped first, so it forks nothing more, then every process under it — backends,
+   * checkpointer, WAL writer... Connections stay open and connecting still completes in
+   * the kernel, but nothing answers. Resolves to the pids stopped.
+   */
+  async freeze(): Promise<number[]> {
+    if (this.frozen.length) return this.frozen;
+    const postmaster = Number(readFileSync(join(this.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    process.kill(postmaster, 'SIGSTOP');
+    this.frozen = [postmaster];
+    for (const pid of descendants(postmaster)) {
+      try {
+        process.kill(pid, 'SIGSTOP');
+        this.frozen.push(pid);
+      } catch {
+        // Exited meanwhile.
+      }
+    }
+    return this.frozen;
+  }
+
+  /** Lets every process `freeze()` stopped run again. */
+  thaw(): void {
+    for (const pid of this.frozen.reverse()) {
+      try {
+        process.kill(pid, 'SIGCONT');
+      } catch {
+        // Gone.
+      }
+    }
+    this.frozen = [];
   }
 
   /** Stops applying the primary's changes (a replica that falls behind). */
@@ -136,6 +175,30 @@ export class PgServer {
     await this.stop('immediate').catch(() => undefined);
     rmSync(this.dataDir, { recursive: true, force: true });
   }
+}
+
+/** Every process below `pid` (children, their children...), from /proc. */
+function descendants(pid: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+    } catch {
+      continue;
+    }
+    // pid (comm) state ppid ...: comm may hold spaces and parentheses, so read after the last ')'.
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)]);
+  }
+  const out: number[] = [];
+  for (let queue = [pid]; queue.length;) {
+    const next = children.get(queue.shift()!) ?? [];
+    out.push(...next);
+    queue.push(...next);
+  }
+  return out;
 }
 
 /** A directory the `postgres` user can write (for dumps). */

@@ -1,13 +1,18 @@
-// A paced DNS probe: one query every `intervalMs` over UDP, cycling through names, each
-// given `timeoutMs` to be answered. It records what a client would notice — unanswered
+// A paced DNS probe: one query every `intervalMs` over UDP (or a client of the caller's,
+// e.g. over TCP), cycling through names, each given `timeoutMs` to be answered. It records what a client would notice — unanswered
 // queries, wrong answers, latency — for end-to-end tests and the benchmarks.
-import { UdpClient } from '../dns/client.ts';
+import { UdpClient, type DnsClient } from '../dns/client.ts';
 
 export interface ProbeOptions {
   intervalMs?: number;
   timeoutMs?: number;
-  /** An answer is right when this says so (default: NOERROR with at least one address). */
-  expect?: (name: string, rcode: number, addresses: string[]) => boolean;
+  /**
+   * An answer is right when this says so (default: NOERROR with at least one address);
+   * `sentAt` is when the query was sent (performance.now()), for answers that change.
+   */
+  expect?: (name: string, rcode: number, addresses: string[], sentAt: number) => boolean;
+  /** What to ask through (default: a UDP socket of its own); closed by stop(). */
+  client?: DnsClient;
 }
 
 export interface ProbeResult {
@@ -19,13 +24,13 @@ export interface ProbeResult {
 }
 
 export class Probe {
-  private readonly client: UdpClient;
+  private readonly client: DnsClient;
   private readonly inFlight = new Set<Promise<void>>();
   private timer: NodeJS.Timeout | null = null;
   private readonly result: ProbeResult = { sent: 0, unanswered: 0, wrong: [], latencies: [] };
 
   constructor(port: number, private readonly names: string[], private readonly options: ProbeOptions = {}) {
-    this.client = new UdpClient(port);
+    this.client = options.client ?? new UdpClient(port);
   }
 
   start(): this {
@@ -38,7 +43,7 @@ export class Probe {
         if (!reply) this.result.unanswered++;
         else {
           this.result.latencies.push(performance.now() - started);
-          if (!expect(name, reply.rcode, reply.addresses)) this.result.wrong.push({ name, rcode: reply.rcode, addresses: reply.addresses });
+          if (!expect(name, reply.rcode, reply.addresses, started)) this.result.wrong.push({ name, rcode: reply.rcode, addresses: reply.addresses });
         }
       });
       this.inFlight.add(asked);

@@ -1,15 +1,18 @@
 // A fleet of real daemons on one presence database, for the database fault scenarios:
-// starts them (each its own cell and registrations), tells whether a node answers every
-// known instance and what its file holds, runs a scenario under a steady UDP load on the
-// nodes and adds the scenario's row to the summary.
+// starts them (each its own cell and registrations), restarts and stops them, tells
+// whether a node answers every known instance and what its file holds, and runs a
+// scenario under a steady UDP load and the records check on every node (report.ts),
+// adding the scenario's row to the summary.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { expect } from 'vitest';
 import { startDaemon, waitFor, type RunningDaemon } from '../../helpers/daemon.ts';
 import type { PgServer } from '../../helpers/pg-server.ts';
 import { syncedInstances } from '../../helpers/topology.ts';
 import { answers, instancesFile, metric, presenceConfig, type TestInstance } from '../../presence/daemons.ts';
-import { daemonRss, Load, report, sleep } from './report.ts';
+import { daemonRss, expectNothingLost, reportSeen, sleep, Watch, type Expectation } from './report.ts';
+
+/** The name that answers one instance, by its id. */
+export const instanceName = (i: TestInstance) => `${i.id}.${i.group}.default.cf.bosh`;
 
 interface Node {
   cellId: string;
@@ -20,6 +23,22 @@ interface Node {
 export class Fleet {
   readonly nodes: RunningDaemon[] = [];
   private readonly cells = new Map<RunningDaemon, Node>();
+  /** Nodes being restarted: down or starting, so not asked meanwhile. */
+  private readonly restarting = new Set<RunningDaemon>();
+  /**
+   * Instances every node has answered (waitAllAnswer), by name: from then on every node
+   * must answer them, until their node is stopped for good.
+   */
+  private readonly settled = new Map<string, TestInstance>();
+
+  /** What every node must answer: each settled instance, by its id, with its address. */
+  readonly expected: Expectation = {
+    names: () => [...this.settled.keys()],
+    allowed: (name) => {
+      const instance = this.settled.get(name);
+      return instance ? [[instance.ip]] : null;
+    },
+  };
 
   constructor(private readonly databaseUrl: string, readonly ttlSeconds: number) {}
 
@@ -44,21 +63,31 @@ export class Fleet {
   /** Kills a node and starts it again over its own directory (its file, its registrations). */
   async restart(daemon: RunningDaemon, options: { waitReady?: boolean } = {}): Promise<RunningDaemon> {
     const node = this.cells.get(daemon)!;
+    this.restarting.add(daemon);
     await daemon.stop('SIGKILL');
     const again = await startDaemon({ dir: daemon.dir, config: presenceConfig(this.databaseUrl, node.cellId, this.ttlSeconds, node.config), waitReady: options.waitReady });
     this.nodes[this.nodes.indexOf(daemon)] = again;
     this.cells.delete(daemon);
     this.cells.set(again, node);
+    this.restarting.delete(daemon);
     return again;
   }
 
-  /** Kills a node for good: its instances are no longer expected to answer. */
-  async kill(daemon: RunningDaemon): Promise<TestInstance[]> {
-    await daemon.stop('SIGKILL');
-    this.nodes.splice(this.nodes.indexOf(daemon), 1);
+  /**
+   * Stops a node for good (SIGKILL, or `signal`): from now on its instances need not be
+   * answered (the others answer them until they expire). Resolves to its exit code.
+   */
+  async kill(daemon: RunningDaemon, signal: NodeJS.Signals = 'SIGKILL'): Promise<number | null> {
     const node = this.cells.get(daemon)!;
+    this.nodes.splice(this.nodes.indexOf(daemon), 1);
     this.cells.delete(daemon);
-    return node.instances;
+    for (const i of node.instances) this.settled.delete(instanceName(i));
+    return daemon.stop(signal);
+  }
+
+  /** The nodes up now (not being restarted). */
+  serving(): RunningDaemon[] {
+    return this.nodes.filter((d) => !this.restarting.has(d));
   }
 
   /** Registers more instances on a node (a registration file of their own). */
@@ -72,8 +101,11 @@ export class Fleet {
     return true;
   }
 
-  async waitAllAnswer(what: string, timeoutMs = 15_000): Promise<void> {
-    await waitFor(async () => (await Promise.all(this.nodes.map((d) => this.answersAll(d)))).every(Boolean), timeoutMs, what);
+  /** Waits until every node answers every known instance; from then on each must keep answering them. */
+  async waitAllAnswer(what: string, timeoutMs = 30_000): Promise<void> {
+    const known = this.known;
+    await waitFor(async () => (await Promise.all(this.nodes.map((d) => this.answersAll(d, known)))).every(Boolean), timeoutMs, what);
+    for (const i of known) this.settled.set(instanceName(i), i);
   }
 
   /**
@@ -81,7 +113,7 @@ export class Fleet {
    * follow this database (by a delta or a snapshot, whichever the race between the
    * registrars' rewrites and the syncers' polls made necessary).
    */
-  async waitFollowing(newestRevision: () => Promise<number>, timeoutMs = 15_000): Promise<void> {
+  async waitFollowing(newestRevision: () => Promise<number>, timeoutMs = 30_000): Promise<void> {
     await waitFor(async () => {
       const revision = await newestRevision();
       return (await Promise.all(this.nodes.map((d) => metric(d, 'presence_dns_topology_revision')))).every((r) => r === revision);
@@ -98,33 +130,23 @@ export class Fleet {
     return syncedInstances(this.topologyFile(daemon)).length;
   }
 
-  /** Known instances missing from the nodes' files, summed over the nodes. */
-  recordsLost(): number {
-    const known = this.known;
-    return this.nodes.reduce((n, d) => {
-      const ids = new Set(syncedInstances(this.topologyFile(d)).map((i) => i.id));
-      return n + known.filter((i) => !ids.has(i.id)).length;
-    }, 0);
-  }
-
   async metricSum(name: string): Promise<number> {
     return (await Promise.all(this.nodes.map((d) => metric(d, name)))).reduce((a, b) => a + b, 0);
   }
 
   /**
-   * Runs `scenario` under a UDP load on `daemons` asking for `instances`, adds its row and
-   * asserts that every answer was right.
+   * Runs `scenario` under a UDP load on `daemons` (default: every node) asking for the
+   * settled instances, with the records check on every node up, adds its row and asserts
+   * that every answer was right and no node ever lacked a settled instance. `run` gets
+   * the load, to add a node it restarts once that answers.
    */
-  async underLoad(scenario: string, run: () => Promise<void>, options: { daemons?: RunningDaemon[]; instances?: TestInstance[] } = {}): Promise<void> {
-    const instances = options.instances ?? this.known;
-    const load = new Load(options.daemons ?? this.nodes, new Map(instances.map((i) => [`q-s4.${i.group}.default.cf.bosh`, [i.ip]])));
-    // At least 2 s of load (200+ queries a daemon), so that even a quick scenario is measured.
-    const [outcome] = await Promise.all([run().then(() => null, (err: unknown) => err), sleep(2000)]);
-    const seen = await load.stop();
-    report({ scenario, sent: seen.sent, failed: seen.failed, recordsLost: this.recordsLost(), rssBytes: daemonRss(...this.nodes), note: seen.failures.slice(0, 3).join('; ') });
+  async underLoad(scenario: string, run: (watch: Watch) => Promise<void>, options: { daemons?: RunningDaemon[]; note?: () => string } = {}): Promise<void> {
+    const watch = new Watch({ daemons: [...(options.daemons ?? this.nodes)], nodes: () => this.serving(), expected: this.expected });
+    const outcome = await run(watch).then(() => null, (err: unknown) => err);
+    const seen = await watch.stop();
+    reportSeen(scenario, seen, daemonRss(...this.nodes), options.note?.());
     if (outcome) throw outcome;
-    expect(seen.failures).toEqual([]);
-    expect(seen.sent).toBeGreaterThan(100);
+    expectNothingLost(seen);
   }
 
   /** The smallest number of records each node's file held while `run` ran. */
