@@ -94,6 +94,9 @@ export interface ApiAnswer {
   body: unknown;
 }
 
+/** How long a command waits for the admin API: a daemon answers at once (from memory), so longer means it is stuck. */
+const REQUEST_TIMEOUT_MS = 10_000;
+
 /** A client of one daemon's admin API: --admin (or --config, or the default) and --token (or --config, or the env). */
 export class AdminClient {
   readonly url: string;
@@ -115,13 +118,19 @@ export class AdminClient {
     if (this.token) headers.authorization = `Bearer ${this.token}`;
     if (body !== undefined) headers['content-type'] = 'application/json';
     let res: Response;
+    let answer: string;
     try {
-      res = await fetch(`${this.url}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+      res = await fetch(`${this.url}${path}`, {
+        method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+      });
+      answer = await res.text();
     } catch (err) {
+      if ((err as Error).name === 'TimeoutError') {
+        throw new CliFailure(`the admin API at ${this.url} did not answer ${method} ${path} within ${REQUEST_TIMEOUT_MS / 1000} s (is the daemon stuck? see its log)`);
+      }
       const cause = (err as { cause?: { code?: string; message?: string } }).cause;
       throw new CliFailure(`cannot reach the admin API at ${this.url}: ${cause?.code ?? cause?.message ?? (err as Error).message} (is the daemon running? see --admin / --config)`);
     }
-    const answer = await res.text();
     let parsed: unknown = answer;
     try {
       parsed = JSON.parse(answer);

@@ -162,13 +162,14 @@ function parsePorts(check: Check, value: unknown): Record<string, number> {
   if (!isMapping(value)) check.fail('ports', `must be a mapping of name → port, got ${describe(value)}`);
   const names = Object.keys(value);
   if (names.length > LIMITS.portsPerInstance) check.fail('ports', `has ${names.length} entries; at most ${LIMITS.portsPerInstance}`);
-  const ports: Record<string, number> = {};
+  // A map, not an object: a port may be named like an Object property ("constructor").
+  const ports = new Map<string, number>();
   for (const name of names) {
     const key = check.label(name, `ports.${name}`);
-    if (key in ports) check.fail(`ports.${name}`, `names the same port as another entry ("${key}"); port names are case-insensitive`);
-    ports[key] = check.port(value[name], `ports.${name}`);
+    if (ports.has(key)) check.fail(`ports.${name}`, `names the same port as another entry ("${key}"); port names are case-insensitive`);
+    ports.set(key, check.port(value[name], `ports.${name}`));
   }
-  return ports;
+  return Object.fromEntries(ports);
 }
 
 function parseRoutes(check: Check, value: unknown, ports: Record<string, number>): RouteRegistration[] {

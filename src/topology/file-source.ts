@@ -257,6 +257,8 @@ export class FileSource {
       from = 'image cache';
       this.cacheError = null;
     } else {
+      // Shown until the next read of a cache: a stale one clears it.
+      this.cacheError = null;
       if (cached.kind === 'corrupt') this.cacheCorrupt(cached.reason);
       const parsed = this.parse(opened.bytes);
       if (!parsed) return;

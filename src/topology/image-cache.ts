@@ -8,10 +8,12 @@
 //
 // Layout (little-endian): magic "PDNC" u32 · cache format u32 · snapshot bytes u64 ·
 // image bytes u64 · reserved u32 (0) · CRC-32 of every byte before it and of the image u32 · image.
+// A later format may change what follows the header, never these 32 bytes.
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { crc32 } from 'node:zlib';
 import { writeFileAtomicSync } from '../util/atomic-file.ts';
 import { ImageFormatError, TopologyImage } from './image.ts';
+import { IMAGE_MAGIC } from './image-layout.ts';
 
 export const imageCachePath = (file: string) => `${file}.image`;
 
@@ -52,6 +54,9 @@ export function snapshotHead(file: string): SnapshotHead | null {
     const n = readSync(fd, head, 0, head.length, 0);
     const m = /^\{"version":(\d+),"source":"([^"\\]*)","cluster":"([^"\\]*)",/.exec(head.toString('latin1', 0, n));
     return m ? { version: Number(m[1]), source: m[2], cluster: m[3], bytes: fstatSync(fd).size } : null;
+  } catch {
+    // Not a readable file (a directory, an I/O error): not a snapshot of ours.
+    return null;
   } finally {
     closeSync(fd);
   }
@@ -78,9 +83,11 @@ export function readImageCache(file: string, maxBytes = Number.MAX_SAFE_INTEGER)
     const size = fstatSync(fd).size;
     const header = Buffer.alloc(HEADER_BYTES);
     if (size < HEADER_BYTES || readSync(fd, header, 0, HEADER_BYTES, 0) !== HEADER_BYTES) return { kind: 'corrupt', reason: `${size} bytes, shorter than its header` };
-    if (header.readUInt32LE(0) !== CACHE_MAGIC) return { kind: 'corrupt', reason: 'it does not start with the image cache magic' };
-    // A cache an older or newer daemon wrote is rebuilt, not an error.
-    if (header.readUInt32LE(4) !== CACHE_FORMAT) return { kind: 'none' };
+    if (header.readUInt32LE(0) !== CACHE_MAGIC) {
+      // The first cache format had no header of its own: 8 bytes, then the image. It is rebuilt, not an error.
+      if (header.readUInt32LE(8) === IMAGE_MAGIC) return { kind: 'none' };
+      return { kind: 'corrupt', reason: 'it does not start with the image cache magic' };
+    }
     const imageBytes = Number(header.readBigUInt64LE(16));
     if (size !== HEADER_BYTES + imageBytes) return { kind: 'corrupt', reason: `${size} bytes, but its header says ${HEADER_BYTES + imageBytes} (truncated or grown)` };
     if (imageBytes > maxBytes) return { kind: 'corrupt', reason: `its image of ${imageBytes} bytes is over the limit of ${maxBytes}` };
@@ -91,8 +98,11 @@ export function readImageCache(file: string, maxBytes = Number.MAX_SAFE_INTEGER)
       if (n === 0) return { kind: 'corrupt', reason: 'it ended while being read' };
       read += n;
     }
+    // Every format with this magic keeps the header's first 32 bytes as they are here, so
+    // the checksum is checked before the format: a damaged format word is damage.
     if (crc32(bytes, crc32(header.subarray(0, CRC_AT))) !== header.readUInt32LE(CRC_AT)) return { kind: 'corrupt', reason: 'its checksum does not match its bytes' };
-    // Verified: now only a cache of another snapshot remains possible, which is stale, not corrupt.
+    // Verified: a cache an older or newer daemon wrote, or one of another snapshot, is only stale.
+    if (header.readUInt32LE(4) !== CACHE_FORMAT) return { kind: 'none' };
     if (Number(header.readBigUInt64LE(8)) !== head.bytes) return { kind: 'none' };
     const image = new TopologyImage(buffer);
     return image.version === head.version ? { kind: 'image', image, head } : { kind: 'none' };

@@ -14,6 +14,7 @@ import { closeSync, fdatasyncSync, openSync, writeSync } from 'node:fs';
 import { crc32 } from 'node:zlib';
 import { writeFileAtomicSync } from '../util/atomic-file.ts';
 import { MAX_NAME_LENGTH } from '../util/dns-name.ts';
+import { MAX_JSON_DEPTH, nestedDeeper } from './json-scan.ts';
 import { rowReader } from './reader.ts';
 import { recordRow } from './writer.ts';
 import { normalizeName, RECORD_KEYS, type Instance } from './types.ts';
@@ -186,6 +187,7 @@ export function readJournal(bytes: Uint8Array, cursor: JournalCursor | null, sta
   for (let offset = 0, end = text.indexOf(0x0a); end !== -1; offset = end + 1, end = text.indexOf(0x0a, offset)) {
     const line = text.toString('utf8', offset, end);
     try {
+      if (nestedDeeper(text, offset, end)) throw new LineError(`it nests deeper than ${MAX_JSON_DEPTH} levels`);
       if (out.cursor === null) {
         const h = header(line);
         out.cursor = { header: h, n: 0, version: h.base };

@@ -7,6 +7,13 @@
 
 export class JsonScanError extends Error {}
 
+/**
+ * The deepest nesting of objects and arrays accepted. A topology file nests four deep; a
+ * document nested far deeper is rejected before it is parsed, because code that quotes or
+ * walks a value (an error message naming it, JSON.stringify) would exhaust the stack.
+ */
+export const MAX_JSON_DEPTH = 32;
+
 const SPACE = 0x20, TAB = 0x09, LF = 0x0a, CR = 0x0d;
 const QUOTE = 0x22, BACKSLASH = 0x5c, COMMA = 0x2c, COLON = 0x3a;
 const OPEN_OBJECT = 0x7b, CLOSE_OBJECT = 0x7d, OPEN_ARRAY = 0x5b, CLOSE_ARRAY = 0x5d;
@@ -47,8 +54,9 @@ function skipValue(bytes: Uint8Array, pos: number): number {
     for (let k = pos; k < bytes.length; k++) {
       const c = bytes[k];
       if (c === QUOTE) k = skipString(bytes, k) - 1;
-      else if (c === OPEN_OBJECT || c === OPEN_ARRAY) depth++;
-      else if (c === CLOSE_OBJECT || c === CLOSE_ARRAY) {
+      else if (c === OPEN_OBJECT || c === OPEN_ARRAY) {
+        if (++depth > MAX_JSON_DEPTH) fail(`nested deeper than ${MAX_JSON_DEPTH} levels`, k);
+      } else if (c === CLOSE_OBJECT || c === CLOSE_ARRAY) {
         if (--depth === 0) return k + 1;
       }
     }
@@ -61,6 +69,20 @@ function skipValue(bytes: Uint8Array, pos: number): number {
     k++;
   }
   return k === pos ? fail('a value is missing', pos) : k;
+}
+
+/** Whether the JSON text in bytes[start, end) nests objects and arrays deeper than `limit` (strings skipped, nothing parsed). */
+export function nestedDeeper(bytes: Uint8Array, start: number, end: number, limit = MAX_JSON_DEPTH): boolean {
+  let depth = 0;
+  for (let k = start; k < end; k++) {
+    const c = bytes[k];
+    if (c === QUOTE) {
+      for (k++; k < end && bytes[k] !== QUOTE; k++) if (bytes[k] === BACKSLASH) k++;
+    } else if (c === OPEN_OBJECT || c === OPEN_ARRAY) {
+      if (++depth > limit) return true;
+    } else if (c === CLOSE_OBJECT || c === CLOSE_ARRAY) depth--;
+  }
+  return false;
 }
 
 /**

@@ -80,12 +80,13 @@ function intList(value: unknown, column: string): number[] {
 function ports(value: unknown): Record<string, number> {
   if (value === undefined || value === null) return {};
   if (typeof value !== 'object' || Array.isArray(value)) throw new RowError('ports must be an object of name → port');
-  const out: Record<string, number> = {};
+  const out: Array<[string, number]> = [];
   for (const [name, port] of Object.entries(value)) {
     if (!Number.isInteger(port) || (port as number) < 1 || (port as number) > 65535) throw new RowError(`ports.${name} must be 1-65535`);
-    out[name.toLowerCase()] = port as number;
+    out.push([name.toLowerCase(), port as number]);
   }
-  return out;
+  // fromEntries defines own properties: a port named "__proto__" stays a port.
+  return Object.fromEntries(out);
 }
 
 function health(value: unknown): Health | null {
@@ -243,10 +244,11 @@ export function readTopology(bytes: Buffer, onInstance: (instance: Instance) => 
     return { ok: false, error: notAnObject(bytes) ?? `not valid JSON: ${err.message}` };
   }
   try {
-    const value = (key: string): unknown => {
-      const range = members.get(key);
-      return range === undefined ? undefined : JSON.parse(text(range));
-    };
+    // Every member is parsed, even those not read (a file is valid JSON or rejected whole);
+    // record_infos is parsed row by row below.
+    const parsed = new Map<string, unknown>();
+    for (const [key, range] of members) if (key !== 'record_infos') parsed.set(key, JSON.parse(text(range)));
+    const value = (key: string): unknown => parsed.get(key);
     const keys = value('record_keys');
     if (!Array.isArray(keys) || !keys.every((k) => typeof k === 'string')) return { ok: false, error: 'record_keys must be a list of column names' };
     const infos = members.get('record_infos');

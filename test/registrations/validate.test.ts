@@ -143,6 +143,10 @@ describe('parseRegistration', () => {
     rejects({ ports: Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`p${i}`, 1000 + i])) }, 'ports', /at most 64/);
   });
 
+  it('takes any label as a port name, one that plain objects inherit (constructor) too', () => {
+    expect(parseRegistration({ ...base, ports: { constructor: 8080 } }, WHERE).ports).toEqual({ constructor: 8080 });
+  });
+
   it('checks routes: hostnames, ports, the http port for bare hostnames, https route services, protocols', () => {
     rejects({ routes: 'web.example.com' }, 'routes', /must be a list/);
     rejects({ routes: ['web.example.com'] }, 'routes[0]', /no "http" named port/);

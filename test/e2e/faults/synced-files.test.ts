@@ -17,7 +17,8 @@ import { exitWorker, INSPECT_ARGS } from '../../helpers/inspector.ts';
 import { syncedTopology, topologyJson } from '../../helpers/topology.ts';
 import { answers, instancesFile, metric, presenceConfig, type TestInstance } from '../../presence/daemons.ts';
 import { writeAtomically } from '../topology-stream.ts';
-import { Load, daemonRss, report, sleep } from './report.ts';
+import { daemonRss, expectNothingLost, reportSeen, sleep, Watch } from './report.ts';
+import { readyTopology, statusTopology } from './topology-status.ts';
 
 const run = promisify(execFile);
 const FIRST: TestInstance[] = [{ id: 'sf-1', group: 'sf1', ip: '10.61.0.1' }, { id: 'sf-2', group: 'sf2', ip: '10.61.0.2' }];
@@ -65,6 +66,11 @@ async function sidecar(damage: (files: Record<string, Buffer>) => void = () => {
   return daemon;
 }
 
+/** The steady load and the records check on every instance's name. */
+function watchAll(daemon: RunningDaemon): Watch {
+  return new Watch({ daemons: [daemon], expected: new Map(ALL.map((i) => [`q-s4.${i.group}.default.cf.bosh`, [i.ip]])) });
+}
+
 /** Every instance's name answered with its address, and its address's PTR with a name. */
 async function answersEvery(daemon: RunningDaemon, instances: TestInstance[]): Promise<string[]> {
   const wrong: string[] = [];
@@ -75,24 +81,6 @@ async function answersEvery(daemon: RunningDaemon, instances: TestInstance[]): P
     if (ptr.status !== 'NOERROR' || !ptr.answer.some((a) => a.data.startsWith(`${i.id}.${i.group}.`))) wrong.push(`PTR ${i.ip}: ${ptr.status} ${ptr.answer.map((a) => a.data).join()}`);
   }
   return wrong;
-}
-
-interface TopologyDetail {
-  version: number;
-  cacheError: string | null;
-  journalError: string | null;
-  workerUp: boolean;
-  workerRestarts: number;
-}
-
-async function readyDetail(daemon: RunningDaemon): Promise<{ status: number; detail: TopologyDetail }> {
-  const res = await daemon.admin('/ready');
-  const body = (await res.json()) as { modules: { topology: { detail: TopologyDetail } } };
-  return { status: res.status, detail: body.modules.topology.detail };
-}
-
-async function statusTopology(daemon: RunningDaemon): Promise<TopologyDetail> {
-  return ((await (await daemon.admin('/v1/status')).json()) as { topology: TopologyDetail }).topology;
 }
 
 async function cliStatus(daemon: RunningDaemon): Promise<string> {
@@ -116,8 +104,12 @@ describe("a syncing node's files, damaged, served by a sidecar", () => {
       const image = files['topology.json.image'];
       for (let k = image.length >> 2; k < image.length; k += 7) image[k] ^= 0xff;
     });
+    const watch = watchAll(daemon);
     expect(await answersEvery(daemon, ALL)).toEqual([]);
-    const ready = await readyDetail(daemon);
+    const seen = await watch.stop();
+    reportSeen('a synced node\'s cached image with flipped bytes', seen, daemonRss(daemon));
+    expectNothingLost(seen);
+    const ready = await readyTopology(daemon);
     expect(ready.status).toBe(200);
     expect(ready.detail.cacheError).toMatch(/topology\.json\.image rejected: its checksum does not match its bytes/);
     expect((await statusTopology(daemon)).cacheError).toBe(ready.detail.cacheError);
@@ -130,25 +122,25 @@ describe("a syncing node's files, damaged, served by a sidecar", () => {
     const daemon = await sidecar();
     expect(await answersEvery(daemon, ALL)).toEqual([]);
     const journal = join(daemon.dir, 'topology.json.journal');
-    const load = new Load([daemon], new Map(ALL.map((i) => [`q-s4.${i.group}.default.cf.bosh`, [i.ip]])));
+    const watch = watchAll(daemon);
     const row = ['sf-9', null, 'sf9', [], null, null, 'default', null, 'cf', '10.61.0.9', 'bosh', null, null, null, null, {}];
     const bad = ['null', '[]', '"change"', '42', '{"n":2,"v":"x","rm":{},"add":7}', JSON.stringify({ n: 2, v: 99, rm: [], add: [null] }), JSON.stringify({ n: 2, v: 99, rm: [], add: [row] })];
     for (const line of bad) {
       appendFileSync(journal, `${line}\n`);
       await sleep(300);
     }
-    await waitFor(async () => (await readyDetail(daemon)).detail.journalError !== null, 10_000, 'the journal error to show');
-    const seen = await load.stop();
-    expect(seen.failures).toEqual([]);
+    await waitFor(async () => (await readyTopology(daemon)).detail.journalError !== null, 10_000, 'the journal error to show');
+    const seen = await watch.stop();
+    reportSeen('non-change lines appended to a followed journal', seen, daemonRss(daemon));
+    expectNothingLost(seen);
     expect(await answersEvery(daemon, ALL)).toEqual([]);
-    const ready = await readyDetail(daemon);
+    const ready = await readyTopology(daemon);
     expect(ready.detail).toMatchObject({ workerUp: true, workerRestarts: 0 });
     expect(ready.detail.journalError).toMatch(/journal line 2 \(byte \d+\) is corrupt: it has no checksum; the changes before it stay in service/);
     expect((await statusTopology(daemon)).journalError).toBe(ready.detail.journalError);
     expect(await cliStatus(daemon)).toMatch(/journal line 2 .* is corrupt/);
     expect(await metric(daemon, 'presence_dns_topology_journal_errors_total')).toBe(1);
     expect(await metric(daemon, 'presence_dns_topology_worker_restarts_total')).toBe(0);
-    report({ scenario: 'non-change lines appended to a followed journal', sent: seen.sent, failed: seen.failed, recordsLost: 0, rssBytes: daemonRss(daemon) });
   });
 
   it('a topology worker that dies is restarted from the answers in service, never from an older topology it would read again', async () => {
@@ -157,12 +149,12 @@ describe("a syncing node's files, damaged, served by a sidecar", () => {
     // The journal that added the third instance goes away: read again, the files now say two.
     rmSync(join(daemon.dir, 'topology.json.journal'));
     await sleep(500);
-    const load = new Load([daemon], new Map(ALL.map((i) => [`q-s4.${i.group}.default.cf.bosh`, [i.ip]])));
+    const watch = watchAll(daemon);
     await exitWorker(daemon, 'topology/worker.js');
-    await waitFor(async () => (await readyDetail(daemon)).detail.workerRestarts === 1 && (await readyDetail(daemon)).detail.workerUp, 30_000, 'the worker restarted');
-    await sleep(1000);
-    const seen = await load.stop();
-    expect(seen.failures).toEqual([]);
+    await waitFor(async () => (await readyTopology(daemon)).detail.workerRestarts === 1 && (await readyTopology(daemon)).detail.workerUp, 30_000, 'the worker restarted');
+    const seen = await watch.stop();
+    reportSeen('topology worker killed, restarted', seen, daemonRss(daemon));
+    expectNothingLost(seen);
     expect(await answersEvery(daemon, ALL)).toEqual([]);
     expect(await metric(daemon, 'presence_dns_topology_worker_restarts_total')).toBe(1);
     expect((await statusTopology(daemon)).workerRestarts).toBe(1);
@@ -171,6 +163,5 @@ describe("a syncing node's files, damaged, served by a sidecar", () => {
     // The restarted worker follows the files: a new snapshot is read.
     writeAtomically(daemon.dir, 'topology.json', topologyJson([{ id: 'sf-new', group: 'sfnew', ip: '10.61.0.8' }], {}, 1000));
     await waitFor(async () => (await answers(daemon, 'sfnew'))[0] === '10.61.0.8', 15_000, 'the new snapshot');
-    report({ scenario: 'topology worker killed, restarted', sent: seen.sent, failed: seen.failed, recordsLost: 0, rssBytes: daemonRss(daemon) });
   });
 });
