@@ -109,7 +109,7 @@ describe('the per-packet boundary', () => {
     const tcp = await tcpClient(h.port);
     tcp.ask(buildQuery('66.0.0.10.in-addr.arpa', { id: 1, type: RRType.PTR }));
     tcp.ask(buildQuery('web-0.web.default.cf.bosh', { id: 2 }));
-    await waitFor(() => tcp.replies.length === 2, 5000, 'both replies');
+    await waitFor(() => tcp.replies.length === 2, 20_000, 'both replies');
     expect(tcp.replies.map((r) => [r.header.id, r.header.rcode])).toEqual([[1, Rcode.SERVFAIL], [2, Rcode.NOERROR]]);
     expect(tcp.socket.destroyed).toBe(false);
     expect(await failures(h)).toBe(1);
@@ -146,7 +146,7 @@ describe('TCP bounds', () => {
       // One byte of a query now and then: a slow-loris client never completes one.
       slow.socket.write(query.subarray(second, second + 1));
       busy.ask(buildQuery('web-0.web.default.cf.bosh', { id: second }));
-      await waitFor(() => busy.replies.length === second + 1, 5000, 'the busy client\'s answer');
+      await waitFor(() => busy.replies.length === second + 1, 20_000, 'the busy client\'s answer');
       h.clock.advance(1500);
     }
     await slow.closed;
@@ -157,7 +157,7 @@ describe('TCP bounds', () => {
   it('closes a connection that never sends anything (half-open, silent) after the idle timeout', async () => {
     const h = await serve({ tcpIdleMs: 10_000 });
     const silent = await tcpClient(h.port);
-    await waitFor(() => h.server.tcpConnections === 1, 5000, 'the connection to be accepted');
+    await waitFor(() => h.server.tcpConnections === 1, 20_000, 'the connection to be accepted');
     h.clock.advance(9_999);
     expect(silent.socket.destroyed).toBe(false);
     h.clock.advance(1);
@@ -170,14 +170,14 @@ describe('TCP bounds', () => {
     const first = await tcpClient(h.port);
     const second = await tcpClient(h.port);
     const third = await tcpClient(h.port);
-    await waitFor(() => h.server.tcpConnections === 3, 5000, 'three connections');
+    await waitFor(() => h.server.tcpConnections === 3, 20_000, 'three connections');
     // The first one is used: now the second is the least recently active.
     first.ask(buildQuery('web-0.web.default.cf.bosh'));
-    await waitFor(() => first.replies.length === 1, 5000, 'an answer');
+    await waitFor(() => first.replies.length === 1, 20_000, 'an answer');
     const fourth = await tcpClient(h.port);
     await second.closed;
     fourth.ask(buildQuery('web-0.web.default.cf.bosh'));
-    await waitFor(() => fourth.replies.length === 1, 5000, 'the new connection\'s answer');
+    await waitFor(() => fourth.replies.length === 1, 20_000, 'the new connection\'s answer');
     expect([first, third, fourth].map((c) => c.socket.destroyed)).toEqual([false, false, false]);
     expect(h.server.tcpConnections).toBe(3);
     expect(await h.metrics.value('presence_dns_tcp_evictions_total')).toBe(1);
@@ -192,7 +192,7 @@ describe('TCP bounds', () => {
     const frame = Buffer.concat([Buffer.from([0, query.length]), query]);
     hog.socket.write(Buffer.concat(Array.from({ length: 20_000 }, () => frame)));
     const requests = () => h.metrics.value('coredns_dns_requests_total', { proto: 'tcp', type: 'SRV' });
-    await waitFor(async () => (await requests()) > 0, 5000, 'the first queries to be answered');
+    await waitFor(async () => (await requests()) > 0, 20_000, 'the first queries to be answered');
     const client = new UdpClient(h.port);
     try {
       for (let n = 0; n < 20; n++) expect((await client.ask('web-0.web.default.cf.bosh'))?.addresses).toEqual(['10.0.0.1']);
@@ -205,6 +205,6 @@ describe('TCP bounds', () => {
     await new Promise((r) => setTimeout(r, 200));
     expect(await requests()).toBe(answered);
     h.clock.advance(10_000);
-    await waitFor(() => h.server.tcpConnections === 0, 5000, 'the hog to be closed');
+    await waitFor(() => h.server.tcpConnections === 0, 20_000, 'the hog to be closed');
   });
 });

@@ -93,10 +93,10 @@ describe('listing a big topology', () => {
       const names = ['i1.g1.default.cf.bosh', 'i99999.g99.default.cf.bosh'];
       const p99 = (latencies: number[]) => [...latencies].sort((x, y) => x - y)[Math.floor(latencies.length * 0.99)].toFixed(1);
       // The same load for a second with no listing: what the machine gives anyway (reported, not asserted).
-      const idle = new Probe(daemon.dnsPort, names, { intervalMs: 5, timeoutMs: 1000 }).start();
+      const idle = new Probe(daemon.dnsPort, names, { intervalMs: 5, timeoutMs: 3000 }).start();
       await new Promise((r) => setTimeout(r, 1000));
       const baseline = await idle.stop();
-      const probe = new Probe(daemon.dnsPort, names, { intervalMs: 5, timeoutMs: 1000 }).start();
+      const probe = new Probe(daemon.dnsPort, names, { intervalMs: 5, timeoutMs: 3000 }).start();
       // curl, in a process of its own, reads the listings: parsing 100k records here would
       // stall this process, and with it the probe's own clock.
       const out = join(daemon.dir, 'records.json');

@@ -68,7 +68,7 @@ describe('npm start (embedded PGlite)', () => {
     const second = await npmStart();
     expect((await dig(second.dns, name)).answer).toHaveLength(2);
     const holder = async () => ((await (await fetch(`http://127.0.0.1:${second.admin}/v1/reaper`)).json()) as { reaper: { holder: boolean } }).reaper.holder;
-    await waitFor(holder, 5000, 'the restarted node to hold the reaper lock');
+    await waitFor(holder, 20_000, 'the restarted node to hold the reaper lock');
     expect(await second.stop()).toBe(0);
   });
 });

@@ -195,10 +195,10 @@ describe('route emitter when other things break', () => {
     const daemon = await daemonWith({ 'instances.d/web.yaml': WEB_YAML, 'instances.d/api.yaml': API_YAML }, {}, own.url);
     try {
       await gorouter.until((g) => registeredUris(g).length === 3, 'first registers');
-      await waitFor(() => daemon.logs.some((l) => l.includes('a router answered router.greet')), 5000, 'greet answered');
+      await waitFor(() => daemon.logs.some((l) => l.includes('a router answered router.greet')), 20_000, 'greet answered');
       gorouter.clear();
       await own.kill();
-      await waitFor(() => daemon.logs.some((l) => l.includes('disconnected from NATS')), 5000, 'daemon notices the outage');
+      await waitFor(() => daemon.logs.some((l) => l.includes('disconnected from NATS')), 20_000, 'daemon notices the outage');
       expect(await (await daemon.admin('/metrics')).text()).toMatch(/^presence_dns_routes_nats_connected 0$/m);
       await own.restart();
       await gorouter.until((g) => registeredUris(g).length === 3, 're-published routes after reconnect', 10_000);

@@ -17,7 +17,7 @@ it('answers the query in flight after SIGTERM, then exits 0', async () => {
   });
   upstream.hold();
   const answer = dig(daemon.dnsPort, 'slow.example.com', 'A', ['+time=5']);
-  await waitFor(() => upstream.count('slow.example.com') === 1, 5000, 'the query to reach the upstream');
+  await waitFor(() => upstream.count('slow.example.com') === 1, 20_000, 'the query to reach the upstream');
   const exited = daemon.stop('SIGTERM');
   await new Promise((r) => setTimeout(r, 200));
   upstream.release();

@@ -27,13 +27,13 @@ it('reloads the config on SIGHUP and keeps serving through a bad one', async () 
   const config = JSON.parse(readFileSync(daemon.configFile, 'utf8')) as Record<string, Record<string, unknown>>;
   writeFileSync(daemon.configFile, JSON.stringify({ ...config, log: { level: 'debug' }, dns: { ...config.dns, ttl: 60 } }));
   daemon.process.kill('SIGHUP');
-  await waitFor(() => daemon.logs.some((l) => l.includes('config reloaded')), 5000, 'the reload log line');
+  await waitFor(() => daemon.logs.some((l) => l.includes('config reloaded')), 20_000, 'the reload log line');
   const reloaded = JSON.parse(daemon.logs.find((l) => l.includes('config reloaded'))!) as { needsRestart: string[] };
   expect(reloaded.needsRestart).toEqual(['dns.ttl']);
 
   writeFileSync(daemon.configFile, '{ "dns": { "ttl": "soon" } }');
   daemon.process.kill('SIGHUP');
-  await waitFor(() => daemon.logs.some((l) => l.includes('the config file is invalid')), 5000, 'the rejection log line');
+  await waitFor(() => daemon.logs.some((l) => l.includes('the config file is invalid')), 20_000, 'the rejection log line');
   expect(daemon.logs.find((l) => l.includes('the config file is invalid'))).toContain('dns.ttl');
   expect(addresses(await dig(daemon.dnsPort, 'h1.web.default.cf.bosh.'))).toEqual(['10.0.0.1']);
 });
@@ -53,7 +53,7 @@ it('under a query load, SIGHUP brings in a new upstream and a new alias with 0 f
     expect(addresses(await dig(loaded.dnsPort, 'old.example.com'))).toEqual(['192.0.2.1']);
     expect((await dig(loaded.dnsPort, 'new.service.internal')).status).not.toBe('NOERROR');
 
-    const probe = new Probe(loaded.dnsPort, ['h1.web.default.cf.bosh', 'old.service.internal', 'old.example.com'], { intervalMs: 5, timeoutMs: 1000 }).start();
+    const probe = new Probe(loaded.dnsPort, ['h1.web.default.cf.bosh', 'old.service.internal', 'old.example.com'], { intervalMs: 5, timeoutMs: 3000 }).start();
     await new Promise((r) => setTimeout(r, 300));
     const config = JSON.parse(readFileSync(loaded.configFile, 'utf8')) as Record<string, Record<string, unknown>>;
     writeFileSync(join(loaded.dir, 'aliases.d/new.yaml'), 'new.service.internal:\n  - h1.web.default.cf.bosh\n');

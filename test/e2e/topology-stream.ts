@@ -37,7 +37,7 @@ export class QueryStream {
   }
 
   /** Waits until a reply sent after `since` carries `addresses`; returns how long that took, ms. */
-  async until(addresses: string[], since: number, timeoutMs = 5000): Promise<number> {
+  async until(addresses: string[], since: number, timeoutMs = 20_000): Promise<number> {
     const want = addresses.join(',');
     let seen: Sample | undefined;
     await waitFor(() => {

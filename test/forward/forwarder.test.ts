@@ -129,7 +129,7 @@ describe('cache', () => {
     await ask('www.example.com');
     clock.advance(45_000);
     expect((await ask('www.example.com'))!.answers[0].ttl).toBe(5);
-    await waitFor(() => up.count('www.example.com') === 2, 2000, 'prefetch query');
+    await waitFor(() => up.count('www.example.com') === 2, 20_000, 'prefetch query');
     await settle();
     clock.advance(10_000);
     const later = await ask('www.example.com');
@@ -193,7 +193,7 @@ describe('serve-stale (RFC 8767)', () => {
     clock.advance(60_000);
     let reply: ReadReply | null = null;
     const pending = ask('www.example.com').then((r) => (reply = r));
-    await waitFor(() => up.count('www.example.com') === 2, 2000, 'refresh query');
+    await waitFor(() => up.count('www.example.com') === 2, 20_000, 'refresh query');
     clock.advance(1_799);
     await settle();
     expect(reply).toBeNull();
@@ -259,7 +259,7 @@ describe('upstreams', () => {
     const { ask, clock } = await forwarder({ upstreams: [`127.0.0.1:${up.port}`] });
     up.mode = 'forged';
     const pending = ask('www.example.com');
-    await waitFor(() => up.count('www.example.com') === 1, 2000, 'query upstream');
+    await waitFor(() => up.count('www.example.com') === 1, 20_000, 'query upstream');
     await settle();
     clock.advance(2_000);
     expect(await pending).toMatchObject({ rcode: 2, addresses: [] });
@@ -292,13 +292,13 @@ describe('upstreams', () => {
     expect(live.count('nope.example.com')).toBe(1);
 
     clock.advance(500);
-    await waitFor(async () => await counter('coredns_forward_healthcheck_failures_total', { to: deadLabel }) === 1, 2000, 'failed probe');
+    await waitFor(async () => await counter('coredns_forward_healthcheck_failures_total', { to: deadLabel }) === 1, 20_000, 'failed probe');
     await dead.listen();
     clock.advance(999);
     await settle();
     expect(dead.count('')).toBe(0);
     clock.advance(1);
-    await waitFor(() => dead.count('') === 1, 2000, 'second probe');
+    await waitFor(() => dead.count('') === 1, 20_000, 'second probe');
     await settle();
     expect(await ask('other.example.com')).toMatchObject({ rcode: 3 });
     expect(dead.count('other.example.com')).toBe(1);
@@ -321,7 +321,7 @@ describe('upstreams', () => {
     cleanups.push(() => fwd.stop());
     expect(fwd.upstreamLabels).toEqual(['192.0.2.53:53']);
     writeFileSync(file, 'nameserver 192.0.2.54\nnameserver ::1\nnameserver 2001:db8::1\n');
-    await waitFor(() => fwd.upstreamLabels.join() === '192.0.2.54:53,[2001:db8::1]:53', 5000, 'resolv.conf reload');
+    await waitFor(() => fwd.upstreamLabels.join() === '192.0.2.54:53,[2001:db8::1]:53', 20_000, 'resolv.conf reload');
   });
 
   it('with no upstreams at all, it does not recurse (the handler refuses)', async () => {

@@ -39,7 +39,7 @@ export class Probe {
       const name = this.names[this.result.sent % this.names.length];
       this.result.sent++;
       const started = performance.now();
-      const asked = this.client.ask(name, 1, this.options.timeoutMs ?? 1000).then((reply) => {
+      const asked = this.client.ask(name, 1, this.options.timeoutMs ?? 2000).then((reply) => {
         if (!reply) this.result.unanswered++;
         else {
           this.result.latencies.push(performance.now() - started);

@@ -81,15 +81,15 @@ describe('straight to PostgreSQL', () => {
     let woken = 0;
     const unlisten = await db.listen(NOTIFY_CHANNEL, () => woken++, () => undefined);
     await server.sql('SELECT pg_notify($1, $2)', [NOTIFY_CHANNEL, '100']);
-    await waitFor(() => woken === 1, 5000, 'the notification');
+    await waitFor(() => woken === 1, 20_000, 'the notification');
     // Another node's probe is not a change.
     await server.sql('SELECT pg_notify($1, $2)', [NOTIFY_CHANNEL, 'presence-dns-probe:someone-else']);
     await server.sql('SELECT pg_notify($1, $2)', [NOTIFY_CHANNEL, '101']);
-    await waitFor(() => woken === 2, 5000, 'the second notification');
+    await waitFor(() => woken === 2, 20_000, 'the second notification');
     // The probe came back: still listening, nothing said.
     await new Promise((r) => setTimeout(r, 5500));
     await server.sql('SELECT pg_notify($1, $2)', [NOTIFY_CHANNEL, '102']);
-    await waitFor(() => woken === 3, 5000, 'a notification after the probe window');
+    await waitFor(() => woken === 3, 20_000, 'a notification after the probe window');
     expect(warnings.length).toBe(before);
     await unlisten();
   });

@@ -111,7 +111,7 @@ describe('route emitter ↔ gorouter over a real nats-server', () => {
 
     // A router.start answers too: interval 5 s, re-publish after the jitter (0.5 × 0.2 × 5 s).
     gorouter.sendStart(5);
-    await waitFor(() => h.emitter.registerIntervalSeconds === 5, 5000, 'router.start applied');
+    await waitFor(() => h.emitter.registerIntervalSeconds === 5, 20_000, 'router.start applied');
     const greets = gorouter.greets;
     gorouter.clear();
     h.clock.advance(499);
@@ -128,10 +128,10 @@ describe('route emitter ↔ gorouter over a real nats-server', () => {
   it('router.start resets the ticker: the next interval counts from the jittered re-publish', async () => {
     const h = await harness({ greetInterval: 10, random: () => 0.5 });
     await gorouter.until((g) => g.registers().length === 3, 'first registers');
-    await waitFor(() => h.emitter.registerIntervalSeconds === 10, 5000, 'greet reply applied');
+    await waitFor(() => h.emitter.registerIntervalSeconds === 10, 20_000, 'greet reply applied');
     h.clock.advance(9000);
     gorouter.sendStart(8);
-    await waitFor(() => h.emitter.registerIntervalSeconds === 8, 5000, 'router.start applied');
+    await waitFor(() => h.emitter.registerIntervalSeconds === 8, 20_000, 'router.start applied');
     gorouter.clear();
     h.clock.advance(800); // jitter: 0.5 × 0.2 × 8 s
     await gorouter.until((g) => g.registers().length === 3, 're-publish after router.start');
@@ -205,7 +205,7 @@ describe('route emitter ↔ gorouter over a real nats-server', () => {
 
   it('ignores an invalid router.start and keeps its interval', async () => {
     const h = await harness();
-    await waitFor(() => gorouter.greets > 0, 5000, 'greet');
+    await waitFor(() => gorouter.greets > 0, 20_000, 'greet');
     await gorouter.until((g) => g.registers().length === 3, 'first registers');
     gorouter.nc.publish('router.start', JSON.stringify({ minimumRegisterIntervalInSeconds: -3 }));
     gorouter.nc.publish('router.start', 'garbage');
@@ -244,7 +244,7 @@ describe('NATS outages', () => {
     gorouter.clear();
     const before = h.clock.now();
     await own.kill();
-    await waitFor(() => !h.bus.connected, 5000, 'emitter notices the outage');
+    await waitFor(() => !h.bus.connected, 20_000, 'emitter notices the outage');
     await own.restart();
     // The gorouter client retries every 100 ms, the emitter every second: gorouter is
     // listening again before the emitter is back.
@@ -266,9 +266,9 @@ describe('NATS outages', () => {
     emitter.start();
     bus.start();
     cleanups.push(() => bus.close());
-    await waitFor(() => failures() === 1, 5000, 'first connection attempt fails');
+    await waitFor(() => failures() === 1, 20_000, 'first connection attempt fails');
     clock.advance(25_000); // greets, an interval tick and a connection retry, all while NATS is down
-    await waitFor(() => failures() === 2, 5000, 'retry fails too');
+    await waitFor(() => failures() === 2, 20_000, 'retry fails too');
     await own.restart();
     gorouter = await playGorouter(own.url);
     cleanups.push(() => gorouter.close());
@@ -289,7 +289,7 @@ describe('NATS outages', () => {
     new RouteEmitter({ source: new TestSource([api]), bus, logger: recording, metrics: new Registry(), clock }).start();
     bus.start();
     cleanups.push(() => bus.close());
-    await waitFor(() => bus.connected, 5000, 'first connection');
+    await waitFor(() => bus.connected, 20_000, 'first connection');
     await own.restart(['--user', 'nats', '--pass', 'new']);
     // nats.js gives up after two auth failures in a row unless told not to.
     await waitFor(() => authErrors() >= 3, 15_000, 'three refused reconnects');

@@ -141,7 +141,7 @@ describe('a reader of a synced file', () => {
     const images = r.posted.filter((m) => m.type === 'image').length;
 
     w.state.apply(3, [], [{ ...n5, ip: '10.7.7.7' }]);
-    await waitFor(() => r.state.current!.version === 3, 5000, 'the reader to follow the journal');
+    await waitFor(() => r.state.current!.version === 3, 20_000, 'the reader to follow the journal');
     expect(r.state.current!.get('n5.g5.default.cf.bosh')!.ip).toBe('10.7.7.7');
     // As a delta: no new image for one change.
     expect(r.posted.filter((m) => m.type === 'image')).toHaveLength(images);
@@ -154,7 +154,7 @@ describe('a reader of a synced file', () => {
     const r = await reader(file);
     const threshold = compactionThreshold(30);
     for (let k = 0; k < threshold + 3; k++) w.state.apply(2 + k, [], [{ ...w.state.current!.get('n2.g2.default.cf.bosh')!, index: 500 + k }]);
-    await waitFor(() => r.state.current!.version === w.state.current!.version, 5000, 'the reader to catch up');
+    await waitFor(() => r.state.current!.version === w.state.current!.version, 20_000, 'the reader to catch up');
     expect(r.state.current!.get('n2.g2.default.cf.bosh')!.index).toBe(500 + threshold + 2);
     expect(ids(r.state.current!.instances())).toEqual(ids(w.state.current!.instances()));
   });
@@ -169,7 +169,7 @@ describe('a reader of a synced file', () => {
     expect(r.state.current!.version).toBe(1);
     expect(ids(r.state.current!.instances())).toContain('n1');
     appendFileSync(journalPath(file), `${line.slice(10)}\n`);
-    await waitFor(() => r.state.current!.version === 2, 5000, 'the completed line');
+    await waitFor(() => r.state.current!.version === 2, 20_000, 'the completed line');
     expect(ids(r.state.current!.instances())).not.toContain('n1');
   });
 });
@@ -181,11 +181,11 @@ describe('a reader of a journal that turns bad', () => {
     const n5 = w.state.current!.get('n5.g5.default.cf.bosh')!;
     const r = await reader(file);
     w.state.apply(2, [], [{ ...n5, ip: '10.7.7.7' }]);
-    await waitFor(() => r.state.current!.version === 2, 5000, 'the reader to follow the journal');
+    await waitFor(() => r.state.current!.version === 2, 20_000, 'the reader to follow the journal');
     // Lines that parse as JSON but are not changes, then a good change after them.
     for (const line of ['null', '[]', '"x"', '42', '{"n":2,"v":"3","rm":[],"add":[]}']) appendFileSync(journalPath(file), `${line}\n`);
     w.state.apply(3, [instanceName(n5)], []);
-    await waitFor(() => r.source.journalError !== null, 5000, 'the bad line to be reported');
+    await waitFor(() => r.source.journalError !== null, 20_000, 'the bad line to be reported');
     expect(r.source.journalError).toMatch(/journal line 2 \(byte \d+\) is corrupt: it has no checksum/);
     expect(r.source.counts.journalErrors).toBe(1);
     // What was applied stays; nothing after the bad line is applied.
@@ -194,7 +194,7 @@ describe('a reader of a journal that turns bad', () => {
     expect(r.state.current!.recordCount).toBe(20);
     // The writer compacts (a new snapshot and journal): the reader follows again.
     w.state.owned!.snapshot(w.state.current!);
-    await waitFor(() => r.state.current!.version === 3, 5000, 'the reader to read the new snapshot');
+    await waitFor(() => r.state.current!.version === 3, 20_000, 'the reader to read the new snapshot');
     expect(r.state.current!.get('n5.g5.default.cf.bosh')).toBeUndefined();
     expect(r.source.journalError).toBeNull();
   });
@@ -209,7 +209,7 @@ describe('a reader of a journal that turns bad', () => {
     expect(r.state.current!.version).toBe(2);
     // Someone writes a journal for the same snapshot whose first line is already bad.
     writeFileSync(journalPath(file), `${readFileSync(journalPath(file), 'utf8').split('\n')[0]}\nnull\n`);
-    await waitFor(() => r.source.journalError !== null, 5000, 'the bad journal to be reported');
+    await waitFor(() => r.source.journalError !== null, 20_000, 'the bad journal to be reported');
     expect(r.state.current!.version).toBe(2);
     expect(r.state.current!.get('n1.g1.default.cf.bosh')!.ip).toBe('10.8.8.8');
   });
@@ -237,7 +237,7 @@ describe('limits on what is read', () => {
     await source.start();
     expect(state.current!.recordCount).toBe(1);
     writeFileSync(file, topologyJson(Array.from({ length: 100 }, (_, k) => ({ id: `b${k}`, ip: `10.0.1.${k}` }))));
-    await waitFor(() => source.lastError !== null, 5000, 'the big file to be rejected');
+    await waitFor(() => source.lastError !== null, 20_000, 'the big file to be rejected');
     expect(source.lastError).toMatch(/topology\.json is \d+ bytes, over topology\.max_file_bytes \(4096\)/);
     expect(state.current!.recordCount).toBe(1);
   });
@@ -252,7 +252,7 @@ describe('a restarted worker', () => {
     const first = await reader(file);
     // The journal then turns bad after the change: a fresh read would still reach version 2.
     appendFileSync(journalPath(file), 'null\n');
-    await waitFor(() => first.source.journalError !== null, 5000, 'the bad line');
+    await waitFor(() => first.source.journalError !== null, 20_000, 'the bad line');
     const position = first.source.position();
     // The DNS thread's view: the image it was sent, with its deltas.
     const image = first.posted.find((m) => m.type === 'image') as Extract<ToMain, { type: 'image' }>;

@@ -79,14 +79,14 @@ describe('TopologyStore', () => {
     const before = h.store.current;
     writeFileSync(h.file, bad);
     h.store.reload();
-    await waitFor(async () => (await failures(h)) === 1, 5000, 'the rejection');
+    await waitFor(async () => (await failures(h)) === 1, 20_000, 'the rejection');
     expect(h.store.current).toBe(before);
     expect(h.store.status()).toMatchObject({ loaded: true, version: 1, records: 1 });
     expect(h.store.status().lastError).toContain(reason);
 
     writeFileSync(h.file, topologyJson([{ id: 'b', ip: '10.0.0.2' }], {}, 2));
     h.store.reload();
-    await waitFor(() => h.store.status().version === 2, 5000, 'the good file');
+    await waitFor(() => h.store.status().version === 2, 20_000, 'the good file');
     expect(h.store.status().lastError).toBeNull();
     expect(ids(h, '*.web.default.cf')).toEqual(['b']);
   });
@@ -94,7 +94,7 @@ describe('TopologyStore', () => {
   it('keeps the last good topology when the file is deleted', async () => {
     const h = await harness(topologyJson([{ id: 'a', ip: '10.0.0.1' }]));
     rmSync(h.file);
-    await waitFor(() => (h.store.status().lastError ?? '').includes('ENOENT'), 5000, 'the missing file to be reported');
+    await waitFor(() => (h.store.status().lastError ?? '').includes('ENOENT'), 20_000, 'the missing file to be reported');
     expect(ids(h, '*.web.default.cf')).toEqual(['a']);
   });
 
@@ -114,10 +114,10 @@ describe('TopologyStore', () => {
     const h = await harness(topologyJson([{ id: 'a', ip: '10.0.0.1' }]), null);
     mkdirSync(h.aliasesDir);
     writeFileSync(join(h.aliasesDir, 'late.yaml'), 'late.internal:\n  - a.web.default.cf.bosh\n');
-    await waitFor(() => h.store.current!.aliasTargets('late.internal') !== null, 5000, 'the late alias file');
+    await waitFor(() => h.store.current!.aliasTargets('late.internal') !== null, 20_000, 'the late alias file');
     expect(h.store.current!.aliasTargets('late.internal')).toEqual(['a.web.default.cf.bosh']);
     rmSync(join(h.aliasesDir, 'late.yaml'));
-    await waitFor(() => h.store.current!.aliasTargets('late.internal') === null, 5000, 'the alias to go');
+    await waitFor(() => h.store.current!.aliasTargets('late.internal') === null, 20_000, 'the alias to go');
   });
 
   it('reloads on its own when the watched file changes, telling listeners what changed', async () => {
@@ -128,7 +128,7 @@ describe('TopologyStore', () => {
     const changes: unknown[] = [];
     h.store.onChange((change) => changes.push(change === 'replaced' ? change : Array.from(change.tags).sort()));
     writeFileSync(h.file, topologyJson([{ id: 'b', ip: '10.0.0.2' }, { id: 'c', ip: '10.0.0.3' }], {}, 2));
-    await waitFor(() => h.store.current!.version === 2, 5000, 'the new version');
+    await waitFor(() => h.store.current!.version === 2, 20_000, 'the new version');
     expect(ids(h, '*.web.default.cf')).toEqual(['b', 'c']);
     // Only what differs: the tags of a (gone) and b (new); the cached answers about c alone stay.
     const b = h.store.current!.get('b.web.default.cf.bosh')!;
@@ -144,10 +144,10 @@ describe('TopologyStore', () => {
     await worker.terminate();
     expect(h.store.current).toBe(view);
     expect(ids(h, '*.web.default.cf')).toEqual(['a']);
-    await waitFor(() => h.store.status().workerRestarts === 1 && h.store.status().workerUp, 5000, 'the restart');
+    await waitFor(() => h.store.status().workerRestarts === 1 && h.store.status().workerUp, 20_000, 'the restart');
     expect(await h.metrics.value('presence_dns_topology_worker_restarts_total')).toBe(1);
     writeFileSync(h.file, topologyJson([{ id: 'b', ip: '10.0.0.2' }], {}, 2));
-    await waitFor(() => h.store.current!.version === 2, 5000, 'the restarted worker to follow the file');
+    await waitFor(() => h.store.current!.version === 2, 20_000, 'the restarted worker to follow the file');
   });
 });
 
@@ -158,7 +158,7 @@ describe('image buffers', () => {
       writeFileSync(h.file, topologyJson([{ id: `a${v}`, ip: `10.0.0.${v}` }], {}, v));
       await waitFor(() => h.store.current!.version === v, 5000, `version ${v}`);
     }
-    await waitFor(async () => (await h.metrics.value('presence_dns_topology_image_buffers_spare')) >= 1, 5000, 'a released buffer');
+    await waitFor(async () => (await h.metrics.value('presence_dns_topology_image_buffers_spare')) >= 1, 20_000, 'a released buffer');
     expect(await h.metrics.value('presence_dns_topology_image_buffers')).toBeLessThanOrEqual(2);
   });
 });

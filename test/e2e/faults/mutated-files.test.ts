@@ -234,7 +234,7 @@ it(`${FILES} randomly mutated topology files in a row: no crash, each served who
   const allowed = (name: string, sentAt: number) => versions.between(sentAt, performance.now()).map((n) => answers.get(n)!.get(name)!);
   const probe = new Probe(daemon.dnsPort, PROBED, {
     intervalMs: 10,
-    timeoutMs: 1500,
+    timeoutMs: 3000,
     expect: (name, rcode, addresses, sentAt) => allowed(name, sentAt).some((e) => isRight(e, addresses.length ? addresses : { rcode })),
   }).start();
   const rssBefore = daemonRss(daemon);
