@@ -6,7 +6,7 @@ import { createSocket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import { Registry } from '../src/admin/metrics.ts';
 import { DnsHandler } from '../src/dns/handler.ts';
-import { viewOf } from '../test/topology/views.ts';
+import { viewOf } from '../test/image/views.ts';
 
 const view = viewOf(readFileSync(process.argv[2], 'utf8'));
 const handler = new DnsHandler({ ttl: 5, negativeTtl: 30, maxUdpSize: 1232, metrics: new Registry(), currentIndex: () => view });

@@ -30,10 +30,10 @@ import pg from 'pg';
 import { pino } from 'pino';
 import { Registry } from '../src/admin/metrics.ts';
 import { systemClock } from '../src/clock.ts';
-import { migrate, PresenceStore, Reaper, Registrar, Syncer, type CellObservation, type Db, type PresenceRow, type WriteResult } from '../src/presence/index.ts';
+import { migrate, PresenceStore, Reaper, Registrar, type CellObservation, type Db, type PresenceRow, type WriteResult } from '../src/presence/index.ts';
 import { openPgDb, POOLS } from '../src/presence/pg-db.ts';
-import { TopologyImage } from '../src/topology/image.ts';
-import { OwnedFile, TopologyState } from '../src/topology/state.ts';
+import { startControlPlane } from '../src/control/index.ts';
+import { TopologyImage } from '../src/image/image.ts';
 import type { Registration } from '../src/registrations/types.ts';
 import { UdpClient } from '../test/dns/client.ts';
 import { startDaemon, waitFor, type RunningDaemon } from '../test/helpers/daemon.ts';
@@ -150,32 +150,25 @@ async function syncerNode(data: SyncerData): Promise<void> {
     }
   }
   const logger = pino({ level: 'warn' }, { write: (line: string) => process.stderr.write(line) });
-  // A change is in service on this node once the topology state has it (as the DNS thread would).
+  // A change is in service on this node once its control plane sends it on (as to the DNS thread).
   const published = (revision: number) => send({ kind: 'published', revision, at: wallNow() });
-  const state = new TopologyState({
-    domains: [], logger,
+  const plane = await startControlPlane({
+    file: data.file, aliasesDir: `${data.file}.aliases.d`, domains: [], logger,
     post: (m) => {
       if (m.type === 'delta') published(m.delta.version);
-      else if (m.type === 'image') published(new TopologyImage(m.buffer).version);
+      else if (m.type === 'image') published(m.deltas.at(-1)?.version ?? new TopologyImage(m.buffer).version);
     },
-  });
-  const syncer = new Syncer({
-    store: new SyncerStore(db), sink: state, intervalMs: SYNC_INTERVAL_MS, ttlMs: TTL_MS, maxDropFraction: 0.3, guardHold: 10,
-    clock: systemClock, logger, listen: LISTEN, refusal: () => null,
-    claim: (cluster) => {
-      state.owned ??= new OwnedFile(data.file, cluster, logger, state.counts);
-    },
+    sync: { store: new SyncerStore(db), intervalMs: SYNC_INTERVAL_MS, ttlMs: TTL_MS, maxDropFraction: 0.3, guardHold: 10, clock: systemClock, listen: LISTEN },
   });
   port.on('message', (msg: string) => {
     if (msg !== 'stop') return;
     void (async () => {
-      await syncer.stop();
+      await plane.stop();
       await db.close();
       send({ kind: 'stopped' });
       port.close();
     })();
   });
-  syncer.start();
 }
 
 const instanceId = (cell: number, j: number) => `cell${cell}-i${j}`;

@@ -2,8 +2,8 @@
 // topology worker does (file-source.ts: streamed rows into the image builder), in a
 // fresh process, and prints the time taken and the RSS after it.
 import { pino } from 'pino';
-import { FileSource } from '../src/topology/file-source.ts';
-import { TopologyState } from '../src/topology/state.ts';
+import { FileSource } from '../src/control/file-source.ts';
+import { TopologyState } from '../src/control/state.ts';
 
 const file = process.argv[2];
 const logger = pino({ level: 'silent' });

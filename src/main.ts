@@ -12,12 +12,12 @@ import { HealthChecks } from './checks/index.ts';
 import { runCli } from './cli/index.ts';
 import { systemClock } from './clock.ts';
 import { changedKeys, ConfigError, loadConfig, withKeys, type Config, type LoadedConfig, type LoadOptions } from './config/index.ts';
-import { allocateAnswerCache, dnsThreads, DnsHandler, startDns } from './dns/index.ts';
+import { allocateAnswerCache, dnsThreads, DnsHandler, startDns, TopologyStore } from './dns/index.ts';
 import { mountInspectApi } from './inspect/index.ts';
 import { createLogger, type Logger } from './log.ts';
 import { openPresenceDb, startPresence } from './presence/index.ts';
 import { mountInstancesApi, RegistrationSet } from './registrations/index.ts';
-import { TopologyStore } from './topology/index.ts';
+import { ControlPlane } from './control/index.ts';
 import { guardProcess, reportBackgroundFailures } from './util/background.ts';
 
 export interface Daemon {
@@ -46,7 +46,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
   // topology worker starts, which reaches it for the syncer.
   const usesDb = config.registrar.enabled || config.reaper.enabled || config.sync.enabled;
   const presenceDb = usesDb ? await openPresenceDb(config, logger.child({ module: 'presence' })) : null;
-  const topology = new TopologyStore({
+  const control = new ControlPlane({
     file: config.topology.file,
     aliasesDir: config.dns.aliases_dir,
     domains: config.dns.domains,
@@ -61,9 +61,11 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
         }
       : null,
   });
+  const topology = new TopologyStore({ domains: config.dns.domains, control, logger: logger.child({ module: 'topology' }), metrics });
+
   // The syncer writes the topology file into this directory; it must exist before it is watched.
   if (config.sync.enabled) mkdirSync(dirname(config.topology.file), { recursive: true });
-  await topology.start();
+  await control.start();
 
   const handler = new DnsHandler({
     ttl: config.dns.ttl,
@@ -122,7 +124,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
   const presence = presenceDb
     ? startPresence({
         config, logger, metrics, admin, registrations: checks ?? registrations, db: presenceDb,
-        sync: config.sync.enabled ? { status: () => topology.syncStatus(), releaseGuard: () => topology.releaseGuard() } : null,
+        sync: config.sync.enabled ? { status: () => topology.syncStatus(), releaseGuard: () => control.releaseGuard() } : null,
       })
     : null;
 
@@ -143,7 +145,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
       const live = changed.filter((key) => LIVE_KEYS.has(key));
       current = withKeys(current, next, live);
       logger.level = current.log.level;
-      topology.reload();
+      control.reload();
       registrations?.reload();
       // Also with no key changed: upstreams from resolv.conf are read again.
       await forwarder?.reload(current.forward.upstreams);
@@ -156,7 +158,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
       await within(dns.stop(), 1000, 'answering the queries in flight', logger);
       // The syncer stops before this cell deregisters, so this node's own topology file keeps
       // its instances: a restart with the database down answers them from the file at once.
-      await within(Promise.all([admin?.stop(), topology.stop(), forwarder?.stop(), registrations?.stop(), checks?.stop(), routes?.stop()]), 1500, 'stopping the modules', logger);
+      await within(Promise.all([admin?.stop(), control.stop(), forwarder?.stop(), registrations?.stop(), checks?.stop(), routes?.stop()]), 1500, 'stopping the modules', logger);
       // Releases the reaper lock and deregisters this cell (tombstones its instances).
       await within(presence?.stop() ?? Promise.resolve(), 1200, 'leaving the presence database', logger);
       await within(presenceDb?.close() ?? Promise.resolve(), 800, 'closing the presence database', logger);

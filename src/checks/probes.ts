@@ -7,13 +7,10 @@ import { request as httpRequest, type ClientRequest, type IncomingMessage, type 
 import { connect } from 'node:net';
 import type { Clock } from '../clock.ts';
 import type { HealthCheck } from '../registrations/types.ts';
-import type { CommandSpawner } from './spawner.ts';
+import type { CommandSpawner, ProbeResult } from './spawner.ts';
 
-export interface ProbeResult {
-  passed: boolean;
-  /** Why, for logs and status: the status code, the error, the exit code or the command's first output. */
-  detail: string;
-}
+export type { ProbeResult } from './spawner.ts';
+
 
 export function probe(check: HealthCheck, clock: Clock, signal: AbortSignal, spawner: CommandSpawner): Promise<ProbeResult> {
   switch (check.kind) {

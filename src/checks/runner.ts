@@ -13,7 +13,7 @@ import type { Counter, Gauge, Registry } from '../admin/metrics.ts';
 import type { Clock, Timer } from '../clock.ts';
 import type { Logger } from '../log.ts';
 import type { HealthCheck, Registration, RegistrationSource } from '../registrations/types.ts';
-import { HEALTH_VALUES, type Health } from '../topology/types.ts';
+import { HEALTH_VALUES, type Health } from '../image/instance.ts';
 import { probe, type ProbeResult } from './probes.ts';
 import { CommandSpawner } from './spawner.ts';
 import { combine, observe, UNCHECKED, type CheckState } from './state.ts';

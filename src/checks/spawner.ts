@@ -7,7 +7,13 @@
 // `out ID FIRST-LINE` and `exit ID CODE`. Each command runs in a session of its own
 // (`setsid`), so a kill of its process group reaches everything it started.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import type { ProbeResult } from './probes.ts';
+
+/** What one run of a check found. */
+export interface ProbeResult {
+  passed: boolean;
+  /** Why, for logs and status: the status code, the error, the exit code or the command's first output. */
+  detail: string;
+}
 
 // `out` comes when the command's output closes: after its exit, or later when a process it
 // left behind holds the pipe (the run's timeout then kills the group). The reader drains

@@ -1,7 +1,7 @@
 // The state machine of one health check, and how an instance's checks add up to its
 // health. Pure: no I/O, no time. rise/fall (HAProxy's terms) bound how often a check's
 // state can change, so a flapping service cannot turn into a stream of database writes.
-import type { Health } from '../topology/types.ts';
+import type { Health } from '../image/instance.ts';
 
 export interface CheckState {
   /** `unchecked` until the first result; then `running` or `failing`. */

@@ -16,8 +16,8 @@
 // when the topology is replaced), and an entry whose tag's stamp moved is re-encoded on
 // its next query. Because the numbers are shared, an entry one thread encoded is valid
 // for another thread exactly when both answer from the same state of that tag.
-import type { TopologyChange } from '../topology/follower.ts';
-import type { TopologyLookup } from '../topology/view.ts';
+import type { TopologyChange } from './follower.ts';
+import type { TopologyLookup } from '../image/view.ts';
 import { NOT_OURS, STAMP_SLOTS, type AnswerCache, type AnswerEntry } from './answer-cache.ts';
 import { HEADER_SIZE, MIN_UDP_SIZE, RRType } from './wire.ts';
 

@@ -5,8 +5,8 @@
 // cache, shared by every DNS thread, which this general path fills on a miss and
 // topology changes invalidate.
 import type { HotCounter, HotHistogram, Registry } from '../admin/metrics.ts';
-import type { TopologyChange } from '../topology/follower.ts';
-import { emptyView, type TopologyLookup } from '../topology/view.ts';
+import type { TopologyChange } from './follower.ts';
+import { emptyView, type TopologyLookup } from '../image/view.ts';
 import { AnswerCache, allocateAnswerCache } from './answer-cache.ts';
 import { FastPath, type Built } from './fastpath.ts';
 import { PlatformResolver } from './resolver.ts';

@@ -6,3 +6,4 @@ export { allocateAnswerCache } from './answer-cache.ts';
 export { dnsThreads, startDns, type RunningDns } from './start.ts';
 export { PlatformResolver } from './resolver.ts';
 export * from './wire.ts';
+export { TopologyStore, type TopologyStatus, type TopologyListener } from './topology.ts';

@@ -2,11 +2,11 @@
 // records, flags — that the encoder turns into bytes; null means "not a name we serve"
 // so the server can pass it on (forwarder) or refuse it. With it comes the cache tag:
 // what the answer was computed from, so the fast path knows which deltas change it.
-import { applyHealth, CriteriaError, parseCriteria } from '../topology/criteria.ts';
+import { applyHealth, CriteriaError, parseCriteria } from '../image/criteria.ts';
 import { reverseNameToIp } from '../util/ip.ts';
-import type { Instance } from '../topology/types.ts';
-import { instanceName, type TopologyLookup } from '../topology/view.ts';
-import { addressTag, agentTag, ALIAS_TAG, criteriaTag, STATIC_TAG } from '../topology/cache-tags.ts';
+import type { Instance } from '../image/instance.ts';
+import { instanceName, type TopologyLookup } from '../image/view.ts';
+import { addressTag, agentTag, ALIAS_TAG, criteriaTag, STATIC_TAG } from '../image/cache-tags.ts';
 import { CLASS_IN, Rcode, RRType, type DnsResult, type Question, type ResourceRecord } from './wire.ts';
 
 export interface ResolverOptions {

@@ -5,7 +5,7 @@ import { availableParallelism } from 'node:os';
 import type { Registry } from '../admin/metrics.ts';
 import type { Config } from '../config/index.ts';
 import type { Logger } from '../log.ts';
-import type { TopologyStore } from '../topology/store.ts';
+import type { TopologyStore } from './topology.ts';
 import type { DnsHandler } from './handler.ts';
 import { DnsServer, type ListenAddress } from './server.ts';
 import { DnsWorkers } from './workers.ts';

@@ -1,6 +1,6 @@
 // The messages between the main thread (DnsWorkers) and a DNS worker thread (worker.ts).
 import type { MetricsSnapshot } from '../admin/metrics.ts';
-import type { CatchUp, ViewMessage } from '../topology/follower.ts';
+import type { CatchUp, ViewMessage } from '../control/protocol.ts';
 import type { Client } from './handler.ts';
 import type { ListenAddress } from './server.ts';
 

@@ -8,7 +8,7 @@
 import { parentPort, threadId, workerData } from 'node:worker_threads';
 import { Registry } from '../admin/metrics.ts';
 import { createLogger } from '../log.ts';
-import { ViewFollower } from '../topology/follower.ts';
+import { ViewFollower } from './follower.ts';
 import { reportBackgroundFailures } from '../util/background.ts';
 import { DnsHandler, type Client, type NextAnswer, type NextHandler } from './handler.ts';
 import { DnsServer } from './server.ts';

@@ -6,7 +6,7 @@
 import type { Worker } from 'node:worker_threads';
 import type { MetricsSnapshot, Registry } from '../admin/metrics.ts';
 import type { Logger } from '../log.ts';
-import type { TopologyStore } from '../topology/store.ts';
+import type { TopologyStore } from './topology.ts';
 import { siblingModule, startWorker } from '../util/worker-thread.ts';
 import type { DnsHandler } from './handler.ts';
 import type { ListenAddress } from './server.ts';

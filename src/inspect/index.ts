@@ -3,7 +3,7 @@
 // the presence database with their heartbeat age) — that `presence-dns records|status|cells`
 // print. Nothing here changes state.
 import type { AdminServer } from '../admin/index.ts';
-import type { TopologyView } from '../topology/index.ts';
+import type { TopologyView } from '../image/index.ts';
 import { cellsEndpoint } from './cells.ts';
 import { recordsEndpoint } from './records.ts';
 import { statusBody, type StatusSources } from './status.ts';

@@ -6,7 +6,7 @@
 // deltas applied mid-walk are reported as `changedDuring`. The JSON is written in slices too.
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import type { AdminRequest, AdminResponse } from '../admin/index.ts';
-import { HEALTH_VALUES, instanceName, type Instance, type TopologyView } from '../topology/index.ts';
+import { HEALTH_VALUES, instanceName, type Instance, type TopologyView } from '../image/index.ts';
 
 /** Instances examined per slice of the walk (about a millisecond of work). */
 const SLICE = 2000;

@@ -7,8 +7,8 @@ import type { Config } from '../config/index.ts';
 import type { Presence } from '../presence/index.ts';
 import type { RegistrationSetStatus } from '../registrations/index.ts';
 import type { RoutesStatus } from '../routes/index.ts';
-import type { TopologyStatus } from '../topology/index.ts';
-import type { SyncStatus } from '../presence/syncer.ts';
+import type { TopologyStatus } from '../dns/index.ts';
+import type { SyncStatus } from '../control/protocol.ts';
 
 export interface StatusSources {
   config: Config;

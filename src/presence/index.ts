@@ -17,7 +17,6 @@ import { Reaper, type ReaperStatus } from './reaper.ts';
 import { Registrar } from './registrar.ts';
 import { migrate } from './schema.ts';
 import { PresenceStore } from './store.ts';
-import type { SyncStatus } from './syncer.ts';
 
 export { PresenceError, redactUrl, type Db, type Queryable } from './db.ts';
 export * from './decisions.ts';
@@ -25,7 +24,12 @@ export { migrate } from './schema.ts';
 export { PresenceStore, NOTIFY_CHANNEL, type CellMember, type PresenceRecord, type PresenceRow, type WriteResult } from './store.ts';
 export { Registrar, type RegistrarOptions } from './registrar.ts';
 export { Reaper, REAPER_LOCK, type ReaperOptions, type ReaperStatus } from './reaper.ts';
-export { Syncer, type SyncerOptions, type SyncStatus } from './syncer.ts';
+
+/** The syncer, which runs in the control plane: what /ready and /v1/reaper show of it, and its guard. */
+export interface SyncerLink {
+  status(): { stale: boolean; refused: string | null } | null;
+  releaseGuard(): void;
+}
 
 export interface PresenceDatabase {
   /**
@@ -81,7 +85,7 @@ export interface PresenceOptions {
   /** This node's registrations; required when the registrar is on. */
   registrations: RegistrationSource | null;
   /** The syncer (in the topology worker): its status, and the operator's guard release. */
-  sync: { status(): SyncStatus | null; releaseGuard(): void } | null;
+  sync: SyncerLink | null;
   clock?: Clock;
 }
 

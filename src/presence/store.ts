@@ -3,7 +3,7 @@
 // serialises writers, so a reader polling `revision > last` never skips a committed
 // change), numeric-id allocation, locket-style TTL locks and compare-and-set expiry.
 import type { RouteRegistration, Registration } from '../registrations/types.ts';
-import type { Health } from '../topology/types.ts';
+import type { Health } from '../image/instance.ts';
 import type { Db, Queryable, Row, SqlValue } from './db.ts';
 import type { CellObservation, LockHolder } from './decisions.ts';
 

@@ -3,7 +3,7 @@
 // validation and defaults. Consumed by the registrar (→ PostgreSQL presences) and the
 // route emitter (→ gorouter over NATS).
 import type { EventEmitter } from 'node:events';
-import type { Health } from '../topology/types.ts';
+import type { Health } from '../image/instance.ts';
 
 export interface RouteRegistration {
   /** Lower-cased hostname. */

@@ -3,7 +3,7 @@
 // names where the entry came from, the field (snake_case, as the operator wrote it) and
 // the reason, so a rejected file or request can be fixed from the message alone.
 import { parseIp } from '../util/ip.ts';
-import { HEALTH_VALUES, type Health } from '../topology/types.ts';
+import { HEALTH_VALUES, type Health } from '../image/instance.ts';
 import type { CheckTarget, HealthCheck, Registration, RouteRegistration } from './types.ts';
 import { formatOf, parseStructured } from '../util/structured-file.ts';
 

@@ -9,12 +9,12 @@ import { AnswerCache, allocateAnswerCache } from '../../src/dns/answer-cache.ts'
 import { FastPath } from '../../src/dns/fastpath.ts';
 import { DnsHandler, type Transport } from '../../src/dns/handler.ts';
 import { RRType } from '../../src/dns/wire.ts';
-import { tagsOf } from '../../src/topology/cache-tags.ts';
-import { parseTopology } from '../../src/topology/reader.ts';
-import type { TopologyLookup, TopologyView } from '../../src/topology/view.ts';
+import { tagsOf } from '../../src/image/cache-tags.ts';
+import { parseTopology } from '../../src/control/reader.ts';
+import type { TopologyLookup, TopologyView } from '../../src/image/view.ts';
 import { topologyJson, type TestInstance } from '../helpers/topology.ts';
-import { ReferenceIndex } from '../topology/reference-index.ts';
-import { viewOf } from '../topology/views.ts';
+import { ReferenceIndex } from '../image/reference-index.ts';
+import { viewOf } from '../image/views.ts';
 import { buildQuery } from './client.ts';
 
 const UDP_CLIENT = { address: '127.0.0.1', port: 53000, transport: 'udp' } as const;

@@ -8,7 +8,7 @@ import { DnsHandler, type Client } from '../../src/dns/handler.ts';
 import { Rcode, RRType } from '../../src/dns/wire.ts';
 import { Forwarder } from '../../src/forward/index.ts';
 import { createLogger } from '../../src/log.ts';
-import { emptyView, type TopologyLookup } from '../../src/topology/index.ts';
+import { emptyView, type TopologyLookup } from '../../src/image/index.ts';
 import { makeQuery, readReply } from '../forward/packets.ts';
 import { TestUpstream } from '../forward/upstream-server.ts';
 

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { PlatformResolver } from '../../src/dns/resolver.ts';
 import { Rcode, RRType, type DnsResult, type ResourceRecord } from '../../src/dns/wire.ts';
 import { topologyJson } from '../helpers/topology.ts';
-import { viewOf } from '../topology/views.ts';
+import { viewOf } from '../image/views.ts';
 
 const index = viewOf(topologyJson([
   { id: 'web-a', ip: '10.0.0.1', index: 0, health: 'running', ports: { http: 8080 }, agentId: 'agent-a' },

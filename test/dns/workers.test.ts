@@ -9,9 +9,8 @@ import { configSchema } from '../../src/config/schema.ts';
 import { allocateAnswerCache } from '../../src/dns/answer-cache.ts';
 import { DnsHandler } from '../../src/dns/handler.ts';
 import { startDns } from '../../src/dns/start.ts';
-import { TopologyStore } from '../../src/topology/store.ts';
 import { tempDir, waitFor } from '../helpers/daemon.ts';
-import { topologyJson } from '../helpers/topology.ts';
+import { followFiles, topologyJson } from '../helpers/topology.ts';
 import { silentLogger } from '../presence/fixtures.ts';
 import { UdpClient } from './client.ts';
 
@@ -26,9 +25,8 @@ describe('DNS worker threads', () => {
     const file = join(dir, 'topology.json');
     writeFileSync(file, topologyJson([{ id: 'a', ip: '10.0.0.1' }]));
     const metrics = new Registry();
-    const topology = new TopologyStore({ file, aliasesDir: join(dir, 'aliases.d'), domains: [], logLevel: 'silent', maxFileBytes: 1 << 30, logger: silentLogger, metrics, sync: null });
-    await topology.start();
-    cleanups.push(() => topology.stop());
+    const { store: topology, control } = await followFiles(file, join(dir, 'aliases.d'), metrics);
+    cleanups.push(() => control.stop());
     const config = configSchema.parse({ dns: { listen: [{ address: '127.0.0.1', port: 0 }], workers: 2 } }).dns;
     const handler = new DnsHandler({
       ttl: 5, negativeTtl: 5, maxUdpSize: 1232, metrics, currentIndex: () => topology.current,

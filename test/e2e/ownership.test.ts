@@ -10,7 +10,7 @@ import { addresses, dig } from '../helpers/dig.ts';
 import { startDaemon, waitFor, type RunningDaemon } from '../helpers/daemon.ts';
 import { metric } from '../presence/daemons.ts';
 
-const RECORDS_JSON = readFileSync(new URL('../topology/fixtures/bosh-records.json', import.meta.url), 'utf8');
+const RECORDS_JSON = readFileSync(new URL('../control/fixtures/bosh-records.json', import.meta.url), 'utf8');
 const API_0 = 'a9a5d7c4-5b5c-4d8a-9c4f-2a1f1b2c3d01';
 
 const daemons: RunningDaemon[] = [];

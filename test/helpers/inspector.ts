@@ -15,7 +15,7 @@ interface InspectorMessage {
   params?: { sessionId?: string; workerInfo?: { url: string } };
 }
 
-/** Ends the worker thread of `daemon` whose module URL ends with `moduleSuffix` (e.g. 'topology/worker.js'). */
+/** Ends the worker thread of `daemon` whose module URL ends with `moduleSuffix` (e.g. 'control/worker.js'). */
 export async function exitWorker(daemon: RunningDaemon, moduleSuffix: string, code = 70): Promise<void> {
   let url: string | undefined;
   await waitFor(() => (url = /Debugger listening on (ws:\/\/\S+)/.exec(daemon.stderr())?.[1]) !== undefined, 10_000, 'the inspector URL on stderr');

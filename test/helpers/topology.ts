@@ -1,10 +1,14 @@
 // Builds topology files for tests in our columnar format (or BOSH's, without the extras),
 // and reads back what a synced file (snapshot + journal) holds.
 import { readFileSync } from 'node:fs';
-import { readJournal } from '../../src/topology/journal.ts';
-import { parseTopology } from '../../src/topology/reader.ts';
-import type { Instance } from '../../src/topology/types.ts';
-import { instanceName } from '../../src/topology/view.ts';
+import type { Registry } from '../../src/admin/metrics.ts';
+import { ControlPlane } from '../../src/control/host.ts';
+import { TopologyStore } from '../../src/dns/topology.ts';
+import { silentLogger } from '../presence/fixtures.ts';
+import { readJournal } from '../../src/control/journal.ts';
+import { parseTopology } from '../../src/control/reader.ts';
+import type { Instance } from '../../src/image/instance.ts';
+import { instanceName } from '../../src/image/view.ts';
 
 export interface TestInstance {
   id: string;
@@ -62,4 +66,15 @@ export function syncedTopology(file: string): { version: number; instances: Inst
 
 export function syncedInstances(file: string): Instance[] {
   return syncedTopology(file).instances;
+}
+
+/**
+ * The data plane's topology (TopologyStore) following a real control plane (its worker
+ * thread) that reads `file` and the alias files in `aliasesDir`; no database.
+ */
+export async function followFiles(file: string, aliasesDir: string, metrics: Registry): Promise<{ store: TopologyStore; control: ControlPlane }> {
+  const control = new ControlPlane({ file, aliasesDir, domains: [], logLevel: 'silent', maxFileBytes: 1 << 30, logger: silentLogger, metrics, sync: null });
+  const store = new TopologyStore({ domains: [], control, logger: silentLogger, metrics });
+  await control.start();
+  return { store, control };
 }

@@ -19,9 +19,9 @@
 import { appendFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { journalHeaderLine, journalLine, type JournalEntry } from '../../../src/topology/journal.ts';
-import { RECORD_KEYS, type Instance } from '../../../src/topology/types.ts';
-import { recordRow, snapshotChunks } from '../../../src/topology/writer.ts';
+import { journalHeaderLine, journalLine, type JournalEntry } from '../../../src/control/journal.ts';
+import { RECORD_KEYS, type Instance } from '../../../src/image/instance.ts';
+import { recordRow, snapshotChunks } from '../../../src/control/snapshot.ts';
 import { startDaemon, type RunningDaemon } from '../../helpers/daemon.ts';
 import { instance, prng, sealed, type Random } from './mutations.ts';
 import { daemonRss, expectNothingLost, reportSeen, size, Versions, Watch } from './report.ts';

@@ -6,7 +6,7 @@
 // daemon, no files. And the instance the product's writers take, for tests that write
 // snapshots and journals with them.
 import { crc32 } from 'node:zlib';
-import type { Instance } from '../../../src/topology/types.ts';
+import type { Instance } from '../../../src/image/instance.ts';
 
 export interface Random {
   /** An integer in [0, n). */

@@ -7,10 +7,10 @@
 import { appendFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { journalHeaderLine, journalLine } from '../../../src/topology/journal.ts';
-import type { Instance } from '../../../src/topology/types.ts';
-import { instanceName } from '../../../src/topology/view.ts';
-import { snapshotChunks } from '../../../src/topology/writer.ts';
+import { journalHeaderLine, journalLine } from '../../../src/control/journal.ts';
+import type { Instance } from '../../../src/image/instance.ts';
+import { instanceName } from '../../../src/image/view.ts';
+import { snapshotChunks } from '../../../src/control/snapshot.ts';
 import { startDaemon, type RunningDaemon } from '../../helpers/daemon.ts';
 import { instance } from './mutations.ts';
 import { daemonRss, expectNothingLost, reportSeen, Versions, Watch } from './report.ts';

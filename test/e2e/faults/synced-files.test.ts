@@ -150,7 +150,7 @@ describe("a syncing node's files, damaged, served by a sidecar", () => {
     rmSync(join(daemon.dir, 'topology.json.journal'));
     await sleep(500);
     const watch = watchAll(daemon);
-    await exitWorker(daemon, 'topology/worker.js');
+    await exitWorker(daemon, 'control/worker.js');
     await waitFor(async () => (await readyTopology(daemon)).detail.workerRestarts === 1 && (await readyTopology(daemon)).detail.workerUp, 30_000, 'the worker restarted');
     const seen = await watch.stop();
     reportSeen('topology worker killed, restarted', seen, daemonRss(daemon));

@@ -1,0 +1,295 @@
+// The syncer: keeps this node's topology equal to the live presences. It runs in the
+// topology worker (the control plane). Every interval (or earlier on a NOTIFY) it reads
+// `revision > last` in pages and hands the changed instances on as one delta — O(changes),
+// whatever the topology's size. A fresh node, or one that sees the revision go backwards
+// or its last row vanish, takes a consistent snapshot, compiled into a new image; instances
+// a snapshot drops without a tombstone stay for a TTL (their registrars re-register within
+// a heartbeat), and then only as far as the mass-expiry guard allows; an empty snapshot
+// never replaces a topology that has records (a database that was never filled, or one
+// emptied) until an operator says so. When the database is unreachable nothing changes
+// and staleness grows. It writes only into a topology it owns (see `refusal`).
+import type { Logger } from '../log.ts';
+import type { Clock } from '../clock.ts';
+import { sameInstance, type Instance } from '../image/instance.ts';
+import { instanceName, type TopologyView } from '../image/view.ts';
+import { MassExpiryGuard, planSync, snapshotCause, type SyncPosition } from '../presence/decisions.ts';
+import { PassLoop } from '../presence/loop.ts';
+import type { SyncStatus } from './protocol.ts';
+import { NOTIFY_CHANNEL, type PresenceRecord, type PresenceRow, type PresenceStore } from '../presence/store.ts';
+
+/** A whole topology being read (a snapshot), compiled by the sink as it comes. */
+export interface SnapshotBuilder {
+  /** Adds an instance; why it was skipped, or null. */
+  add(instance: Instance): string | null;
+  finish(version: number): TopologyView;
+}
+
+/** Where the syncer's changes go: the topology state of the control plane. */
+export interface TopologySink {
+  readonly current: TopologyView | null;
+  apply(version: number, removes: string[], adds: Instance[]): void;
+  snapshot(): SnapshotBuilder;
+  /** Puts a snapshot's view (with the changes applied to it since) in service. */
+  replaceView(view: TopologyView): void;
+}
+
+export interface SyncerOptions {
+  store: PresenceStore;
+  sink: TopologySink;
+  intervalMs: number;
+  /** The cells' TTL: how long the guard holds a big drop before it lets it through. */
+  ttlMs: number;
+  maxDropFraction: number;
+  guardHold: number;
+  clock: Clock;
+  logger: Logger;
+  /**
+   * Why the syncer must not change the topology (it was written by someone else), or
+   * null when it may; asked before every pass, with this database's cluster id once it
+   * is known (null before: a file anyone else wrote is refused without the database).
+   */
+  refusal: (cluster: string | null) => string | null;
+  /** Called before the first change the syncer makes: it owns the topology from then on. */
+  claim: (cluster: string) => void;
+  /** Wake early on NOTIFY (on by default; polling stays the baseline). */
+  listen?: boolean;
+  pageSize?: number;
+}
+
+
+export function toInstance(r: PresenceRecord): Instance {
+  return {
+    id: r.id, numId: r.numId, group: r.group, groupIds: r.groupIds, network: r.network, networkId: r.networkId,
+    deployment: r.deployment, az: r.az, azId: r.azId, index: r.index, ip: r.ip, family: r.ip.includes(':') ? 6 : 4,
+    domain: r.domain, agentId: r.agentId, cellId: r.cellId, health: r.health, ports: r.ports,
+  };
+}
+
+export class Syncer {
+  private position: SyncPosition = { revision: null, id: null };
+  /** A snapshot waiting for the guard's (or a TTL's) consent, kept current with later changes. */
+  private pending: { view: TopologyView; since: number; lost: boolean } | null = null;
+  private readonly guard: MassExpiryGuard<{ cellId: string; ttlMs: number }>;
+  private lastSuccess: number;
+  private readonly loop: PassLoop;
+  private unlisten: (() => Promise<void>) | null = null;
+  private cluster: string | null = null;
+  private refused: string | null = null;
+  private emptyRelease = false;
+  /** Holding an empty snapshot back (logged once). */
+  private heldEmpty = false;
+  /** Instances in service that a snapshot lacked (lost rows), kept until re-registered or a TTL passes. */
+  private readonly carried = new Map<string, Instance>();
+  private carriedSince = 0;
+  private dbUp: boolean | null = null;
+  /** Sync pass durations (s) not yet reported, and guard trips since start. */
+  readonly durations: number[] = [];
+  guardTrips = 0;
+
+  constructor(private readonly options: SyncerOptions) {
+    this.loop = new PassLoop(options.clock, async () => {
+      await this.pass();
+      return options.intervalMs;
+    }, { name: 'syncer' });
+    this.guard = new MassExpiryGuard(options.maxDropFraction, options.guardHold);
+    this.lastSuccess = options.clock.now();
+  }
+
+  status(): SyncStatus {
+    const staleMs = this.options.clock.now() - this.lastSuccess;
+    return {
+      stale: staleMs > 3 * this.options.intervalMs,
+      staleSeconds: Math.round(staleMs) / 1000,
+      revision: this.position.revision,
+      holding: this.guard.holding,
+      refused: this.refused,
+      dbUp: this.dbUp,
+    };
+  }
+
+  /** The operator's override: publish what the database says even if it drops many cells (or all). */
+  releaseGuard(): void {
+    this.guard.releaseOnce();
+    this.emptyRelease = true;
+  }
+
+  start(): void {
+    this.loop.start();
+  }
+
+  async stop(): Promise<void> {
+    await this.loop.stop();
+    await this.unlisten?.();
+    this.unlisten = null;
+  }
+
+  /** One pass now; passes never overlap, a tick during one reruns it (a NOTIFY after stop() does nothing). */
+  tick(): Promise<void> {
+    return this.loop.kick();
+  }
+
+  private async pass(): Promise<void> {
+    const { clock, logger } = this.options;
+    const started = clock.now();
+    // Someone else's file is refused at once, even before the database answers.
+    if (!this.mayWrite(this.cluster)) return;
+    try {
+      this.cluster ??= await this.options.store.clusterId();
+      if (!this.mayWrite(this.cluster)) return;
+      await this.subscribe();
+      await this.pull();
+      if (this.dbUp !== true) logger.info({ revision: this.position.revision }, 'database reachable; syncing');
+      this.dbUp = true;
+      this.lastSuccess = clock.now();
+      this.durations.push((this.lastSuccess - started) / 1000);
+    } catch (err) {
+      if (this.dbUp !== false) logger.warn({ err: (err as Error).message }, 'cannot sync from the database; keeping the topology as it is');
+      this.dbUp = false;
+      return;
+    }
+    if (this.pending) this.publishSnapshot();
+    this.settleCarried();
+  }
+
+  private mayWrite(cluster: string | null): boolean {
+    const refusal = this.options.refusal(cluster);
+    if (refusal !== this.refused) {
+      if (refusal) this.options.logger.error({ reason: refusal }, 'the syncer will not write the topology file: someone else wrote it; DNS keeps answering from it');
+      else if (this.refused) this.options.logger.info('the topology file is ours to write again; syncing');
+      this.refused = refusal;
+    }
+    return refusal === null;
+  }
+
+  private async subscribe(): Promise<void> {
+    if (this.unlisten || this.options.listen === false) return;
+    this.unlisten = await this.options.store.db.listen(NOTIFY_CHANNEL, () => void this.tick(), () => {
+      this.unlisten = null;
+    });
+  }
+
+  private async pull(): Promise<void> {
+    const { store } = this.options;
+    const head = await store.head();
+    const { id, revision } = this.position;
+    const rowRevision = id !== null && revision !== null && head.revision >= revision ? await store.rowRevision(id) : undefined;
+    const plan = planSync(this.position, head, rowRevision);
+    if (plan === 'snapshot') return this.snapshot(snapshotCause(this.position, head, rowRevision) === 'lost');
+    if (plan === 'idle') return;
+    const pageSize = this.options.pageSize ?? 1000;
+    for (;;) {
+      const page = await store.changesSince(this.position.revision!, pageSize);
+      if (page.length) {
+        const last = page[page.length - 1];
+        this.position = { revision: last.revision, id: last.id };
+        this.applyRows(page, last.revision);
+      }
+      if (page.length < pageSize) return;
+    }
+  }
+
+  /** `lost`: rows may have been lost (not deleted), so what the snapshot lacks may come back. */
+  private async snapshot(lost: boolean): Promise<void> {
+    const builder = this.options.sink.snapshot();
+    const snap = await this.options.store.snapshot((row) => {
+      const reason = builder.add(toInstance(row));
+      if (reason) this.options.logger.warn({ id: row.id }, `presence row skipped: ${reason}`);
+    });
+    if (this.position.revision !== null) this.options.logger.warn({ was: this.position.revision, now: snap.revision }, 'revision went backwards or our last row vanished; took a full snapshot');
+    this.position = { revision: snap.revision, id: snap.lastId };
+    this.pending = { view: builder.finish(snap.revision), since: this.options.clock.now(), lost };
+  }
+
+  /** One page of changed rows → one delta (to the pending snapshot while one waits). */
+  private applyRows(rows: PresenceRow[], version: number): void {
+    const target = this.pending?.view ?? this.options.sink.current;
+    const removes = new Set<string>();
+    const adds = new Map<string, Instance>();
+    for (const row of rows) {
+      // Known to the database again (re-registered, or tombstoned): no longer carried.
+      this.carried.delete(row.id);
+      // A presence id names one instance; its old name goes even if the group moved.
+      const before = target?.withId(row.id) ?? [];
+      const next = row.deleted ? null : toInstance(row);
+      // A row also changes for its routes, which DNS does not serve.
+      if (next && before.length === 1 && sameInstance(before[0], next)) continue;
+      for (const old of before) removes.add(instanceName(old));
+      for (const [name, added] of adds) if (added.id === row.id) adds.delete(name);
+      if (next) adds.set(instanceName(next), next);
+    }
+    if (this.pending) {
+      this.pending.view.apply({ seq: this.pending.view.seq + 1, version, removes: [...removes], adds: [...adds.values()] });
+      return;
+    }
+    if (!this.options.sink.current) return;
+    this.claim();
+    this.options.sink.apply(version, [...removes], [...adds.values()]);
+  }
+
+  private claim(): void {
+    this.options.claim(this.cluster!);
+  }
+
+  /**
+   * Puts the pending snapshot in service. Instances it lacks that are in service — rows
+   * lost without a tombstone (tables emptied, a failover to a replica that missed the last
+   * transactions), or the instances of a cell gone without tombstones — are carried over:
+   * their registrars re-register them within a heartbeat, and only those still missing
+   * after a TTL go, as far as the mass-expiry guard allows. An empty snapshot over a
+   * topology with records waits for an operator.
+   */
+  private publishSnapshot(): void {
+    const { clock, logger, sink } = this.options;
+    const pending = this.pending!;
+    const current = sink.current;
+    const lost: Instance[] = [];
+    if (current && current.recordCount > 0 && !this.emptyRelease) {
+      if (pending.view.recordCount === 0) {
+        if (!this.heldEmpty) logger.error({ records: current.recordCount },
+          'the database has no live instances; keeping the topology in service (POST /v1/reaper/release-guard to empty it)');
+        this.heldEmpty = true;
+        return;
+      }
+      // After lost rows, any instance may come back; otherwise (a first snapshot, or one
+      // behind the tombstones kept) what is missing was deleted, unless its whole cell is.
+      const cells = pending.lost ? null : pending.view.cells();
+      for (const i of current.instances()) {
+        if (pending.view.withId(i.id).length === 0 && (cells === null || !cells.has(i.cellId))) lost.push(i);
+      }
+    }
+    this.pending = null;
+    this.emptyRelease = false;
+    this.heldEmpty = false;
+    this.claim();
+    const view = pending.view;
+    if (lost.length) {
+      logger.warn({ lost: lost.length, cells: new Set(lost.map((i) => i.cellId)).size },
+        'the database lost instances without tombstones; keeping them for a TTL while their registrars re-register them');
+      view.apply({ seq: view.seq + 1, version: view.version, removes: [], adds: lost });
+      for (const i of lost) this.carried.set(i.id, i);
+      this.carriedSince = pending.since;
+    }
+    sink.replaceView(view);
+  }
+
+  /** Lets go of the carried instances still missing a TTL after the snapshot that lost them, as the guard allows. */
+  private settleCarried(): void {
+    const { clock, logger, sink } = this.options;
+    const current = sink.current;
+    if (this.carried.size === 0 || !current || clock.now() - this.carriedSince < this.options.ttlMs) return;
+    const byCell = new Map<string, Instance[]>();
+    for (const i of this.carried.values()) byCell.set(i.cellId ?? '', [...(byCell.get(i.cellId ?? '') ?? []), i]);
+    const cellsInService = current.cells().size;
+    const decision = this.guard.decide([...byCell.keys()].map((cellId) => ({ cellId, ttlMs: this.options.ttlMs })), cellsInService, clock.now());
+    if (decision.tripped) {
+      this.guardTrips++;
+      logger.error({ vanished: decision.held.map((c) => c.cellId), cellsInService },
+        'the database lost most cells at once (tables emptied or restored?) and they did not re-register; keeping them');
+    }
+    const gone = decision.release.flatMap((c) => byCell.get(c.cellId) ?? []);
+    if (gone.length === 0) return;
+    for (const i of gone) this.carried.delete(i.id);
+    sink.apply(current.version, gone.map((i) => instanceName(i)), []);
+  }
+}
+

@@ -1,0 +1,57 @@
+// The topology worker: the control plane's thread. It opens the database the syncer
+// follows (a PostgreSQL server, or the embedded one's thread through a port), starts the
+// control plane (plane.ts) and relays messages between it and the DNS thread. Nothing it
+// does can stall a DNS answer; if it dies, the DNS thread keeps the view in service and
+// restarts it (host.ts).
+import { parentPort, workerData } from 'node:worker_threads';
+import { createLogger } from '../log.ts';
+import type { Db } from '../presence/db.ts';
+import { reportBackgroundFailures } from '../util/background.ts';
+import { startControlPlane, type SqlSyncSetup } from './plane.ts';
+import type { ToMain, ToWorker, TopologyWorkerOptions } from './protocol.ts';
+
+const options = workerData as TopologyWorkerOptions;
+const logger = createLogger(options.logLevel).child({ module: 'topology' });
+// Logged from this thread (its failures are not counted in the main thread's metrics).
+reportBackgroundFailures(logger);
+
+let db: Db | null = null;
+let sync: SqlSyncSetup | null = null;
+if (options.sync) {
+  // Loaded only for a syncing node: a DNS-only daemon's worker never loads pg.
+  const [{ openPgDb, POOLS }, { RemoteDb }, { migrate }, { PresenceStore }] = await Promise.all([
+    import('../presence/pg-db.ts'), import('../presence/embedded-db.ts'), import('../presence/schema.ts'), import('../presence/store.ts'),
+  ]);
+  const { database, ...settings } = options.sync;
+  const opened: Db = 'url' in database ? openPgDb(database.url, logger, POOLS.syncer) : new RemoteDb(database.port);
+  db = opened;
+  let migrated = false;
+  const store = new PresenceStore(opened, async () => {
+    if (migrated) return;
+    await migrate(opened);
+    migrated = true;
+  });
+  sync = { store, ...settings };
+}
+
+const plane = await startControlPlane({
+  file: options.file,
+  aliasesDir: options.aliasesDir,
+  domains: options.domains,
+  maxFileBytes: options.maxFileBytes,
+  logger,
+  post: (message: ToMain, transfer: ArrayBuffer[] = []) => parentPort!.postMessage(message, transfer),
+  sync,
+  resume: options.resume,
+});
+parentPort!.postMessage({ type: 'started' } satisfies ToMain);
+
+parentPort!.on('message', (message: ToWorker) => {
+  if (message.type !== 'stop') {
+    plane.handle(message);
+    return;
+  }
+  void plane.stop()
+    .then(() => db?.close())
+    .finally(() => process.exit(0));
+});
