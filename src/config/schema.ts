@@ -1,7 +1,7 @@
 // The configuration schema: every key of the operator contract (DESIGN §8) with its
 // default. Unknown keys are errors, so a typo is caught at start, not ignored.
 import { z } from 'zod';
-import { parseCidr } from '../forward/allow.ts';
+import { allowedCidr } from '../forward/allow.ts';
 import { ForwardError, isLoopback, parseUpstream } from '../forward/upstreams.ts';
 import { NatsConfigError, natsConnectionOptions } from '../routes/nats-options.ts';
 
@@ -95,7 +95,7 @@ export const configSchema = z.strictObject({
     /** First health probe of an upstream marked down, seconds; doubles per failed probe up to 30 s. */
     health_check: seconds.default(0.5),
     /** CIDRs allowed to recurse; default loopback and the listen addresses' networks. */
-    allow: z.array(parsedBy(parseCidr)).optional(),
+    allow: z.array(parsedBy(allowedCidr)).optional(),
     cache: z.strictObject({
       enabled: z.boolean().default(true),
       max_entries: z.number().int().positive().default(10000),

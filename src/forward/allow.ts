@@ -2,11 +2,12 @@
 // networks of the addresses we listen on, so the daemon never becomes an open resolver.
 import type { NetworkInterfaceInfo } from 'node:os';
 import type { ListenAddress } from '../dns/server.ts';
-import { cidrSet, parseCidr as cidrOf, type Cidr } from '../util/ip.ts';
+import { cidrSet, parseCidr, type Cidr } from '../util/ip.ts';
 import { ForwardError } from './upstreams.ts';
 
-export function parseCidr(text: string): Cidr {
-  const cidr = cidrOf(text);
+/** A `forward.allow` entry as a CIDR; throws naming the key when it is not one. */
+export function allowedCidr(text: string): Cidr {
+  const cidr = parseCidr(text);
   if (!cidr) throw new ForwardError('BAD_CIDR', 'forward.allow', `"${text}" is not a CIDR (e.g. "10.0.0.0/8", "::1/128")`);
   return cidr;
 }
@@ -19,7 +20,7 @@ export class AllowList {
   private readonly memo = new Map<string, boolean>();
 
   constructor(readonly entries: string[]) {
-    this.inside = cidrSet(entries.map(parseCidr));
+    this.inside = cidrSet(entries.map(allowedCidr));
   }
 
   allows(address: string): boolean {

@@ -45,7 +45,7 @@ const PREFETCH_FRACTION = 0.1;
 /** Rough per-entry overhead beyond the message bytes, for the byte bound. */
 const ENTRY_OVERHEAD = 160;
 
-export class AnswerCache {
+export class ForwardCache {
   private readonly entries = new Map<string, CacheEntry>();
   private bytesUsed = 0;
 

@@ -14,7 +14,7 @@ import type { Logger } from '../log.ts';
 import { backgroundFailed, inBackground } from '../util/background.ts';
 import { watchPaths } from '../util/watch.ts';
 import { AllowList, defaultAllow } from './allow.ts';
-import { AnswerCache, type CacheEntry, type Lookup } from './cache.ts';
+import { ForwardCache, type CacheEntry, type Lookup } from './cache.ts';
 import { systemClock, type Clock } from '../clock.ts';
 import { buildUpstreamQuery, renderReply, type StoredMessage } from './message.ts';
 import { UpstreamClient } from './transport.ts';
@@ -67,7 +67,7 @@ function cacheKey(query: DecodedQuery): string {
 export class Forwarder implements NextHandler {
   private upstreams: Upstream[] = [];
   private readonly clients = new Map<string, UpstreamClient>();
-  private readonly cache: AnswerCache | null;
+  private readonly cache: ForwardCache | null;
   private readonly allow: AllowList;
   private readonly inflight = new Map<string, Promise<Outcome>>();
   private readonly clock: Clock;
@@ -86,7 +86,7 @@ export class Forwarder implements NextHandler {
     this.clock = options.clock ?? systemClock;
     this.allow = new AllowList(config.allow ?? defaultAllow(options.listen, networkInterfaces()));
     this.cache = config.cache.enabled
-      ? new AnswerCache({
+      ? new ForwardCache({
           maxEntries: config.cache.max_entries,
           maxBytes: config.cache.max_bytes,
           minTtl: config.cache.min_ttl,

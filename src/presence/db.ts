@@ -36,13 +36,3 @@ export class PresenceError extends Error {
   }
 }
 
-/** A URL with its password masked, for logs. */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return '<unparseable database url>';
-  }
-}

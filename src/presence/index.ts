@@ -11,14 +11,15 @@ import type { Config } from '../config/index.ts';
 import type { Logger } from '../log.ts';
 import type { RegistrationSource } from '../registrations/types.ts';
 import { systemClock, type Clock } from '../clock.ts';
-import { PresenceError, redactUrl, type Db } from './db.ts';
+import { redactUrl } from '../util/redact.ts';
+import { PresenceError, type Db } from './db.ts';
 import { startEmbeddedDb } from './embedded-db.ts';
 import { Reaper, type ReaperStatus } from './reaper.ts';
 import { Registrar } from './registrar.ts';
 import { migrate } from './schema.ts';
 import { PresenceStore } from './store.ts';
 
-export { PresenceError, redactUrl, type Db, type Queryable } from './db.ts';
+export { PresenceError, type Db, type Queryable } from './db.ts';
 export * from './decisions.ts';
 export { migrate } from './schema.ts';
 export { PresenceStore, NOTIFY_CHANNEL, type CellMember, type PresenceRecord, type PresenceRow, type WriteResult } from './store.ts';

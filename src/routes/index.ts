@@ -8,12 +8,12 @@ import type { Logger } from '../log.ts';
 import type { RegistrationSource } from '../registrations/types.ts';
 import { RouteEmitter } from './emitter.ts';
 import { NatsBus } from './nats-bus.ts';
-import { redactUrl } from './nats-options.ts';
+import { redactUrl } from '../util/redact.ts';
 
 export { RouteEmitter, SUBJECT, type RouteEmitterOptions } from './emitter.ts';
 export { COMPONENT_TAG, diffEndpoints, routeEndpoints, type RouteEndpoint, type RouteMessage } from './messages.ts';
 export { NatsBus, type RouteBus } from './nats-bus.ts';
-export { NatsConfigError, natsConnectionOptions, redactUrl, type NatsSettings } from './nats-options.ts';
+export { NatsConfigError, natsConnectionOptions, type NatsSettings } from './nats-options.ts';
 
 export interface RoutesStatus {
   natsConnected: boolean;

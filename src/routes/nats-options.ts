@@ -1,6 +1,7 @@
 // routes.* config → nats.js connection options. Pure (no connection), so the config
 // schema checks the same rules at load time and `validate-config` reports them.
 import type { ConnectionOptions } from 'nats';
+import { redactUrl } from '../util/redact.ts';
 
 /** The NATS keys of the `routes` config section, as written there. */
 export interface NatsSettings {
@@ -20,10 +21,6 @@ export class NatsConfigError extends Error {
   }
 }
 
-/** A URL fit for a log line: no credentials. */
-export function redactUrl(url: string): string {
-  return url.replace(/\/\/[^@/]*@/g, '//***@');
-}
 
 /**
  * nats.js options from our config. Credentials embedded in the URL (how CF manifests

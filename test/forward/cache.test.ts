@@ -2,7 +2,7 @@
 // windows, clamps, and the byte bound.
 import { describe, expect, it } from 'vitest';
 import { decodeQuery, encodeResponse, RRType } from '../../src/dns/wire.ts';
-import { AnswerCache, type CacheSettings } from '../../src/forward/cache.ts';
+import { ForwardCache, type CacheSettings } from '../../src/forward/cache.ts';
 import { buildUpstreamQuery, parseUpstreamResponse, type StoredMessage } from '../../src/forward/message.ts';
 import { makeQuery } from './packets.ts';
 
@@ -27,7 +27,7 @@ function answer(name: string, ttl: number, count = 1): StoredMessage {
 
 describe('answer cache', () => {
   it('goes fresh → stale (refreshable unless a refresh just failed) → gone after the stale max age', () => {
-    const cache = new AnswerCache(SETTINGS);
+    const cache = new ForwardCache(SETTINGS);
     cache.store('k', answer('a.test', 10), 0);
     expect(cache.lookup('k', 9_999)).toMatchObject({ state: 'fresh' });
     expect(cache.lookup('k', 10_000)).toMatchObject({ state: 'stale', refresh: true });
@@ -40,7 +40,7 @@ describe('answer cache', () => {
   });
 
   it('raises TTLs to min_ttl and counts them down by whole seconds', () => {
-    const cache = new AnswerCache({ ...SETTINGS, minTtl: 30 });
+    const cache = new ForwardCache({ ...SETTINGS, minTtl: 30 });
     cache.store('k', answer('a.test', 5), 0);
     const at = cache.lookup('k', 12_900);
     expect(at.state === 'fresh' && at.ttl(5)).toBe(18);
@@ -49,7 +49,7 @@ describe('answer cache', () => {
 
   it('stays within max_bytes by dropping the least recently used entries', () => {
     const one = answer('big.test', 60, 50);
-    const cache = new AnswerCache({ ...SETTINGS, maxBytes: 3 * (one.message.length + 600) });
+    const cache = new ForwardCache({ ...SETTINGS, maxBytes: 3 * (one.message.length + 600) });
     for (const key of ['a', 'b', 'c', 'd', 'e']) cache.store(key, one, 0);
     expect(cache.bytes).toBeLessThanOrEqual(3 * (one.message.length + 600));
     expect(cache.size).toBeLessThan(5);
@@ -58,7 +58,7 @@ describe('answer cache', () => {
   });
 
   it('does not cache an answer larger than the whole cache', () => {
-    const cache = new AnswerCache({ ...SETTINGS, maxBytes: 100 });
+    const cache = new ForwardCache({ ...SETTINGS, maxBytes: 100 });
     expect(cache.store('k', answer('a.test', 60), 0)).toBeNull();
     expect(cache.size).toBe(0);
   });
