@@ -4,6 +4,7 @@
 import { dirname, isAbsolute, resolve } from 'node:path';
 import type { z } from 'zod';
 import { configSchema, type Config } from './schema.ts';
+import { isFilePath } from '../util/config-types.ts';
 import { parseStructured, readTextFile } from '../util/structured-file.ts';
 
 export type { Config } from './schema.ts';
@@ -21,11 +22,6 @@ export interface LoadedConfig {
 type Tree = Record<string, unknown>;
 
 const ENV_PREFIX = 'PRESENCE_DNS_';
-/** Keys holding file paths, resolved against the config file's directory when relative. */
-const PATH_KEYS = [
-  ['topology', 'file'], ['dns', 'aliases_dir'], ['registrations', 'dir'], ['database', 'embedded_dir'],
-  ['routes', 'nats_tls', 'ca_file'], ['routes', 'nats_tls', 'cert_file'], ['routes', 'nats_tls', 'key_file'],
-];
 
 interface Def {
   type: string;
@@ -44,6 +40,23 @@ function objectShape(schema: z.ZodType): Record<string, z.ZodType> | null {
   const def = unwrap(schema);
   return def.type === 'object' && def.shape ? def.shape : null;
 }
+
+/** Whether `schema` or a schema it wraps was declared with `filePath`. */
+function declaresFilePath(schema: z.ZodType): boolean {
+  for (let node: z.ZodType | undefined = schema; node; node = (node._zod.def as Def).innerType) {
+    if (isFilePath(node)) return true;
+  }
+  return false;
+}
+
+/** The keys the modules declared as file paths, which are resolved against the config file's directory when relative. */
+function pathKeys(schema: z.ZodType, at: string[] = []): string[][] {
+  const shape = objectShape(schema);
+  if (!shape) return declaresFilePath(schema) ? [at] : [];
+  return Object.entries(shape).flatMap(([key, value]) => pathKeys(value, [...at, key]));
+}
+
+const PATH_KEYS = pathKeys(configSchema);
 
 /** The schema of the key at `path`, or null when the path names no key. */
 function schemaAt(schema: z.ZodType, path: string[]): z.ZodType | null {

@@ -3,8 +3,8 @@
 // and answers with the main thread alone.
 import { availableParallelism } from 'node:os';
 import type { Registry } from '../admin/metrics.ts';
-import type { Config } from '../config/index.ts';
 import type { Logger } from '../log.ts';
+import type { DnsConfig } from './config.ts';
 import type { TopologyStore } from './topology.ts';
 import type { DnsHandler } from './handler.ts';
 import { DnsServer, type ListenAddress } from './server.ts';
@@ -25,7 +25,7 @@ export interface RunningDns {
 }
 
 export async function startDns(options: {
-  config: Config['dns'];
+  config: DnsConfig;
   handler: DnsHandler;
   topology: TopologyStore;
   recursionAvailable: () => boolean;

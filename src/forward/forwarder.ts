@@ -6,7 +6,6 @@ import { readFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import type { FSWatcher } from 'chokidar';
 import type { Registry } from '../admin/metrics.ts';
-import type { Config } from '../config/index.ts';
 import type { Client, NextAnswer, NextHandler } from '../dns/handler.ts';
 import type { ListenAddress } from '../dns/server.ts';
 import { decodeQuery, Rcode, udpLimit, type DecodedQuery, type EdnsOption } from '../dns/wire.ts';
@@ -15,6 +14,7 @@ import { backgroundFailed, inBackground } from '../util/background.ts';
 import { watchPaths } from '../util/watch.ts';
 import { AllowList, defaultAllow } from './allow.ts';
 import { ForwardCache, type CacheEntry, type Lookup } from './cache.ts';
+import type { ForwardConfig } from './config.ts';
 import { systemClock, type Clock } from '../clock.ts';
 import { buildUpstreamQuery, renderReply, type StoredMessage } from './message.ts';
 import { UpstreamClient } from './transport.ts';
@@ -24,7 +24,7 @@ import {
 } from './upstreams.ts';
 
 export interface ForwarderOptions {
-  config: Config['forward'];
+  config: ForwardConfig;
   /** The daemon's own listen addresses: excluded from resolv.conf, and the default allow list's networks. */
   listen: ListenAddress[];
   maxUdpSize: number;

@@ -3,7 +3,7 @@
 // route emitter, the registrations and the checks. Read from memory only, so it answers
 // at once even with the database down; what a node does not know (no syncer, no checks)
 // is null.
-import type { Config } from '../config/index.ts';
+import type { PresenceConfig } from '../presence/config.ts';
 import type { Presence } from '../presence/index.ts';
 import type { RegistrationSetStatus } from '../registrations/index.ts';
 import type { RoutesStatus } from '../routes/index.ts';
@@ -11,7 +11,7 @@ import type { TopologyStatus } from '../dns/index.ts';
 import type { SyncStatus } from '../control/protocol.ts';
 
 export interface StatusSources {
-  config: Config;
+  config: PresenceConfig;
   startedAt: number;
   dns: { listen: Array<{ address: string; port: number; transport: string }>; threads: number };
   topology: { status(): TopologyStatus; syncStatus(): SyncStatus | null };

@@ -7,11 +7,11 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { MessagePort } from 'node:worker_threads';
 import type { AdminServer, Registry } from '../admin/index.ts';
-import type { Config } from '../config/index.ts';
 import type { Logger } from '../log.ts';
 import type { RegistrationSource } from '../registrations/types.ts';
 import { systemClock, type Clock } from '../clock.ts';
 import { redactUrl } from '../util/redact.ts';
+import type { PresenceConfig } from './config.ts';
 import { PresenceError, type Db } from './db.ts';
 import { startEmbeddedDb } from './embedded-db.ts';
 import { Reaper, type ReaperStatus } from './reaper.ts';
@@ -49,7 +49,7 @@ export interface PresenceDatabase {
  * The presence database: the server in `database.url`, or the embedded PGlite in its own
  * thread. Returns at once: PGlite opens in the background (statements wait for it).
  */
-export async function openPresenceDb(config: Config, logger: Logger): Promise<PresenceDatabase> {
+export async function openPresenceDb(config: PresenceConfig, logger: Logger): Promise<PresenceDatabase> {
   const { url, embedded_dir: dir } = config.database;
   if (url) {
     logger.info({ database: redactUrl(url) }, 'presence database');
@@ -77,7 +77,7 @@ export async function openPresenceDb(config: Config, logger: Logger): Promise<Pr
 }
 
 export interface PresenceOptions {
-  config: Config;
+  config: PresenceConfig;
   logger: Logger;
   metrics: Registry;
   admin: AdminServer | null;

@@ -3,9 +3,9 @@
 // `router.unregister`), from the local registrations, so routes stay up while the
 // database is down. Owns the NATS connection; knows nothing of the database.
 import type { Registry } from '../admin/index.ts';
-import type { Config } from '../config/index.ts';
 import type { Logger } from '../log.ts';
 import type { RegistrationSource } from '../registrations/types.ts';
+import type { RoutesConfig } from './config.ts';
 import { RouteEmitter } from './emitter.ts';
 import { NatsBus } from './nats-bus.ts';
 import { redactUrl } from '../util/redact.ts';
@@ -30,13 +30,13 @@ export interface RoutesModule {
 
 /** Starts the emitter; NATS may be down, it is reached in the background. */
 export function startRoutes(options: {
-  config: Config['routes'];
+  config: RoutesConfig;
   registrations: RegistrationSource;
   logger: Logger;
   metrics: Registry;
 }): RoutesModule {
   const { config, logger } = options;
-  // The schema already refused what natsConnectionOptions would (see config/schema.ts).
+  // The schema already refused what natsConnectionOptions would (see config.ts).
   const bus = new NatsBus({ ...config, nats_url: config.nats_url ?? '' }, logger);
   const emitter = new RouteEmitter({
     source: options.registrations,
