@@ -18,7 +18,7 @@ describe('routes config', () => {
 
   it.each([
     [['routes.enabled=true'], /routes\.nats_url: routes\.enabled is true, so the NATS URL/],
-    [['routes.nats_url=http://nats:pw@h:4222'], /routes\.nats_url: "http:\/\/\*\*\*@h:4222": the scheme must be nats:\/\/ or tls:\/\//],
+    [['routes.nats_url=http://nats:pw@h:4222'], /routes\.nats_url: "http:\/\/nats:\*\*\*@h:4222": the scheme must be nats:\/\/ or tls:\/\//],
     [['routes.nats_url=nats://h', 'routes.nats_token=t', 'routes.nats_user=u'], /routes\.nats_token: set either a token or a user\/password/],
     [['routes.nats_url=nats://h', 'routes.nats_tls.key_file=/k.pem'], /routes\.nats_tls: a client certificate needs both/],
   ])('refuses %j at load time, naming the key', (overrides, message) => {
