@@ -9,7 +9,7 @@
 # (A file rather than a build argument: a system bundle is ~200 KB, over the 128 KB a
 # single command-line argument may be.)
 #
-# Roles (config/container.yaml; README "Running it as a sidecar"):
+# Roles (config/container.yaml; docs/operating.md "Running it as a sidecar"):
 #   DNS sidecar (the default): serves a topology file it never writes; no database.
 #     docker run -d -p 53:53/udp -p 53:53/tcp --read-only --cap-drop ALL --cap-add NET_BIND_SERVICE \
 #       -v /srv/presence-dns:/var/lib/presence-dns:ro presence-dns      # /srv/presence-dns/topology.json

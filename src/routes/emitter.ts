@@ -1,4 +1,4 @@
-// The route emitter's behaviour (DESIGN §6): what to publish and when. It keeps the
+// The route emitter's behaviour (docs/routes.md): what to publish and when. It keeps the
 // current endpoint set, publishes registers on change and on every interval, follows
 // gorouter's router.start / greet parameters, and re-sends unregisters a bounded number
 // of times. Time and randomness are injected, NATS sits behind RouteBus.

@@ -1,4 +1,4 @@
-// routes: the cell-local route emitter (DESIGN §6). Publishes the HTTP routes of this
+// routes: the cell-local route emitter (docs/routes.md). Publishes the HTTP routes of this
 // node's registered instances to gorouter over NATS (`router.register` /
 // `router.unregister`), from the local registrations, so routes stay up while the
 // database is down. Owns the NATS connection; knows nothing of the database.

@@ -5,8 +5,8 @@
 // query, and each file is served whole or rejected whole.
 //
 // What each file should do is decided by the test's own reference reader: a few lines
-// that implement the README's rules for the topology file (below), sharing nothing with
-// the daemon's reader. From it the test knows, for every file, whether it is served, its
+// that implement the rules of docs/topology-file.md (below), sharing nothing with the
+// daemon's reader. From it the test knows, for every file, whether it is served, its
 // version, how many records it has, and the right answer to every name it asks: each
 // group, each instance by id, and the alias. The steady load accepts only a right answer
 // from the file in service — or, while a file is being swapped in, the one before it.
@@ -64,7 +64,7 @@ function mutated(k: number, random: Random): string {
   }
 }
 
-// ---- The reference reader: the README's rules for a topology file, and nothing else. ----
+// ---- The reference reader: docs/topology-file.md's rules for a topology file, and nothing else. ----
 //  - A file that is not a JSON object, or whose record_keys is not a list of names with the
 //    required columns id, instance_group (or group), network, deployment, ip and domain,
 //    or whose record_infos is not a list, or whose version is not a non-negative integer,

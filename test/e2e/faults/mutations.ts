@@ -1,9 +1,9 @@
 // What the scenarios that damage files share, with the readers' unit fuzz tests: seeded
 // randomness (so a failure replays from its seed), the ways bytes go bad on a disk or in a
-// copy, values of the wrong type, and sealing a journal line as the README documents the
-// format (a CRC-32 of the line's bytes before `,"crc"`), so a test can write a line whose
-// checksum holds around any content and reach the checks behind the checksum. Pure: no
-// daemon, no files. And the instance the product's writers take, for tests that write
+// copy, values of the wrong type, and sealing a journal line as docs/topology-file.md
+// documents the format (a CRC-32 of the line's bytes before `,"crc"`), so a test can
+// write a line whose checksum holds around any content and reach the checks behind the
+// checksum. Pure: no daemon, no files. And the instance the product's writers take, for tests that write
 // snapshots and journals with them.
 import { crc32 } from 'node:zlib';
 import type { Instance } from '../../../src/image/instance.ts';
