@@ -180,6 +180,10 @@ export class FileSource {
 
   private reloadAliases(): void {
     this.configAliases = this.readAliasDir();
+    this.handOverAliases();
+  }
+
+  private handOverAliases(): void {
     const aliases = this.changedAliases();
     if (aliases) this.options.state.setAliases(aliases);
   }
@@ -218,7 +222,12 @@ export class FileSource {
   private load(): void {
     const { state, logger } = this.options;
     const opened = this.openTopology();
-    if (!opened) return;
+    if (!opened) {
+      // No file yet (a syncing node's first start): the aliases go to the state now, so the
+      // topology the syncer puts in service later is served with them.
+      if (!state.current) this.handOverAliases();
+      return;
+    }
     if (opened.mark === this.mark && state.current) {
       this.followJournal();
       return;

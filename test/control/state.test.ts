@@ -227,6 +227,23 @@ describe('a reader of a journal that turns bad', () => {
   });
 });
 
+describe('aliases before any topology', () => {
+  it('are served with the first topology a syncing node puts in service, though no file was there to read', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'topology.json');
+    mkdirSync(join(dir, 'aliases.d'));
+    writeFileSync(join(dir, 'aliases.d', 'web.yaml'), 'web.service.internal: ["*.g0.default.cf.bosh"]\n');
+    const state = new TopologyState({ domains: [], post: () => {}, logger: silentLogger });
+    const source = new FileSource({ file, aliasesDir: join(dir, 'aliases.d'), state, logger: silentLogger, debounceMs: 10 });
+    sources.push(source);
+    await source.start();
+    expect(state.current).toBeNull();
+    // The syncer's first snapshot.
+    state.replace(compileImage({ version: 1, instances: fleet(3), aliases: new Map(), ptrRecords: null, generatedAt: null, source: null, cluster: null }));
+    expect(state.current!.aliasTargets('web.service.internal')).toEqual(['*.g0.default.cf.bosh']);
+  });
+});
+
 describe('limits on what is read', () => {
   it('rejects a topology file over the size limit, keeping the last good topology', async () => {
     const file = join(tempDir(), 'topology.json');
