@@ -1,6 +1,6 @@
-// The hot path for platform names (DESIGN §9). A response to one (lower-cased name,
-// type, class, EDNS, size limit) is the same bytes for every client apart from the ID,
-// the RD/CD bits and the case of the question, because the encoder copies the question
+// The hot path for platform names. A response to one key (codec/fast-key.ts: lower-cased
+// name, type, class, EDNS, size limit) is the same bytes for every client apart from the
+// ID, the RD/CD bits and the case of the question, because the encoder copies the question
 // from the query and compresses owner names to pointers into it. So each such answer is
 // encoded once by the general path (decode → resolver → encoder), kept in the answer
 // cache every DNS thread shares (answer-cache.ts), and served by copying it and patching
@@ -19,14 +19,7 @@
 import type { TopologyChange } from './follower.ts';
 import type { TopologyLookup } from '../image/view.ts';
 import { NOT_OURS, STAMP_SLOTS, type AnswerCache, type AnswerEntry } from './answer-cache.ts';
-import { HEADER_SIZE, MIN_UDP_SIZE, RRType } from './wire.ts';
-
-/** Where the question name ends and its type: what `fastKey` learned besides the key. */
-export interface FastQuestion {
-  /** Offset where the question name ends (the bytes copied from the query). */
-  nameEnd: number;
-  type: number;
-}
+import { fastKey, FAST_KEY_BYTES, Flag, HEADER_SIZE, type FastQuestion } from '../codec/index.ts';
 
 /** What the general path gives back for a query on a cache miss. */
 export type Built =
@@ -51,70 +44,10 @@ export interface FastPathOptions {
   served: (transport: 'udp' | 'tcp', type: number, rcode: number) => void;
 }
 
-const TCP_LIMIT = 65535;
-const OPCODE_OR_QR = 0xf8;
-const RD = 0x01;
-const RA = 0x80;
-const CD = 0x10;
-
-/**
- * Reads header, question and an optional lone OPT record — only what the lookup needs —
- * and writes the cache key into `scratch`: lower-cased question name (wire form), type,
- * class, EDNS or not, and the size limit; returns its length. Returns 0 for anything
- * unusual (not a plain query, pointers, odd labels, several additional records, EDNS
- * version > 0): the general path handles those.
- */
-export function fastKey(packet: Buffer, transport: 'udp' | 'tcp', maxUdpSize: number, scratch: Buffer, out: FastQuestion): number {
-  const length = packet.length;
-  if (length < HEADER_SIZE + 5) return 0;
-  if (packet[2] & OPCODE_OR_QR) return 0;
-  if (packet[4] !== 0 || packet[5] !== 1) return 0;
-  if (packet[6] | packet[7] | packet[8] | packet[9] | packet[10]) return 0;
-  const arcount = packet[11];
-  if (arcount > 1) return 0;
-  let offset = HEADER_SIZE;
-  for (;;) {
-    if (offset >= length) return 0;
-    const label = packet[offset];
-    if (label === 0) break;
-    // Pointers and extended label types are for the general decoder (FORMERR).
-    if (label > 63) return 0;
-    const end = offset + 1 + label;
-    if (end > length || end - HEADER_SIZE > 255) return 0;
-    for (let i = offset + 1; i < end; i++) {
-      const c = packet[i];
-      // Dots inside labels and non-ASCII bytes are rare; the general path decides them.
-      if (c === 0x2e || c >= 0x80) return 0;
-      scratch[i - HEADER_SIZE] = c >= 0x41 && c <= 0x5a ? c | 0x20 : c;
-    }
-    scratch[offset - HEADER_SIZE] = label;
-    offset = end;
-  }
-  const nameEnd = offset + 1;
-  const questionEnd = nameEnd + 4;
-  if (questionEnd > length) return 0;
-  let limit = transport === 'tcp' ? TCP_LIMIT : MIN_UDP_SIZE;
-  // 1 marks "no EDNS" (every real limit is ≥ 512), so EDNS-512 and plain 512 differ.
-  let ednsMark = 1;
-  if (arcount === 1) {
-    // Only a root-owned OPT: anything else goes the general way.
-    if (packet[questionEnd] !== 0 || questionEnd + 11 > length) return 0;
-    if (packet.readUInt16BE(questionEnd + 1) !== RRType.OPT) return 0;
-    if (packet[questionEnd + 6] !== 0) return 0;
-    if (questionEnd + 11 + packet.readUInt16BE(questionEnd + 9) > length) return 0;
-    const udpSize = packet.readUInt16BE(questionEnd + 3);
-    if (transport === 'udp') limit = Math.max(MIN_UDP_SIZE, Math.min(udpSize, maxUdpSize));
-    ednsMark = 2;
-  }
-  const nameLength = nameEnd - HEADER_SIZE;
-  scratch[nameLength - 1] = 0;
-  packet.copy(scratch, nameLength, nameEnd, questionEnd);
-  scratch[nameLength + 4] = ednsMark;
-  scratch.writeUInt16BE(limit, nameLength + 5);
-  out.nameEnd = nameEnd;
-  out.type = packet.readUInt16BE(nameEnd);
-  return nameLength + 7;
-}
+/** The flag bits a kept answer takes from each query (RD, CD) or from the moment (RA), in the flags' second byte. */
+const RD = Flag.RD >> 8;
+const RA = Flag.RA;
+const CD = Flag.CD;
 
 /**
  * One thread's fast path: parses the key, serves what the answer cache holds for it while
@@ -122,7 +55,7 @@ export function fastKey(packet: Buffer, transport: 'udp' | 'tcp', maxUdpSize: nu
  * (a ring of shuffled encodings for several records) and keeps it in the cache.
  */
 export class FastPath {
-  private readonly scratch = Buffer.alloc(512);
+  private readonly scratch = Buffer.alloc(FAST_KEY_BYTES);
   private readonly question: FastQuestion = { nameEnd: 0, type: 0 };
   private readonly ringSize: number;
   private readonly stamps: Uint32Array;

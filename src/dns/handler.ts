@@ -11,11 +11,11 @@ import { AnswerCache, allocateAnswerCache } from './answer-cache.ts';
 import { FastPath, type Built } from './fastpath.ts';
 import { PlatformResolver } from './resolver.ts';
 import {
-  decodeQuery, encodeBareReply, encodeResponse, udpLimit, Rcode, RRType, rrTypeName,
-  type DecodedQuery, type DnsResult, type EdnsOption,
-} from './wire.ts';
+  decodeQuery, encodeBareReply, encodeResponse, Rcode, RRType, rrTypeName,
+  type DecodedQuery, type DnsResult, type EdnsOption, type Transport,
+} from '../codec/index.ts';
 
-export type Transport = 'udp' | 'tcp';
+export type { Transport } from '../codec/index.ts';
 
 export interface Client {
   address: string;
@@ -58,7 +58,6 @@ interface BoundCounters {
 }
 
 const RCODE_NAMES = Object.fromEntries(Object.entries(Rcode).map(([k, v]) => [v, k]));
-const TCP_MAX = 65535;
 /** Answers names when no topology is loaded yet (upcheck still works; nothing else is ours). */
 const EMPTY_INDEX = emptyView();
 
@@ -189,10 +188,7 @@ export class DnsHandler {
 
   private encode(packet: Buffer, query: DecodedQuery, transport: Transport, result: DnsResult, ednsOptions?: EdnsOption[]): Buffer {
     return encodeResponse(packet, query, result, {
-      maxSize: transport === 'tcp' ? TCP_MAX : udpLimit(query, this.options.maxUdpSize),
-      recursionAvailable: this.next?.recursionAvailable ?? false,
-      ednsUdpSize: this.options.maxUdpSize,
-      ednsOptions,
+      transport, maxUdpSize: this.options.maxUdpSize, recursionAvailable: this.next?.recursionAvailable ?? false, ednsOptions,
     });
   }
 

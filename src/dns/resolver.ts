@@ -1,4 +1,4 @@
-// Answering platform names (DESIGN §4) from a topology view. Returns a value — rcode,
+// Answering platform names (the README's "Names" rules) from a topology view. Returns a value — rcode,
 // records, flags — that the encoder turns into bytes; null means "not a name we serve"
 // so the server can pass it on (forwarder) or refuse it. With it comes the cache tag:
 // what the answer was computed from, so the fast path knows which deltas change it.
@@ -7,7 +7,7 @@ import { reverseNameToIp } from '../util/ip.ts';
 import type { Instance } from '../image/instance.ts';
 import { instanceName, type TopologyLookup } from '../image/view.ts';
 import { addressTag, agentTag, ALIAS_TAG, criteriaTag, STATIC_TAG } from '../image/cache-tags.ts';
-import { CLASS_IN, Rcode, RRType, type DnsResult, type Question, type ResourceRecord } from './wire.ts';
+import { CLASS_IN, Rcode, RRType, type DnsResult, type Question, type ResourceRecord } from '../codec/index.ts';
 
 export interface ResolverOptions {
   /** TTL of positive answers, seconds. */

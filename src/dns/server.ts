@@ -15,7 +15,7 @@ import type { HotCounter, Registry } from '../admin/metrics.ts';
 import { systemClock, type Clock, type Timer } from '../clock.ts';
 import type { Logger } from '../log.ts';
 import type { Client, DnsHandler } from './handler.ts';
-import { decodeQuery, encodeBareReply, encodeResponse, MIN_UDP_SIZE, Rcode } from './wire.ts';
+import { decodeQuery, encodeBareReply, encodeResponse, MIN_UDP_SIZE, Rcode } from '../codec/index.ts';
 
 export interface ListenAddress {
   address: string;
@@ -64,7 +64,7 @@ function servfail(packet: Buffer): Buffer | null {
   const { query } = decoded;
   try {
     return encodeResponse(packet, query, { rcode: Rcode.SERVFAIL, authoritative: false, answers: [], authority: [], additional: [] },
-      { maxSize: MIN_UDP_SIZE, recursionAvailable: false, ednsUdpSize: MIN_UDP_SIZE });
+      { transport: 'udp', maxUdpSize: MIN_UDP_SIZE, recursionAvailable: false });
   } catch {
     return encodeBareReply(query.id, query.opcode, query.recursionDesired, Rcode.SERVFAIL);
   }

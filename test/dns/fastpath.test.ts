@@ -8,7 +8,7 @@ import { Registry } from '../../src/admin/metrics.ts';
 import { AnswerCache, allocateAnswerCache } from '../../src/dns/answer-cache.ts';
 import { FastPath } from '../../src/dns/fastpath.ts';
 import { DnsHandler, type Transport } from '../../src/dns/handler.ts';
-import { RRType } from '../../src/dns/wire.ts';
+import { RRType } from '../../src/codec/index.ts';
 import { tagsOf } from '../../src/image/cache-tags.ts';
 import { parseTopology } from '../../src/control/reader.ts';
 import type { TopologyLookup, TopologyView } from '../../src/image/view.ts';

@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Registry } from '../../src/admin/metrics.ts';
 import { configSchema } from '../../src/config/schema.ts';
 import { DnsHandler, type Client } from '../../src/dns/handler.ts';
-import { Rcode, RRType } from '../../src/dns/wire.ts';
+import { Rcode, RRType } from '../../src/codec/index.ts';
 import { Forwarder } from '../../src/forward/index.ts';
 import { createLogger } from '../../src/log.ts';
 import { emptyView, type TopologyLookup } from '../../src/image/index.ts';

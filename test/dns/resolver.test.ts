@@ -1,8 +1,8 @@
 // The platform resolver as a pure function: name + type → rcode, records and flags
-// (DESIGN §4 response rules), checked without sockets.
+// (the response rules for platform names), checked without sockets.
 import { describe, expect, it } from 'vitest';
 import { PlatformResolver } from '../../src/dns/resolver.ts';
-import { Rcode, RRType, type DnsResult, type ResourceRecord } from '../../src/dns/wire.ts';
+import { Rcode, RRType, type DnsResult, type ResourceRecord } from '../../src/codec/index.ts';
 import { topologyJson } from '../helpers/topology.ts';
 import { viewOf } from '../image/views.ts';
 
