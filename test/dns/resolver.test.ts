@@ -106,6 +106,25 @@ describe('PlatformResolver', () => {
     expect(ask('upcheck.presence-dns', RRType.AAAA)).toMatchObject({ rcode: Rcode.NOERROR, answers: [] });
   });
 
+  it('draws the same records in another order from one lookup, only where there are two or more to order', () => {
+    const srv = resolver.resolve(index, { name: 'web.default.cf.bosh', type: RRType.SRV, class: 1 });
+    const orders = new Set<string>();
+    for (let i = 0; i < 50; i++) {
+      const again = srv.reorder!();
+      expect(data(again.answers)).toEqual(data(srv.result!.answers));
+      expect(data(again.additional)).toEqual(data(srv.result!.additional));
+      // An instance's SRV records stay together, in the order of its addresses in additional.
+      const targets = again.answers.map((r) => ('target' in r ? r.target : '')).filter((t, n, all) => t !== all[n - 1]);
+      expect(targets).toEqual(again.additional.map((r) => r.name));
+      orders.add(targets.join(','));
+    }
+    expect(orders.size).toBe(2);
+    expect(resolver.resolve(index, { name: '*.web.default.cf.bosh', type: RRType.ANY, class: 1 }).reorder).not.toBeNull();
+    expect(resolver.resolve(index, { name: 'q-s0.web.default.cf.bosh', type: RRType.A, class: 1 }).reorder).toBeNull();
+    expect(resolver.resolve(index, { name: 'nobody.web.default.cf.bosh', type: RRType.A, class: 1 }).reorder).toBeNull();
+    expect(resolver.resolve(index, { name: '1.0.0.10.in-addr.arpa', type: RRType.PTR, class: 1 }).reorder).toBeNull();
+  });
+
   it('leaves names outside the served domains and other classes to the next handler', () => {
     expect(resolver.resolve(index, { name: 'example.com', type: RRType.A, class: 1 }).result).toBeNull();
     expect(resolver.resolve(index, { name: 'web-a.web.default.cf.bosh', type: RRType.A, class: 3 }).result).toBeNull();
