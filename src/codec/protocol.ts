@@ -1,7 +1,8 @@
 // The numbers of the DNS protocol this daemon speaks (RFC 1035, RFC 6891, RFC 4035):
-// record types, response codes, header flag bits and message size limits, and the size
-// limit of a reply on a transport. Every other codec module and both answerers (dns/,
-// forward/) take them from here.
+// record types, response codes, header flag bits and message size limits, the size limit
+// of a reply on a transport, and the error every reader throws on bytes that are not a
+// DNS message. Every other codec module and both answerers (dns/, forward/) take them
+// from here.
 
 export const RRType = {
   A: 1, NS: 2, CNAME: 5, SOA: 6, PTR: 12, MX: 15, TXT: 16, AAAA: 28, SRV: 33, OPT: 41, ANY: 255,
