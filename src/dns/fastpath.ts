@@ -1,13 +1,14 @@
-// The hot path for platform names (DESIGN §9). A response to one (lower-cased name,
-// type, class, EDNS, size limit) is the same bytes for every client apart from the ID,
-// the RD/CD bits and the case of the question, because the encoder copies the question
-// from the query and compresses owner names to pointers into it. So each such answer is
-// encoded once by the general path (decode → resolver → encoder), kept in the answer
-// cache every DNS thread shares (answer-cache.ts), and served by copying it and patching
-// those few bytes (and RA, which follows the forwarder's upstreams). Answers with more
-// than one record keep a small ring of differently shuffled encodings, rotated per
-// query. Anything this parser is not sure about returns null: the caller then runs the
-// general path, which answers it exactly as it always does.
+// Platform answers, with the answer cache in front of the resolver. A response
+// to one fast-path key (codec/fast-key.ts: lower-cased name, type, class, EDNS, size limit)
+// is the same bytes for every client apart from the ID, the RD/CD bits and the case of the
+// question, because the encoder copies the question from the query and compresses owner
+// names to pointers into it. So each such answer is encoded once, kept in the answer cache
+// every DNS thread shares (answer-cache.ts), and served by copying it and patching those
+// few bytes (and RA, which follows the forwarder's upstreams). On a miss the packet is
+// decoded once, the resolver asked once, and the reply encoded, kept and returned; an
+// answer of several records is kept as a ring of differently shuffled encodings, drawn
+// from that one lookup and rotated per query. Whatever has no key (codec/fast-key.ts) is
+// answered by `answerDecoded` from the query the caller decoded, and not kept.
 //
 // An entry stays valid across topology deltas until one touches what it was computed
 // from: each entry carries its cache tag (cache-tags.ts) and the stamp of that tag when
@@ -18,118 +19,50 @@
 // for another thread exactly when both answer from the same state of that tag.
 import type { TopologyChange } from './follower.ts';
 import type { TopologyLookup } from '../image/view.ts';
-import { NOT_OURS, STAMP_SLOTS, type AnswerCache, type AnswerEntry } from './answer-cache.ts';
-import { HEADER_SIZE, MIN_UDP_SIZE, RRType } from './wire.ts';
-
-/** Where the question name ends and its type: what `fastKey` learned besides the key. */
-export interface FastQuestion {
-  /** Offset where the question name ends (the bytes copied from the query). */
-  nameEnd: number;
-  type: number;
-}
-
-/** What the general path gives back for a query on a cache miss. */
-export type Built =
-  | { kind: 'answer'; packet: Buffer; shuffled: boolean; tag: number }
-  /** Not a platform name (or not for this path): never served here. */
-  | { kind: 'pass'; tag: number };
+import { NOT_OURS, STAMP_SLOTS, type AnswerCache } from './answer-cache.ts';
+import type { PlatformResolver } from './resolver.ts';
+import {
+  decodeQuery, encodeResponse, fastKey, FAST_KEY_BYTES, Flag, HEADER_SIZE,
+  type DecodedQuery, type DecodeResult, type DnsResult, type FastQuestion, type Transport,
+} from '../codec/index.ts';
 
 export interface FastPathOptions {
   /** Largest UDP answer for EDNS clients (dns.max_udp_size). */
   maxUdpSize: number;
-  /** Where answers are kept; null turns the fast path off (dns.answer_cache_bytes 0). */
+  /** Where answers are kept; null: none are (dns.answer_cache_bytes 0), every query is answered anew. */
   cache: AnswerCache | null;
   /** The main thread's stamps, for a DNS worker thread that starts late (`stampTable`). */
   stamps?: Uint32Array;
   /** Differently shuffled encodings kept per multi-record answer. */
   ringSize?: number;
-  /** Encodes one answer with the general path; called once per ring slot on a miss. */
-  build: (packet: Buffer, index: TopologyLookup, transport: 'udp' | 'tcp') => Built;
+  resolver: PlatformResolver;
   /** Whether RA is set: asked per answer, as the forwarder's upstreams come and go. */
   recursionAvailable: () => boolean;
-  /** Called for every answer served here, to count it. */
-  served: (transport: 'udp' | 'tcp', type: number, rcode: number) => void;
 }
 
-const TCP_LIMIT = 65535;
-const OPCODE_OR_QR = 0xf8;
-const RD = 0x01;
-const RA = 0x80;
-const CD = 0x10;
+/** The flag bits a kept answer takes from each query (RD, CD) or from the moment (RA), in the flags' second byte. */
+const RD = Flag.RD >> 8;
+const RA = Flag.RA;
+const CD = Flag.CD;
 
 /**
- * Reads header, question and an optional lone OPT record — only what the lookup needs —
- * and writes the cache key into `scratch`: lower-cased question name (wire form), type,
- * class, EDNS or not, and the size limit; returns its length. Returns 0 for anything
- * unusual (not a plain query, pointers, odd labels, several additional records, EDNS
- * version > 0): the general path handles those.
- */
-export function fastKey(packet: Buffer, transport: 'udp' | 'tcp', maxUdpSize: number, scratch: Buffer, out: FastQuestion): number {
-  const length = packet.length;
-  if (length < HEADER_SIZE + 5) return 0;
-  if (packet[2] & OPCODE_OR_QR) return 0;
-  if (packet[4] !== 0 || packet[5] !== 1) return 0;
-  if (packet[6] | packet[7] | packet[8] | packet[9] | packet[10]) return 0;
-  const arcount = packet[11];
-  if (arcount > 1) return 0;
-  let offset = HEADER_SIZE;
-  for (;;) {
-    if (offset >= length) return 0;
-    const label = packet[offset];
-    if (label === 0) break;
-    // Pointers and extended label types are for the general decoder (FORMERR).
-    if (label > 63) return 0;
-    const end = offset + 1 + label;
-    if (end > length || end - HEADER_SIZE > 255) return 0;
-    for (let i = offset + 1; i < end; i++) {
-      const c = packet[i];
-      // Dots inside labels and non-ASCII bytes are rare; the general path decides them.
-      if (c === 0x2e || c >= 0x80) return 0;
-      scratch[i - HEADER_SIZE] = c >= 0x41 && c <= 0x5a ? c | 0x20 : c;
-    }
-    scratch[offset - HEADER_SIZE] = label;
-    offset = end;
-  }
-  const nameEnd = offset + 1;
-  const questionEnd = nameEnd + 4;
-  if (questionEnd > length) return 0;
-  let limit = transport === 'tcp' ? TCP_LIMIT : MIN_UDP_SIZE;
-  // 1 marks "no EDNS" (every real limit is ≥ 512), so EDNS-512 and plain 512 differ.
-  let ednsMark = 1;
-  if (arcount === 1) {
-    // Only a root-owned OPT: anything else goes the general way.
-    if (packet[questionEnd] !== 0 || questionEnd + 11 > length) return 0;
-    if (packet.readUInt16BE(questionEnd + 1) !== RRType.OPT) return 0;
-    if (packet[questionEnd + 6] !== 0) return 0;
-    if (questionEnd + 11 + packet.readUInt16BE(questionEnd + 9) > length) return 0;
-    const udpSize = packet.readUInt16BE(questionEnd + 3);
-    if (transport === 'udp') limit = Math.max(MIN_UDP_SIZE, Math.min(udpSize, maxUdpSize));
-    ednsMark = 2;
-  }
-  const nameLength = nameEnd - HEADER_SIZE;
-  scratch[nameLength - 1] = 0;
-  packet.copy(scratch, nameLength, nameEnd, questionEnd);
-  scratch[nameLength + 4] = ednsMark;
-  scratch.writeUInt16BE(limit, nameLength + 5);
-  out.nameEnd = nameEnd;
-  out.type = packet.readUInt16BE(nameEnd);
-  return nameLength + 7;
-}
-
-/**
- * One thread's fast path: parses the key, serves what the answer cache holds for it while
- * its tag's stamp on this thread holds, and on a miss has the general path encode it
- * (a ring of shuffled encodings for several records) and keeps it in the cache.
+ * One thread's platform answers: serves what the answer cache holds for a query's key
+ * while its tag's stamp on this thread holds, and on a miss decodes, resolves, encodes
+ * and keeps it. What `answer` could not serve it leaves in `decoded` and `foreign` for
+ * the rest of the chain, so nothing is decoded or resolved twice.
  */
 export class FastPath {
-  private readonly scratch = Buffer.alloc(512);
-  private readonly question: FastQuestion = { nameEnd: 0, type: 0 };
+  private readonly scratch = Buffer.alloc(FAST_KEY_BYTES);
   private readonly ringSize: number;
   private readonly stamps: Uint32Array;
+  /** The question of the last answer served (its type is counted). */
+  readonly question: FastQuestion = { nameEnd: 0, type: 0 };
+  /** After `answer` returned null: the packet decoded, when it got as far as decoding it. */
+  decoded: DecodeResult | null = null;
+  /** After `answer` returned null: the name is known not to be a platform name (kept so, or the resolver just said so). */
+  foreign = false;
   hits = 0;
   misses = 0;
-  /** Whether the last `answer` that returned null did so for a name we do not serve. */
-  foreign = false;
 
   constructor(private readonly options: FastPathOptions) {
     this.ringSize = options.ringSize ?? 8;
@@ -150,8 +83,13 @@ export class FastPath {
     return this.stamps.slice();
   }
 
-  /** The reply bytes, or null when the general path must answer this packet. */
-  answer(packet: Buffer, transport: 'udp' | 'tcp', index: TopologyLookup | null): Buffer | null {
+  /**
+   * The reply to `packet` from the answer cache, or encoded now and kept; null when it is
+   * not one to keep (no key, no topology yet, the cache off) or not a platform name.
+   * Synchronous, and on a hit no decoding at all.
+   */
+  answer(packet: Buffer, transport: Transport, index: TopologyLookup | null): Buffer | null {
+    this.decoded = null;
     this.foreign = false;
     const { cache } = this.options;
     if (index === null || cache === null) return null;
@@ -162,10 +100,8 @@ export class FastPath {
     if (out !== null) this.hits++;
     else {
       this.misses++;
-      const entry = this.build(packet, index, transport);
-      cache.put(scratch, length, entry);
-      // The cache keeps its own copy: the first encoding is this reply.
-      out = entry.encodings === null ? NOT_OURS : entry.encodings[0];
+      out = this.encodeAndKeep(packet, transport, index, cache, length);
+      if (out === null) return null;
     }
     if (out === NOT_OURS) {
       this.foreign = true;
@@ -176,21 +112,40 @@ export class FastPath {
     out[2] = (out[2] & ~RD) | (packet[2] & RD);
     out[3] = (out[3] & ~(CD | RA)) | (packet[3] & CD) | (this.options.recursionAvailable() ? RA : 0);
     packet.copy(out, HEADER_SIZE, HEADER_SIZE, question.nameEnd);
-    this.options.served(transport, question.type, out[3] & 0x0f);
     return out;
   }
 
-  private build(packet: Buffer, index: TopologyLookup, transport: 'udp' | 'tcp'): AnswerEntry {
-    const first = this.options.build(packet, index, transport);
-    const stamp = this.stamps[first.tag & (STAMP_SLOTS - 1)];
-    if (first.kind === 'pass') return { encodings: null, tag: first.tag, stamp };
-    const encodings = [first.packet];
-    if (first.shuffled) {
-      for (let i = 1; i < this.ringSize; i++) {
-        const more = this.options.build(packet, index, transport);
-        if (more.kind === 'answer') encodings.push(more.packet);
-      }
+  /** The platform reply to an already decoded query, not kept; null when the name is not ours. */
+  answerDecoded(packet: Buffer, query: DecodedQuery, transport: Transport, index: TopologyLookup): Buffer | null {
+    const { result } = this.options.resolver.resolve(index, query.question);
+    return result && this.encode(packet, query, transport, result);
+  }
+
+  /**
+   * A miss: decodes the packet, asks the resolver once, encodes its answer (a ring of
+   * shuffles of it when it has several records) and keeps it under the key in `scratch`.
+   * Returns the first encoding (the cache keeps its own copy), NOT_OURS, or null when the
+   * packet does not decode (left in `decoded`).
+   */
+  private encodeAndKeep(packet: Buffer, transport: Transport, index: TopologyLookup, cache: AnswerCache, keyLength: number): Buffer | typeof NOT_OURS | null {
+    const decoded = (this.decoded = decodeQuery(packet));
+    if (!decoded.ok) return null;
+    const { query } = decoded;
+    const { result, tag, reorder } = this.options.resolver.resolve(index, query.question);
+    const stamp = this.stamps[tag & (STAMP_SLOTS - 1)];
+    if (result === null) {
+      cache.put(this.scratch, keyLength, { encodings: null, tag, stamp });
+      return NOT_OURS;
     }
-    return { encodings, tag: first.tag, stamp };
+    const encodings = [this.encode(packet, query, transport, result)];
+    if (reorder) for (let i = 1; i < this.ringSize; i++) encodings.push(this.encode(packet, query, transport, reorder()));
+    cache.put(this.scratch, keyLength, { encodings, tag, stamp });
+    return encodings[0];
+  }
+
+  private encode(packet: Buffer, query: DecodedQuery, transport: Transport, result: DnsResult): Buffer {
+    return encodeResponse(packet, query, result, {
+      transport, maxUdpSize: this.options.maxUdpSize, recursionAvailable: this.options.recursionAvailable(),
+    });
   }
 }

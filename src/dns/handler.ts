@@ -1,21 +1,21 @@
-// One DNS message in, one out: decode, answer platform names from the topology, hand
-// other names to the next handler in the chain (the forwarder) or refuse them, encode,
-// count. Transport-agnostic; the server feeds it bytes from UDP and TCP. The server asks
-// `answerFast` first: platform answers already encoded are served from the fast path's
-// cache, shared by every DNS thread, which this general path fills on a miss and
-// topology changes invalidate.
+// One DNS message in, one out: the handler chain — the fast path (platform answers kept
+// in the answer cache every DNS thread shares, or encoded on a miss), the resolver for
+// what the fast path does not keep, the next handler (the forwarder) for names that are
+// not ours, REFUSED — and its metrics. Transport-agnostic; the server feeds it bytes from
+// UDP and TCP. A packet is decoded once at most, and only when the answer cache cannot
+// serve it; a reply at hand is returned at once, with no promise per query.
 import type { HotCounter, HotHistogram, Registry } from '../admin/metrics.ts';
 import type { TopologyChange } from './follower.ts';
 import { emptyView, type TopologyLookup } from '../image/view.ts';
 import { AnswerCache, allocateAnswerCache } from './answer-cache.ts';
-import { FastPath, type Built } from './fastpath.ts';
+import { FastPath } from './fastpath.ts';
 import { PlatformResolver } from './resolver.ts';
 import {
-  decodeQuery, encodeBareReply, encodeResponse, udpLimit, Rcode, RRType, rrTypeName,
-  type DecodedQuery, type DnsResult, type EdnsOption,
-} from './wire.ts';
+  decodeQuery, encodeBareReply, encodeResponse, Rcode, RRType, rrTypeName,
+  type DecodedQuery, type DnsResult, type EdnsOption, type Transport,
+} from '../codec/index.ts';
 
-export type Transport = 'udp' | 'tcp';
+export type { Transport } from '../codec/index.ts';
 
 export interface Client {
   address: string;
@@ -34,13 +34,16 @@ export interface NextHandler {
   answerCached?(query: DecodedQuery, packet: Buffer, client: Client): Buffer | null;
 }
 
+/** A reply now, a reply later, or null: drop the packet (not a query at all). */
+export type Reply = Buffer | Promise<Buffer | null> | null;
+
 export interface DnsHandlerOptions {
   ttl: number;
   negativeTtl: number;
   maxUdpSize: number;
   metrics: Registry;
   currentIndex: () => TopologyLookup | null;
-  /** Memory bound of the fast path's answer cache, bytes; 0 answers everything the general way. */
+  /** Memory bound of the fast path's answer cache, bytes; 0 keeps no answers (each is encoded anew). */
   answerCacheBytes?: number;
   /**
    * The answer cache the DNS threads share (allocateAnswerCache) and the log this thread
@@ -51,16 +54,10 @@ export interface DnsHandlerOptions {
   answerStamps?: Uint32Array;
 }
 
-interface BoundCounters {
-  requests: HotCounter;
-  responses: HotCounter;
-  duration: HotHistogram;
-}
-
 const RCODE_NAMES = Object.fromEntries(Object.entries(Rcode).map(([k, v]) => [v, k]));
-const TCP_MAX = 65535;
 /** Answers names when no topology is loaded yet (upcheck still works; nothing else is ours). */
 const EMPTY_INDEX = emptyView();
+const TRANSPORTS: readonly Transport[] = ['udp', 'tcp'];
 
 const KNOWN_TYPES = new Set<number>(Object.values(RRType));
 
@@ -69,8 +66,9 @@ function typeLabel(type: number): string {
   return KNOWN_TYPES.has(type) ? rrTypeName(type) : 'other';
 }
 
+const empty = (rcode: number): DnsResult => ({ rcode, authoritative: false, answers: [], authority: [], additional: [] });
+
 export class DnsHandler {
-  private readonly resolver: PlatformResolver;
   private readonly requests;
   private readonly responses;
   private readonly duration;
@@ -79,12 +77,16 @@ export class DnsHandler {
   next: NextHandler | null = null;
   /** The answer cache's buffer, for the DNS worker threads to share (null: the cache is off). */
   readonly answerCache: SharedArrayBuffer | null;
-  /** Start time of the fast-path query being answered (a field: no closure per query). */
-  private fastStarted = 0;
-  private readonly fastCounters = new Map<number, BoundCounters>();
+  /**
+   * Label sets bound on first use (hot-path counters, so a label set appears in /metrics
+   * once something was counted under it): requests by transport and type, responses by
+   * the header's rcode, durations by transport.
+   */
+  private readonly requestCounters = new Map<number, HotCounter>();
+  private readonly responseCounters: HotCounter[] = [];
+  private readonly durations: HotHistogram[] = [];
 
   constructor(private readonly options: DnsHandlerOptions) {
-    this.resolver = new PlatformResolver({ ttl: options.ttl, negativeTtl: options.negativeTtl });
     const { metrics } = options;
     this.requests = metrics.counter('coredns_dns_requests_total', 'DNS requests received.', { labelNames: ['proto', 'type'] });
     this.responses = metrics.counter('coredns_dns_responses_total', 'DNS responses sent, by rcode.', { labelNames: ['rcode'] });
@@ -97,29 +99,54 @@ export class DnsHandler {
       maxUdpSize: options.maxUdpSize,
       cache: shared && new AnswerCache(shared.buffer, shared.log),
       stamps: options.answerStamps,
-      build: (packet, index, transport) => this.build(packet, index, transport),
-      recursionAvailable: () => this.next?.recursionAvailable ?? false,
-      served: (transport, type, rcode) => this.countFast(transport, type, rcode),
+      resolver: new PlatformResolver({ ttl: options.ttl, negativeTtl: options.negativeTtl }),
+      recursionAvailable: () => this.recursionAvailable,
     });
     const cache = this.fast;
     metrics.counter('presence_dns_answer_cache_hits_total', 'Queries answered from the encoded-answer cache.', { total: () => cache.hits });
     metrics.counter('presence_dns_answer_cache_misses_total', 'Queries that encoded an answer for the cache.', { total: () => cache.misses });
   }
 
+  private get recursionAvailable(): boolean {
+    return this.next?.recursionAvailable ?? false;
+  }
+
   /**
-   * The reply from the cache of encoded platform answers, or null when the general path
-   * (`handle`) must answer. Synchronous: no promise per query on the hot path.
+   * The reply to one message, through the chain: the fast path, then — decoding the
+   * packet unless the fast path already did — the resolver (unless the fast path already
+   * asked it), the next handler, REFUSED. At once when the reply is at hand; a promise
+   * only when the next handler must wait (an upstream).
    */
-  answerFast(packet: Buffer, client: Client): Buffer | null {
-    this.fastStarted = performance.now();
-    const reply = this.fast.answer(packet, client.transport, this.options.currentIndex());
-    if (reply !== null || !this.fast.foreign || !this.next?.answerCached) return reply;
-    // Not ours: a forwarded answer still fresh in the next handler's cache needs no promise either.
+  answer(packet: Buffer, client: Client): Reply {
+    const started = performance.now();
+    const { fast } = this;
+    const { transport } = client;
+    const fastReply = fast.answer(packet, transport, this.options.currentIndex());
+    if (fastReply !== null) {
+      this.received(transport, fast.question.type);
+      return this.sent(fastReply, transport, started);
+    }
+    const decoded = fast.decoded ?? decodeQuery(packet);
+    if (!decoded.ok) {
+      this.malformed.inc();
+      if (decoded.id === null) return null;
+      return this.sent(encodeBareReply(decoded.id, decoded.opcode, decoded.recursionDesired, Rcode.FORMERR), transport, started);
+    }
+    const { query } = decoded;
+    this.received(transport, query.question.type);
+    const reply = this.chain(query, packet, client, fast.foreign);
+    if (Buffer.isBuffer(reply)) return this.sent(reply, transport, started);
+    return reply.then((bytes) => this.sent(bytes, transport, started));
+  }
+
+  /**
+   * The reply to a query that a DNS worker thread passes on (a name it does not serve, for
+   * the forwarder here): answered as `answer` would, but not counted again. Whatever
+   * answering throws comes back as a rejection, never thrown at the caller.
+   */
+  async relay(packet: Buffer, client: Client): Promise<Buffer | null> {
     const decoded = decodeQuery(packet);
-    if (!decoded.ok) return null;
-    const cached = this.next.answerCached(decoded.query, packet, client);
-    if (cached) this.countFast(client.transport, decoded.query.question.type, cached[3] & 0x0f);
-    return cached;
+    return decoded.ok ? this.chain(decoded.query, packet, client, false) : null;
   }
 
   /**
@@ -136,85 +163,45 @@ export class DnsHandler {
     return this.fast.stampTable();
   }
 
-  /** Encodes one platform answer for the fast path's cache, exactly as `answer` would. */
-  private build(packet: Buffer, index: TopologyLookup, transport: Transport): Built {
-    const decoded = decodeQuery(packet);
-    if (!decoded.ok || decoded.query.opcode !== 0 || (decoded.query.edns && decoded.query.edns.version > 0)) return { kind: 'pass', tag: 0 };
-    const { query } = decoded;
-    const { result, tag } = this.resolver.resolve(index, query.question);
-    if (!result) return { kind: 'pass', tag };
-    const encoded = this.encode(packet, query, transport, result);
-    return { kind: 'answer', packet: encoded, shuffled: result.answers.length > 1 || result.additional.length > 1, tag };
-  }
-
-  /** Counts a fast-path answer with label sets bound once per (transport, type, rcode). */
-  private countFast(transport: Transport, type: number, rcode: number): void {
-    const key = (KNOWN_TYPES.has(type) ? type : 0) * 64 + rcode * 2 + (transport === 'tcp' ? 1 : 0);
-    let bound = this.fastCounters.get(key);
-    if (bound === undefined) {
-      const { metrics } = this.options;
-      bound = {
-        requests: metrics.hotCounter(this.requests, { proto: transport, type: typeLabel(type) }),
-        responses: metrics.hotCounter(this.responses, { rcode: RCODE_NAMES[rcode] ?? String(rcode) }),
-        duration: metrics.hotHistogram(this.duration, { proto: transport }),
-      };
-      this.fastCounters.set(key, bound);
+  /** The chain after the answer cache; `foreign`: the resolver already said the name is not ours. */
+  private chain(query: DecodedQuery, packet: Buffer, client: Client, foreign: boolean): Buffer | Promise<Buffer> {
+    const encode = (result: DnsResult, ednsOptions?: EdnsOption[]) => encodeResponse(packet, query, result, {
+      transport: client.transport, maxUdpSize: this.options.maxUdpSize, recursionAvailable: this.recursionAvailable, ednsOptions,
+    });
+    if (query.opcode !== 0) return encodeBareReply(query.id, query.opcode, query.recursionDesired, Rcode.NOTIMP);
+    if (query.edns && query.edns.version > 0) return encode(empty(Rcode.BADVERS));
+    if (!foreign) {
+      const platform = this.fast.answerDecoded(packet, query, client.transport, this.options.currentIndex() ?? EMPTY_INDEX);
+      if (platform) return platform;
     }
-    bound.requests.inc();
-    bound.responses.inc();
-    bound.duration.observe((performance.now() - this.fastStarted) / 1000);
-  }
-
-  /** Returns the reply bytes, or null to drop the packet (not a query at all). */
-  async handle(packet: Buffer, client: Client): Promise<Buffer | null> {
-    const started = performance.now();
-    const decoded = decodeQuery(packet);
-    let reply: Buffer | null;
-    if (!decoded.ok) {
-      this.malformed.inc();
-      reply = decoded.id === null ? null : encodeBareReply(decoded.id, decoded.opcode, decoded.recursionDesired, Rcode.FORMERR);
-    } else {
-      const { query } = decoded;
-      this.requests.inc({ proto: client.transport, type: typeLabel(query.question.type) });
-      reply = query.opcode !== 0
-        ? encodeBareReply(query.id, query.opcode, query.recursionDesired, Rcode.NOTIMP)
-        : await this.answer(query, packet, client);
-    }
-    if (reply) {
-      this.responses.inc({ rcode: RCODE_NAMES[reply[3] & 0x0f] ?? String(reply[3] & 0x0f) });
-      this.duration.observe({ proto: client.transport }, (performance.now() - started) / 1000);
-    }
-    return reply;
-  }
-
-  private encode(packet: Buffer, query: DecodedQuery, transport: Transport, result: DnsResult, ednsOptions?: EdnsOption[]): Buffer {
-    return encodeResponse(packet, query, result, {
-      maxSize: transport === 'tcp' ? TCP_MAX : udpLimit(query, this.options.maxUdpSize),
-      recursionAvailable: this.next?.recursionAvailable ?? false,
-      ednsUdpSize: this.options.maxUdpSize,
-      ednsOptions,
+    const { next } = this;
+    if (!next) return encode(empty(Rcode.REFUSED));
+    const cached = next.answerCached?.(query, packet, client);
+    if (cached) return cached;
+    return next.handle(query, packet, client).then((answer) => {
+      if (!answer) return encode(empty(Rcode.REFUSED));
+      return 'packet' in answer ? answer.packet : encode(answer.result, answer.ednsOptions);
     });
   }
 
-  /**
-   * The reply to a query that a DNS worker thread passes on (a name it does not serve, for
-   * the forwarder here): answered as `handle` would, but not counted again.
-   */
-  async relay(packet: Buffer, client: Client): Promise<Buffer | null> {
-    const decoded = decodeQuery(packet);
-    return decoded.ok ? this.answer(decoded.query, packet, client) : null;
+  private received(transport: Transport, type: number): void {
+    const key = (KNOWN_TYPES.has(type) ? type : 0) * 2 + (transport === 'tcp' ? 1 : 0);
+    let counter = this.requestCounters.get(key);
+    if (counter === undefined) {
+      counter = this.options.metrics.hotCounter(this.requests, { proto: transport, type: typeLabel(type) });
+      this.requestCounters.set(key, counter);
+    }
+    counter.inc();
   }
 
-  private async answer(query: DecodedQuery, packet: Buffer, client: Client): Promise<Buffer> {
-    const encode = (result: DnsResult, ednsOptions?: EdnsOption[]) => this.encode(packet, query, client.transport, result, ednsOptions);
-    if (query.edns && query.edns.version > 0) {
-      return encode({ rcode: Rcode.BADVERS, authoritative: false, answers: [], authority: [], additional: [] });
-    }
-    const platform = this.resolver.resolve(this.options.currentIndex() ?? EMPTY_INDEX, query.question).result;
-    if (platform) return encode(platform);
-    const next = this.next ? await this.next.handle(query, packet, client) : null;
-    if (next && 'packet' in next) return next.packet;
-    if (next) return encode(next.result, next.ednsOptions);
-    return encode({ rcode: Rcode.REFUSED, authoritative: false, answers: [], authority: [], additional: [] });
+  /** Counts a reply on its way out, by its rcode, and how long it took. */
+  private sent(reply: Buffer | null, transport: Transport, started: number): Buffer | null {
+    if (reply === null) return null;
+    const rcode = reply[3] & 0x0f;
+    const t = transport === 'tcp' ? 1 : 0;
+    const { metrics } = this.options;
+    (this.responseCounters[rcode] ??= metrics.hotCounter(this.responses, { rcode: RCODE_NAMES[rcode] ?? String(rcode) })).inc();
+    (this.durations[t] ??= metrics.hotHistogram(this.duration, { proto: TRANSPORTS[t] })).observe((performance.now() - started) / 1000);
+    return reply;
   }
 }

@@ -14,8 +14,8 @@ import { createServer, type Server, type Socket as TcpSocket } from 'node:net';
 import type { HotCounter, Registry } from '../admin/metrics.ts';
 import { systemClock, type Clock, type Timer } from '../clock.ts';
 import type { Logger } from '../log.ts';
-import type { Client, DnsHandler } from './handler.ts';
-import { decodeQuery, encodeBareReply, encodeResponse, MIN_UDP_SIZE, Rcode } from './wire.ts';
+import type { Client, DnsHandler, Reply } from './handler.ts';
+import { decodeQuery, encodeBareReply, encodeResponse, MIN_UDP_SIZE, Rcode } from '../codec/index.ts';
 
 export interface ListenAddress {
   address: string;
@@ -64,7 +64,7 @@ function servfail(packet: Buffer): Buffer | null {
   const { query } = decoded;
   try {
     return encodeResponse(packet, query, { rcode: Rcode.SERVFAIL, authoritative: false, answers: [], authority: [], additional: [] },
-      { maxSize: MIN_UDP_SIZE, recursionAvailable: false, ednsUdpSize: MIN_UDP_SIZE });
+      { transport: 'udp', maxUdpSize: MIN_UDP_SIZE, recursionAvailable: false });
   } catch {
     return encodeBareReply(query.id, query.opcode, query.recursionDesired, Rcode.SERVFAIL);
   }
@@ -206,30 +206,24 @@ export class DnsServer {
   }
 
   /**
-   * Answers one message: from the fast path at once, else through the handler's general
-   * path. Whatever either throws — or sending the reply — is answered SERVFAIL (if it
-   * can still be sent) and counted here, never past this point.
+   * Answers one message through the handler: at once when its reply is at hand, else when
+   * the promise settles. Whatever the handler throws — or sending the reply — is answered
+   * SERVFAIL (if it can still be sent) and counted here, never past this point.
    */
   private answer(packet: Buffer, client: Client, send: Send): void {
-    let fast: Buffer | null;
+    let reply: Reply;
     try {
-      fast = this.options.handler.answerFast(packet, client);
+      reply = this.options.handler.answer(packet, client);
     } catch (err) {
       this.failed(packet, client, err, send);
       return;
     }
-    if (fast) {
-      this.deliver(packet, client, send, fast);
+    if (!(reply instanceof Promise)) {
+      this.deliver(packet, client, send, reply);
       return;
     }
     this.inFlight++;
-    let pending: Promise<Buffer | null>;
-    try {
-      pending = this.options.handler.handle(packet, client);
-    } catch (err) {
-      pending = Promise.reject(err);
-    }
-    pending.then((reply) => this.deliver(packet, client, send, reply), (err: unknown) => this.failed(packet, client, err, send))
+    reply.then((bytes) => this.deliver(packet, client, send, bytes), (err: unknown) => this.failed(packet, client, err, send))
       .finally(() => {
         if (--this.inFlight === 0) this.drained?.();
       });

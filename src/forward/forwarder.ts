@@ -8,7 +8,7 @@ import type { FSWatcher } from 'chokidar';
 import type { Registry } from '../admin/metrics.ts';
 import type { Client, NextAnswer, NextHandler } from '../dns/handler.ts';
 import type { ListenAddress } from '../dns/server.ts';
-import { decodeQuery, Rcode, udpLimit, type DecodedQuery, type EdnsOption } from '../dns/wire.ts';
+import { decodeQuery, EdeCode, edeOption, Rcode, type DecodedQuery, type EdnsOption } from '../codec/index.ts';
 import type { Logger } from '../log.ts';
 import { backgroundFailed, inBackground } from '../util/background.ts';
 import { watchPaths } from '../util/watch.ts';
@@ -39,25 +39,13 @@ type Outcome =
   | { ok: true; stored: StoredMessage; entry: CacheEntry | null }
   | { ok: false; reason: string };
 
-/** RFC 8914 Extended DNS Errors. */
-const EDE_OPTION = 15;
-const EDE_STALE_ANSWER = 3;
-const EDE_NO_REACHABLE_AUTHORITY = 22;
-const TCP_MAX = 65535;
 /** Distinct questions waiting on upstreams at once; beyond it, new ones fail fast instead of piling up. */
 const MAX_IN_FLIGHT = 2048;
 const MAX_PROBE_MS = 30_000;
 /** `. IN NS`: what the health probe asks (any reply at all means the upstream is alive). */
 const PROBE_QUESTION = Buffer.from([0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 1]);
 
-function ede(infoCode: number, text = ''): EdnsOption {
-  const data = Buffer.alloc(2 + Buffer.byteLength(text));
-  data.writeUInt16BE(infoCode, 0);
-  data.write(text, 2);
-  return { code: EDE_OPTION, data };
-}
-
-const STALE_OPTION = ede(EDE_STALE_ANSWER);
+const STALE_OPTION = edeOption(EdeCode.STALE_ANSWER);
 
 function cacheKey(query: DecodedQuery): string {
   const q = query.question;
@@ -219,7 +207,7 @@ export class Forwarder implements NextHandler {
     if (outcome.ok) return { packet: this.renderFresh(outcome, query, packet, client) };
     return {
       result: { rcode: Rcode.SERVFAIL, authoritative: false, answers: [], authority: [], additional: [] },
-      ednsOptions: [ede(EDE_NO_REACHABLE_AUTHORITY, outcome.reason)],
+      ednsOptions: [edeOption(EdeCode.NO_REACHABLE_AUTHORITY, outcome.reason)],
     };
   }
 
@@ -305,13 +293,7 @@ export class Forwarder implements NextHandler {
     return this.render(outcome.stored, query, packet, client, ttl);
   }
 
-  private render(stored: StoredMessage, query: DecodedQuery, packet: Buffer, client: Client, ttl: (t: number) => number, options: EdnsOption[] = []): Buffer {
-    return renderReply(stored, {
-      query,
-      packet,
-      ttl,
-      maxSize: client.transport === 'tcp' ? TCP_MAX : udpLimit(query, this.options.maxUdpSize),
-      edns: query.edns ? { udpSize: this.options.maxUdpSize, options } : null,
-    });
+  private render(stored: StoredMessage, query: DecodedQuery, packet: Buffer, client: Client, ttl: (t: number) => number, ednsOptions?: EdnsOption[]): Buffer {
+    return renderReply(stored, { query, packet, ttl, transport: client.transport, maxUdpSize: this.options.maxUdpSize, ednsOptions });
   }
 }

@@ -1,10 +1,13 @@
 // Upstream messages as bytes. The forwarder cannot model every record type, so it keeps
 // the upstream's answer as an opaque message (without its OPT record) plus the offsets of
 // every TTL field; answering a client copies those bytes, patches the ID, the flags, the
-// question's case and the TTLs, and appends our own OPT. Pure: no sockets here.
-import { Flag, HEADER_SIZE, RRType, type DecodedQuery } from '../dns/wire.ts';
+// question's case and the TTLs, and appends our own OPT. Pure: no sockets here; the wire
+// format (names, OPT, limits) is the codec's.
+import {
+  Flag, HEADER_SIZE, lowerCaseName, MalformedMessage, optSize, replyFrame, RRType, skipName, writeOpt,
+  type DecodedQuery, type OptRecord, type ReplyOptions,
+} from '../codec/index.ts';
 
-const DNSSEC_OK = 0x8000;
 /** What we advertise to upstreams: large enough for most answers, small enough not to fragment. */
 export const UPSTREAM_UDP_SIZE = 1232;
 
@@ -29,47 +32,17 @@ export type ParseResult =
   | { ok: true; id: number; truncated: boolean; stored: StoredMessage }
   | { ok: false; reason: string };
 
-class Malformed extends Error {}
-
-/** Offset just past the (possibly compressed) name at `offset`. */
-function skipName(buf: Buffer, offset: number): number {
-  let at = offset;
-  for (let labels = 0; labels < 128; labels++) {
-    if (at >= buf.length) throw new Malformed('name runs past the message');
-    const len = buf[at];
-    if (len === 0) return at + 1;
-    if ((len & 0xc0) === 0xc0) {
-      if (at + 2 > buf.length) throw new Malformed('truncated pointer');
-      return at + 2;
-    }
-    if (len & 0xc0) throw new Malformed('unknown label type');
-    at += 1 + len;
-  }
-  throw new Malformed('name has too many labels');
-}
-
-function lowerAscii(bytes: Buffer): Buffer {
-  const out = Buffer.from(bytes);
-  // Label length bytes are at most 63, so they never fall in the 'A'..'Z' range.
-  for (let i = 0; i < out.length; i++) if (out[i] >= 0x41 && out[i] <= 0x5a) out[i] |= 0x20;
-  return out;
-}
-
 /** The query we send upstream: fresh ID, RD, the client's question (lower-cased), EDNS with DO when the client set it. */
 export function buildUpstreamQuery(id: number, packet: Buffer, query: DecodedQuery): Buffer {
-  const question = lowerAscii(packet.subarray(HEADER_SIZE, query.questionEnd));
-  const out = Buffer.alloc(HEADER_SIZE + question.length + 11);
+  const question = lowerCaseName(packet.subarray(HEADER_SIZE, query.questionEnd));
+  const opt: OptRecord = { udpSize: UPSTREAM_UDP_SIZE, dnssecOk: query.edns?.dnssecOk ?? false };
+  const out = Buffer.alloc(HEADER_SIZE + question.length + optSize(opt));
   out.writeUInt16BE(id, 0);
   out.writeUInt16BE(Flag.RD | (query.checkingDisabled ? Flag.CD : 0), 2);
   out.writeUInt16BE(1, 4);
   out.writeUInt16BE(1, 10);
   question.copy(out, HEADER_SIZE);
-  const opt = HEADER_SIZE + question.length;
-  out[opt] = 0;
-  out.writeUInt16BE(RRType.OPT, opt + 1);
-  out.writeUInt16BE(UPSTREAM_UDP_SIZE, opt + 3);
-  out.writeUInt32BE(query.edns?.dnssecOk ? DNSSEC_OK : 0, opt + 5);
-  out.writeUInt16BE(0, opt + 9);
+  writeOpt(out, HEADER_SIZE + question.length, opt);
   return out;
 }
 
@@ -79,16 +52,16 @@ export function buildUpstreamQuery(id: number, packet: Buffer, query: DecodedQue
  */
 export function parseUpstreamResponse(buf: Buffer, sent: Buffer): ParseResult {
   try {
-    if (buf.length < HEADER_SIZE) throw new Malformed('shorter than a DNS header');
+    if (buf.length < HEADER_SIZE) throw new MalformedMessage('shorter than a DNS header');
     const id = buf.readUInt16BE(0);
     const flags = buf.readUInt16BE(2);
-    if (id !== sent.readUInt16BE(0)) throw new Malformed('ID does not match the query');
-    if (!(flags & Flag.QR)) throw new Malformed('not a response');
-    if (buf.readUInt16BE(4) !== 1) throw new Malformed('expected one question');
-    const questionEnd = skipName(buf, HEADER_SIZE) + 4;
-    const sentQuestionEnd = skipName(sent, HEADER_SIZE) + 4;
-    if (questionEnd > buf.length || !lowerAscii(buf.subarray(HEADER_SIZE, questionEnd)).equals(sent.subarray(HEADER_SIZE, sentQuestionEnd))) {
-      throw new Malformed('question does not match the query');
+    if (id !== sent.readUInt16BE(0)) throw new MalformedMessage('ID does not match the query');
+    if (!(flags & Flag.QR)) throw new MalformedMessage('not a response');
+    if (buf.readUInt16BE(4) !== 1) throw new MalformedMessage('expected one question');
+    const questionEnd = skipName(buf, HEADER_SIZE, 'stop') + 4;
+    const sentQuestionEnd = skipName(sent, HEADER_SIZE, 'stop') + 4;
+    if (questionEnd > buf.length || !lowerCaseName(buf.subarray(HEADER_SIZE, questionEnd)).equals(sent.subarray(HEADER_SIZE, sentQuestionEnd))) {
+      throw new MalformedMessage('question does not match the query');
     }
     const counts = [buf.readUInt16BE(6), buf.readUInt16BE(8), buf.readUInt16BE(10)];
     const stored: StoredMessage = {
@@ -101,15 +74,15 @@ export function parseUpstreamResponse(buf: Buffer, sent: Buffer): ParseResult {
     let end = questionEnd;
     outer: for (let section = 0; section < 3; section++) {
       for (let i = 0; i < counts[section]; i++) {
-        const nameEnd = skipName(buf, offset);
-        if (nameEnd + 10 > buf.length) throw new Malformed('record header runs past the message');
+        const nameEnd = skipName(buf, offset, 'stop');
+        if (nameEnd + 10 > buf.length) throw new MalformedMessage('record header runs past the message');
         const type = buf.readUInt16BE(nameEnd);
         const ttl = buf.readUInt32BE(nameEnd + 4);
         const rdEnd = nameEnd + 10 + buf.readUInt16BE(nameEnd + 8);
-        if (rdEnd > buf.length) throw new Malformed('rdata runs past the message');
+        if (rdEnd > buf.length) throw new MalformedMessage('rdata runs past the message');
         // Our own OPT replaces the upstream's; records after it are optional extras we drop.
         if (type === RRType.OPT) {
-          if (section !== 2) throw new Malformed('OPT record outside the additional section');
+          if (section !== 2) throw new MalformedMessage('OPT record outside the additional section');
           break outer;
         }
         stored.sections.push(section);
@@ -133,57 +106,32 @@ export function parseUpstreamResponse(buf: Buffer, sent: Buffer): ParseResult {
     if (stored.rcode === 0 || stored.rcode === 3) stored.cacheTtl = negative ? negativeTtl : minTtl === Infinity ? null : minTtl;
     return { ok: true, id, truncated: (flags & Flag.TC) !== 0, stored };
   } catch (err) {
-    if (err instanceof Malformed) return { ok: false, reason: err.message };
+    if (err instanceof MalformedMessage) return { ok: false, reason: err.message };
     throw err;
   }
 }
 
-export interface EdnsReply {
-  udpSize: number;
-  options: Array<{ code: number; data: Buffer }>;
-}
-
-export interface RenderOptions {
+export interface RenderOptions extends ReplyOptions {
   /** The client's query: its ID, flags and question bytes (for the case it asked in). */
   query: DecodedQuery;
   packet: Buffer;
   /** TTL to send for a record whose stored TTL is `ttl`. */
   ttl: (ttl: number) => number;
-  maxSize: number;
-  /** Our OPT record, when the client used EDNS. */
-  edns: EdnsReply | null;
-}
-
-function encodeOpt(edns: EdnsReply, dnssecOk: boolean): Buffer {
-  const rdLength = edns.options.reduce((n, o) => n + 4 + o.data.length, 0);
-  const out = Buffer.alloc(11 + rdLength);
-  out.writeUInt16BE(RRType.OPT, 1);
-  out.writeUInt16BE(edns.udpSize, 3);
-  out.writeUInt32BE(dnssecOk ? DNSSEC_OK : 0, 5);
-  out.writeUInt16BE(rdLength, 9);
-  let at = 11;
-  for (const o of edns.options) {
-    out.writeUInt16BE(o.code, at);
-    out.writeUInt16BE(o.data.length, at + 2);
-    o.data.copy(out, at + 4);
-    at += 4 + o.data.length;
-  }
-  return out;
 }
 
 /**
- * A reply to one client from a stored message: whole records up to `maxSize` (TC=1 when
- * any had to be left out, so the client retries over TCP), TTLs rewritten, our OPT last.
+ * A reply to one client from a stored message: whole records up to what the client can
+ * take (TC=1 when any had to be left out, so the client retries over TCP), TTLs rewritten,
+ * our OPT last for an EDNS client (with its DO bit echoed).
  */
 export function renderReply(stored: StoredMessage, options: RenderOptions): Buffer {
   const { query } = options;
-  const opt = options.edns ? encodeOpt(options.edns, query.edns?.dnssecOk ?? false) : null;
-  const room = options.maxSize - (opt?.length ?? 0);
+  const { opt, optBytes, room } = replyFrame(query, options, 0, query.edns?.dnssecOk ?? false);
   let kept = 0;
   while (kept < stored.recordEnds.length && stored.recordEnds[kept] <= room) kept++;
   const truncated = kept < stored.recordEnds.length;
   const end = kept > 0 ? stored.recordEnds[kept - 1] : stored.questionEnd;
-  const out = Buffer.allocUnsafe(end + (opt?.length ?? 0));
+  const out = Buffer.allocUnsafe(end + optBytes);
   stored.message.copy(out, 0, 0, end);
   options.packet.copy(out, HEADER_SIZE, HEADER_SIZE, query.questionEnd);
   let flags = Flag.QR | Flag.RA | stored.rcode;
@@ -201,6 +149,6 @@ export function renderReply(stored: StoredMessage, options: RenderOptions): Buff
   out.writeUInt16BE(counts[0], 6);
   out.writeUInt16BE(counts[1], 8);
   out.writeUInt16BE(counts[2] + (opt ? 1 : 0), 10);
-  opt?.copy(out, end);
+  if (opt) writeOpt(out, end, opt);
   return out;
 }

@@ -1,11 +1,11 @@
 // The handler chain without sockets: the self check before any topology, a forwarded
-// answer served synchronously from the forwarder's cache (a real upstream on loopback),
-// and query-type metric labels that stay bounded under odd query types.
+// answer served at once (no promise) from the forwarder's cache (a real upstream on
+// loopback), and query-type metric labels that stay bounded under odd query types.
 import { afterEach, describe, expect, it } from 'vitest';
 import { Registry } from '../../src/admin/metrics.ts';
 import { configSchema } from '../../src/config/schema.ts';
 import { DnsHandler, type Client } from '../../src/dns/handler.ts';
-import { Rcode, RRType } from '../../src/dns/wire.ts';
+import { Rcode, RRType } from '../../src/codec/index.ts';
 import { Forwarder } from '../../src/forward/index.ts';
 import { createLogger } from '../../src/log.ts';
 import { emptyView, type TopologyLookup } from '../../src/image/index.ts';
@@ -28,7 +28,7 @@ function handler(metrics = new Registry(), index: TopologyLookup | null = null):
 
 describe('DnsHandler', () => {
   it('answers upcheck.presence-dns before any topology is loaded', async () => {
-    const reply = await handler().handle(makeQuery('upcheck.presence-dns').packet, LOCAL);
+    const reply = await handler().answer(makeQuery('upcheck.presence-dns').packet, LOCAL);
     const read = readReply(reply!);
     expect(read.rcode).toBe(Rcode.NOERROR);
     expect(read.addresses).toEqual(['127.0.0.1']);
@@ -50,28 +50,30 @@ describe('DnsHandler', () => {
     h.next = forwarder;
     const { packet } = makeQuery('www.example.com', { id: 0x4242 });
 
-    expect(h.answerFast(packet, LOCAL)).toBeNull();
-    const first = readReply((await h.handle(packet, LOCAL))!);
+    const asked = h.answer(packet, LOCAL);
+    expect(asked).toBeInstanceOf(Promise);
+    const first = readReply((await asked)!);
     expect(first.addresses).toEqual(['192.0.2.7']);
 
-    const cached = h.answerFast(makeQuery('WWW.example.com', { id: 0x0707 }).packet, LOCAL);
-    expect(cached).not.toBeNull();
-    const read = readReply(cached!);
+    const cached = h.answer(makeQuery('WWW.example.com', { id: 0x0707 }).packet, LOCAL);
+    expect(Buffer.isBuffer(cached)).toBe(true);
+    const read = readReply(cached as Buffer);
     expect(read.id).toBe(0x0707);
     expect(read.question).toBe('WWW.example.com');
     expect(read.addresses).toEqual(['192.0.2.7']);
     expect(read.recursionAvailable).toBe(true);
     expect(upstream.count('www.example.com')).toBe(1);
 
-    expect(h.answerFast(packet, OUTSIDER)).toBeNull();
-    expect(readReply((await h.handle(packet, OUTSIDER))!).rcode).toBe(Rcode.REFUSED);
+    const refused = h.answer(packet, OUTSIDER);
+    expect(refused).toBeInstanceOf(Promise);
+    expect(readReply((await refused)!).rcode).toBe(Rcode.REFUSED);
   });
 
   it('counts queries of unknown types under type="other"', async () => {
     const metrics = new Registry();
     const h = handler(metrics);
-    for (const type of [4000, 4001, 65000]) await h.handle(makeQuery('upcheck.presence-dns', { type }).packet, LOCAL);
-    await h.handle(makeQuery('upcheck.presence-dns', { type: RRType.AAAA }).packet, LOCAL);
+    for (const type of [4000, 4001, 65000]) await h.answer(makeQuery('upcheck.presence-dns', { type }).packet, LOCAL);
+    await h.answer(makeQuery('upcheck.presence-dns', { type: RRType.AAAA }).packet, LOCAL);
     const text = await metrics.render();
     expect(text).toContain('coredns_dns_requests_total{proto="udp",type="other"} 3');
     expect(text).toContain('coredns_dns_requests_total{proto="udp",type="AAAA"} 1');

@@ -1,8 +1,8 @@
 // The platform resolver as a pure function: name + type → rcode, records and flags
-// (DESIGN §4 response rules), checked without sockets.
+// (the response rules for platform names), checked without sockets.
 import { describe, expect, it } from 'vitest';
 import { PlatformResolver } from '../../src/dns/resolver.ts';
-import { Rcode, RRType, type DnsResult, type ResourceRecord } from '../../src/dns/wire.ts';
+import { Rcode, RRType, type DnsResult, type ResourceRecord } from '../../src/codec/index.ts';
 import { topologyJson } from '../helpers/topology.ts';
 import { viewOf } from '../image/views.ts';
 
@@ -104,6 +104,25 @@ describe('PlatformResolver', () => {
     expect(ask('nobody.bosh-agent-id').rcode).toBe(Rcode.NXDOMAIN);
     expect(data(ask('upcheck.presence-dns').answers)).toEqual(['127.0.0.1']);
     expect(ask('upcheck.presence-dns', RRType.AAAA)).toMatchObject({ rcode: Rcode.NOERROR, answers: [] });
+  });
+
+  it('draws the same records in another order from one lookup, only where there are two or more to order', () => {
+    const srv = resolver.resolve(index, { name: 'web.default.cf.bosh', type: RRType.SRV, class: 1 });
+    const orders = new Set<string>();
+    for (let i = 0; i < 50; i++) {
+      const again = srv.reorder!();
+      expect(data(again.answers)).toEqual(data(srv.result!.answers));
+      expect(data(again.additional)).toEqual(data(srv.result!.additional));
+      // An instance's SRV records stay together, in the order of its addresses in additional.
+      const targets = again.answers.map((r) => ('target' in r ? r.target : '')).filter((t, n, all) => t !== all[n - 1]);
+      expect(targets).toEqual(again.additional.map((r) => r.name));
+      orders.add(targets.join(','));
+    }
+    expect(orders.size).toBe(2);
+    expect(resolver.resolve(index, { name: '*.web.default.cf.bosh', type: RRType.ANY, class: 1 }).reorder).not.toBeNull();
+    expect(resolver.resolve(index, { name: 'q-s0.web.default.cf.bosh', type: RRType.A, class: 1 }).reorder).toBeNull();
+    expect(resolver.resolve(index, { name: 'nobody.web.default.cf.bosh', type: RRType.A, class: 1 }).reorder).toBeNull();
+    expect(resolver.resolve(index, { name: '1.0.0.10.in-addr.arpa', type: RRType.PTR, class: 1 }).reorder).toBeNull();
   });
 
   it('leaves names outside the served domains and other classes to the next handler', () => {

@@ -10,7 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Registry } from '../../src/admin/metrics.ts';
 import { DnsHandler } from '../../src/dns/handler.ts';
 import { DnsServer } from '../../src/dns/server.ts';
-import { Rcode, RRType } from '../../src/dns/wire.ts';
+import { Rcode, RRType } from '../../src/codec/index.ts';
 import { compileImage } from '../../src/image/builder.ts';
 import { TopologyImage } from '../../src/image/image.ts';
 import type { Instance } from '../../src/image/instance.ts';

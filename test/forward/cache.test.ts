@@ -1,7 +1,7 @@
 // The cache's decisions as pure functions of time: fresh → stale → gone, recheck
 // windows, clamps, and the byte bound.
 import { describe, expect, it } from 'vitest';
-import { decodeQuery, encodeResponse, RRType } from '../../src/dns/wire.ts';
+import { decodeQuery, encodeResponse, RRType } from '../../src/codec/index.ts';
 import { ForwardCache, type CacheSettings } from '../../src/forward/cache.ts';
 import { buildUpstreamQuery, parseUpstreamResponse, type StoredMessage } from '../../src/forward/message.ts';
 import { makeQuery } from './packets.ts';
@@ -18,7 +18,7 @@ function answer(name: string, ttl: number, count = 1): StoredMessage {
   if (!decoded.ok) throw new Error(decoded.reason);
   const answers = Array.from({ length: count }, (_, i) => ({ name, ttl, type: RRType.A, address: `10.0.${i >> 8}.${i & 255}` }));
   const reply = encodeResponse(sent, decoded.query, { rcode: 0, authoritative: false, answers, authority: [], additional: [] }, {
-    maxSize: 65535, recursionAvailable: true, ednsUdpSize: 1232,
+    transport: 'tcp', maxUdpSize: 1232, recursionAvailable: true,
   });
   const parsed = parseUpstreamResponse(reply, sent);
   if (!parsed.ok) throw new Error(parsed.reason);

@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Registry } from '../../src/admin/metrics.ts';
 import { configSchema } from '../../src/config/schema.ts';
 import type { Client } from '../../src/dns/handler.ts';
-import { RRType } from '../../src/dns/wire.ts';
+import { RRType } from '../../src/codec/index.ts';
 import { Forwarder } from '../../src/forward/index.ts';
 import { createLogger } from '../../src/log.ts';
 import { waitFor } from '../helpers/daemon.ts';

@@ -1,7 +1,7 @@
 // Upstream replies as opaque messages: what is accepted, what may be cached for how long,
 // and how a stored reply is replayed to a client (ID, case, TTLs, TC, our OPT).
 import { describe, expect, it } from 'vitest';
-import { decodeQuery, encodeResponse, Rcode, RRType, type DnsResult, type ResourceRecord } from '../../src/dns/wire.ts';
+import { decodeQuery, encodeResponse, Rcode, RRType, type DnsResult, type ResourceRecord } from '../../src/codec/index.ts';
 import { buildUpstreamQuery, parseUpstreamResponse, renderReply, type StoredMessage } from '../../src/forward/message.ts';
 import { makeQuery, readReply } from './packets.ts';
 
@@ -21,7 +21,7 @@ function upstreamReply(name: string, result: Partial<DnsResult>, tweak?: (reply:
   const decoded = decodeQuery(sent);
   if (!decoded.ok) throw new Error(decoded.reason);
   const reply = encodeResponse(sent, decoded.query, { rcode: 0, authoritative: true, answers: [], authority: [], additional: [], ...result }, {
-    maxSize: 65535, recursionAvailable: true, ednsUdpSize: 4096,
+    transport: 'tcp', maxUdpSize: 4096, recursionAvailable: true,
   });
   const tweaked = tweak?.(reply);
   const sentReply = Buffer.isBuffer(tweaked) ? tweaked : reply;
@@ -75,8 +75,8 @@ describe('replaying a stored reply', () => {
     const message = stored('www.example.com', { answers: [a('www.example.com', '192.0.2.1', 300)], authority: [SOA] });
     const { packet, query } = makeQuery('WwW.eXample.com', { id: 4242 });
     const reply = readReply(renderReply(message, {
-      query, packet, ttl: (t) => t - 100, maxSize: 1232,
-      edns: { udpSize: 1232, options: [{ code: 15, data: Buffer.from([0, 3]) }] },
+      query, packet, ttl: (t) => t - 100, transport: 'udp', maxUdpSize: 1232,
+      ednsOptions: [{ code: 15, data: Buffer.from([0, 3]) }],
     }));
     expect(reply).toMatchObject({ id: 4242, rcode: 0, truncated: false, recursionAvailable: true, question: 'WwW.eXample.com', addresses: ['192.0.2.1'], ede: [3] });
     expect([...reply.answers, ...reply.authority].map((r) => r.ttl)).toEqual([200, 200]);
@@ -85,10 +85,10 @@ describe('replaying a stored reply', () => {
   it('keeps whole records up to the client size and sets TC when any is left out', () => {
     const message = stored('big.example.com', { answers: big });
     const plain = makeQuery('big.example.com', { udpSize: null });
-    const small = readReply(renderReply(message, { ...plain, ttl: (t) => t, maxSize: 512, edns: null }));
+    const small = readReply(renderReply(message, { ...plain, ttl: (t) => t, transport: 'udp', maxUdpSize: 1232 }));
     expect(small.truncated).toBe(true);
     expect(small.addresses.length).toBe(Math.floor((512 - 33) / 16));
-    const full = readReply(renderReply(message, { ...plain, ttl: (t) => t, maxSize: 65535, edns: null }));
+    const full = readReply(renderReply(message, { ...plain, ttl: (t) => t, transport: 'tcp', maxUdpSize: 1232 }));
     expect(full.truncated).toBe(false);
     expect(full.addresses).toHaveLength(40);
   });
@@ -98,7 +98,7 @@ describe('replaying a stored reply', () => {
     expect(parsed.ok && parsed.stored.recordEnds.length).toBe(1);
     const message = stored('www.example.com', { answers: [a('www.example.com', '192.0.2.1', 60)] });
     const plain = makeQuery('www.example.com', { udpSize: null });
-    const reply = readReply(renderReply(message, { ...plain, ttl: (t) => t, maxSize: 512, edns: null }));
+    const reply = readReply(renderReply(message, { ...plain, ttl: (t) => t, transport: 'udp', maxUdpSize: 1232 }));
     expect(reply.additional).toEqual([]);
     expect(reply.ede).toEqual([]);
   });

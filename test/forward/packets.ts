@@ -1,6 +1,6 @@
 // Builds client queries and reads the forwarder's replies byte by byte, so unit tests
 // assert on exactly what a client would receive (TTLs, TC, EDE) without a socket.
-import { decodeQuery, HEADER_SIZE, RRType, type DecodedQuery } from '../../src/dns/wire.ts';
+import { decodeQuery, HEADER_SIZE, RRType, type DecodedQuery } from '../../src/codec/index.ts';
 
 export interface QueryOptions {
   id?: number;

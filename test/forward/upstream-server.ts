@@ -4,8 +4,8 @@
 import { createSocket, type Socket } from 'node:dgram';
 import { createServer, type Server } from 'node:net';
 import {
-  decodeQuery, encodeResponse, udpLimit, HEADER_SIZE, Rcode, RRType, type DnsResult, type ResourceRecord,
-} from '../../src/dns/wire.ts';
+  decodeQuery, encodeResponse, HEADER_SIZE, Rcode, RRType, type DnsResult, type ResourceRecord,
+} from '../../src/codec/index.ts';
 
 export interface ZoneEntry {
   addresses: string[];
@@ -153,10 +153,6 @@ export class TestUpstream {
         : [];
       result = { rcode: Rcode.NOERROR, authoritative: true, answers, authority: answers.length ? [] : [soa], additional: [] };
     }
-    return encodeResponse(packet, query, result, {
-      maxSize: transport === 'tcp' ? 65535 : udpLimit(query, 1232),
-      recursionAvailable: true,
-      ednsUdpSize: 1232,
-    });
+    return encodeResponse(packet, query, result, { transport, maxUdpSize: 1232, recursionAvailable: true });
   }
 }
