@@ -5,7 +5,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadConfig } from '../src/config/index.ts';
+import { loadConfig } from '../src/config/load.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 

@@ -164,7 +164,7 @@ export class ControlPlane {
       sync: sync && database ? { ...sync, database } : null,
       resume: view ? { view, source: this.last?.source ?? null } : null,
     };
-    const worker = startWorker(siblingModule(import.meta.url, 'worker'), workerData, transfer);
+    const worker = startWorker(siblingModule(import.meta.url, 'worker'), workerData, transfer, 'topology');
     this.worker = worker;
     // The ids of a worker that died name buffers the new one knows nothing of.
     this.liveIds.clear();
