@@ -58,6 +58,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     domains: config.dns.domains,
     logLevel: config.log.level,
     maxFileBytes: config.topology.max_file_bytes,
+    inlineMaxBytes: config.topology.inline_max_bytes > 0 ? config.topology.inline_max_bytes : undefined,
     logger: logger.child({ module: 'topology' }),
     metrics,
     sync: config.sync.enabled && presenceDb

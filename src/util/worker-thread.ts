@@ -4,7 +4,7 @@
 // threads running are kept by name, so the heap of each can be read (`threadHeaps`).
 import { getHeapStatistics, setFlagsFromString, type HeapInfo } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { Worker, type Transferable } from 'node:worker_threads';
+import { isMainThread, Worker, type Transferable } from 'node:worker_threads';
 
 /** The worker threads running, by the part of the daemon each is (for the per-thread memory metrics). */
 const running = new Map<Worker, string>();
@@ -54,6 +54,9 @@ let gc: (() => void) | null = null;
  * until something else made it collect.
  */
 export function collectGarbage(): void {
+  // On the DNS thread (a small topology read there, control/host.ts) the garbage is small,
+  // and a full collection would stall answers: V8 collects it as it goes.
+  if (isMainThread) return;
   if (!gc) {
     setFlagsFromString('--expose-gc');
     gc = runInNewContext('gc') as () => void;
