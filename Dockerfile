@@ -63,5 +63,6 @@ USER 1000:1000
 EXPOSE 53/udp 53/tcp
 HEALTHCHECK --interval=5s --timeout=3s --start-period=15s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:8053/health').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
-ENTRYPOINT ["node", "/app/bin/presence-dns.js"]
+# A small young generation: about 10 MB less resident, queries/s within noise (docs/performance.md).
+ENTRYPOINT ["node", "--max-semi-space-size=1", "/app/bin/presence-dns.js"]
 CMD ["start", "--config", "/etc/presence-dns/presence-dns.yaml"]

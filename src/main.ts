@@ -1,24 +1,22 @@
 // Entry point: hands the command line to the CLI (src/cli/) and, for `start`, wires the
 // modules together.
-// Each module owns its own folder; nothing here knows how they work inside. Modules with
-// heavy dependencies (the forwarder, the route emitter and its NATS client; the database
-// adapters, see presence/db.ts) are imported only when the config switches them on, so a
-// DNS-only sidecar never loads them.
+// Each module owns its own folder; nothing here knows how they work inside. A module the
+// config does not switch on is never imported (the forwarder, the route emitter and its NATS
+// client, the presence modules and their database adapters, registrations, health checks),
+// so a DNS-only sidecar holds the DNS server, the control plane's host, the admin API and
+// nothing else: memory is paid once per node.
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AdminServer, Registry } from './admin/index.ts';
-import { HealthChecks } from './checks/index.ts';
 import { runCli } from './cli/index.ts';
 import { systemClock } from './clock.ts';
-import { changedKeys, ConfigError, loadConfig, withKeys, type Config, type LoadedConfig, type LoadOptions } from './config/index.ts';
+import { changedKeys, ConfigError, loadConfigApart, withKeys, type Config, type LoadedConfig, type LoadOptions } from './config/index.ts';
 import { allocateAnswerCache, dnsThreads, DnsHandler, startDns, TopologyStore } from './dns/index.ts';
-import { mountInspectApi } from './inspect/index.ts';
 import { createLogger, type Logger } from './log.ts';
-import { openPresenceDb, startPresence } from './presence/index.ts';
-import { mountInstancesApi, RegistrationSet } from './registrations/index.ts';
-import { ControlPlane } from './control/index.ts';
+import { ControlPlane } from './control/host.ts';
 import { guardProcess, reportBackgroundFailures } from './util/background.ts';
+import { threadHeaps } from './util/worker-thread.ts';
 
 export interface Daemon {
   dnsPorts: number[];
@@ -38,6 +36,13 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
   const startedAt = Date.now();
   const metrics = new Registry();
   metrics.collectProcessMetrics();
+  // What each thread's V8 heap holds: the first thing to read when RSS grows.
+  metrics.gauge('presence_dns_thread_heap_bytes', 'V8 heap of each thread (main, topology, dns-N, pglite): bytes in use, reserved, and held by its objects outside the heap (array buffers).', {
+    labelNames: ['thread', 'kind'],
+    collectAll: async () => (await threadHeaps()).flatMap((h) => [
+      [{ thread: h.thread, kind: 'used' }, h.used], [{ thread: h.thread, kind: 'total' }, h.total], [{ thread: h.thread, kind: 'external' }, h.external],
+    ] as Array<[Record<string, string>, number]>),
+  });
   // Failures of unawaited work, and anything that reaches the process level: logged and counted, never fatal.
   const backgroundErrors = metrics.counter('presence_dns_background_errors_total', 'Background work that failed (scheduled passes, prefetches, probes, reconnects) and errors that reached the process level, by task.', { labelNames: ['task'] });
   const unreport = reportBackgroundFailures(logger, (task) => backgroundErrors.inc({ task }));
@@ -45,13 +50,15 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
   // The database is opened (PGlite: in a thread of its own, in the background) before the
   // topology worker starts, which reaches it for the syncer.
   const usesDb = config.registrar.enabled || config.reaper.enabled || config.sync.enabled;
-  const presenceDb = usesDb ? await openPresenceDb(config, logger.child({ module: 'presence' })) : null;
+  const presenceModule = usesDb ? await import('./presence/index.ts') : null;
+  const presenceDb = presenceModule ? await presenceModule.openPresenceDb(config, logger.child({ module: 'presence' })) : null;
   const control = new ControlPlane({
     file: config.topology.file,
     aliasesDir: config.dns.aliases_dir,
     domains: config.dns.domains,
     logLevel: config.log.level,
     maxFileBytes: config.topology.max_file_bytes,
+    inlineMaxBytes: config.topology.inline_max_bytes > 0 ? config.topology.inline_max_bytes : undefined,
     logger: logger.child({ module: 'topology' }),
     metrics,
     sync: config.sync.enabled && presenceDb
@@ -107,29 +114,30 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
   // Modules mount their routes and readiness checks as they start; requests look them up each time.
   await admin?.start();
   // This node's instances: the source the registrar and the route emitter are handed.
-  const registrations = config.registrar.enabled || config.routes.enabled
-    ? new RegistrationSet({ dir: config.registrations.dir, logger: logger.child({ module: 'registrations' }), metrics })
+  const registrationsModule = config.registrar.enabled || config.routes.enabled ? await import('./registrations/index.ts') : null;
+  const registrations = registrationsModule
+    ? new registrationsModule.RegistrationSet({ dir: config.registrations.dir, logger: logger.child({ module: 'registrations' }), metrics })
     : null;
   await registrations?.start();
-  if (registrations && admin) mountInstancesApi(admin, registrations);
+  if (registrationsModule && registrations && admin) registrationsModule.mountInstancesApi(admin, registrations);
   const routes = config.routes.enabled && registrations
     ? (await import('./routes/index.ts')).startRoutes({ config: config.routes, registrations, logger: logger.child({ module: 'routes' }), metrics })
     : null;
   // Local health checks: the registrar is handed the registrations with their measured health.
   const checks = registrations && config.registrar.enabled
-    ? new HealthChecks({ source: registrations, clock: systemClock, logger: logger.child({ module: 'checks' }), metrics })
+    ? new (await import('./checks/index.ts')).HealthChecks({ source: registrations, clock: systemClock, logger: logger.child({ module: 'checks' }), metrics })
     : null;
   checks?.start();
   // Presence in the database (registrar, reaper); a database that is down never stops DNS.
-  const presence = presenceDb
-    ? startPresence({
+  const presence = presenceModule && presenceDb
+    ? presenceModule.startPresence({
         config, logger, metrics, admin, registrations: checks ?? registrations, db: presenceDb,
         sync: config.sync.enabled ? { status: () => topology.syncStatus(), releaseGuard: () => control.releaseGuard() } : null,
       })
     : null;
 
   if (admin) {
-    mountInspectApi(admin, {
+    (await import('./inspect/index.ts')).mountInspectApi(admin, {
       config, startedAt, dns: { listen: dns.bound, threads: dns.threads }, topology, presence, routes, registrations, checks: checks ? () => checks.status() : null,
     });
   }
@@ -190,17 +198,15 @@ async function serve(loaded: LoadedConfig, source: LoadOptions): Promise<number>
   const logger = createLogger(loaded.config.log.level);
   const daemon = await startDaemon(loaded.config, logger);
   process.on('SIGHUP', () => {
-    let next: Config;
-    try {
-      next = loadConfig(source).config;
-    } catch (err) {
-      if (!(err instanceof ConfigError)) throw err;
-      logger.error({ err: err.message }, 'SIGHUP: the config file is invalid; keeping the running config');
-      return;
-    }
-    daemon.reload(next).then(
-      (restart) => logger.info({ needsRestart: restart }, restart.length ? 'config reloaded; these keys change only at the next restart' : 'config reloaded'),
-      (err: Error) => logger.error({ err: err.message }, 'SIGHUP: reloading the forwarder upstreams failed'),
+    loadConfigApart(source).then(
+      ({ config: next }) => daemon.reload(next).then(
+        (restart) => logger.info({ needsRestart: restart }, restart.length ? 'config reloaded; these keys change only at the next restart' : 'config reloaded'),
+        (err: Error) => logger.error({ err: err.message }, 'SIGHUP: reloading the forwarder upstreams failed'),
+      ),
+      (err: Error) => {
+        if (err instanceof ConfigError) logger.error({ err: err.message }, 'SIGHUP: the config file is invalid; keeping the running config');
+        else logger.error({ err: err.message }, 'SIGHUP: cannot read the config; keeping the running config');
+      },
     );
   });
   await new Promise<void>((resolve) => {

@@ -5,7 +5,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadConfig } from '../src/config/index.ts';
+import { loadConfig } from '../src/config/load.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 
@@ -90,7 +90,7 @@ describe('Dockerfile', () => {
     }
     const [entrypoint] = all(runtime, 'ENTRYPOINT');
     const [cmd] = all(runtime, 'CMD');
-    expect(JSON.parse(entrypoint)).toEqual(['node', '/app/bin/presence-dns.js']);
+    expect(JSON.parse(entrypoint)).toEqual(['node', '--max-semi-space-size=1', '/app/bin/presence-dns.js']);
     const args = JSON.parse(cmd) as string[];
     expect(args.slice(0, 2)).toEqual(['start', '--config']);
     expect(all(runtime, 'COPY')).toContain(`config/container.yaml ${args[2]}`);

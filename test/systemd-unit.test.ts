@@ -58,7 +58,7 @@ describe('deploy/presence-dns.service', () => {
   };
 
   it('runs the compiled bin as a dynamic user with only CAP_NET_BIND_SERVICE, on a read-only system', () => {
-    expect(one('ExecStart')).toBe('/usr/bin/node /opt/presence-dns/bin/presence-dns.js start --config /etc/presence-dns/config.yaml');
+    expect(one('ExecStart')).toBe('/usr/bin/node --max-semi-space-size=1 /opt/presence-dns/bin/presence-dns.js start --config /etc/presence-dns/config.yaml');
     expect(one('DynamicUser')).toBe('yes');
     expect(service.User).toBeUndefined();
     expect(one('AmbientCapabilities')).toBe('CAP_NET_BIND_SERVICE');

@@ -119,6 +119,8 @@ export interface GaugeOptions {
   labelNames?: readonly string[];
   /** Computes the (unlabelled) value at scrape time, e.g. seconds since the last sync. */
   collect?: () => number;
+  /** Computes every labelled value at scrape time (replacing the series of the scrape before). */
+  collectAll?: () => Promise<Array<[Labels, number]>>;
 }
 
 export interface HistogramOptions {
@@ -165,10 +167,17 @@ export class Registry {
   }
 
   gauge(name: string, help: string, options: GaugeOptions = {}): Gauge {
-    const { collect, labelNames = [] } = options;
+    const { collect, collectAll, labelNames = [] } = options;
     return this.register(name, labelNames, () => new client.Gauge({
       name, help, labelNames, registers: [this.registry],
       ...(collect ? { collect() { this.set(collect()); } } : {}),
+      ...(collectAll ? {
+        async collect() {
+          const values = await collectAll();
+          this.reset();
+          for (const [labels, value] of values) this.set(labels, value);
+        },
+      } : {}),
     }));
   }
 

@@ -1,7 +1,7 @@
 // `start` (run the daemon in the foreground) and `validate-config FILE` (check a config
 // without starting). A bad config is a usage error (exit 2) naming the key.
 import { fileURLToPath } from 'node:url';
-import { loadConfig, type LoadOptions, type LoadedConfig } from '../config/index.ts';
+import { loadConfigApart, type LoadOptions, type LoadedConfig } from '../config/index.ts';
 import { expectPositionals, printJson, text, type Command } from './io.ts';
 
 const DEFAULT_CONFIG = fileURLToPath(new URL('../../config/default.yaml', import.meta.url));
@@ -20,7 +20,7 @@ export function startCommand(serve: Serve): Command {
       expectPositionals('start', positionals, []);
       const overrides = ((values.set ?? []) as string[]);
       const source: LoadOptions = { file: text(values, 'config') ?? DEFAULT_CONFIG, env: io.env, overrides };
-      return serve(loadConfig(source), source);
+      return serve(await loadConfigApart(source), source);
     },
   };
 }
@@ -33,6 +33,7 @@ export const validateConfigCommand: Command = {
   options: { set: { type: 'string', multiple: true }, json: { type: 'boolean' } },
   async run({ values, positionals }, io) {
     const [file] = expectPositionals('validate-config', positionals, ['a FILE']);
+    const { loadConfig } = await import('../config/load.ts');
     const loaded = loadConfig({ file, env: io.env, overrides: (values.set ?? []) as string[] });
     if (values.json) printJson(io, { file: loaded.file, valid: true });
     else io.out(`${loaded.file}: configuration is valid\n`);

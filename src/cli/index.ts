@@ -3,12 +3,8 @@
 // file, `instances|register|deregister|records|status|cells` call a daemon's admin API,
 // `lookup` asks its DNS. Exit codes: 0 ok, 1 failed or not found, 2 usage.
 import { ConfigError } from '../config/index.ts';
-import { RegistrationError } from '../registrations/validate.ts';
-import { startCommand, validateConfigCommand, type Serve } from './daemon.ts';
-import { cellsCommand, recordsCommand, statusCommand } from './inspect.ts';
-import { deregisterCommand, instancesCommand, registerCommand } from './instances.ts';
+import type { Serve } from './daemon.ts';
 import { CliFailure, parse, processIo, UsageError, type CliIo, type Command } from './io.ts';
-import { lookupCommand } from './lookup.ts';
 
 export { type CliIo } from './io.ts';
 export { type Serve } from './daemon.ts';
@@ -25,11 +21,29 @@ export const USAGE = `usage: presence-dns COMMAND [options]    (presence-dns COM
   presence-dns lookup NAME [TYPE] [--server HOST:PORT]   ask the daemon's DNS, like dig +short
 clients of a daemon take --admin URL, --token T (env PRESENCE_DNS_ADMIN_TOKEN), --config FILE, --json`;
 
+/**
+ * Each subcommand, loaded when it is the one asked for: the daemon (`start`) loads none of
+ * the clients' modules (registration validation, the inspect and DNS clients).
+ */
+function commands(serve: Serve): Record<string, () => Promise<Command>> {
+  return {
+    start: async () => (await import('./daemon.ts')).startCommand(serve),
+    'validate-config': async () => (await import('./daemon.ts')).validateConfigCommand,
+    register: async () => (await import('./instances.ts')).registerCommand,
+    deregister: async () => (await import('./instances.ts')).deregisterCommand,
+    instances: async () => (await import('./instances.ts')).instancesCommand,
+    records: async () => (await import('./inspect.ts')).recordsCommand,
+    status: async () => (await import('./inspect.ts')).statusCommand,
+    cells: async () => (await import('./inspect.ts')).cellsCommand,
+    lookup: async () => (await import('./lookup.ts')).lookupCommand,
+  };
+}
+
+/** A registration refused (thrown by the registration commands): told like any failure. */
+const isRegistrationError = (err: unknown): err is Error => err instanceof Error && (err as { code?: unknown }).code === 'INVALID_REGISTRATION';
+
 export async function runCli(argv: string[], serve: Serve, io: CliIo = processIo): Promise<number> {
-  const commands: Command[] = [
-    startCommand(serve), validateConfigCommand, registerCommand, deregisterCommand, instancesCommand,
-    recordsCommand, statusCommand, cellsCommand, lookupCommand,
-  ];
+  const known = commands(serve);
   const [first] = argv;
   if (first === '--help' || first === '-h' || first === 'help') {
     io.out(`${USAGE}\n`);
@@ -37,11 +51,12 @@ export async function runCli(argv: string[], serve: Serve, io: CliIo = processIo
   }
   // No subcommand (nothing, or flags first) means start, as `presence-dns --config FILE`.
   const named = first !== undefined && !first.startsWith('-');
-  const command = named ? commands.find((c) => c.name === first) : commands[0];
-  if (!command) {
+  const load = named ? (Object.hasOwn(known, first) ? known[first] : undefined) : known.start;
+  if (!load) {
     io.err(`presence-dns: unknown command "${first}"\n${USAGE}\n`);
     return 2;
   }
+  const command = await load();
   const prefix = `presence-dns ${command.name}`;
   try {
     const parsed = parse(named ? argv.slice(1) : argv, command.options);
@@ -59,7 +74,7 @@ export async function runCli(argv: string[], serve: Serve, io: CliIo = processIo
       io.err(`${prefix}: ${err.message}\n`);
       return 2;
     }
-    if (err instanceof CliFailure || err instanceof RegistrationError) {
+    if (err instanceof CliFailure || isRegistrationError(err)) {
       io.err(`${prefix}: ${err.message}\n`);
       return 1;
     }

@@ -23,7 +23,7 @@ ${ADMIN_OPTIONS_USAGE}`,
       if (value !== undefined) query.set(filter, value);
     }
     const qs = query.size ? `?${query}` : '';
-    const { body } = await new AdminClient(values, io.env).call('GET', `${RECORDS_PATH}${qs}`);
+    const { body } = await (await AdminClient.for(values, io.env)).call('GET', `${RECORDS_PATH}${qs}`);
     const answer = body as RecordsAnswer;
     if (values.json) {
       printJson(io, answer);
@@ -100,7 +100,7 @@ ${ADMIN_OPTIONS_USAGE}`,
   options: ADMIN_OPTIONS,
   async run({ values, positionals }, io) {
     expectPositionals('status', positionals, []);
-    const { body } = await new AdminClient(values, io.env).call('GET', STATUS_PATH);
+    const { body } = await (await AdminClient.for(values, io.env)).call('GET', STATUS_PATH);
     if (values.json) printJson(io, body);
     else io.out(statusText(body as Status));
     return 0;
@@ -118,7 +118,7 @@ ${ADMIN_OPTIONS_USAGE}`,
   options: ADMIN_OPTIONS,
   async run({ values, positionals }, io) {
     expectPositionals('cells', positionals, []);
-    const { body } = await new AdminClient(values, io.env).call('GET', CELLS_PATH);
+    const { body } = await (await AdminClient.for(values, io.env)).call('GET', CELLS_PATH);
     if (values.json) {
       printJson(io, body);
       return 0;

@@ -75,7 +75,7 @@ ${ADMIN_OPTIONS_USAGE}`,
     const wantsArg = action !== 'list';
     if (wantsArg && arg === undefined) throw new UsageError(`instances ${action} needs ${action === 'put' ? 'a FILE (or - for stdin)' : 'an ID'}`);
     if ((!wantsArg && arg !== undefined) || extra !== undefined) throw new UsageError(`unexpected argument "${wantsArg ? extra : arg}"`);
-    const admin = new AdminClient(values, io.env);
+    const admin = await AdminClient.for(values, io.env);
     const json = values.json === true;
     switch (action) {
       case 'list': {
@@ -106,7 +106,7 @@ ${ADMIN_OPTIONS_USAGE}`,
   options: ADMIN_OPTIONS,
   async run({ values, positionals }, io) {
     const [source] = expectPositionals('register', positionals, ['a FILE (or - for stdin)']);
-    return register(new AdminClient(values, io.env), source, io, values.json === true);
+    return register(await AdminClient.for(values, io.env), source, io, values.json === true);
   },
 };
 
@@ -120,6 +120,6 @@ ${ADMIN_OPTIONS_USAGE}`,
   options: ADMIN_OPTIONS,
   async run({ values, positionals }, io) {
     const [id] = expectPositionals('deregister', positionals, ['an ID']);
-    return deregister(new AdminClient(values, io.env), id, io, values.json === true, 'deregistered');
+    return deregister(await AdminClient.for(values, io.env), id, io, values.json === true, 'deregistered');
   },
 };

@@ -2,9 +2,8 @@
 // kinds of failure (usage → exit 2; anything else worth one line → exit 1), the common
 // flags, the admin API client and the table printer.
 import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
-import { loadConfig, type Config } from '../config/index.ts';
-import { isMapping } from '../registrations/validate.ts';
-import { readTextFile } from '../util/structured-file.ts';
+import type { Config } from '../config/index.ts';
+import { isMapping, readTextFile } from '../util/structured-file.ts';
 
 export interface CliIo {
   out(text: string): void;
@@ -78,10 +77,12 @@ export function expectPositionals(command: string, given: string[], names: strin
   return given;
 }
 
-export function readConfigFor(values: Values, env: NodeJS.ProcessEnv): Config | null {
+export async function readConfigFor(values: Values, env: NodeJS.ProcessEnv): Promise<Config | null> {
   const file = text(values, 'config');
+  if (!file) return null;
   // loadConfig layers PRESENCE_DNS_* over the file, as the daemon itself does.
-  return file ? loadConfig({ file, env }).config : null;
+  const { loadConfig } = await import('../config/load.ts');
+  return loadConfig({ file, env }).config;
 }
 
 /** A listen address as a client reaches it: a wildcard means this host's loopback. */
@@ -102,8 +103,12 @@ export class AdminClient {
   readonly url: string;
   private readonly token: string | undefined;
 
-  constructor(values: Values, env: NodeJS.ProcessEnv) {
-    const config = readConfigFor(values, env);
+  /** The client that --admin, --config or the default names, with its token. */
+  static async for(values: Values, env: NodeJS.ProcessEnv): Promise<AdminClient> {
+    return new AdminClient(values, env, await readConfigFor(values, env));
+  }
+
+  private constructor(values: Values, env: NodeJS.ProcessEnv, config: Config | null) {
     let url = text(values, 'admin');
     if (!url && config) {
       const host = reachable(config.admin.address);

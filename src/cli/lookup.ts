@@ -60,7 +60,7 @@ options:
     let server: { host: string; port: number };
     const given = text(values, 'server');
     try {
-      const listen = readConfigFor(values, io.env)?.dns.listen[0];
+      const listen = (await readConfigFor(values, io.env))?.dns.listen[0];
       server = given ? parseUpstream(given) : listen ? { host: reachable(listen.address), port: listen.port } : { host: '127.0.0.1', port: 5353 };
     } catch (err) {
       if (err instanceof ForwardError) throw new UsageError(`--server: ${err.reason}`);

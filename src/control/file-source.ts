@@ -34,6 +34,11 @@ export interface FileSourceOptions {
   logger: Logger;
   /** The largest topology file, journal or image cache read, bytes (topology.max_file_bytes). */
   maxFileBytes?: number;
+  /**
+   * Running on the DNS thread (a small topology, host.ts): a file or journal larger than this
+   * is not read here; `onOversize` is called instead, and the topology worker reads it.
+   */
+  inline?: { maxBytes: number; onOversize: () => void };
   /** This node syncs: a cached image of its own snapshot that fails is rewritten. */
   rewritesCache?: boolean;
   /** Quiet period after a file event before reading, ms (collapses bursts of writes). */
@@ -55,7 +60,10 @@ export interface SourceCounts {
   journalErrors: number;
 }
 
-type Opened = { ok: true; bytes: Buffer; mark: FileMark; ino: number; size: number } | { ok: false; missing: boolean; error: string };
+type Opened =
+  | { ok: true; bytes: Buffer; mark: FileMark; ino: number; size: number }
+  /** `oversize`: too big to read on the DNS thread; handed to the topology worker (not an error). */
+  | { ok: false; missing: boolean; error: string; oversize?: boolean };
 
 function markOf(fd: number): FileMark {
   const s = fstatSync(fd, { bigint: true });
@@ -386,6 +394,11 @@ export class FileSource {
     try {
       const { size, ino } = fstatSync(fd);
       if (size > this.maxFileBytes) return { ok: false, missing: false, error: `${what} ${path} is ${size} bytes, over topology.max_file_bytes (${this.maxFileBytes})` };
+      const { inline } = this.options;
+      if (inline && size > inline.maxBytes) {
+        inline.onOversize();
+        return { ok: false, missing: false, error: '', oversize: true };
+      }
       const start = from(ino, size);
       const bytes = Buffer.allocUnsafe(size - start);
       let read = 0;
@@ -403,7 +416,7 @@ export class FileSource {
     const opened = this.open(this.file, 'topology file');
     if (opened.ok) return opened;
     // No file yet is the normal start of a syncing node; once a topology is in service, a missing file is an error.
-    if (!(opened.missing && !this.options.state.current)) this.reject(opened.error);
+    if (!opened.oversize && !(opened.missing && !this.options.state.current)) this.reject(opened.error);
     return null;
   }
 
@@ -411,7 +424,7 @@ export class FileSource {
   private openJournal(from?: (ino: number, size: number) => number): Extract<Opened, { ok: true }> | null {
     const opened = this.open(journalPath(this.file), 'topology journal', from);
     if (opened.ok) return opened;
-    if (!opened.missing) this.journalFailed(opened.error, 0);
+    if (!opened.missing && !opened.oversize) this.journalFailed(opened.error, 0);
     return null;
   }
 

@@ -5,11 +5,19 @@
 // the syncer, its counters — is kept here and counted in the metrics. A restarted worker
 // goes on from the view the data plane answers from (the link's `catchUp`), never from an
 // older topology it would read again.
+//
+// A node fed only by a small topology file (no syncer; the file and its journal within
+// `inlineMaxBytes`) runs its control plane on this thread instead: a worker thread costs
+// about 25 MB, and compiling such a file takes a few milliseconds. The first read of
+// anything larger never happens here: the control plane moves to its worker, which goes
+// on from the view in service and reads it.
+import { statSync } from 'node:fs';
 import type { MessagePort, Worker } from 'node:worker_threads';
 import type { Registry } from '../admin/metrics.ts';
 import type { Logger } from '../log.ts';
 import { siblingModule, startWorker } from '../util/worker-thread.ts';
-import type { CatchUp, FileStatus, SyncSettings, SyncStatus, ToMain, ToWorker, TopologyWorkerOptions, ViewMessage, WorkerStatus } from './protocol.ts';
+import type { RunningControlPlane } from './plane.ts';
+import type { CatchUp, FileStatus, SourcePosition, SyncSettings, SyncStatus, ToMain, ToWorker, TopologyWorkerOptions, ViewMessage, WorkerStatus } from './protocol.ts';
 
 export interface ControlPlaneOptions {
   file: string;
@@ -22,6 +30,8 @@ export interface ControlPlaneOptions {
   metrics: Registry;
   /** The syncer's settings; the database is a URL, or a fresh port to the embedded one per worker start. */
   sync: (Omit<SyncSettings, 'database'> & { database: { url: string } | { connect: () => MessagePort } }) | null;
+  /** With no syncer: the largest topology file (and journal) read on this thread; unset, always a worker. */
+  inlineMaxBytes?: number;
 }
 
 /** Where the control plane's output goes: the data plane that answers from it. */
@@ -36,6 +46,8 @@ export interface ControlPlaneStatus extends FileStatus {
   /** False while the worker is being restarted (the view in service stays). */
   workerUp: boolean;
   workerRestarts: number;
+  /** Where the control plane runs: a worker thread, or this one (a small topology file). */
+  thread: 'worker' | 'main';
 }
 
 const RESTART_MIN_MS = 500;
@@ -49,6 +61,8 @@ export class ControlPlane {
   /** Buffer ids the running worker sent and has not had back (a restarted worker starts again at 1). */
   private readonly liveIds = new Set<number>();
   private worker: Worker | null = null;
+  /** The control plane on this thread, while it runs here (a small file-fed topology). */
+  private inline: RunningControlPlane | null = null;
   private last: WorkerStatus | null = null;
   private stopping = false;
   private restarts = 0;
@@ -85,14 +99,41 @@ export class ControlPlane {
     this.link = link;
   }
 
-  /** Starts the worker; resolves once it has read the files (or found none). */
+  /** Starts the control plane; resolves once it has read the files (or found none). */
   async start(): Promise<void> {
+    if (this.options.sync === null && this.options.inlineMaxBytes !== undefined && fileSize(this.options.file) <= this.options.inlineMaxBytes) {
+      await this.startInline(this.options.inlineMaxBytes);
+      return;
+    }
     await new Promise<void>((resolve) => this.spawn(resolve));
+  }
+
+  private async startInline(maxBytes: number): Promise<void> {
+    const { startControlPlane } = await import('./plane.ts');
+    const { file, aliasesDir, domains, maxFileBytes, logger } = this.options;
+    this.inline = await startControlPlane({
+      file, aliasesDir, domains, maxFileBytes, logger, sync: null,
+      post: (message) => this.receive(message),
+      inline: { maxBytes, onOversize: () => void this.toWorker() },
+    });
+  }
+
+  /** The topology outgrew this thread: the worker goes on from the view in service and reads it. */
+  private async toWorker(): Promise<void> {
+    const inline = this.inline;
+    if (!inline) return;
+    this.inline = null;
+    const source = inline.source.position();
+    await inline.stop();
+    this.options.logger.info({ file: this.options.file, inlineMaxBytes: this.options.inlineMaxBytes }, 'the topology file outgrew the DNS thread; its control plane moves to a worker thread');
+    this.spawn(undefined, source);
   }
 
   async stop(): Promise<void> {
     this.stopping = true;
     if (this.restartTimer) clearTimeout(this.restartTimer);
+    await this.inline?.stop();
+    this.inline = null;
     const worker = this.worker;
     if (!worker) return;
     const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
@@ -129,8 +170,9 @@ export class ControlPlane {
       writeError: file?.writeError ?? null,
       cacheError: file?.cacheError ?? null,
       journalError: file?.journalError ?? null,
-      workerUp: this.worker !== null,
+      workerUp: this.worker !== null || this.inline !== null,
       workerRestarts: this.restarts,
+      thread: this.inline ? 'main' : 'worker',
     };
   }
 
@@ -139,10 +181,11 @@ export class ControlPlane {
   }
 
   private send(message: ToWorker): void {
-    this.worker?.postMessage(message);
+    if (this.inline) this.inline.handle(message);
+    else this.worker?.postMessage(message);
   }
 
-  private spawn(started?: () => void): void {
+  private spawn(started?: () => void, resumeSource?: SourcePosition): void {
     const { sync } = this.options;
     const transfer: MessagePort[] = [];
     let database: SyncSettings['database'] | null = null;
@@ -162,9 +205,9 @@ export class ControlPlane {
       logLevel: this.options.logLevel,
       maxFileBytes: this.options.maxFileBytes,
       sync: sync && database ? { ...sync, database } : null,
-      resume: view ? { view, source: this.last?.source ?? null } : null,
+      resume: view ? { view, source: resumeSource ?? this.last?.source ?? null } : null,
     };
-    const worker = startWorker(siblingModule(import.meta.url, 'worker'), workerData, transfer);
+    const worker = startWorker(siblingModule(import.meta.url, 'worker'), workerData, transfer, 'topology');
     this.worker = worker;
     // The ids of a worker that died name buffers the new one knows nothing of.
     this.liveIds.clear();
@@ -215,5 +258,14 @@ export class ControlPlane {
     }
     for (const seconds of status.syncDurations) this.metric.syncDuration.observe(seconds);
     this.last = status;
+  }
+}
+
+/** A file's size, 0 when there is none yet. */
+function fileSize(path: string): number {
+  try {
+    return statSync(path).size;
+  } catch {
+    return 0;
   }
 }

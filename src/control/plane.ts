@@ -40,6 +40,8 @@ export interface ControlPlaneSetup {
   sync: SqlSyncSetup | null;
   /** A restarted control plane's start: the view in service and where reading the files stood. */
   resume?: { view: CatchUp; source: SourcePosition | null } | null;
+  /** Running on the DNS thread (host.ts): what it may read there, and what to do past it. */
+  inline?: { maxBytes: number; onOversize: () => void };
 }
 
 export interface RunningControlPlane {
@@ -77,6 +79,7 @@ export async function startControlPlane(setup: ControlPlaneSetup): Promise<Runni
     state,
     logger,
     maxFileBytes: setup.maxFileBytes,
+    inline: setup.inline,
     rewritesCache: setup.sync !== null,
     onForeignWrite: (topology) => {
       logger.error({ file, source: topology.source }, 'someone else replaced the topology file the syncer wrote; serving theirs, and the syncer stops writing it');

@@ -82,7 +82,7 @@ export class DnsWorkers {
       ...settings, listen, catchUp, answerStamps: handler.answerStamps(),
       answerCache: cache && { buffer: cache, log }, recursionAvailable: this.recursion,
     };
-    const worker = startWorker(siblingModule(import.meta.url, 'worker'), data);
+    const worker = startWorker(siblingModule(import.meta.url, 'worker'), data, [], `dns-${log}`);
     const key = `dns-worker-${worker.threadId}`;
     topology.hold(key, catchUp?.bufferId ?? null);
     // In the relay from now on: what arrives before it listens waits in its port, after the catch-up.

@@ -10,6 +10,7 @@ import { PGlite } from '@electric-sql/pglite';
 import { inBackground } from '../util/background.ts';
 import type { DbRequest, DbResponse, EmbeddedDbOptions } from './embedded-db.ts';
 import { applyPgliteSettings } from './pglite-settings.ts';
+import { seedDataDir } from './pglite-template.ts';
 
 const options = workerData as EmbeddedDbOptions;
 /** A transaction held longer than this is rolled back (its client is stuck or gone). */
@@ -24,6 +25,8 @@ interface Client {
 /** PGlite, once open; requests that arrive while it opens wait for it (and fail if it cannot). */
 const opened: Promise<PGlite> = (async () => {
   mkdirSync(options.dir, { recursive: true });
+  // A first start unpacks the template made at build time instead of running initdb.
+  seedDataDir(options.dir);
   return PGlite.create(options.dir, { startParams: applyPgliteSettings() });
 })();
 opened.catch(() => undefined);

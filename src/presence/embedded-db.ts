@@ -116,7 +116,7 @@ export interface EmbeddedDb {
  * made and used meanwhile (their statements wait), and DNS never waits for it.
  */
 export function startEmbeddedDb(options: EmbeddedDbOptions, logger: Logger): EmbeddedDb {
-  const worker: Worker = startWorker(siblingModule(import.meta.url, 'embedded-db-worker'), options);
+  const worker: Worker = startWorker(siblingModule(import.meta.url, 'embedded-db-worker'), options, [], 'pglite');
   worker.on('error', (err: Error) => logger.error({ err: err.message }, 'the embedded database thread failed'));
   const ready = new Promise<void>((resolve, reject) => {
     worker.once('message', (m: { type: 'ready' } | { type: 'failed'; error: string }) => {

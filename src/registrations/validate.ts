@@ -5,7 +5,7 @@
 import { parseIp } from '../util/ip.ts';
 import { HEALTH_VALUES, type Health } from '../image/instance.ts';
 import type { CheckTarget, HealthCheck, Registration, RouteRegistration } from './types.ts';
-import { formatOf, parseStructured } from '../util/structured-file.ts';
+import { formatOf, isMapping, parseStructured } from '../util/structured-file.ts';
 
 export const LIMITS = {
   label: 63,
@@ -49,9 +49,7 @@ export class RegistrationError extends Error {
 
 type Mapping = Record<string, unknown>;
 
-export function isMapping(value: unknown): value is Mapping {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
+export { isMapping };
 
 function describe(value: unknown): string {
   if (value === null) return 'null';

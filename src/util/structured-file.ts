@@ -5,8 +5,19 @@
 // and a document nested deeper than MAX_DOCUMENT_DEPTH is refused after it is parsed (no
 // reader of these documents goes that deep, and walking one must not exhaust the stack).
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { extname } from 'node:path';
-import { parse as parseYaml } from 'yaml';
+import type { parse } from 'yaml';
+
+/**
+ * The YAML parser, loaded on the first YAML document: a process that reads none (a DNS
+ * sidecar given JSON, or nothing) never holds it (about 10 MB).
+ */
+let yamlParse: typeof parse | null = null;
+function parseYaml(text: string): unknown {
+  yamlParse ??= (createRequire(import.meta.url)('yaml') as { parse: typeof parse }).parse;
+  return yamlParse(text);
+}
 
 export type StructuredFormat = 'JSON' | 'YAML';
 
@@ -51,4 +62,9 @@ export function readTextFile(path: string, maxBytes = MAX_DOCUMENT_BYTES): strin
   } finally {
     closeSync(fd);
   }
+}
+
+/** A document's mapping (a YAML mapping, a JSON object): not null, not a list. */
+export function isMapping(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }

@@ -3,7 +3,8 @@
 import { writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { changedKeys, ConfigError, loadConfig, withKeys } from '../../src/config/index.ts';
+import { changedKeys, ConfigError, withKeys } from '../../src/config/index.ts';
+import { loadConfig } from '../../src/config/load.ts';
 import { tempDir } from '../helpers/daemon.ts';
 
 function file(name: string, text: string): string {

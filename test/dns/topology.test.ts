@@ -162,3 +162,38 @@ describe('image buffers', () => {
     expect(await h.metrics.value('presence_dns_topology_image_buffers')).toBeLessThanOrEqual(2);
   });
 });
+
+describe('a small file-fed topology, read on the DNS thread', () => {
+  it('is served, and followed, without a worker thread', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'topology.json');
+    writeFileSync(file, topologyJson([{ id: 'a', ip: '10.0.0.1' }], {}, 1));
+    const { store, control } = await followFiles(file, join(dir, 'aliases.d'), new Registry(), 64 * 1024);
+    planes.push(control);
+    expect(control.status()).toMatchObject({ thread: 'main', workerUp: true });
+    expect(store.current!.recordCount).toBe(1);
+    writeFileSync(file, topologyJson([{ id: 'a', ip: '10.0.0.1' }, { id: 'b', ip: '10.0.0.2' }], {}, 2));
+    await waitFor(() => store.current!.version === 2, 20_000, 'the change');
+    expect(store.current!.recordCount).toBe(2);
+    expect(control.status().thread).toBe('main');
+  });
+
+  it('moves to a worker thread before it reads a file that outgrew it, and goes on from the view in service', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'topology.json');
+    writeFileSync(file, topologyJson([{ id: 'a', ip: '10.0.0.1' }], {}, 1));
+    const { store, control } = await followFiles(file, join(dir, 'aliases.d'), new Registry(), 2048);
+    planes.push(control);
+    expect(control.status().thread).toBe('main');
+    const views: number[] = [];
+    store.onChange(() => views.push(store.current!.version));
+    const big = Array.from({ length: 100 }, (_, k) => ({ id: `n${k}`, ip: `10.0.1.${k}` }));
+    writeFileSync(file, topologyJson(big, {}, 2));
+    await waitFor(() => store.current!.version === 2 && control.status().thread === 'worker', 20_000, 'the big file, read by the worker');
+    expect(store.current!.recordCount).toBe(100);
+    // Never back to an older topology on the way.
+    expect(views.every((v) => v >= 1)).toBe(true);
+    expect(control.status()).toMatchObject({ workerUp: true, workerRestarts: 0, lastError: null });
+  });
+});
+

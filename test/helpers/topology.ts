@@ -72,8 +72,8 @@ export function syncedInstances(file: string): Instance[] {
  * The data plane's topology (TopologyStore) following a real control plane (its worker
  * thread) that reads `file` and the alias files in `aliasesDir`; no database.
  */
-export async function followFiles(file: string, aliasesDir: string, metrics: Registry): Promise<{ store: TopologyStore; control: ControlPlane }> {
-  const control = new ControlPlane({ file, aliasesDir, domains: [], logLevel: 'silent', maxFileBytes: 1 << 30, logger: silentLogger, metrics, sync: null });
+export async function followFiles(file: string, aliasesDir: string, metrics: Registry, inlineMaxBytes?: number): Promise<{ store: TopologyStore; control: ControlPlane }> {
+  const control = new ControlPlane({ file, aliasesDir, domains: [], logLevel: 'silent', maxFileBytes: 1 << 30, logger: silentLogger, metrics, sync: null, inlineMaxBytes });
   const store = new TopologyStore({ domains: [], control, logger: silentLogger, metrics });
   await control.start();
   return { store, control };

@@ -1,7 +1,7 @@
 // The `routes` section of the config: on when nats_url is set, and the NATS settings
 // checked at load time (so `validate-config` reports them, not the first connect).
 import { describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config/index.ts';
+import { loadConfig } from '../../src/config/load.ts';
 
 const routes = (overrides: string[], env: NodeJS.ProcessEnv = {}) => loadConfig({ overrides, env }).config.routes;
 

@@ -144,7 +144,8 @@ describe("a syncing node's files, damaged, served by a sidecar", () => {
   });
 
   it('a topology worker that dies is restarted from the answers in service, never from an older topology it would read again', async () => {
-    const daemon = await sidecar(() => {}, {}, INSPECT_ARGS);
+    // A worker thread of its own, whatever the file's size.
+    const daemon = await sidecar(() => {}, { topology: { inline_max_bytes: 0 } }, INSPECT_ARGS);
     expect(await answersEvery(daemon, ALL)).toEqual([]);
     // The journal that added the third instance goes away: read again, the files now say two.
     rmSync(join(daemon.dir, 'topology.json.journal'));
