@@ -46,11 +46,8 @@ function cpu(registry: Registry): void {
 }
 
 function memory(registry: Registry): void {
-  if (!LINUX) {
-    registry.gauge('process_resident_memory_bytes', 'Resident memory size in bytes.', { collect: () => process.memoryUsage.rss() });
-    return;
-  }
-  registry.gauge('process_resident_memory_bytes', 'Resident memory size in bytes.', { collect: () => processStatusBytes('VmRSS') });
+  registry.gauge('process_resident_memory_bytes', 'Resident memory size in bytes.', { collect: () => process.memoryUsage.rss() });
+  if (!LINUX) return;
   registry.gauge('process_virtual_memory_bytes', 'Virtual memory size in bytes.', { collect: () => processStatusBytes('VmSize') });
   registry.gauge('process_heap_bytes', 'Process heap size in bytes.', { collect: () => processStatusBytes('VmData') });
 }
