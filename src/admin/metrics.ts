@@ -1,111 +1,178 @@
-// The daemon's Prometheus registry, on prom-client: modules ask it for counters, gauges
-// and histograms by name (one instance per name, label names declared up front), and
-// prom-client renders the exposition. The DNS hot path counts every query, and a
-// prom-client label child hashes its labels on every call (about 1 µs per query for a
-// query's three series), so the hot path uses `hotCounter`/`hotHistogram` children: plain numbers,
-// folded into the prom-client metric when it is collected (a scrape, or `value()`).
-import { createRequire } from 'node:module';
-import type promClient from 'prom-client';
+// The daemon's Prometheus registry: modules ask it for counters, gauges and histograms by
+// name (one instance per name, label names declared up front), and it renders them in
+// the text format (exposition.ts), with the DNS worker threads' metrics folded in
+// (snapshot.ts). Each label set is one series object: the DNS hot path holds the series of
+// its labels (`hotCounter`/`hotHistogram`) and only bumps numbers, where finding the
+// series by its labels for each of a query's three metrics would cost more than answering.
+import { CONTENT_TYPE, exposition } from './exposition.ts';
+import { collectProcessMetrics } from './process-metrics.ts';
+import { fold, type HistogramSeries, type Labels, type MetricFamily, type MetricsSnapshot, type ValueSeries } from './snapshot.ts';
 
-// prom-client's index also loads its Pushgateway (https, zlib) and summaries: about 80 ms
-// and 5 MB of a daemon that should answer within 0.5 s of start. Only the parts used here
-// are loaded, from the files the index itself requires (lib/cluster, for aggregating the
-// DNS workers' registries, loads node:cluster only when asked to talk to a cluster).
-const require = createRequire(import.meta.url);
-const client = {
-  Registry: require('prom-client/lib/registry') as typeof promClient.Registry,
-  Counter: require('prom-client/lib/counter') as typeof promClient.Counter,
-  Gauge: require('prom-client/lib/gauge') as typeof promClient.Gauge,
-  Histogram: require('prom-client/lib/histogram') as typeof promClient.Histogram,
-  AggregatorRegistry: require('prom-client/lib/cluster') as typeof promClient.AggregatorRegistry,
-  collectDefaultMetrics: require('prom-client/lib/defaultMetrics') as typeof promClient.collectDefaultMetrics,
-};
+export type { MetricsSnapshot } from './snapshot.ts';
 
-export type Counter = promClient.Counter;
-/** A registry's metrics as plain data, which can cross threads and be folded into another registry. */
-export type MetricsSnapshot = promClient.MetricObjectWithValues<promClient.MetricValue<string>>[];
-export type Gauge = promClient.Gauge;
-export type Histogram = promClient.Histogram;
-type Labels = Record<string, string>;
-
-/** A hot-path counter child: `inc()` adds to a plain number until the next collection. */
+/** A hot-path counter child: `inc()` adds one to its series. */
 export interface HotCounter {
   inc(): void;
 }
 
-/** A hot-path histogram child: `observe()` fills plain bucket counts until the next collection. */
+/** A hot-path histogram child: `observe()` counts one observation in its series. */
 export interface HotHistogram {
   observe(seconds: number): void;
 }
 
 /** The latency buckets (seconds) CoreDNS uses for `coredns_dns_request_duration_seconds`. */
 const DEFAULT_BUCKETS = [0.00025, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048, 4.096, 8.192];
+const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
+const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 
-class PendingCount implements HotCounter {
-  pending = 0;
-  constructor(readonly labels: Labels) {}
-  inc(): void {
-    this.pending++;
+/** What every kind of metric shares: name, help, declared label names, and one series per label set, in the order first used. */
+abstract class Metric<S extends { labels: Labels }> {
+  abstract readonly type: MetricFamily['type'];
+  /** By the label values in declared order, whatever order the labels were written in. */
+  protected readonly series = new Map<string, S>();
+
+  constructor(readonly name: string, readonly help: string, readonly labelNames: readonly string[]) {
+    if (!METRIC_NAME.test(name)) throw new Error(`invalid metric name: ${name}`);
+    const invalid = labelNames.find((label) => !LABEL_NAME.test(label));
+    if (invalid !== undefined) throw new Error(`metric ${name}: invalid label name ${invalid}`);
+  }
+
+  /** The series of these labels, made (at zero) on first use; the hot path keeps it. */
+  child(labels: Labels): S {
+    for (const label in labels) {
+      if (!this.labelNames.includes(label)) throw new Error(`metric ${this.name}: label ${label} is not one of [${this.labelNames.join(',')}]`);
+    }
+    let key = '';
+    for (const label of this.labelNames) key += `${labels[label] ?? ''}\u0001`;
+    let series = this.series.get(key);
+    if (!series) {
+      series = this.create({ ...labels });
+      this.series.set(key, series);
+    }
+    return series;
+  }
+
+  /** Brings the values read elsewhere up to date; runs before every read (scrape, snapshot, `value()`). */
+  collect(): void | Promise<void> {}
+
+  abstract family(): MetricFamily;
+  protected abstract create(labels: Labels): S;
+}
+
+/** A counter or a gauge: one number per series. */
+abstract class ValueMetric<S extends ValueSeries> extends Metric<S> {
+  abstract override readonly type: 'counter' | 'gauge';
+
+  family(): MetricFamily {
+    return { type: this.type, name: this.name, help: this.help, series: [...this.series.values()].map(({ labels, value }) => ({ labels, value })) };
   }
 }
 
-/** Observations waiting to be merged into their histogram's series: counts per bucket (the last is +Inf) and their sum. */
-class PendingObservations implements HotHistogram {
+class LiveCounterSeries implements HotCounter, ValueSeries {
+  value = 0;
+  constructor(readonly labels: Labels) {}
+  inc(): void {
+    this.value++;
+  }
+}
+
+export class Counter extends ValueMetric<LiveCounterSeries> {
+  readonly type = 'counter';
+  private counted = 0;
+
+  constructor(name: string, help: string, labelNames: readonly string[], private readonly total?: () => number) {
+    super(name, help, labelNames);
+    if (labelNames.length === 0) this.child({});
+  }
+
+  inc(value?: number): void;
+  inc(labels: Labels, value?: number): void;
+  inc(labelsOrValue?: Labels | number, value?: number): void {
+    const [labels, by] = typeof labelsOrValue === 'object' ? [labelsOrValue, value ?? 1] : [{}, labelsOrValue ?? 1];
+    if (!(by >= 0 && by < Infinity)) throw new Error(`counter ${this.name} can only go up, by a finite amount, not ${by}`);
+    this.child(labels).value += by;
+  }
+
+  override collect(): void {
+    if (!this.total) return;
+    // The running total may restart from 0 (its owner was replaced): only its increases count.
+    const now = this.total();
+    if (now > this.counted) this.child({}).value += now - this.counted;
+    this.counted = now;
+  }
+
+  protected create(labels: Labels): LiveCounterSeries {
+    return new LiveCounterSeries(labels);
+  }
+}
+
+export class Gauge extends ValueMetric<ValueSeries> {
+  readonly type = 'gauge';
+
+  constructor(name: string, help: string, labelNames: readonly string[], private readonly read: Pick<GaugeOptions, 'collect' | 'collectAll'>) {
+    super(name, help, labelNames);
+    if (labelNames.length === 0) this.child({});
+  }
+
+  set(...args: [value: number] | [labels: Labels, value: number]): void {
+    if (args.length === 1) this.child({}).value = args[0];
+    else this.child(args[0]).value = args[1];
+  }
+
+  override collect(): void | Promise<void> {
+    const { collect, collectAll } = this.read;
+    if (collect) this.set(collect());
+    if (collectAll) return collectAll().then((values) => {
+      this.series.clear();
+      for (const [labels, value] of values) this.set(labels, value);
+    });
+  }
+
+  protected create(labels: Labels): ValueSeries {
+    return { labels, value: 0 };
+  }
+}
+
+class LiveHistogramSeries implements HotHistogram {
+  /** Per bucket, not cumulative; the last one counts what is above every bound. */
   readonly counts: Float64Array;
   sum = 0;
   count = 0;
   constructor(readonly labels: Labels, private readonly bounds: readonly number[]) {
     this.counts = new Float64Array(bounds.length + 1);
   }
-  observe(seconds: number): void {
+  observe(value: number): void {
     const { bounds } = this;
     let i = 0;
-    while (i < bounds.length && seconds > bounds[i]) i++;
+    while (i < bounds.length && value > bounds[i]) i++;
     this.counts[i]++;
-    this.sum += seconds;
+    this.sum += value;
     this.count++;
-  }
-  /** Observations at or below `le` ("+Inf": all), as a histogram's cumulative bucket counts them. */
-  cumulative(le: string | number): number {
-    if (le === '+Inf') return this.count;
-    let total = 0;
-    for (let i = 0; i < this.bounds.length && this.bounds[i] <= Number(le); i++) total += this.counts[i];
-    return total;
   }
 }
 
-/**
- * What the prom-client registry renders for a histogram with hot children: prom-client's
- * own histogram (which takes `observe(labels, v)` off the hot path) with each hot child's
- * counts added to the series of its labels. prom-client has no way to add many
- * observations at once, so they are merged when read instead of replayed one by one.
- */
-class MergedHistogram {
+export class Histogram extends Metric<LiveHistogramSeries> {
   readonly type = 'histogram';
-  readonly aggregator = 'sum';
-  readonly hot: PendingObservations[] = [];
-  constructor(readonly name: string, readonly help: string, readonly inner: Histogram, readonly buckets: readonly number[]) {}
 
-  async get(): Promise<promClient.MetricObjectWithValues<promClient.MetricValueWithName<string>>> {
-    const data = await this.inner.get();
-    for (const series of data.values) {
-      const child = this.hot.find((c) => sameLabels(series.labels, c.labels));
-      if (!child) continue;
-      if (series.metricName === `${this.name}_bucket`) series.value += child.cumulative(series.labels.le ?? '+Inf');
-      else if (series.metricName === `${this.name}_sum`) series.value += child.sum;
-      else if (series.metricName === `${this.name}_count`) series.value += child.count;
-    }
-    return data;
+  constructor(name: string, help: string, labelNames: readonly string[], private readonly buckets: readonly number[]) {
+    super(name, help, labelNames);
+    if (labelNames.includes('le')) throw new Error(`histogram ${name}: le is the buckets' label`);
+    if (labelNames.length === 0) this.child({});
   }
 
-  reset(): void {
-    this.inner.reset();
-    for (const child of this.hot) {
-      child.counts.fill(0);
-      child.sum = 0;
-      child.count = 0;
-      this.inner.zero(child.labels);
-    }
+  observe(...args: [value: number] | [labels: Labels, value: number]): void {
+    const [labels, value] = args.length === 1 ? [{}, args[0]] : args;
+    if (!Number.isFinite(value)) throw new Error(`histogram ${this.name} observed ${value}`);
+    this.child(labels).observe(value);
+  }
+
+  family(): MetricFamily {
+    const series: HistogramSeries[] = [...this.series.values()].map(({ labels, counts, sum, count }) => ({ labels, counts: Array.from(counts), sum, count }));
+    return { type: this.type, name: this.name, help: this.help, buckets: [...this.buckets], series };
+  }
+
+  protected create(labels: Labels): LiveHistogramSeries {
+    return new LiveHistogramSeries(labels, this.buckets);
   }
 }
 
@@ -128,88 +195,44 @@ export interface HistogramOptions {
   buckets?: readonly number[];
 }
 
+type AnyMetric = Counter | Gauge | Histogram;
+
 export class Registry {
-  private readonly registry = new client.Registry();
-  /** Per metric name: its declared label names, and the hot children that fold into it. */
-  private readonly declared = new Map<string, string>();
-  private readonly hotCounters = new Map<Counter, PendingCount[]>();
-  private readonly histograms = new Map<Histogram, MergedHistogram>();
+  private readonly metrics = new Map<string, AnyMetric>();
   private readonly sources: Array<() => Promise<MetricsSnapshot[]>> = [];
 
-  readonly contentType = this.registry.contentType;
+  readonly contentType = CONTENT_TYPE;
 
   /** Process metrics (CPU, RSS, open file descriptors, event-loop lag, GC, heap): the daemon turns them on once. */
   collectProcessMetrics(): void {
-    client.collectDefaultMetrics({ register: this.registry });
+    collectProcessMetrics(this);
   }
 
   counter(name: string, help: string, options: CounterOptions = {}): Counter {
     const { labelNames = [], total } = options;
-    return this.register(name, labelNames, () => {
-      const pending: PendingCount[] = [];
-      let counted = 0;
-      const counter = new client.Counter({
-        name, help, labelNames, registers: [this.registry],
-        collect() {
-          for (const child of pending) {
-            if (child.pending === 0) continue;
-            this.inc(child.labels, child.pending);
-            child.pending = 0;
-          }
-          const now = total?.() ?? counted;
-          if (now > counted) this.inc(now - counted);
-          counted = now;
-        },
-      });
-      this.hotCounters.set(counter, pending);
-      return counter;
-    });
+    return this.register(Counter, name, labelNames, () => new Counter(name, help, labelNames, total));
   }
 
   gauge(name: string, help: string, options: GaugeOptions = {}): Gauge {
-    const { collect, collectAll, labelNames = [] } = options;
-    return this.register(name, labelNames, () => new client.Gauge({
-      name, help, labelNames, registers: [this.registry],
-      ...(collect ? { collect() { this.set(collect()); } } : {}),
-      ...(collectAll ? {
-        async collect() {
-          const values = await collectAll();
-          this.reset();
-          for (const [labels, value] of values) this.set(labels, value);
-        },
-      } : {}),
-    }));
+    const { labelNames = [], ...read } = options;
+    return this.register(Gauge, name, labelNames, () => new Gauge(name, help, labelNames, read));
   }
 
   histogram(name: string, help: string, options: HistogramOptions = {}): Histogram {
     const { labelNames = [], buckets = DEFAULT_BUCKETS } = options;
-    const existing = this.existing(name, labelNames);
-    if (existing) return (existing as MergedHistogram).inner;
-    const inner = new client.Histogram({ name, help, labelNames, buckets: [...buckets], registers: [] });
-    const merged = new MergedHistogram(name, help, inner, buckets);
-    this.histograms.set(inner, merged);
-    this.registry.registerMetric(merged as unknown as promClient.Metric);
-    return inner;
+    return this.register(Histogram, name, labelNames, () => new Histogram(name, help, labelNames, buckets));
   }
 
   /** A hot-path child of a counter made here, bound to one label set. */
   hotCounter(counter: Counter, labels: Labels): HotCounter {
-    const children = this.hotCounters.get(counter);
-    if (!children) throw new Error('hotCounter: the counter was not made by this registry');
-    const child = new PendingCount(labels);
-    counter.inc(labels, 0);
-    children.push(child);
-    return child;
+    if (this.metrics.get(counter.name) !== counter) throw new Error('hotCounter: the counter was not made by this registry');
+    return counter.child(labels);
   }
 
   /** A hot-path child of a histogram made here, bound to one label set. */
   hotHistogram(histogram: Histogram, labels: Labels): HotHistogram {
-    const merged = this.histograms.get(histogram);
-    if (!merged) throw new Error('hotHistogram: the histogram was not made by this registry');
-    const child = new PendingObservations(labels, merged.buckets);
-    histogram.zero(labels);
-    merged.hot.push(child);
-    return child;
+    if (this.metrics.get(histogram.name) !== histogram) throw new Error('hotHistogram: the histogram was not made by this registry');
+    return histogram.child(labels);
   }
 
   /**
@@ -221,49 +244,42 @@ export class Registry {
   }
 
   /** This registry's metrics as plain data, for another thread's registry to fold in. */
-  snapshot(): Promise<MetricsSnapshot> {
-    return this.registry.getMetricsAsJSON();
+  async snapshot(): Promise<MetricsSnapshot> {
+    const metrics = [...this.metrics.values()];
+    await Promise.all(metrics.map((metric) => metric.collect()));
+    return metrics.map((metric) => metric.family());
   }
 
-  /** The Prometheus text exposition of every metric. */
+  /** The Prometheus text exposition of every metric, this thread's and its sources'. */
   async render(): Promise<string> {
-    if (this.sources.length === 0) return this.registry.metrics();
-    const others = (await Promise.all(this.sources.map((s) => s()))).flat();
-    return client.AggregatorRegistry.aggregate([await this.registry.getMetricsAsJSON(), ...others]).metrics();
+    const [own, others] = await Promise.all([this.snapshot(), Promise.all(this.sources.map((source) => source()))]);
+    return exposition(others.length === 0 ? own : fold([own, ...others.flat()]));
   }
 
   /** One series' value as a scrape would see it (a histogram's: its observation count), 0 when absent. */
   async value(name: string, labels: Labels = {}): Promise<number> {
-    const metric = this.registry.getSingleMetric(name);
+    const metric = this.metrics.get(name);
     if (!metric) return 0;
-    const data = await metric.get();
-    const values = data.values as Array<promClient.MetricValueWithName<string>>;
-    const wanted = String(data.type) === 'histogram' ? `${name}_count` : undefined;
-    const series = values.find((v) => v.metricName === wanted && sameLabels(v.labels, labels));
-    return series?.value ?? 0;
+    await metric.collect();
+    const wanted = Object.entries(labels);
+    const found = metric.family().series.find((series: ValueSeries | HistogramSeries) =>
+      Object.keys(series.labels).length === wanted.length && wanted.every(([label, value]) => series.labels[label] === value));
+    if (!found) return 0;
+    return 'count' in found ? found.count : found.value;
   }
 
-  /** The metric already registered under `name`, if its declared labels are the same; null when there is none. */
-  private existing(name: string, labelNames: readonly string[]): promClient.Metric | MergedHistogram | null {
-    const declared = [...labelNames].sort().join(',');
-    const metric = this.registry.getSingleMetric(name);
-    if (!metric) {
-      this.declared.set(name, declared);
-      return null;
+  /** One metric per name: a module asking again (with the same label names) gets the same instance. */
+  private register<M extends AnyMetric>(kind: abstract new (...args: never[]) => M, name: string, labelNames: readonly string[], create: () => M): M {
+    const existing = this.metrics.get(name);
+    if (!existing) {
+      const metric = create();
+      this.metrics.set(name, metric);
+      return metric;
     }
-    if (this.declared.get(name) !== declared) {
-      throw new Error(`metric ${name} was declared with labels [${this.declared.get(name)}], now asked for with [${declared}]`);
-    }
-    return metric;
+    const declared = [...existing.labelNames].sort().join(',');
+    const asked = [...labelNames].sort().join(',');
+    if (declared !== asked) throw new Error(`metric ${name} was declared with labels [${declared}], now asked for with [${asked}]`);
+    if (!(existing instanceof kind)) throw new Error(`metric ${name} was declared as a ${existing.type}`);
+    return existing;
   }
-
-  /** One metric per name: a module asking again gets the same instance. */
-  private register<M extends Counter | Gauge>(name: string, labelNames: readonly string[], create: () => M): M {
-    return (this.existing(name, labelNames) as M | null) ?? create();
-  }
-}
-
-function sameLabels(a: Partial<Record<string, string | number>>, b: Labels): boolean {
-  const keys = Object.keys(a).filter((k) => k !== 'le');
-  return keys.length === Object.keys(b).length && keys.every((k) => String(a[k]) === b[k]);
 }

@@ -1,4 +1,5 @@
-// The admin API over real HTTP on loopback, and the Prometheus text it serves.
+// The admin API over real HTTP on loopback: /health, /ready, /metrics, mounted routes and the token.
+// The registry behind /metrics is tested in metrics.test.ts.
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AdminServer, Registry } from '../../src/admin/index.ts';
@@ -20,83 +21,6 @@ async function serve(token?: string): Promise<{ server: AdminServer; metrics: Re
   };
 }
 
-describe('Prometheus registry', () => {
-  it('renders counters with labels, gauges read at scrape time and histograms in the text format', async () => {
-    const r = new Registry();
-    r.counter('x_total', 'Xs.', { labelNames: ['rcode'] }).inc({ rcode: 'NOERROR' });
-    r.counter('x_total', 'Xs.', { labelNames: ['rcode'] }).inc({ rcode: 'NOERROR' }, 2);
-    r.counter('y_total', 'Ys.');
-    let live = 6;
-    r.gauge('g', 'G.', { collect: () => live });
-    live = 7;
-    r.histogram('h_seconds', 'H.', { labelNames: ['proto'], buckets: [0.1, 1] }).observe({ proto: 'udp' }, 0.5);
-    expect((await r.render()).split('\n')).toEqual([
-      '# HELP x_total Xs.', '# TYPE x_total counter', 'x_total{rcode="NOERROR"} 3', '',
-      '# HELP y_total Ys.', '# TYPE y_total counter', 'y_total 0', '',
-      '# HELP g G.', '# TYPE g gauge', 'g 7', '',
-      '# HELP h_seconds H.', '# TYPE h_seconds histogram',
-      'h_seconds_bucket{le="0.1",proto="udp"} 0', 'h_seconds_bucket{le="1",proto="udp"} 1', 'h_seconds_bucket{le="+Inf",proto="udp"} 1',
-      'h_seconds_sum{proto="udp"} 0.5', 'h_seconds_count{proto="udp"} 1',
-      '',
-    ]);
-  });
-
-  it('refuses a second declaration of a name with other labels, naming both', () => {
-    const r = new Registry();
-    r.counter('x_total', 'Xs.', { labelNames: ['rcode'] });
-    expect(() => r.counter('x_total', 'Xs.', { labelNames: ['proto'] })).toThrow('metric x_total was declared with labels [rcode], now asked for with [proto]');
-  });
-
-  it('adds hot-path children into the same series as ordinary increments and observations', async () => {
-    const r = new Registry();
-    const requests = r.counter('req_total', 'Requests.', { labelNames: ['proto'] });
-    const hot = r.hotCounter(requests, { proto: 'udp' });
-    for (let i = 0; i < 4; i++) hot.inc();
-    requests.inc({ proto: 'udp' });
-    const duration = r.histogram('d_seconds', 'D.', { labelNames: ['proto'], buckets: [0.001, 0.01] });
-    const fast = r.hotHistogram(duration, { proto: 'udp' });
-    fast.observe(0.0005);
-    fast.observe(0.005);
-    fast.observe(3);
-    duration.observe({ proto: 'udp' }, 0.0002);
-    const text = await r.render();
-    expect(text).toContain('req_total{proto="udp"} 5');
-    expect(text).toContain('d_seconds_bucket{le="0.001",proto="udp"} 2');
-    expect(text).toContain('d_seconds_bucket{le="0.01",proto="udp"} 3');
-    expect(text).toContain('d_seconds_bucket{le="+Inf",proto="udp"} 4');
-    expect(text).toContain('d_seconds_sum{proto="udp"} 3.0057');
-    expect(text).toContain('d_seconds_count{proto="udp"} 4');
-    // A second scrape counts nothing twice.
-    expect(await r.value('req_total', { proto: 'udp' })).toBe(5);
-    expect(await r.value('d_seconds', { proto: 'udp' })).toBe(4);
-  });
-
-  it('turns a running total kept elsewhere into a counter', async () => {
-    const r = new Registry();
-    let hits = 3;
-    r.counter('hits_total', 'Hits.', { total: () => hits });
-    expect(await r.value('hits_total')).toBe(3);
-    hits = 10;
-    expect(await r.value('hits_total')).toBe(10);
-  });
-
-  it('exports the process metrics once they are turned on: RSS, file descriptors, event-loop lag, GC, heap', async () => {
-    const r = new Registry();
-    r.collectProcessMetrics();
-    const text = await r.render();
-    for (const name of ['process_resident_memory_bytes', 'process_open_fds', 'nodejs_eventloop_lag_p99_seconds', 'nodejs_gc_duration_seconds', 'nodejs_heap_size_used_bytes']) {
-      expect(text).toContain(`# TYPE ${name} `);
-    }
-    expect(await r.value('process_resident_memory_bytes')).toBeGreaterThan(10 * 1024 * 1024);
-  });
-
-  it('escapes label values', async () => {
-    const r = new Registry();
-    r.counter('c', 'C.', { labelNames: ['v'] }).inc({ v: 'a"b\\c\nd' });
-    expect(await r.render()).toContain('c{v="a\\"b\\\\c\\nd"} 1');
-  });
-});
-
 describe('AdminServer', () => {
   it('answers /health, and /ready 503 with the reason until every module is ready', async () => {
     const { server, get } = await serve();
@@ -116,7 +40,7 @@ describe('AdminServer', () => {
     const { metrics, get } = await serve();
     metrics.counter('coredns_dns_requests_total', 'Requests.', { labelNames: ['proto', 'type'] }).inc({ proto: 'udp', type: 'A' });
     const res = await get('/metrics');
-    expect(res.headers.get('content-type')).toContain('text/plain');
+    expect(res.headers.get('content-type')).toBe('text/plain; version=0.0.4; charset=utf-8');
     expect(await res.text()).toContain('coredns_dns_requests_total{proto="udp",type="A"} 1');
   });
 
