@@ -55,7 +55,7 @@ function rssMb(pid: number): number {
   return Math.round(Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024);
 }
 
-/** The daemon's event-loop delay (prom-client's default metrics), ms; null when not exported. */
+/** The daemon's event-loop delay (`nodejs_eventloop_lag_*`, a process metric), ms; null when not exported. */
 async function loopDelay(daemon: RunningDaemon): Promise<{ p99: number | null; max: number | null }> {
   const text = await (await daemon.admin('/metrics')).text();
   const read = (name: string) => {

@@ -1,7 +1,9 @@
 // The docs as a reader meets them: every relative link in README.md, CONTRIBUTING.md and
 // docs/*.md leads to a file that exists, and every heading anchor to a heading that exists
 // (by GitHub's rule for anchors); README.md stays a front page of at most 300 lines; and no
-// text sends a reader to the team's private design document, which a clone does not have.
+// text sends a reader to the team's private design document, which a clone does not have;
+// and no file is committed with a merge conflict's markers in it.
+import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -140,6 +142,14 @@ describe('the docs', () => {
   it('do not point readers to DESIGN.md or DESIGN §', () => {
     const citing = docFiles().filter((file) => PRIVATE_DESIGN.test(read(file)));
     expect(citing).toEqual([]);
+  });
+
+  it('no tracked file holds a merge conflict\'s markers', () => {
+    const tracked = execFileSync('git', ['ls-files', '-z'], { cwd: ROOT, encoding: 'utf8' }).split('\0').filter((f) => f && !f.endsWith('.gz'));
+    // Written as repetitions so that this file does not match itself.
+    const marker = /^(<{7}|>{7}) |^={7}$/m;
+    const conflicted = tracked.filter((file) => existsSync(join(ROOT, file)) && statSync(join(ROOT, file)).isFile() && marker.test(read(file)));
+    expect(conflicted).toEqual([]);
   });
 
   it('src/: no file cites DESIGN.md or DESIGN § (the folders in SRC_FOLDERS_CHECKED)', () => {

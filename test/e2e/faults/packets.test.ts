@@ -148,7 +148,7 @@ describe('fuzzing the running daemon', () => {
     expect(value(/^coredns_dns_responses_total\{rcode="NOERROR"\} (\d+)$/m)).toBeGreaterThan(0);
     expect(value(/^coredns_dns_responses_total\{rcode="FORMERR"\} (\d+)$/m)).toBeGreaterThan(100);
     expect(value(/^coredns_dns_request_duration_seconds_count\{proto="udp"\} (\d+)$/m)).toBeGreaterThan(100);
-    // Label order within braces is the exporter's choice (prom-client puts le first).
+    // Label order within braces is the exporter's choice (ours puts le first).
     expect(text).toMatch(/^coredns_dns_request_duration_seconds_bucket\{(?=[^}]*proto="udp")(?=[^}]*le="\+Inf")[^}]*\} \d+$/m);
     const malformed = value(/^presence_dns_malformed_packets_total (\d+)$/m);
     const decoded = [...text.matchAll(/^coredns_dns_requests_total\{[^}]*\} (\d+)$/gm)].reduce((n, m) => n + Number(m[1]), 0);
