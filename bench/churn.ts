@@ -3,7 +3,7 @@
 // (a) the topology file replaced every 2 s by another process, and (b) CHURN_CHANGES (20)
 // instance changes a second through PostgreSQL and the real syncer — while a probe in a
 // process of its own asks known names at 200 queries/s for CHURN_SECONDS (60). Printed
-// beside the targets of DESIGN §9: unanswered queries, latency p50/p99/p99.9/max, the DNS
+// beside their targets: unanswered queries, latency p50/p99/p99.9/max, the DNS
 // thread's event-loop delay, CPU ms and bytes written per change, RSS, and the time from
 // start to the first answer at each size (restart with the database down, from the file).
 // The database is TEST_DATABASE_URL's server (a database created and dropped here) or a

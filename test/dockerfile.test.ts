@@ -1,5 +1,5 @@
 // The Dockerfile read as text, a check that needs no engine (test/e2e/container.test.ts
-// builds and runs the image where one is): the structure DESIGN §8 asks for, every file
+// builds and runs the image where one is): its structure (docs/operating.md), every file
 // it copies exists, and the config it bakes in is valid, listens on 53 and keeps the
 // admin API on loopback.
 import { existsSync, readFileSync } from 'node:fs';

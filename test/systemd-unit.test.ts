@@ -1,4 +1,4 @@
-// deploy/presence-dns.service: the hardening DESIGN §8 and issue 13 ask for, read from
+// deploy/presence-dns.service: its hardening (docs/operating.md), read from
 // the file, then `systemd-analyze verify` (no warnings) and its offline security score on
 // the unit with this checkout's paths, where systemd is installed (Debian: systemd).
 import { execFile, execFileSync } from 'node:child_process';

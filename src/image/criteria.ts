@@ -1,4 +1,4 @@
-// The query language of platform names (DESIGN §4), parsed into a value before any
+// The query language of platform names (docs/names.md), parsed into a value before any
 // matching happens: `<sel>.<group>.<network>.<deployment>.<tld>`, the short form
 // `<sel>.q-g<N>.<tld>`, an optional `_<port>._<proto>` SRV prefix, where <sel> is an
 // instance id, an index, `*`, or a `q-` filter label.

@@ -4,7 +4,7 @@ import { setFlagsFromString } from 'node:v8';
 import { PGlite } from '@electric-sql/pglite';
 
 /**
- * PGlite's memory settings, what `npm start` needs to stay near DESIGN §9's 150 MB (all
+ * PGlite's memory settings, what `npm start` needs to stay near its 150 MB target (all
  * processes). Measured on one process that opens PGlite, migrates and runs 3,000
  * queries: 450–700 MB with PGlite's defaults.
  */

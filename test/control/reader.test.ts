@@ -1,5 +1,5 @@
 // The topology reader: our columnar format, an unmodified BOSH DNS records.json, rows
-// that are skipped with a warning, and files rejected whole (DESIGN §3.2).
+// that are skipped with a warning, and files rejected whole (docs/topology-file.md).
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseTopology, type ReadResult } from '../../src/control/reader.ts';

@@ -1,5 +1,5 @@
 // End-to-end: the daemon started as a process, queried with real dig — every query form
-// of DESIGN §4, both families, the negative answers and the size rules.
+// in docs/names.md, both families, the negative answers and the size rules.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addresses, dig, type DigResult } from '../helpers/dig.ts';
 import { startDaemon, type RunningDaemon } from '../helpers/daemon.ts';

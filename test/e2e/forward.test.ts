@@ -178,7 +178,7 @@ describe('forwarding to two upstreams', () => {
   });
 });
 
-describe('a test daemon never forwards off this machine (DESIGN §11)', () => {
+describe('a test daemon never forwards off this machine', () => {
   it.each([
     ['forwarding on without upstreams (the machine\'s /etc/resolv.conf)', { enabled: true }, 'forward.upstreams is empty, so it would forward to the servers in /etc/resolv.conf'],
     ['an upstream that is not on loopback', { enabled: true, upstreams: ['127.0.0.1:5399', '192.0.2.53'] }, 'upstream(s) 192.0.2.53 are not on loopback'],

@@ -1,4 +1,4 @@
-// A DNS-only daemon loads none of the heavy packages it does not use (DESIGN §8: a
+// A DNS-only daemon loads none of the heavy packages it does not use (a
 // sidecar never loads PGlite, `pg` or NATS); switched on by config, they are loaded.
 // What was loaded is recorded by a module-resolution hook in every thread of the
 // spawned daemon (test/helpers/record-modules.ts).

@@ -1,4 +1,4 @@
-// The syncer writes only a topology file it owns (DESIGN §3.2). Pointed at an unmodified
+// The syncer writes only a topology file it owns (docs/topology-file.md). Pointed at an unmodified
 // BOSH records.json with the embedded database and the default sync on — the set-up that
 // erased the file in the first version — the daemon starts, serves the file, says plainly
 // that it will not write it, and leaves its bytes alone. The same for a file synced from

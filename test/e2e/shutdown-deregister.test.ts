@@ -1,5 +1,5 @@
 // SIGTERM on a node of the presence pipeline: it exits 0 within 5 s (the product's
-// promise, DESIGN §10: its shutdown deadlines add up to 4.5 s whatever hangs, and a clean
+// promise: its shutdown deadlines add up to 4.5 s whatever hangs, and a clean
 // stop takes a fraction of that), releases the reaper lock and deregisters its cell — its
 // instances are tombstoned at once, so another node stops answering them long before the
 // 60 s TTL could explain it, while its own file keeps them for a restart. With the
@@ -18,7 +18,7 @@ const SYNC_INTERVAL_S = 1;
 const TTL_S = 60;
 /** How long another node may take to drop a deregistered cell's instances: generous for a loaded machine, far below the TTL. */
 const DROPPED_MS = 30_000;
-/** SIGTERM → exit: the product's promise (DESIGN §10). */
+/** SIGTERM → exit: the product's promise. */
 const EXIT_MS = 5000;
 const instance = (id: string, ip: string) => JSON.stringify({ id, group: 'web', network: 'default', deployment: 'cf', ip });
 

@@ -1,4 +1,4 @@
-// The thread that answers DNS never stops (DESIGN §2.1): a paced probe (one query every
+// The thread that answers DNS never stops (docs/architecture.md): a paced probe (one query every
 // 5 ms, 1 s to answer) runs against the real daemon while (a) a 50 k-instance topology
 // file is replaced again and again, (b) instance changes flow in through PostgreSQL and
 // the syncer, and (c) the daemon starts on the embedded database. Every query must be

@@ -57,7 +57,7 @@ function merge(base: Record<string, unknown>, over: Record<string, unknown>): Re
 
 /**
  * Why a daemon with this config could send a query off this machine, or null. Tests and
- * benches forward only to upstreams they started on loopback (DESIGN §11): given in
+ * benches forward only to upstreams they started on loopback: given in
  * forward.upstreams, or named by a resolv.conf of their own — never the machine's.
  */
 export function offMachineForwarding(config: Record<string, unknown>, dir: string): string | null {

@@ -1,5 +1,5 @@
 // The q- query language: names parsed into criteria, criteria matched against instances,
-// and the health filters BOSH DNS defines (DESIGN §4).
+// and the health filters BOSH DNS defines (docs/names.md).
 import { describe, expect, it } from 'vitest';
 import {
   applyHealth, CriteriaError, matchesInstance, matchesPattern, parseCriteria, parseFilterLabel, parsePattern,

@@ -1,4 +1,4 @@
-// Registration input validation (DESIGN §7): every field's rule, with the field and the
+// Registration input validation (docs/registrations.md): every field's rule, with the field and the
 // place named in the error; whole-file rejection; the round trip through toEntry.
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';

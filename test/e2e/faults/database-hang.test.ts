@@ -3,7 +3,7 @@
 // three synced nodes and a steady UDP load. Its connections stay open and connecting
 // still completes in the kernel, but nothing answers: only the daemons' own timeouts
 // (connectionTimeoutMillis and query_timeout of the pools, src/presence/pg-db.ts) end
-// their waits. What must hold (DESIGN §10): every query answered rightly throughout on
+// their waits. What must hold: every query answered rightly throughout on
 // every node (0 failed, 0 records lost); /ready and `presence-dns status` each answer
 // within 2 s while it hangs, the status saying the database is down; SIGTERM to a node
 // while it hangs exits 0 within 5 s; once it runs again changes flow (an instance
@@ -23,7 +23,7 @@ const ROOT = resolve(import.meta.dirname, '../../..');
 const run = promisify(execFile);
 const TTL_SECONDS = 2;
 const HANG_MS = size(10_000, 60_000);
-/** The product's promises while the database hangs (DESIGN §10): what a user waits at most. */
+/** The product's promises while the database hangs: what a user waits at most. */
 const ANSWER_MS = 2000;
 const EXIT_MS = 5000;
 let database: PgServer;

@@ -4,7 +4,7 @@
 // never hit an internal error, answered every good query (0 failed, 0 records lost),
 // grew its RSS by 20 MB at most, and still answers dig correctly.
 // Fuzzed names outside the platform's domains are forwarded — to an upstream this test
-// runs on loopback, and nowhere else (DESIGN §11).
+// runs on loopback, and nowhere else.
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildQuery, UdpClient } from '../../dns/client.ts';
@@ -15,7 +15,7 @@ import { TestUpstream } from '../../forward/upstream-server.ts';
 import { daemonRss, expectNothingLost, reportSeen, size, Watch } from './report.ts';
 
 const PACKETS = size(10_000, 1_000_000);
-/** RSS growth allowed over the whole fuzz (DESIGN §10: memory flat). */
+/** RSS growth allowed over the whole fuzz (memory stays flat). */
 const MAX_RSS_GROWTH = 20 * 2 ** 20;
 const SEED = 0x5eed;
 

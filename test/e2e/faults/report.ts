@@ -132,7 +132,7 @@ export class Versions {
 
 /**
  * How long a query of the load or the records check waits for its answer before it counts
- * as unanswered: far above any latency the daemon may have (DESIGN §9: max 50 ms), so that
+ * as unanswered: far above any latency the daemon may have (the latency target's maximum is 50 ms), so that
  * only a query the daemon never answers counts, not a loaded machine. Latency is the
  * benches' to measure.
  */
