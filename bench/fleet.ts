@@ -33,6 +33,7 @@ import { systemClock } from '../src/clock.ts';
 import { migrate, PresenceStore, Reaper, Registrar, type CellObservation, type Db, type PresenceRow, type WriteResult } from '../src/presence/index.ts';
 import { openPgDb, POOLS } from '../src/presence/pg-db.ts';
 import { startControlPlane } from '../src/control/index.ts';
+import { SqlChangeSource } from '../src/presence/change-source.ts';
 import { TopologyImage } from '../src/image/image.ts';
 import type { Registration } from '../src/registrations/types.ts';
 import { UdpClient } from '../test/dns/client.ts';
@@ -158,7 +159,7 @@ async function syncerNode(data: SyncerData): Promise<void> {
       if (m.type === 'delta') published(m.delta.version);
       else if (m.type === 'image') published(m.deltas.at(-1)?.version ?? new TopologyImage(m.buffer).version);
     },
-    sync: { store: new SyncerStore(db), intervalMs: SYNC_INTERVAL_MS, ttlMs: TTL_MS, maxDropFraction: 0.3, guardHold: 10, clock: systemClock, listen: LISTEN },
+    sync: { source: new SqlChangeSource(new SyncerStore(db), { listen: LISTEN }), intervalMs: SYNC_INTERVAL_MS, ttlMs: TTL_MS, maxDropFraction: 0.3, guardHold: 10, clock: systemClock },
   });
   port.on('message', (msg: string) => {
     if (msg !== 'stop') return;

@@ -6,22 +6,21 @@
 import type { Clock } from '../clock.ts';
 import { systemClock } from '../clock.ts';
 import type { Logger } from '../log.ts';
-import type { PresenceStore } from '../presence/store.ts';
+import type { ChangeSource } from '../presence/change-source.ts';
 import { FileSource } from './file-source.ts';
 import type { CatchUp, SourcePosition, ToMain, ToWorker, TopologyMeta, WorkerStatus } from './protocol.ts';
 import { SYNC_SOURCE } from './snapshot.ts';
-import { Syncer } from './sql-source.ts';
+import { Syncer } from './syncer.ts';
 import { OwnedFile, TopologyState } from './state.ts';
 
-export interface SqlSyncSetup {
-  store: PresenceStore;
+export interface SyncSetup {
+  /** Where the presence changes come from: the database (SqlChangeSource) or the fan-out. */
+  source: ChangeSource;
   intervalMs: number;
   ttlMs: number;
   maxDropFraction: number;
   guardHold: number;
   clock?: Clock;
-  /** Wake early on NOTIFY (default true). */
-  listen?: boolean;
   pageSize?: number;
   /** false: the syncer runs a pass only when told (`syncer.tick()`), for tests that step time themselves. */
   scheduled?: boolean;
@@ -37,7 +36,7 @@ export interface ControlPlaneSetup {
   /** Where images, deltas, alias changes and status go. */
   post: (message: ToMain, transfer?: ArrayBuffer[]) => void;
   /** The database the syncer follows; null for a control plane fed by files only. */
-  sync: SqlSyncSetup | null;
+  sync: SyncSetup | null;
   /** A restarted control plane's start: the view in service and where reading the files stood. */
   resume?: { view: CatchUp; source: SourcePosition | null } | null;
   /** Running on the DNS thread (host.ts): what it may read there, and what to do past it. */
@@ -94,8 +93,8 @@ export async function startControlPlane(setup: ControlPlaneSetup): Promise<Runni
   if (setup.sync) {
     const sync = setup.sync;
     syncer = new Syncer({
-      store: sync.store, sink: state, intervalMs: sync.intervalMs, ttlMs: sync.ttlMs, maxDropFraction: sync.maxDropFraction,
-      guardHold: sync.guardHold, clock: sync.clock ?? systemClock, logger: logger.child({ part: 'syncer' }), listen: sync.listen, pageSize: sync.pageSize,
+      source: sync.source, sink: state, intervalMs: sync.intervalMs, ttlMs: sync.ttlMs, maxDropFraction: sync.maxDropFraction,
+      guardHold: sync.guardHold, clock: sync.clock ?? systemClock, logger: logger.child({ part: 'syncer' }), pageSize: sync.pageSize,
       refusal: (cluster) => refusal(file, state.owned !== null, source.topology, cluster),
       claim: (cluster) => {
         if (state.owned) return;

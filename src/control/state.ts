@@ -17,7 +17,7 @@ import { collectGarbage } from '../util/worker-thread.ts';
 import { JournalWriter, type JournalEntry } from './journal.ts';
 import type { CatchUp, ToMain } from './protocol.ts';
 import { snapshotChunks, type SnapshotMeta } from './snapshot.ts';
-import type { SnapshotBuilder, TopologySink } from './sql-source.ts';
+import type { SnapshotBuilder, TopologySink } from './syncer.ts';
 
 /** Changes an overlay may hold before it is compacted: a fixed fraction of the topology (amortised O(1) per change). */
 export function compactionThreshold(instances: number): number {

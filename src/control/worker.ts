@@ -7,7 +7,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { createLogger } from '../log.ts';
 import type { Db } from '../presence/db.ts';
 import { reportBackgroundFailures } from '../util/background.ts';
-import { startControlPlane, type SqlSyncSetup } from './plane.ts';
+import { startControlPlane, type SyncSetup } from './plane.ts';
 import type { ToMain, ToWorker, TopologyWorkerOptions } from './protocol.ts';
 
 const options = workerData as TopologyWorkerOptions;
@@ -16,11 +16,12 @@ const logger = createLogger(options.logLevel).child({ module: 'topology' });
 reportBackgroundFailures(logger);
 
 let db: Db | null = null;
-let sync: SqlSyncSetup | null = null;
+let sync: SyncSetup | null = null;
 if (options.sync) {
   // Loaded only for a syncing node: a DNS-only daemon's worker never loads pg.
-  const [{ openPgDb, POOLS }, { RemoteDb }, { migrate }, { PresenceStore }] = await Promise.all([
+  const [{ openPgDb, POOLS }, { RemoteDb }, { migrate }, { PresenceStore }, { SqlChangeSource }] = await Promise.all([
     import('../presence/pg-db.ts'), import('../presence/embedded-db.ts'), import('../presence/schema.ts'), import('../presence/store.ts'),
+    import('../presence/change-source.ts'),
   ]);
   const { database, ...settings } = options.sync;
   const opened: Db = 'url' in database ? openPgDb(database.url, logger, POOLS.syncer) : new RemoteDb(database.port);
@@ -31,7 +32,7 @@ if (options.sync) {
     await migrate(opened);
     migrated = true;
   });
-  sync = { store, ...settings };
+  sync = { source: new SqlChangeSource(store), ...settings };
 }
 
 const plane = await startControlPlane({

@@ -12,6 +12,7 @@ import { startEmbeddedDb } from '../../src/presence/embedded-db.ts';
 import { Reaper } from '../../src/presence/reaper.ts';
 import { Registrar } from '../../src/presence/registrar.ts';
 import { migrate } from '../../src/presence/schema.ts';
+import { SqlChangeSource } from '../../src/presence/change-source.ts';
 import { PresenceStore } from '../../src/presence/store.ts';
 import { startControlPlane, type RunningControlPlane } from '../../src/control/index.ts';
 import { parseIp } from '../../src/util/ip.ts';
@@ -55,7 +56,7 @@ async function syncer(clock: ManualClock, s = store) {
   const file = join(mkdtempSync(join(tmpdir(), 'presence-sync-')), 'topology.json');
   const plane = await startControlPlane({
     file, aliasesDir: join(file, '..', 'aliases.d'), domains: [], logger: silentLogger, post: () => {},
-    sync: { store: s, intervalMs: 1000, ttlMs: TTL, maxDropFraction: 0.3, guardHold: 10, clock, listen: false, pageSize: 2, scheduled: false },
+    sync: { source: new SqlChangeSource(s, { listen: false }), intervalMs: 1000, ttlMs: TTL, maxDropFraction: 0.3, guardHold: 10, clock, pageSize: 2, scheduled: false },
   });
   planes.push(plane);
   const read = () => syncedTopology(file);

@@ -1,21 +1,24 @@
 // The syncer: keeps this node's topology equal to the live presences. It runs in the
-// topology worker (the control plane). Every interval (or earlier on a NOTIFY) it reads
-// `revision > last` in pages and hands the changed instances on as one delta — O(changes),
-// whatever the topology's size. A fresh node, or one that sees the revision go backwards
-// or its last row vanish, takes a consistent snapshot, compiled into a new image; instances
-// a snapshot drops without a tombstone stay for a TTL (their registrars re-register within
-// a heartbeat), and then only as far as the mass-expiry guard allows; an empty snapshot
-// never replaces a topology that has records (a database that was never filled, or one
-// emptied) until an operator says so. When the database is unreachable nothing changes
-// and staleness grows. It writes only into a topology it owns (see `refusal`).
+// topology worker (the control plane). Every interval (or earlier when its source has news)
+// it asks its change source (src/presence/change-source.ts: the database, or the fan-out
+// over NATS) for the changes after the revision it applied and hands them on as one delta —
+// O(changes), whatever the topology's size. A fresh node, or one whose source says rows
+// were lost (the revision went backwards, its last row vanished), takes a consistent
+// snapshot, compiled into a new image; instances a snapshot drops without a tombstone stay
+// for a TTL (their registrars re-register within a heartbeat), and then only as far as the
+// mass-expiry guard allows; an empty snapshot never replaces a topology that has records
+// (a database that was never filled, or one emptied) until an operator says so. When the
+// source is unreachable nothing changes and staleness grows. It writes only into a
+// topology it owns (see `refusal`).
 import type { Logger } from '../log.ts';
 import type { Clock } from '../clock.ts';
 import { sameInstance, type Instance } from '../image/instance.ts';
 import { instanceName, type TopologyView } from '../image/view.ts';
-import { MassExpiryGuard, planSync, snapshotCause, type SyncPosition } from '../presence/decisions.ts';
+import type { ChangeSource } from '../presence/change-source.ts';
+import { MassExpiryGuard, type SyncPosition } from '../presence/decisions.ts';
 import { PassLoop } from '../presence/loop.ts';
 import type { SyncStatus } from './protocol.ts';
-import { NOTIFY_CHANNEL, type PresenceRecord, type PresenceRow, type PresenceStore } from '../presence/store.ts';
+import type { PresenceRecord, PresenceRow } from '../presence/store.ts';
 
 /** A whole topology being read (a snapshot), compiled by the sink as it comes. */
 export interface SnapshotBuilder {
@@ -34,7 +37,7 @@ export interface TopologySink {
 }
 
 export interface SyncerOptions {
-  store: PresenceStore;
+  source: ChangeSource;
   sink: TopologySink;
   intervalMs: number;
   /** The cells' TTL: how long the guard holds a big drop before it lets it through. */
@@ -51,8 +54,6 @@ export interface SyncerOptions {
   refusal: (cluster: string | null) => string | null;
   /** Called before the first change the syncer makes: it owns the topology from then on. */
   claim: (cluster: string) => void;
-  /** Wake early on NOTIFY (on by default; polling stays the baseline). */
-  listen?: boolean;
   pageSize?: number;
 }
 
@@ -134,16 +135,16 @@ export class Syncer {
     // Someone else's file is refused at once, even before the database answers.
     if (!this.mayWrite(this.cluster)) return;
     try {
-      this.cluster ??= await this.options.store.clusterId();
+      this.cluster ??= await this.options.source.clusterId();
       if (!this.mayWrite(this.cluster)) return;
       await this.subscribe();
       await this.pull();
-      if (this.dbUp !== true) logger.info({ revision: this.position.revision }, 'database reachable; syncing');
+      if (this.dbUp !== true) logger.info({ revision: this.position.revision, source: this.options.source.kind }, 'presence changes reachable; syncing');
       this.dbUp = true;
       this.lastSuccess = clock.now();
       this.durations.push((this.lastSuccess - started) / 1000);
     } catch (err) {
-      if (this.dbUp !== false) logger.warn({ err: (err as Error).message }, 'cannot sync from the database; keeping the topology as it is');
+      if (this.dbUp !== false) logger.warn({ err: (err as Error).message, source: this.options.source.kind }, 'cannot sync; keeping the topology as it is');
       this.dbUp = false;
       return;
     }
@@ -162,23 +163,20 @@ export class Syncer {
   }
 
   private async subscribe(): Promise<void> {
-    if (this.unlisten || this.options.listen === false) return;
-    this.unlisten = await this.options.store.db.listen(NOTIFY_CHANNEL, () => void this.tick(), () => {
+    if (this.unlisten) return;
+    this.unlisten = await this.options.source.subscribe(() => void this.tick(), () => {
       this.unlisten = null;
     });
   }
 
   private async pull(): Promise<void> {
-    const { store } = this.options;
-    const head = await store.head();
-    const { id, revision } = this.position;
-    const rowRevision = id !== null && revision !== null && head.revision >= revision ? await store.rowRevision(id) : undefined;
-    const plan = planSync(this.position, head, rowRevision);
-    if (plan === 'snapshot') return this.snapshot(snapshotCause(this.position, head, rowRevision) === 'lost');
-    if (plan === 'idle') return;
+    const { source } = this.options;
+    const plan = await source.plan(this.position);
+    if (plan.kind === 'snapshot') return this.snapshot(plan.cause === 'lost');
+    if (plan.kind === 'idle') return;
     const pageSize = this.options.pageSize ?? 1000;
     for (;;) {
-      const page = await store.changesSince(this.position.revision!, pageSize);
+      const page = await source.changesSince(this.position.revision!, pageSize);
       if (page.length) {
         const last = page[page.length - 1];
         this.position = { revision: last.revision, id: last.id };
@@ -191,7 +189,7 @@ export class Syncer {
   /** `lost`: rows may have been lost (not deleted), so what the snapshot lacks may come back. */
   private async snapshot(lost: boolean): Promise<void> {
     const builder = this.options.sink.snapshot();
-    const snap = await this.options.store.snapshot((row) => {
+    const snap = await this.options.source.snapshot((row) => {
       const reason = builder.add(toInstance(row));
       if (reason) this.options.logger.warn({ id: row.id }, `presence row skipped: ${reason}`);
     });

@@ -1,0 +1,70 @@
+// Where a syncer reads the presence table's changes from. The syncer (src/control/syncer.ts)
+// keeps a position (the revision it applied, and the row that carried it) and asks its
+// source what to do from there: nothing, read the changes after it, or take a snapshot.
+// `SqlChangeSource` answers from the database itself; src/fanout/ answers from NATS (the
+// changes one publisher read once) and falls back to SQL. Every source hands over the same
+// rows in the same revision order, so the syncer applies them the same way.
+import { planSync, snapshotCause, type SyncPosition } from './decisions.ts';
+import { NOTIFY_CHANNEL, type PresenceRow, type PresenceStore } from './store.ts';
+
+export type SnapshotCause = NonNullable<ReturnType<typeof snapshotCause>>;
+
+/** What a sync pass does from its position. */
+export type SyncPlan =
+  | { kind: 'idle' }
+  | { kind: 'incremental' }
+  /** `lost`: rows may have been lost (not deleted), so what the snapshot lacks may come back. */
+  | { kind: 'snapshot'; cause: SnapshotCause };
+
+export interface SnapshotResult {
+  /** The revision the snapshot is consistent at, and the row that carried it. */
+  revision: number;
+  lastId: string | null;
+}
+
+export interface ChangeSource {
+  /** Where rows come from, for status and logs: "sql" or "nats". */
+  readonly kind: string;
+  /** The presence database's id (it marks the files synced from it). */
+  clusterId(): Promise<string>;
+  plan(position: SyncPosition): Promise<SyncPlan>;
+  /** Rows (tombstones included) changed after `revision`, oldest first, about `limit` at most. */
+  changesSince(revision: number, limit: number): Promise<PresenceRow[]>;
+  /** Every live row, handed over as read, from one consistent snapshot. */
+  snapshot(onRow: (row: PresenceRow) => void): Promise<SnapshotResult>;
+  /** Wakes the syncer early when there is news; resolves to an unsubscribe. `lost`: subscribe again later. */
+  subscribe(wake: () => void, lost: () => void): Promise<() => Promise<void>>;
+}
+
+/** The database itself: head and row revisions to plan, `revision > last` pages, a repeatable-read snapshot, NOTIFY. */
+export class SqlChangeSource implements ChangeSource {
+  readonly kind = 'sql';
+
+  constructor(readonly store: PresenceStore, private readonly options: { listen?: boolean } = {}) {}
+
+  clusterId(): Promise<string> {
+    return this.store.clusterId();
+  }
+
+  async plan(position: SyncPosition): Promise<SyncPlan> {
+    const head = await this.store.head();
+    const { id, revision } = position;
+    const rowRevision = id !== null && revision !== null && head.revision >= revision ? await this.store.rowRevision(id) : undefined;
+    const kind = planSync(position, head, rowRevision);
+    return kind === 'snapshot' ? { kind, cause: snapshotCause(position, head, rowRevision)! } : { kind };
+  }
+
+  changesSince(revision: number, limit: number): Promise<PresenceRow[]> {
+    return this.store.changesSince(revision, limit);
+  }
+
+  async snapshot(onRow: (row: PresenceRow) => void): Promise<SnapshotResult> {
+    const { revision, lastId } = await this.store.snapshot(onRow);
+    return { revision, lastId };
+  }
+
+  async subscribe(wake: () => void, lost: () => void): Promise<() => Promise<void>> {
+    if (this.options.listen === false) return async () => undefined;
+    return this.store.db.listen(NOTIFY_CHANNEL, wake, lost);
+  }
+}
