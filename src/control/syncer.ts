@@ -96,7 +96,7 @@ export class Syncer {
     this.lastSuccess = options.clock.now();
   }
 
-  status(): SyncStatus {
+  status(): Omit<SyncStatus, 'fanout'> {
     const staleMs = this.options.clock.now() - this.lastSuccess;
     return {
       stale: staleMs > 3 * this.options.intervalMs,

@@ -101,6 +101,19 @@ function fromDb(row: DbPresenceRow): PresenceRow {
   };
 }
 
+/** The advisory lock space of the snapshot slots ("pdss"). */
+const SNAPSHOT_SLOT_LOCK = 0x70647373;
+
+/** Takes any one of `count` snapshot slots for this transaction; false when all are taken. */
+async function takeSnapshotSlot(tx: Queryable, count: number): Promise<boolean> {
+  const first = Math.floor(Math.random() * count);
+  for (let i = 0; i < count; i++) {
+    const { rows } = await tx.query<{ taken: boolean }>('SELECT pg_try_advisory_xact_lock($1, $2) AS taken', [SNAPSHOT_SLOT_LOCK, (first + i) % count]);
+    if (rows[0].taken) return true;
+  }
+  return false;
+}
+
 /** A canonical text of what DNS and routes see of a record, to tell a real change. */
 export function recordKey(r: PresenceRecord): string {
   const ports = Object.keys(r.ports).sort().map((k) => [k, r.ports[k]]);
@@ -481,11 +494,17 @@ export class PresenceStore {
   /**
    * Every live row and the newest row's (revision, id), from one consistent snapshot.
    * With `onRow`, rows are handed over page by page instead of collected (`rows` is empty),
-   * so a big fleet's snapshot is never held whole.
+   * so a big fleet's snapshot is never held whole. With `slot`, the snapshot first takes
+   * one of `slot.count` transaction-level advisory locks (any free one, tried in a random
+   * order) and resolves to null without reading when all are taken: the fleet-wide bound
+   * on snapshots at once (it holds through PgBouncer's transaction pooling too).
    */
-  async snapshot(onRow?: (row: PresenceRow) => void): Promise<{ rows: PresenceRow[]; revision: number; lastId: string | null }> {
+  async snapshot(onRow?: (row: PresenceRow) => void): Promise<{ rows: PresenceRow[]; revision: number; lastId: string | null }>;
+  async snapshot(onRow: ((row: PresenceRow) => void) | undefined, slot: { count: number }): Promise<{ rows: PresenceRow[]; revision: number; lastId: string | null } | null>;
+  async snapshot(onRow?: (row: PresenceRow) => void, slot?: { count: number }): Promise<{ rows: PresenceRow[]; revision: number; lastId: string | null } | null> {
     await this.prepare();
     return this.db.transaction(async (tx) => {
+      if (slot && !(await takeSnapshotSlot(tx, slot.count))) return null;
       const newest = await tx.query<{ id: string; revision: number | string }>('SELECT id, revision FROM presences ORDER BY revision DESC LIMIT 1');
       const head = await tx.query<{ revision: number | string }>('SELECT revision FROM presence_revision WHERE id = 1');
       // Fetched in pages from one cursor (one scan), so no single round trip of a big
