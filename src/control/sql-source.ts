@@ -10,6 +10,7 @@
 // and staleness grows. It writes only into a topology it owns (see `refusal`).
 import type { Logger } from '../log.ts';
 import type { Clock } from '../clock.ts';
+import { withDerived } from '../image/fields.ts';
 import { sameInstance, type Instance } from '../image/instance.ts';
 import { instanceName, type TopologyView } from '../image/view.ts';
 import { MassExpiryGuard, planSync, snapshotCause, type SyncPosition } from '../presence/decisions.ts';
@@ -58,11 +59,7 @@ export interface SyncerOptions {
 
 
 export function toInstance(r: PresenceRecord): Instance {
-  return {
-    id: r.id, numId: r.numId, group: r.group, groupIds: r.groupIds, network: r.network, networkId: r.networkId,
-    deployment: r.deployment, az: r.az, azId: r.azId, index: r.index, ip: r.ip, family: r.ip.includes(':') ? 6 : 4,
-    domain: r.domain, agentId: r.agentId, cellId: r.cellId, health: r.health, ports: r.ports,
-  };
+  return withDerived(r);
 }
 
 export class Syncer {
