@@ -4,7 +4,7 @@
 // file reader and the snapshot writer, the image builder and reader, `sameInstance`, the
 // registration validation and the database row mapping loop over this table; each of
 // them handles every kind and every image slot in an object the compiler checks
-// (`Record<FieldKind, …>`), and the table itself is a mapped type over `Instance`, so a
+// (`ByKind`, `BySlot`, `ReadByKind`, `ReadBySlot`), and the table itself is a mapped type over `Instance`, so a
 // field added to `Instance` but not here, or a kind some reader does not handle, fails
 // to compile. test/image/fields.test.ts round-trips an instance differing in each field
 // through every one of them. How to add a field: CONTRIBUTING.md.
