@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseTopology } from '../../src/control/reader.ts';
 import { snapshotChunks } from '../../src/control/snapshot.ts';
-import { toInstance } from '../../src/control/sql-source.ts';
+import { toInstance } from '../../src/control/syncer.ts';
 import { compileImage } from '../../src/image/builder.ts';
 import { familyOf, STORED_FIELDS, type KindValues, type StoredField } from '../../src/image/fields.ts';
 import { TopologyImage } from '../../src/image/image.ts';
