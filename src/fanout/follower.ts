@@ -108,6 +108,14 @@ export class NatsChangeSource implements ChangeSource {
       this.reject(err);
       return;
     }
+    // The chain followed is the one the publisher's heads announce. A change of another
+    // database is someone else's; one of another epoch is kept out of the buffer (a new
+    // epoch's first messages come before its head; the stream has them once it arrives).
+    if (this.head && message.cluster !== this.head.cluster) {
+      this.reject(new FanoutProtocolError(`change message of cluster ${message.cluster}, not the head's (${this.head.cluster})`));
+      return;
+    }
+    if (this.head && message.epoch !== this.head.epoch) return;
     this.hear(message.cluster, message.epoch, message.to);
     if (this.live.length >= LIVE_BUFFER) this.live.shift();
     this.live.push(message);

@@ -2,6 +2,7 @@
 // the snapshot object, and the messages' shapes. Everything read from NATS is checked
 // here before a follower uses it, as strictly as a file on disk: a message that fails is
 // rejected whole with the reason, never half applied.
+import { STORED_FIELDS, type FieldKind } from '../image/fields.ts';
 import { HEALTH_VALUES, type Health } from '../image/instance.ts';
 import type { PresenceRow } from '../presence/store.ts';
 
@@ -127,32 +128,33 @@ function envelope(object: Record<string, unknown>, what: string): { cluster: str
   return { cluster: field(object, 'cluster', isText, what), epoch: field(object, 'epoch', isText, what) };
 }
 
-/** The type of each field of a row on the wire. */
-const ROW_FIELDS: Record<keyof Omit<PresenceRow, 'routes'>, (v: unknown) => boolean> = {
-  id: isText,
-  cellId: isText,
-  group: isText,
-  groupIds: (v) => Array.isArray(v) && v.every((n) => Number.isSafeInteger(n)),
-  network: isText,
-  networkId: isIntOrNull,
-  deployment: isText,
-  az: isTextOrNull,
-  azId: isIntOrNull,
-  index: isIntOrNull,
-  numId: isIntOrNull,
-  ip: isText,
+const isPorts = (v: unknown) => typeof v === 'object' && v !== null && !Array.isArray(v) && Object.values(v).every((p) => Number.isSafeInteger(p));
+
+/** What a value of each field kind (src/image/fields.ts) may be on the wire. */
+const KIND_CHECKS: { readonly [K in FieldKind]: (v: unknown) => boolean } = {
+  label: isText,
+  optionalLabel: isTextOrNull,
   domain: isText,
-  agentId: isTextOrNull,
+  numericId: isIntOrNull,
+  int: isIntOrNull,
+  idList: (v) => Array.isArray(v) && v.every((n) => Number.isSafeInteger(n)),
+  ip: isText,
+  text: isTextOrNull,
   health: (v) => HEALTH_VALUES.includes(v as Health),
-  ports: (v) => typeof v === 'object' && v !== null && !Array.isArray(v) && Object.values(v).every((p) => Number.isSafeInteger(p)),
-  revision: isCount,
-  deleted: (v) => typeof v === 'boolean',
+  ports: isPorts,
 };
+
+/** A row's fields beyond the instance's. */
+const ROW_CHECKS: ReadonlyArray<[string, (v: unknown) => boolean]> = [
+  ...STORED_FIELDS.map((f): [string, (v: unknown) => boolean] => [f.key, KIND_CHECKS[f.kind]]),
+  ['revision', isCount],
+  ['deleted', (v) => typeof v === 'boolean'],
+];
 
 export function parseRow(value: unknown, what: string): PresenceRow {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new FanoutProtocolError(`${what}: a row is not an object`);
   const row = value as Record<string, unknown>;
-  for (const [key, check] of Object.entries(ROW_FIELDS)) {
+  for (const [key, check] of ROW_CHECKS) {
     if (!check(row[key])) throw new FanoutProtocolError(`${what}: row ${JSON.stringify(row.id ?? null)}: "${key}" is missing or of the wrong type`);
   }
   return { ...(row as unknown as Omit<PresenceRow, 'routes'>), routes: [] };
@@ -173,6 +175,7 @@ export function decodeChange(data: Uint8Array): ChangeMessage {
     if (row.revision <= previous || row.revision > to) throw new FanoutProtocolError(`${what}: row ${row.id} has revision ${row.revision}, outside (${previous}, ${to}] or out of order`);
     previous = row.revision;
   }
+  if (rows.length === 0 && from !== to) throw new FanoutProtocolError(`${what}: no rows, yet "from" (${from}) and "to" (${to}) differ (only a chain's start is empty)`);
   if (rows.length && rows[rows.length - 1].revision !== to) throw new FanoutProtocolError(`${what}: its last row is not at "to" (${to})`);
   return { cluster, epoch, from, to, lastId, rows };
 }

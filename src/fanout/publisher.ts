@@ -22,7 +22,7 @@ import type { SqlChangeSource } from '../presence/change-source.ts';
 import { LockWatch } from '../presence/decisions.ts';
 import { PassLoop } from '../presence/loop.ts';
 import {
-  decodeChange, encodeChange, encodeHead, snapshotHeaderLine, snapshotRowLine, snapshotTrailerLine, type ChangeMessage, type FanoutNames,
+  decodeChange, encodeChange, encodeHead, FanoutProtocolError, snapshotHeaderLine, snapshotRowLine, snapshotTrailerLine, type ChangeMessage, type FanoutNames,
 } from './protocol.ts';
 
 export const PUBLISHER_LOCK = 'sync-publisher';
@@ -118,12 +118,12 @@ export class Publisher {
     try {
       await this.publish();
     } catch (err) {
-      // Someone else's message is at the end of the chain (two publishers for a moment): read it again.
-      if (/wrong last sequence/i.test((err as Error).message)) {
-        this.options.logger.warn('another publisher wrote the stream; reading where the chain stands');
-        this.chain = null;
-      }
-      throw err;
+      if (!/wrong last sequence/i.test((err as Error).message)) throw err;
+      // Someone else's message is at the end of the chain (two publishers for a moment, or a
+      // stranger on the subject): go on from where the chain stands now.
+      this.options.logger.warn('the stream has a message this publisher did not write; reading where the chain stands');
+      this.chain = null;
+      await this.publish();
     }
     if (clock.now() - this.lastRenewal >= lockTtlMs / 3) await this.holdLock();
     return Math.min(intervalMs, lockTtlMs / 3);
@@ -177,10 +177,13 @@ export class Publisher {
     let sequence = 0;
     try {
       const stored = await jsm.streams.getMessage(names.stream, { last_by_subj: names.changes });
-      last = decodeChange(stored.data);
       sequence = stored.seq;
+      last = decodeChange(stored.data);
     } catch (err) {
-      if (!/no message found|not found/i.test((err as Error).message)) throw err;
+      // Nothing published yet; or the last message is not a change (someone else published on
+      // the subject: restrict it to the publishers with NATS permissions): a new chain after it.
+      if (err instanceof FanoutProtocolError) logger.error({ err: err.message, sequence }, `the last message in ${names.stream} is not a change; starting a new epoch after it`);
+      else if (!/no message found|not found/i.test((err as Error).message)) throw err;
     }
     if (last && last.cluster === this.cluster) {
       this.chain = { epoch: last.epoch, revision: last.to, lastId: last.lastId, sequence };
@@ -191,6 +194,7 @@ export class Publisher {
       logger.info({ epoch: last.epoch, revision: last.to, sequence }, 'going on from the last published change');
       return this.chain;
     }
+    if (last) logger.error({ cluster: last.cluster }, `the last message in ${names.stream} is of another presence database; starting a new epoch after it (give each database a sync.nats_prefix of its own)`);
     const info = await jsm.streams.info(names.stream);
     this.chain = { epoch: '', revision: 0, lastId: null, sequence: info.state.last_seq };
     await this.startEpoch();

@@ -160,6 +160,28 @@ describe('fan-out', () => {
     expect(node.source.mode).toBe('nats');
   });
 
+  it('a message that fails its checks, or is of another chain, is refused and counted; the publisher and the node go on', async () => {
+    const names = freshNames();
+    await setCell('cell-g', [registration('g-1', { ip: '10.7.0.1' })]);
+    const pub = await publisher(names);
+    await publish(pub);
+    const node = await follower(names);
+    await publish(pub, node);
+    await node.sync();
+    // Someone else publishes on the changes subject: not JSON, then a well-formed change of another database.
+    const stranger = await natsClient();
+    stranger.publish(names.changes, new TextEncoder().encode('{"v":1,'));
+    stranger.publish(names.changes, new TextEncoder().encode(JSON.stringify({ v: 1, cluster: 'x', epoch: 'y', from: 3, to: 3, lastId: null, rows: [] })));
+    await stranger.flush();
+    await setCell('cell-g', [registration('g-1', { ip: '10.7.0.2' })]);
+    await publish(pub, node);
+    await node.sync();
+    expect(node.nats.rejected).toBe(2);
+    expect(node.nats.lastRejection).toMatch(/of cluster x, not the head's/);
+    expect(node.instances()).toEqual(await live());
+    expect(node.source.mode).toBe('nats');
+  });
+
   it('a gap the stream no longer holds, with no snapshot published, is filled from the database', async () => {
     const names = freshNames();
     await setCell('cell-c', [registration('c-1', { ip: '10.3.0.1' })]);
@@ -181,6 +203,27 @@ describe('fan-out', () => {
     expect(node.source.mode).toBe('fallback');
     expect(node.source.reason).toMatch(/no longer holds the changes/);
     expect(node.instances()).toEqual(await live());
+  });
+
+  it('a database restored from an older state: the publisher starts a new epoch, and the node takes its snapshot', async () => {
+    const names = freshNames();
+    await setCell('cell-h', [registration('h-1', { ip: '10.8.0.1' }), registration('h-2', { ip: '10.8.0.2' })]);
+    const pub = await publisher(names);
+    await publish(pub);
+    const node = await follower(names);
+    await publish(pub, node);
+    await node.sync();
+    const epoch = pub.publisher.status().epoch;
+    // The tables are emptied and refilled (a restore from a dump taken before any of these rows).
+    await db.query('TRUNCATE cells, presences, presence_revision');
+    await setCell('cell-h', [registration('h-3', { ip: '10.8.0.3' })]);
+    await publish(pub, node);
+    expect(pub.publisher.status().epoch).not.toBe(epoch);
+    await node.sync();
+    await node.sync();
+    // What the restore lost is kept for a TTL (its registrars re-register it), the rest is the database's.
+    expect(node.instances().filter((i) => i.id.startsWith('h-'))).toEqual([{ id: 'h-1', ip: '10.8.0.1' }, { id: 'h-2', ip: '10.8.0.2' }, { id: 'h-3', ip: '10.8.0.3' }]);
+    expect(node.source.mode).toBe('nats');
   });
 
   it('the publisher fails over: another candidate takes the lock after a TTL and goes on with the same chain', async () => {
