@@ -1,4 +1,4 @@
-// `npm run bench:fleet`: the fleet simulation of DESIGN §9 — FLEET_CELLS (default 1,000)
+// `npm run bench:fleet`: the fleet simulation (docs/presence.md, "A fleet") — FLEET_CELLS (default 1,000)
 // cells × FLEET_INSTANCES (200) instances on one PostgreSQL, driven by the real presence
 // code: one Registrar per cell (registerCell, then a heartbeat every ttl/3, jittered), one
 // Reaper (the lock holder, on its pool), FLEET_SYNCERS (5) real Syncers, each in a worker
@@ -573,7 +573,7 @@ async function simulate(): Promise<FleetResult> {
 const ms = (n: number | null) => (n === null || Number.isNaN(n) ? '–' : n >= 1000 ? `${(n / 1000).toFixed(2)} s` : `${n.toFixed(1)} ms`);
 const verdict = (ok: boolean) => (ok ? 'met' : 'MISSED');
 
-/** The run's one table: each figure beside its target (DESIGN §9). */
+/** The run's one table: each figure beside its target (docs/performance.md, "Fleet"). */
 function table(r: FleetResult): string {
   const hb = r.heartbeat;
   const nb = r.nodeHeartbeat;

@@ -1,4 +1,4 @@
-// presence: this node's side of the shared presence database (DESIGN §3.3) — the query
+// presence: this node's side of the shared presence database — the query
 // interface and its adapters (a PostgreSQL server via `pg`; the embedded PGlite in a
 // thread of its own), the migrations, the registrar (cell + instances + heartbeats) and
 // the reaper (SQL lock, locket expiry rule, mass-expiry guard), which run on the main
