@@ -1,0 +1,40 @@
+// `npm run lint`: typescript-eslint's strict and stylistic type-checked rules, and
+// @stylistic's formatting rules set to the code's own style (2 spaces, single quotes,
+// semicolons, trailing commas on multiline literals).
+import eslint from '@eslint/js';
+import stylistic from '@stylistic/eslint-plugin';
+import { defineConfig } from 'eslint/config';
+import tseslint from 'typescript-eslint';
+
+export default defineConfig(
+  { ignores: ['dist/', 'data/', '.tmp/'] },
+  eslint.configs.recommended,
+  tseslint.configs.strictTypeChecked,
+  tseslint.configs.stylisticTypeChecked,
+  stylistic.configs.customize({
+    indent: 2,
+    quotes: 'single',
+    semi: true,
+    commaDangle: 'always-multiline',
+    braceStyle: '1tbs',
+    arrowParens: true,
+    quoteProps: 'as-needed',
+    jsx: false,
+  }),
+  {
+    languageOptions: {
+      parserOptions: {
+        projectService: { allowDefaultProject: ['bin/*.js', 'eslint.config.js', 'vitest.config.ts'] },
+        tsconfigRootDir: import.meta.dirname,
+      },
+    },
+    rules: {
+      '@typescript-eslint/restrict-template-expressions': ['error', { allowNumber: true, allowBoolean: true, allowNullish: true }],
+      '@typescript-eslint/no-confusing-void-expression': ['error', { ignoreArrowShorthand: true }],
+      // Binary operators end the line they continue; a ternary's ? and :, and a type's | and &,
+      // begin theirs. Lists pack several items to a line.
+      '@stylistic/operator-linebreak': ['error', 'after', { overrides: { '?': 'before', ':': 'before', '|': 'before', '&': 'before' } }],
+      '@stylistic/list-style': 'off',
+    },
+  },
+);
