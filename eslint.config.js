@@ -31,10 +31,11 @@ export default defineConfig(
     rules: {
       '@typescript-eslint/restrict-template-expressions': ['error', { allowNumber: true, allowBoolean: true, allowNullish: true }],
       '@typescript-eslint/no-confusing-void-expression': ['error', { ignoreArrowShorthand: true }],
-      // Binary operators end the line they continue; a ternary's ? and :, and a type's | and &,
-      // begin theirs. Lists pack several items to a line.
-      '@stylistic/operator-linebreak': ['error', 'after', { overrides: { '?': 'before', ':': 'before', '|': 'before', '&': 'before' } }],
+      // Lists pack several items to a line; double quotes where the string holds a single
+      // quote; Array<T> where T is not a plain name.
       '@stylistic/list-style': 'off',
+      '@stylistic/quotes': ['error', 'single', { avoidEscape: true, allowTemplateLiterals: 'always' }],
+      '@typescript-eslint/array-type': ['error', { default: 'array-simple' }],
     },
   },
 );

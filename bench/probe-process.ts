@@ -21,7 +21,7 @@ export function probeChild<T>(script: string, args: string[], env: Record<string
   let out = '';
   let started!: () => void;
   const startedP = new Promise<void>((r) => (started = r));
-  child.stdout!.on('data', (d: Buffer) => {
+  child.stdout.on('data', (d: Buffer) => {
     out += d.toString();
     if (out.includes('probing')) started();
   });

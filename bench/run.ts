@@ -31,7 +31,6 @@ const work = join(tmpdir(), `presence-dns-bench-${process.pid}`);
 const children = new Set<ChildProcess>();
 const daemons = new Set<RunningDaemon>();
 
-
 function track(child: ChildProcess): ChildProcess {
   children.add(child);
   child.once('exit', () => children.delete(child));
@@ -121,8 +120,8 @@ function prepare(size: number) {
 async function main(): Promise<void> {
   mkdirSync(work, { recursive: true });
   const cores = availableParallelism();
-  process.stdout.write(`presence-dns bench: ${cores} cores (${cpus()[0]?.model ?? 'unknown'}), node ${process.version}, ` +
-    `dnsperf ${SECONDS} s per server and table row (${ROUNDS} interleaved slices), loopback; load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}\n`);
+  process.stdout.write(`presence-dns bench: ${cores} cores (${cpus()[0]?.model ?? 'unknown'}), node ${process.version}, `
+    + `dnsperf ${SECONDS} s per server and table row (${ROUNDS} interleaved slices), loopback; load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}\n`);
   // BENCH_ONLY=workers: the dns.workers rows alone (then RSS with 1 and 2 threads at the largest size).
   if (process.env.BENCH_ONLY === 'workers') {
     prepare(LARGEST);

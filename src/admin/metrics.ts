@@ -141,6 +141,7 @@ class LiveHistogramSeries implements HotHistogram {
   constructor(readonly labels: Labels, private readonly bounds: readonly number[]) {
     this.counts = new Float64Array(bounds.length + 1);
   }
+
   observe(value: number): void {
     const { bounds } = this;
     let i = 0;

@@ -11,7 +11,6 @@ import type { CommandSpawner, ProbeResult } from './spawner.ts';
 
 export type { ProbeResult } from './spawner.ts';
 
-
 export function probe(check: HealthCheck, clock: Clock, signal: AbortSignal, spawner: CommandSpawner): Promise<ProbeResult> {
   switch (check.kind) {
     case 'tcp': return bounded(check, clock, signal, (finish) => tcpProbe(check.host, check.port, finish));
@@ -48,7 +47,7 @@ function bounded(check: HealthCheck, clock: Clock, signal: AbortSignal, start: (
     const onAbort = () => stop('stopped: the daemon is shutting down');
     const timer = clock.after(check.timeoutMs, () => stop(`timed out after ${check.timeoutMs} ms${check.kind === 'args' ? '; killed (SIGKILL to its process group)' : ''}`));
     signal.addEventListener('abort', onAbort);
-    if (signal.aborted) return onAbort();
+    if (signal.aborted) { onAbort(); return; }
     try {
       cancel = start(finish);
     } catch (err) {

@@ -23,7 +23,7 @@ interface Def {
 /** Follows zod wrappers (default, optional, ...) down to the definition they wrap. */
 function unwrap(schema: z.ZodType): Def {
   let def = schema._zod.def as Def;
-  while (def.innerType) def = def.innerType._zod.def as Def;
+  while (def.innerType) def = def.innerType._zod.def;
   return def;
 }
 

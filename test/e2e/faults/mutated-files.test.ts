@@ -153,7 +153,8 @@ function aliasTargets(aliases: unknown): string[] | null {
   let targets: string[] | null = null;
   for (const [name, list] of Object.entries(aliases)) {
     if (lower(name) !== ALIAS || !Array.isArray(list)) continue;
-    const valid = list.flatMap((t: unknown) => (typeof t === 'string' ? (t.trim() !== '' && isName(lower(t)) ? [lower(t)] : [])
+    const valid = list.flatMap((t: unknown) => (typeof t === 'string'
+      ? (t.trim() !== '' && isName(lower(t)) ? [lower(t)] : [])
       : isObject(t) && 'group_id' in t && 'root_domain' in t ? ['(object)'] : []));
     if (valid.length) targets = [...(targets ?? []), ...valid];
   }
