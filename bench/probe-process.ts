@@ -27,7 +27,7 @@ export function probeChild<T>(script: string, args: string[], env: Record<string
   });
   const done = new Promise<T>((resolve, reject) => child.once('exit', (code) => {
     children.delete(child);
-    const line = out.trim().split('\n').pop()!;
+    const line = out.trim().split('\n').pop() ?? '';
     if (code === 0) resolve(JSON.parse(line) as T);
     else reject(new Error(`${script} exited with ${code}: ${out}`));
   }));

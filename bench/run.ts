@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { dig } from '../test/helpers/dig.ts';
 import { startDaemon, waitFor, type RunningDaemon } from '../test/helpers/daemon.ts';
 import { metric } from '../test/presence/daemons.ts';
-import { dnsperf, combine, dnsperfRun, freePort, type PerfResult, type PerfRun } from './dnsperf.ts';
+import { dnsperf, combine, dnsperfRun, type PerfResult, type PerfRun } from './dnsperf.ts';
 import { runMemoryBench, treeRssMb } from './memory.ts';
 import { startDnsmasq, startKnot, startNsd, writeZone, type Peer } from './peers.ts';
 import { generate, writeHosts, writeQueries, writeTopology } from './topology.ts';
@@ -332,8 +332,8 @@ async function cleanup(): Promise<void> {
 }
 
 process.once('SIGINT', () => void cleanup().then(() => process.exit(130)));
-main().then(cleanup, async (err: Error) => {
-  process.stderr.write(`bench failed: ${err.stack ?? err.message}\n`);
+main().then(cleanup, async (err: unknown) => {
+  process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
   await cleanup();
   process.exitCode = 1;
 });
