@@ -29,7 +29,6 @@ const CHANGES_PER_SECOND = Number(process.env.CHURN_CHANGES ?? 20);
 const FILE_EVERY_MS = 2000;
 const CELL_SIZE = 200;
 
-
 interface Row {
   size: number;
   churn: 'file' | 'db';

@@ -122,8 +122,8 @@ export async function runForwardBench(): Promise<Array<Record<string, string | n
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   runForwardBench().then(
     (rows) => console.table(rows),
-    (err: Error) => {
-      process.stderr.write(`forward bench failed: ${err.stack ?? err.message}\n`);
+    (err: unknown) => {
+      process.stderr.write(`forward bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
       process.exitCode = 1;
     },
   );

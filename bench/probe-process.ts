@@ -21,13 +21,13 @@ export function probeChild<T>(script: string, args: string[], env: Record<string
   let out = '';
   let started!: () => void;
   const startedP = new Promise<void>((r) => (started = r));
-  child.stdout!.on('data', (d: Buffer) => {
+  child.stdout.on('data', (d: Buffer) => {
     out += d.toString();
     if (out.includes('probing')) started();
   });
   const done = new Promise<T>((resolve, reject) => child.once('exit', (code) => {
     children.delete(child);
-    const line = out.trim().split('\n').pop()!;
+    const line = out.trim().split('\n').pop() ?? '';
     if (code === 0) resolve(JSON.parse(line) as T);
     else reject(new Error(`${script} exited with ${code}: ${out}`));
   }));

@@ -21,7 +21,9 @@ const ROUTES_PER_INSTANCE = 4;
 async function countRegisters(url: string): Promise<void> {
   const nc = await connect({ servers: url });
   let count = 0;
-  nc.subscribe('router.register', { callback: () => void count++ });
+  nc.subscribe('router.register', { callback: () => {
+    count++;
+  } });
   await nc.flush();
   process.stdout.write('ready\n');
   setInterval(() => process.stdout.write(`${count}\n`), 50);

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { dig } from '../test/helpers/dig.ts';
 import { startDaemon, waitFor, type RunningDaemon } from '../test/helpers/daemon.ts';
 import { metric } from '../test/presence/daemons.ts';
-import { dnsperf, combine, dnsperfRun, freePort, type PerfResult, type PerfRun } from './dnsperf.ts';
+import { dnsperf, combine, dnsperfRun, type PerfResult, type PerfRun } from './dnsperf.ts';
 import { runMemoryBench, treeRssMb } from './memory.ts';
 import { startDnsmasq, startKnot, startNsd, writeZone, type Peer } from './peers.ts';
 import { generate, writeHosts, writeQueries, writeTopology } from './topology.ts';
@@ -30,7 +30,6 @@ const ROOT = join(import.meta.dirname, '..');
 const work = join(tmpdir(), `presence-dns-bench-${process.pid}`);
 const children = new Set<ChildProcess>();
 const daemons = new Set<RunningDaemon>();
-
 
 function track(child: ChildProcess): ChildProcess {
   children.add(child);
@@ -121,8 +120,8 @@ function prepare(size: number) {
 async function main(): Promise<void> {
   mkdirSync(work, { recursive: true });
   const cores = availableParallelism();
-  process.stdout.write(`presence-dns bench: ${cores} cores (${cpus()[0]?.model ?? 'unknown'}), node ${process.version}, ` +
-    `dnsperf ${SECONDS} s per server and table row (${ROUNDS} interleaved slices), loopback; load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}\n`);
+  process.stdout.write(`presence-dns bench: ${cores} cores (${cpus()[0]?.model ?? 'unknown'}), node ${process.version}, `
+    + `dnsperf ${SECONDS} s per server and table row (${ROUNDS} interleaved slices), loopback; load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}\n`);
   // BENCH_ONLY=workers: the dns.workers rows alone (then RSS with 1 and 2 threads at the largest size).
   if (process.env.BENCH_ONLY === 'workers') {
     prepare(LARGEST);
@@ -333,8 +332,8 @@ async function cleanup(): Promise<void> {
 }
 
 process.once('SIGINT', () => void cleanup().then(() => process.exit(130)));
-main().then(cleanup, async (err: Error) => {
-  process.stderr.write(`bench failed: ${err.stack ?? err.message}\n`);
+main().then(cleanup, async (err: unknown) => {
+  process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
   await cleanup();
   process.exitCode = 1;
 });

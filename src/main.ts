@@ -17,6 +17,7 @@ import { allocateAnswerCache, dnsThreads, DnsHandler, startDns, TopologyStore } 
 import { createLogger, type Logger } from './log.ts';
 import { ControlPlane } from './control/host.ts';
 import { guardProcess, reportBackgroundFailures } from './util/background.ts';
+import { errorMessage } from './util/error-message.ts';
 import { threadHeaps } from './util/worker-thread.ts';
 
 export interface Daemon {
@@ -207,11 +208,11 @@ async function serve(loaded: LoadedConfig, source: LoadOptions): Promise<number>
     loadConfigApart(source).then(
       ({ config: next }) => daemon.reload(next).then(
         (restart) => logger.info({ needsRestart: restart }, restart.length ? 'config reloaded; these keys change only at the next restart' : 'config reloaded'),
-        (err: Error) => logger.error({ err: err.message }, 'SIGHUP: reloading the forwarder upstreams failed'),
+        (err: unknown) => logger.error({ err: errorMessage(err) }, 'SIGHUP: reloading the forwarder upstreams failed'),
       ),
-      (err: Error) => {
+      (err: unknown) => {
         if (err instanceof ConfigError) logger.error({ err: err.message }, 'SIGHUP: the config file is invalid; keeping the running config');
-        else logger.error({ err: err.message }, 'SIGHUP: cannot read the config; keeping the running config');
+        else logger.error({ err: errorMessage(err) }, 'SIGHUP: cannot read the config; keeping the running config');
       },
     );
   });
@@ -231,8 +232,8 @@ async function serve(loaded: LoadedConfig, source: LoadOptions): Promise<number>
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   main(process.argv.slice(2)).then(
     (code) => process.exit(code),
-    (err: Error) => {
-      process.stderr.write(`presence-dns: ${err.stack ?? err.message}\n`);
+    (err: unknown) => {
+      process.stderr.write(`presence-dns: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
       process.exit(1);
     },
   );

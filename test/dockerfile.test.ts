@@ -65,7 +65,7 @@ describe('Dockerfile', () => {
     const users = all(runtime, 'USER');
     expect(users).toHaveLength(1);
     expect(users[0]).not.toMatch(/^(root|0)(:|$)/);
-    const runIndex = runtime.instructions.findIndex((i) => i.op === 'RUN' && /setcap cap_net_bind_service=\+ep/.test(i.args));
+    const runIndex = runtime.instructions.findIndex((i) => i.op === 'RUN' && i.args.includes('setcap cap_net_bind_service=+ep'));
     const userIndex = runtime.instructions.findIndex((i) => i.op === 'USER');
     expect(runIndex).toBeGreaterThanOrEqual(0);
     expect(runIndex).toBeLessThan(userIndex);

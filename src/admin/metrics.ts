@@ -52,8 +52,14 @@ abstract class Metric<S extends { labels: Labels }> {
     return series;
   }
 
-  /** Brings the values read elsewhere up to date; runs before every read (scrape, snapshot, `value()`). */
-  collect(): void | Promise<void> {}
+  /**
+   * Brings the values read elsewhere up to date; runs before every read (scrape, snapshot,
+   * `value()`). A promise when the values are read asynchronously.
+   */
+  collect(): Promise<void> | undefined {
+    // Most metrics hold their values themselves: nothing to read.
+    return undefined;
+  }
 
   abstract family(): MetricFamily;
   protected abstract create(labels: Labels): S;
@@ -93,7 +99,7 @@ export class Counter extends ValueMetric<LiveCounterSeries> {
     this.child(labels).value += by;
   }
 
-  override collect(): void {
+  override collect(): undefined {
     if (!this.total) return;
     // The running total may restart from 0 (its owner was replaced): only its increases count.
     const now = this.total();
@@ -119,7 +125,7 @@ export class Gauge extends ValueMetric<ValueSeries> {
     else this.child(args[0]).value = args[1];
   }
 
-  override collect(): void | Promise<void> {
+  override collect(): Promise<void> | undefined {
     const { collect, collectAll } = this.read;
     if (collect) this.set(collect());
     if (collectAll) return collectAll().then((values) => {
@@ -141,6 +147,7 @@ class LiveHistogramSeries implements HotHistogram {
   constructor(readonly labels: Labels, private readonly bounds: readonly number[]) {
     this.counts = new Float64Array(bounds.length + 1);
   }
+
   observe(value: number): void {
     const { bounds } = this;
     let i = 0;
@@ -246,7 +253,9 @@ export class Registry {
   /** This registry's metrics as plain data, for another thread's registry to fold in. */
   async snapshot(): Promise<MetricsSnapshot> {
     const metrics = [...this.metrics.values()];
-    await Promise.all(metrics.map((metric) => metric.collect()));
+    await Promise.all(metrics.map(async (metric) => {
+      await metric.collect();
+    }));
     return metrics.map((metric) => metric.family());
   }
 

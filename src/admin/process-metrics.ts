@@ -106,19 +106,19 @@ function loopTurn(): Promise<number> {
 
 function activeResources(registry: Registry): void {
   registry.gauge('nodejs_active_resources', 'Number of active resources that are currently keeping the event loop alive, grouped by async resource type.', {
-    labelNames: ['type'], collectAll: async () => countByType(process.getActiveResourcesInfo()),
+    labelNames: ['type'], collectAll: () => Promise.resolve(countByType(process.getActiveResourcesInfo())),
   });
   registry.gauge('nodejs_active_resources_total', 'Total number of active resources.', { collect: () => process.getActiveResourcesInfo().length });
   const { _getActiveHandles: handles, _getActiveRequests: requests } = internals;
   if (handles) {
     registry.gauge('nodejs_active_handles', 'Number of active libuv handles grouped by handle type. Every handle type is C++ class name.', {
-      labelNames: ['type'], collectAll: async () => countByType(handles().map((h) => h.constructor.name)),
+      labelNames: ['type'], collectAll: () => Promise.resolve(countByType(handles().map((h) => h.constructor.name))),
     });
     registry.gauge('nodejs_active_handles_total', 'Total number of active handles.', { collect: () => handles().length });
   }
   if (requests) {
     registry.gauge('nodejs_active_requests', 'Number of active libuv requests grouped by request type. Every request type is C++ class name.', {
-      labelNames: ['type'], collectAll: async () => countByType(requests().map((r) => r.constructor.name)),
+      labelNames: ['type'], collectAll: () => Promise.resolve(countByType(requests().map((r) => r.constructor.name))),
     });
     registry.gauge('nodejs_active_requests_total', 'Total number of active requests.', { collect: () => requests().length });
   }
@@ -137,7 +137,7 @@ function heap(registry: Registry): void {
   const spaces = (kind: 'total' | 'used' | 'available', read: (space: ReturnType<typeof getHeapSpaceStatistics>[number]) => number) =>
     registry.gauge(`nodejs_heap_space_size_${kind}_bytes`, `Process heap space size ${kind} from Node.js in bytes.`, {
       labelNames: ['space'],
-      collectAll: async () => getHeapSpaceStatistics().map((space) => [{ space: space.space_name.replace(/_space$/, '') }, read(space)]),
+      collectAll: () => Promise.resolve(getHeapSpaceStatistics().map((space) => [{ space: space.space_name.replace(/_space$/, '') }, read(space)])),
     });
   spaces('total', (space) => space.space_size);
   spaces('used', (space) => space.space_used_size);

@@ -4,6 +4,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Logger } from '../log.ts';
 import type { Registry } from './metrics.ts';
+import { errorMessage } from '../util/error-message.ts';
 
 export interface ReadinessCheck {
   ready: boolean;
@@ -72,8 +73,8 @@ export class AdminServer {
 
   async start(): Promise<void> {
     const server = createServer((req, res) => {
-      this.dispatch(req, res).catch((err: Error) => {
-        this.options.logger.error({ err: err.message }, 'admin request failed');
+      this.dispatch(req, res).catch((err: unknown) => {
+        this.options.logger.error({ err: errorMessage(err) }, 'admin request failed');
         if (!res.headersSent) send(res, { status: 500, body: { error: 'internal error' } });
       });
     });
@@ -97,16 +98,21 @@ export class AdminServer {
     const url = new URL(req.url ?? '/', 'http://admin');
     const path = url.pathname.replace(/\/+$/, '') || '/';
     const route = this.routes.find((r) => path === r.prefix || path.startsWith(`${r.prefix}/`));
-    if (!route) return send(res, { status: 404, body: { error: `no such endpoint: ${path}` } });
+    if (!route) {
+      send(res, { status: 404, body: { error: `no such endpoint: ${path}` } });
+      return;
+    }
     const { token } = this.options;
     if (token && route.prefix !== '/health' && !bearerMatches(req.headers.authorization, token)) {
-      return send(res, { status: 401, body: { error: 'missing or wrong bearer token' } });
+      send(res, { status: 401, body: { error: 'missing or wrong bearer token' } });
+      return;
     }
     let params: string[];
     try {
       params = path.slice(route.prefix.length).split('/').filter(Boolean).map(decodeURIComponent);
     } catch {
-      return send(res, { status: 400, body: { error: `malformed percent-encoding in ${path}` } });
+      send(res, { status: 400, body: { error: `malformed percent-encoding in ${path}` } });
+      return;
     }
     const body = () => readBody(req);
     const response = await route.handler({ method: req.method ?? 'GET', path, params, query: url.searchParams, body });

@@ -8,9 +8,9 @@ import { connect } from 'node:net';
 import type { Clock } from '../clock.ts';
 import type { HealthCheck } from '../registrations/types.ts';
 import type { CommandSpawner, ProbeResult } from './spawner.ts';
+import { errorMessage } from '../util/error-message.ts';
 
 export type { ProbeResult } from './spawner.ts';
-
 
 export function probe(check: HealthCheck, clock: Clock, signal: AbortSignal, spawner: CommandSpawner): Promise<ProbeResult> {
   switch (check.kind) {
@@ -48,7 +48,10 @@ function bounded(check: HealthCheck, clock: Clock, signal: AbortSignal, start: (
     const onAbort = () => stop('stopped: the daemon is shutting down');
     const timer = clock.after(check.timeoutMs, () => stop(`timed out after ${check.timeoutMs} ms${check.kind === 'args' ? '; killed (SIGKILL to its process group)' : ''}`));
     signal.addEventListener('abort', onAbort);
-    if (signal.aborted) return onAbort();
+    if (signal.aborted) {
+      onAbort();
+      return;
+    }
     try {
       cancel = start(finish);
     } catch (err) {
@@ -87,7 +90,7 @@ function httpProbe(url: string, expected: number | null, finish: Finish): () => 
   };
   // node:https (and TLS) is loaded only by a daemon that has an https check.
   if (url.startsWith('https:')) {
-    import('node:https').then((https) => send(https.request), (err: Error) => finish({ passed: false, detail: err.message }));
+    import('node:https').then((https) => send(https.request), (err: unknown) => finish({ passed: false, detail: errorMessage(err) }));
   } else {
     send(httpRequest);
   }

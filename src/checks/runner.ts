@@ -17,6 +17,7 @@ import { HEALTH_VALUES, type Health } from '../image/instance.ts';
 import { probe, type ProbeResult } from './probes.ts';
 import { CommandSpawner } from './spawner.ts';
 import { combine, observe, UNCHECKED, type CheckState } from './state.ts';
+import { errorMessage } from '../util/error-message.ts';
 
 /** Checks in flight at once: enough to keep up with many slow checks, few enough to stay light. */
 export const MAX_CONCURRENT_CHECKS = 4;
@@ -169,7 +170,11 @@ export class HealthChecks extends EventEmitter<{ change: [Registration[]] }> imp
   }
 
   private pump(): void {
-    while (this.inFlight < this.concurrency && this.queue.length) this.run(this.queue.shift()!);
+    while (this.inFlight < this.concurrency) {
+      const next = this.queue.shift();
+      if (next === undefined) break;
+      this.run(next);
+    }
     if (this.inFlight === 0 && this.queue.length === 0) {
       const waiting = this.idle;
       this.idle = [];
@@ -188,7 +193,7 @@ export class HealthChecks extends EventEmitter<{ change: [Registration[]] }> imp
       }
       this.pump();
     };
-    probe(scheduled.check, this.options.clock, this.abort.signal, this.spawner).then(done, (err: Error) => done({ passed: false, detail: err.message }));
+    probe(scheduled.check, this.options.clock, this.abort.signal, this.spawner).then(done, (err: unknown) => done({ passed: false, detail: errorMessage(err) }));
   }
 
   private record(scheduled: ScheduledCheck, result: ProbeResult): void {
@@ -217,7 +222,7 @@ export class HealthChecks extends EventEmitter<{ change: [Registration[]] }> imp
 
   private countStates(): void {
     const counts = new Map<Health, number>(HEALTH_VALUES.map((h) => [h, 0]));
-    for (const scheduled of this.checks.values()) counts.set(scheduled.state.health, counts.get(scheduled.state.health)! + 1);
+    for (const scheduled of this.checks.values()) counts.set(scheduled.state.health, (counts.get(scheduled.state.health) ?? 0) + 1);
     for (const [state, n] of counts) this.states.set({ state }, n);
   }
 

@@ -103,7 +103,7 @@ export class CommandSpawner {
 
   private read(chunk: string): void {
     const lines = (this.pending + chunk).split('\n');
-    this.pending = lines.pop()!;
+    this.pending = lines.pop() ?? '';
     for (const line of lines) {
       const match = /^(pid|out|exit) (\d+) ?(.*)$/.exec(line);
       const run = match && this.runs.get(Number(match[2]));
@@ -116,13 +116,12 @@ export class CommandSpawner {
       } else {
         run.code = Number(match[3]);
       }
-      if (run.code !== null && run.output !== null) this.finish(Number(match[2]), run);
+      if (run.code !== null && run.output !== null) this.finish(Number(match[2]), run, run.code);
     }
   }
 
-  private finish(id: number, run: Run): void {
+  private finish(id: number, run: Run, code: number): void {
     this.runs.delete(id);
-    const code = run.code!;
     // setsid and the shell report a command they could not start as 127 (not found) or 126 (not runnable).
     const how = code === 127 || code === 126 ? `cannot run ${run.command} (exit ${code})` : code > 128 ? `killed by signal ${code - 128}` : `exit ${code}`;
     run.done({ passed: code === 0, detail: run.output ? `${how}: ${run.output}` : how });

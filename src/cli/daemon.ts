@@ -18,7 +18,7 @@ export function startCommand(serve: Serve): Command {
     options: { config: { type: 'string', short: 'c' }, set: { type: 'string', multiple: true } },
     async run({ values, positionals }, io) {
       expectPositionals('start', positionals, []);
-      const overrides = ((values.set ?? []) as string[]);
+      const overrides = (values.set ?? []) as string[];
       const source: LoadOptions = { file: text(values, 'config') ?? DEFAULT_CONFIG, env: io.env, overrides };
       return serve(await loadConfigApart(source), source);
     },

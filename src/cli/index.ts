@@ -44,7 +44,7 @@ const isRegistrationError = (err: unknown): err is Error => err instanceof Error
 
 export async function runCli(argv: string[], serve: Serve, io: CliIo = processIo): Promise<number> {
   const known = commands(serve);
-  const [first] = argv;
+  const first = argv.at(0);
   if (first === '--help' || first === '-h' || first === 'help') {
     io.out(`${USAGE}\n`);
     return 0;

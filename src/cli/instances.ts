@@ -68,13 +68,13 @@ options:
 ${ADMIN_OPTIONS_USAGE}`,
   options: ADMIN_OPTIONS,
   async run({ values, positionals }, io) {
-    const [action, arg, extra] = positionals;
+    const [action, arg, extra] = [positionals.at(0), positionals.at(1) ?? '', positionals.at(2)];
     if (action !== 'list' && action !== 'get' && action !== 'put' && action !== 'delete') {
       throw new UsageError(action ? `unknown instances command "${action}"` : 'an instances command is needed');
     }
     const wantsArg = action !== 'list';
-    if (wantsArg && arg === undefined) throw new UsageError(`instances ${action} needs ${action === 'put' ? 'a FILE (or - for stdin)' : 'an ID'}`);
-    if ((!wantsArg && arg !== undefined) || extra !== undefined) throw new UsageError(`unexpected argument "${wantsArg ? extra : arg}"`);
+    if (wantsArg && positionals.length < 2) throw new UsageError(`instances ${action} needs ${action === 'put' ? 'a FILE (or - for stdin)' : 'an ID'}`);
+    if ((!wantsArg && positionals.length > 1) || extra !== undefined) throw new UsageError(`unexpected argument "${wantsArg ? extra : arg}"`);
     const admin = await AdminClient.for(values, io.env);
     const json = values.json === true;
     switch (action) {

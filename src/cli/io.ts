@@ -52,7 +52,7 @@ export const ADMIN_OPTIONS_USAGE = `  --admin URL      the daemon's admin API (d
 export function parse(argv: string[], options: ParseArgsOptionsConfig): Parsed {
   try {
     const { values, positionals } = parseArgs({ args: argv, options: { ...options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true });
-    return { values: values as Values, positionals };
+    return { values, positionals };
   } catch (err) {
     const e = err as Error & { code?: string };
     const flag = /'([^']+)'/.exec(e.message)?.[1] ?? '';

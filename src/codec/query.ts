@@ -83,4 +83,3 @@ export function decodeQuery(buf: Buffer): DecodeResult {
     throw err;
   }
 }
-

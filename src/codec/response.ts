@@ -14,9 +14,9 @@ export type ResourceRecord =
   | { name: string; ttl: number; type: typeof RRType.PTR | typeof RRType.CNAME | typeof RRType.NS; target: string }
   | { name: string; ttl: number; type: typeof RRType.SRV; priority: number; weight: number; port: number; target: string }
   | {
-      name: string; ttl: number; type: typeof RRType.SOA; mname: string; rname: string;
-      serial: number; refresh: number; retry: number; expire: number; minimum: number;
-    };
+    name: string; ttl: number; type: typeof RRType.SOA; mname: string; rname: string;
+    serial: number; refresh: number; retry: number; expire: number; minimum: number;
+  };
 
 /** What a resolver decides; the encoder turns it into bytes. */
 export interface DnsResult {

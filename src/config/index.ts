@@ -80,7 +80,7 @@ export function withKeys(base: Config, from: Config, keys: string[]): Config {
     const value = path.reduce<unknown>((node, k) => (isTree(node) ? node[k] : undefined), from);
     if (value === undefined) {
       const holder = path.slice(0, -1).reduce<unknown>((node, k) => (isTree(node) ? node[k] : undefined), out);
-      if (isTree(holder)) delete holder[path[path.length - 1]];
+      if (isTree(holder)) Reflect.deleteProperty(holder, path[path.length - 1]);
     } else setPath(out, path, structuredClone(value));
   }
   return out as unknown as Config;

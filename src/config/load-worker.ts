@@ -1,8 +1,9 @@
 // The thread `loadConfigApart` (index.ts) runs: loads the config and answers with it, or
 // with the error, then ends, taking the schema library and the YAML parser with it.
-import { parentPort, workerData } from 'node:worker_threads';
+import { workerData } from 'node:worker_threads';
 import { ConfigError, type LoadAnswer, type LoadOptions } from './index.ts';
 import { loadConfig } from './load.ts';
+import { parentThreadPort } from '../util/worker-thread.ts';
 
 let answer: LoadAnswer;
 try {
@@ -10,4 +11,4 @@ try {
 } catch (err) {
   answer = { ok: false, message: (err as Error).message, config: err instanceof ConfigError };
 }
-parentPort!.postMessage(answer);
+parentThreadPort().postMessage(answer);

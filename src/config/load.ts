@@ -23,7 +23,7 @@ interface Def {
 /** Follows zod wrappers (default, optional, ...) down to the definition they wrap. */
 function unwrap(schema: z.ZodType): Def {
   let def = schema._zod.def as Def;
-  while (def.innerType) def = def.innerType._zod.def as Def;
+  while (def.innerType) def = def.innerType._zod.def;
   return def;
 }
 
@@ -138,7 +138,7 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
     const holder = path.slice(0, -1).reduce<Tree | undefined>((node, key) => node?.[key] as Tree | undefined, config);
     const key = path[path.length - 1];
     const value = holder?.[key];
-    if (typeof value === 'string' && !isAbsolute(value)) holder![key] = resolve(base, value);
+    if (holder && typeof value === 'string' && !isAbsolute(value)) holder[key] = resolve(base, value);
   }
   return { config, file };
 }

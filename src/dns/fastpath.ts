@@ -75,7 +75,7 @@ export class FastPath {
       this.stamps.fill(stamp);
       return;
     }
-    for (let k = 0; k < change.tags.length; k++) this.stamps[change.tags[k] & (STAMP_SLOTS - 1)] = stamp;
+    for (const tag of change.tags) this.stamps[tag & (STAMP_SLOTS - 1)] = stamp;
   }
 
   /** A copy of the stamps, for a thread that starts from this one's state. */

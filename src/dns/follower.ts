@@ -10,7 +10,7 @@ import type { AliasMap } from '../image/instance.ts';
 import { TopologyView, type TopologyDelta } from '../image/view.ts';
 
 /** What a cache in front of the view must drop: everything, or the answers carrying these tags (cache-tags.ts). */
-export type TopologyChange = 'replaced' | { tags: ArrayLike<number> };
+export type TopologyChange = 'replaced' | { tags: Iterable<number> };
 
 export class ViewFollower {
   private current: TopologyView | null = null;

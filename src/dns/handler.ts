@@ -54,7 +54,7 @@ export interface DnsHandlerOptions {
   answerStamps?: Uint32Array;
 }
 
-const RCODE_NAMES = Object.fromEntries(Object.entries(Rcode).map(([k, v]) => [v, k]));
+const RCODE_NAMES: Partial<Record<number, string>> = Object.fromEntries(Object.entries(Rcode).map(([k, v]) => [v, k]));
 /** Answers names when no topology is loaded yet (upcheck still works; nothing else is ours). */
 const EMPTY_INDEX = emptyView();
 const TRANSPORTS: readonly Transport[] = ['udp', 'tcp'];

@@ -182,10 +182,13 @@ export class DnsServer {
       return;
     }
     if (this.connections.size >= (this.options.maxTcpConnections ?? MAX_TCP_CONNECTIONS)) {
-      const [idlestConn, idlest] = this.connections.entries().next().value!;
-      // Out of the map now, not at its 'close': a burst of new connections evicts one each.
-      this.connections.delete(idlestConn);
-      idlest.close();
+      const oldest = this.connections.entries().next();
+      if (!oldest.done) {
+        const [idlestConn, idlest] = oldest.value;
+        // Out of the map now, not at its 'close': a burst of new connections evicts one each.
+        this.connections.delete(idlestConn);
+        idlest.close();
+      }
       this.evictions.inc();
     }
     const client: Client = { address: conn.remoteAddress ?? '', port: conn.remotePort ?? 0, transport: 'tcp' };

@@ -5,11 +5,12 @@
 // deltas the main thread relays, and from the answer cache all DNS threads share. Names
 // it does not serve go to the main thread's forwarder; its counters are folded into the
 // one /metrics.
-import { parentPort, threadId, workerData } from 'node:worker_threads';
+import { threadId, workerData } from 'node:worker_threads';
 import { Registry } from '../admin/metrics.ts';
 import { createLogger } from '../log.ts';
 import { ViewFollower } from './follower.ts';
 import { reportBackgroundFailures } from '../util/background.ts';
+import { parentThreadPort } from '../util/worker-thread.ts';
 import { DnsHandler, type Client, type NextAnswer, type NextHandler } from './handler.ts';
 import { DnsServer } from './server.ts';
 import type { DnsWorkerOptions, FromDnsWorker, ToDnsWorker } from './worker-protocol.ts';
@@ -17,7 +18,7 @@ import type { DnsWorkerOptions, FromDnsWorker, ToDnsWorker } from './worker-prot
 const options = workerData as DnsWorkerOptions;
 const logger = createLogger(options.logLevel).child({ module: 'dns-worker' });
 reportBackgroundFailures(logger);
-const port = parentPort!;
+const port = parentThreadPort();
 const send = (message: FromDnsWorker, transfer: ArrayBuffer[] = []) => port.postMessage(message, transfer);
 
 /** The main thread's forwarder, one message away. */

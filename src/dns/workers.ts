@@ -8,6 +8,7 @@ import type { MetricsSnapshot, Registry } from '../admin/metrics.ts';
 import type { Logger } from '../log.ts';
 import type { TopologyStore } from './topology.ts';
 import { siblingModule, startWorker } from '../util/worker-thread.ts';
+import { errorMessage } from '../util/error-message.ts';
 import type { DnsHandler } from './handler.ts';
 import type { ListenAddress } from './server.ts';
 import type { DnsWorkerOptions, FromDnsWorker, ToDnsWorker } from './worker-protocol.ts';
@@ -119,7 +120,7 @@ export class DnsWorkers {
         if (this.stopping || !listening) return;
         this.restarts.inc();
         logger.error({ code, threads: this.workers.size + 1 }, 'a DNS worker thread exited; the others keep answering; restarting it');
-        setTimeout(() => void this.spawn(log).catch((err: Error) => logger.error({ err: err.message }, 'restarting a DNS worker thread failed')), RESTART_MS).unref();
+        setTimeout(() => void this.spawn(log).catch((err: unknown) => logger.error({ err: errorMessage(err) }, 'restarting a DNS worker thread failed')), RESTART_MS).unref();
       });
     });
   }

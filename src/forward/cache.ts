@@ -117,7 +117,9 @@ export class ForwardCache {
    */
   private evict(): void {
     while (this.entries.size > this.settings.maxEntries || this.bytesUsed > this.settings.maxBytes) {
-      const [key, entry] = this.entries.entries().next().value!;
+      const oldest = this.entries.entries().next();
+      if (oldest.done) break;
+      const [key, entry] = oldest.value;
       this.entries.delete(key);
       if (entry.referenced) {
         entry.referenced = false;

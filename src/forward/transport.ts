@@ -30,7 +30,9 @@ const literalLookup: NonNullable<SocketOptions['lookup']> = (address, _options, 
 function withDeadline<T>(clock: Clock, ms: number, work: (settle: (value: T) => void) => () => void, onTimeout: T): Promise<T> {
   return new Promise((resolve) => {
     let done = false;
-    let cleanup: () => void = () => {};
+    let cleanup = (): void => {
+      // Until work() has returned its own: settle() may run inside work().
+    };
     const settle = (value: T) => {
       if (done) return;
       done = true;
@@ -40,6 +42,7 @@ function withDeadline<T>(clock: Clock, ms: number, work: (settle: (value: T) => 
     };
     const timer = clock.after(ms, () => settle(onTimeout));
     cleanup = work(settle);
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- settle() may have run inside work()
     if (done) cleanup();
   });
 }

@@ -33,7 +33,7 @@ export function parseUpstream(text: string): UpstreamAddress {
   let port = '53';
   if (bracketed) {
     host = bracketed[1];
-    port = bracketed[2] ?? '53';
+    port = bracketed.at(2) ?? '53';
   } else if (text.split(':').length === 2) {
     [host, port] = text.split(':');
   }

@@ -98,7 +98,7 @@ async function listRecords(current: () => TopologyView | null, query: RecordsQue
     let matched = 0;
     const walk = view.instances();
     let replaced = false;
-    for (let done = false; !done; ) {
+    for (let done = false; !done;) {
       for (let n = 0; n < SLICE; n++) {
         const next = walk.next();
         if (next.done) {

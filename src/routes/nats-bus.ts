@@ -149,11 +149,11 @@ export class NatsBus extends EventEmitter<{ connected: [] }> implements RouteBus
     for await (const status of nc.status()) {
       if (status.type === Events.Disconnect) {
         this.isConnected = false;
-        this.logger.warn({ nats: String(status.data) }, 'disconnected from NATS; reconnecting');
+        this.logger.warn({ nats: statusText(status.data) }, 'disconnected from NATS; reconnecting');
       } else if (status.type === Events.Reconnect) {
         this.up(nc);
       } else if (status.type === Events.Error) {
-        this.logger.warn({ err: String(status.data) }, 'NATS error');
+        this.logger.warn({ err: statusText(status.data) }, 'NATS error');
       }
     }
     // The status stream ends when the connection is closed for good.
@@ -173,4 +173,9 @@ export class NatsBus extends EventEmitter<{ connected: [] }> implements RouteBus
       },
     });
   }
+}
+
+/** A status event's data for the log: the server's address or the error's text as is, anything else as JSON. */
+function statusText(data: unknown): string {
+  return typeof data === 'string' ? data : JSON.stringify(data);
 }

@@ -14,7 +14,7 @@ export function writeFileAtomicSync(file: string, content: Iterable<string | Uin
     try {
       for (const chunk of content) {
         const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
-        for (let written = 0; written < bytes.length; ) written += writeSync(fd, bytes, written);
+        for (let written = 0; written < bytes.length;) written += writeSync(fd, bytes, written);
       }
       fsyncSync(fd);
     } finally {

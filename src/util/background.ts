@@ -25,6 +25,10 @@ export function backgroundFailed(task: string, err: unknown): void {
   }
 }
 
+function uncounted(): void {
+  // Without a counter (tests, tools), failures are only logged.
+}
+
 /** Lets `work` run unawaited; a rejection is reported as a failure of `task`. */
 export function inBackground(task: string, work: Promise<unknown>): void {
   work.catch((err: unknown) => backgroundFailed(task, err));
@@ -34,7 +38,7 @@ export function inBackground(task: string, work: Promise<unknown>): void {
  * Reports background failures to `logger` (at error, with the stack) and to `count`
  * (a metric). Returns a function that puts the previous reporter back.
  */
-export function reportBackgroundFailures(logger: Logger, count: (task: string) => void = () => {}): () => void {
+export function reportBackgroundFailures(logger: Logger, count: (task: string) => void = uncounted): () => void {
   const previous = report;
   report = (task, err) => {
     count(task);

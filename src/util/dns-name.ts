@@ -6,7 +6,7 @@
 export const MAX_NAME_LENGTH = 253;
 export const MAX_LABEL_LENGTH = 63;
 
-const ONE_BYTE_PER_CHARACTER = /^[\u0000-\u00ff]*$/;
+const ONE_BYTE_PER_CHARACTER = /^[^\u0100-\uffff]*$/;
 
 /** Why `name` (text form, no trailing dot; "" is the root) cannot be written, or null. */
 export function nameProblem(name: string): string | null {

@@ -80,7 +80,7 @@ export function reverseNameToIp(name: string): string | null {
     const nibbles = name.slice(0, -'.ip6.arpa'.length).split('.');
     if (nibbles.length !== 32 || !nibbles.every((n) => /^[0-9a-f]$/.test(n))) return null;
     const hex = nibbles.reverse().join('');
-    return hex.match(/.{4}/g)!.join(':');
+    return hex.replace(/(.{4})(?!$)/g, '$1:');
   }
   return null;
 }
@@ -93,7 +93,8 @@ export interface Cidr {
 
 /** A CIDR ("10.0.0.0/8", "::1/128"; a bare address is a single host), or null when it is not one. */
 export function parseCidr(text: string): Cidr | null {
-  const [address, prefixText, extra] = text.split('/');
+  const parts = text.split('/');
+  const [address, prefixText, extra] = [parts[0], parts.at(1), parts.at(2)];
   const kind = isIP(address);
   if (kind === 0 || extra !== undefined) return null;
   const bits = kind === 4 ? 32 : 128;

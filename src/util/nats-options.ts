@@ -21,7 +21,6 @@ export class NatsConfigError extends Error {
   }
 }
 
-
 /**
  * nats.js options from our config. Credentials embedded in the URL (how CF manifests
  * spell NATS URLs) become user/password because the client does not read them there;

@@ -40,8 +40,8 @@ export function parseStructured(path: string, text: string): unknown {
 /** Whether maps and lists nest deeper than `limit` (walked without recursion). */
 function depthOver(doc: unknown, limit: number): boolean {
   const stack: Array<[unknown, number]> = [[doc, 0]];
-  while (stack.length) {
-    const [value, depth] = stack.pop()!;
+  for (let top = stack.pop(); top !== undefined; top = stack.pop()) {
+    const [value, depth] = top;
     if (value === null || typeof value !== 'object') continue;
     if (depth >= limit) return true;
     for (const child of Object.values(value)) if (child !== null && typeof child === 'object') stack.push([child, depth + 1]);

@@ -4,7 +4,7 @@
 // threads running are kept by name, so the heap of each can be read (`threadHeaps`).
 import { getHeapStatistics, setFlagsFromString, type HeapInfo } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { isMainThread, Worker, type Transferable } from 'node:worker_threads';
+import { isMainThread, parentPort, Worker, type MessagePort, type Transferable } from 'node:worker_threads';
 
 /** The worker threads running, by the part of the daemon each is (for the per-thread memory metrics). */
 const running = new Map<Worker, string>();
@@ -62,4 +62,10 @@ export function collectGarbage(): void {
     gc = runInNewContext('gc') as () => void;
   }
   gc();
+}
+
+/** The port to the thread that started this module as a worker (`startWorker`). */
+export function parentThreadPort(): MessagePort {
+  if (parentPort === null) throw Object.assign(new Error('this module runs as a worker thread (startWorker), not as the main thread'), { code: 'NOT_A_WORKER' });
+  return parentPort;
 }

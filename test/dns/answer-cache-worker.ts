@@ -2,8 +2,9 @@
 // shared cache for random keys, checks every answer it gets against what that key's
 // writer stored, and stores the answer itself on a miss. Reports hits, misses and bad
 // answers (torn, or another key's).
-import { parentPort, workerData } from 'node:worker_threads';
+import { workerData } from 'node:worker_threads';
 import { AnswerCache, NOT_OURS } from '../../src/dns/answer-cache.ts';
+import { parentThreadPort } from '../../src/util/worker-thread.ts';
 import { answerFor, keyFor } from './answer-cache-data.ts';
 
 const { buffer, log, ms, keys } = workerData as { buffer: SharedArrayBuffer; log: number; ms: number; keys: number };
@@ -23,4 +24,4 @@ while (performance.now() < until) {
     else counts.hits++;
   }
 }
-parentPort!.postMessage(counts);
+parentThreadPort().postMessage(counts);

@@ -196,4 +196,3 @@ describe('a small file-fed topology, read on the DNS thread', () => {
     expect(control.status()).toMatchObject({ workerUp: true, workerRestarts: 0, lastError: null });
   });
 });
-

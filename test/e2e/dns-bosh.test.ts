@@ -78,7 +78,7 @@ describe('a BOSH records.json with names the wire cannot carry', () => {
   // Once, a PTR query for such a `records` name threw in the encoder and the process exited.
   const doc = JSON.parse(RECORDS_JSON) as { records: string[][]; record_infos: unknown[][] };
   doc.records.push(['10.10.0.99', 'a..b.default.cf.bosh.'], ['10.10.0.98', `${'x'.repeat(70)}.default.cf.bosh.`], ['10.10.0.11', 'extra.cf.internal.']);
-  doc.record_infos.push([`${'i'.repeat(70)}`, '9', 'api', ['3'], 'z1', '1', 'default', '1', 'cf', '10.10.0.97', 'bosh.', 'agent-x', 5]);
+  doc.record_infos.push(['i'.repeat(70), '9', 'api', ['3'], 'z1', '1', 'default', '1', 'cf', '10.10.0.97', 'bosh.', 'agent-x', 5]);
   let daemon: RunningDaemon;
 
   beforeAll(async () => {

@@ -25,8 +25,8 @@ function npmStart(): Promise<{ dns: number; admin: number; stop: () => Promise<n
   return new Promise((resolvePorts, reject) => {
     let pending = '';
     let stderr = '';
-    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.stdout!.on('data', (d: Buffer) => {
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stdout.on('data', (d: Buffer) => {
       pending += d.toString();
       const lines = pending.split('\n');
       pending = lines.pop()!;

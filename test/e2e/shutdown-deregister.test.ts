@@ -67,7 +67,7 @@ describe('SIGTERM deregisters this cell', () => {
     await waitFor(async () => (await dig(b.dnsPort, 'a1.web.default.cf.bosh.')).status === 'NXDOMAIN', DROPPED_MS, "node B to drop node A's instances");
     const dropMs = performance.now() - exited;
     expect(addresses(await dig(b.dnsPort, 'q-s0.web.default.cf.bosh.'))).toEqual(['10.0.9.11']);
-    expect((await sql.query("SELECT cell_id FROM cells ORDER BY cell_id")).rows).toEqual([{ cell_id: 'cell-b' }]);
+    expect((await sql.query('SELECT cell_id FROM cells ORDER BY cell_id')).rows).toEqual([{ cell_id: 'cell-b' }]);
     expect(await lockHolder()).not.toContain('cell-a');
     // Node A's own file still has them: its syncer stopped before the cell left, so a
     // restart with the database down answers them from the file.
@@ -88,7 +88,7 @@ describe('SIGTERM deregisters this cell', () => {
     const cells = await a.admin('/v1/cells');
     expect(cells.status).toBe(503);
     expect(await cells.json()).toMatchObject({ code: expect.stringMatching(/^DB_(DOWN|TIMEOUT)$/), error: expect.stringContaining('presence database') });
-    await waitFor(async () => ((await (await a.admin('/v1/status')).json()) as { dbUp: boolean }).dbUp === false, 30_000, 'status to show the database down');
+    await waitFor(async () => !((await (await a.admin('/v1/status')).json()) as { dbUp: boolean }).dbUp, 30_000, 'status to show the database down');
     const stopped = await timedStop(a);
     expect(stopped.code).toBe(0);
     expect(stopped.ms).toBeLessThan(EXIT_MS);

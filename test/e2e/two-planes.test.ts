@@ -110,7 +110,7 @@ describe('the DNS thread keeps answering', () => {
     cleanups.push(() => void child.kill('SIGKILL'));
     const port = await new Promise<number>((resolvePort) => {
       let pending = '';
-      child.stdout!.on('data', (d: Buffer) => {
+      child.stdout.on('data', (d: Buffer) => {
         pending += d.toString();
         const lines = pending.split('\n');
         pending = lines.pop()!;

@@ -49,7 +49,8 @@ export class TestUpstream {
   async listen(port = this.port): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.listenOnce(port);
+        await this.listenOnce(port);
+        return;
       } catch (err) {
         if (port !== 0 || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt === 10) throw err;
       }

@@ -102,11 +102,11 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<RunningD
   });
   const logs: string[] = [];
   let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const started = new Promise<{ dns: number; admin: number }>((resolve, reject) => {
     let pending = '';
-    child.stdout!.on('data', (d: Buffer) => {
+    child.stdout.on('data', (d: Buffer) => {
       pending += d.toString();
       const lines = pending.split('\n');
       pending = lines.pop()!;

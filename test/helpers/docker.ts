@@ -124,8 +124,8 @@ export async function baseImage(): Promise<{ tag: string; made: boolean }> {
       await run('bash', ['-c', baseRecipe(rootfs, mirror)], 10 * 60_000);
       await run('bash', ['-c', [
         'set -euo pipefail',
-        `tar -C ${rootfs} -c . | docker import --change 'ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin' ` +
-          `--change 'LABEL ${BASE_REPO}=${hash}' --change 'CMD ["node"]' - ${cached}`,
+        `tar -C ${rootfs} -c . | docker import --change 'ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin' `
+        + `--change 'LABEL ${BASE_REPO}=${hash}' --change 'CMD ["node"]' - ${cached}`,
       ].join('\n')], 5 * 60_000);
       made = true;
     } finally {

@@ -38,7 +38,7 @@ function spawnServer(port: number, args: string[]): Promise<{ child: ChildProces
         : err);
     });
     child.once('exit', (code) => reject(new Error(`nats-server exited with ${code} before it was ready:\n${log}`)));
-    child.stderr!.on('data', (d: Buffer) => {
+    child.stderr.on('data', (d: Buffer) => {
       log += d.toString();
       const m = /Listening for client connections on [^\s]+:(\d+)/.exec(log);
       if (m) listening = Number(m[1]);

@@ -45,7 +45,7 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function harness(options: { url?: string; registrations?: typeof web[]; answerGreet?: boolean; greetInterval?: number; random?: () => number } = {}): Promise<Harness> {
+async function harness(options: { url?: string; registrations?: Array<typeof web>; answerGreet?: boolean; greetInterval?: number; random?: () => number } = {}): Promise<Harness> {
   gorouter = await playGorouter(options.url ?? server.url, { answerGreet: options.answerGreet, greetInterval: options.greetInterval });
   cleanups.push(() => gorouter.close());
   const clock = new ManualClock();

@@ -97,7 +97,7 @@ interface Reference {
 
 class Skip extends Error {}
 
-const oneBytePerCharacter = (s: string) => /^[\u0000-\u00ff]*$/.test(s);
+const oneBytePerCharacter = (s: string) => /^[^\u0100-\uffff]*$/.test(s);
 const lower = (s: string) => (s.toLowerCase().endsWith('.') ? s.toLowerCase().slice(0, -1) : s.toLowerCase());
 /** A name in text form ("" the root): labels of 1–63 bytes, at most 253 bytes, one byte per character. */
 const isName = (name: string) => name.length <= 253 && oneBytePerCharacter(name) && (name === '' || name.split('.').every((l) => l.length >= 1 && l.length <= 63));
@@ -153,7 +153,8 @@ function aliasTargets(aliases: unknown): string[] | null {
   let targets: string[] | null = null;
   for (const [name, list] of Object.entries(aliases)) {
     if (lower(name) !== ALIAS || !Array.isArray(list)) continue;
-    const valid = list.flatMap((t: unknown) => (typeof t === 'string' ? (t.trim() !== '' && isName(lower(t)) ? [lower(t)] : [])
+    const valid = list.flatMap((t: unknown) => (typeof t === 'string'
+      ? (t.trim() !== '' && isName(lower(t)) ? [lower(t)] : [])
       : isObject(t) && 'group_id' in t && 'root_domain' in t ? ['(object)'] : []));
     if (valid.length) targets = [...(targets ?? []), ...valid];
   }

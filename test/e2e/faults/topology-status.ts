@@ -103,9 +103,11 @@ export function wrongAnswers(got: Map<string, Answer>, expected: Map<string, str
   const wrong: string[] = [];
   for (const [name, want] of expected) {
     const answer = got.get(name) ?? null;
-    const ok = answer === null ? false
-      : Array.isArray(answer) ? answer.join() === [...want].sort().join()
-      : want.length === 0 && (answer.rcode === 0 || answer.rcode === 3);
+    const ok = answer === null
+      ? false
+      : Array.isArray(answer)
+        ? answer.join() === [...want].sort().join()
+        : want.length === 0 && (answer.rcode === 0 || answer.rcode === 3);
     if (!ok) wrong.push(`${name}: wanted ${want.join(',') || 'no address'}, got ${answer === null ? 'no answer' : Array.isArray(answer) ? answer.join(',') : `rcode ${answer.rcode}`}`);
   }
   return wrong;
