@@ -68,10 +68,12 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
           intervalMs: config.sync.interval * 1000, ttlMs: config.registrar.ttl * 1000, maxDropFraction: config.reaper.max_expire_fraction,
           guardHold: config.reaper.guard_hold,
           database: config.sync.database_url ? { url: config.sync.database_url } : presenceDb.forWorker,
-          fanout: config.sync.nats_url === undefined ? null : {
-            natsUrl: config.sync.nats_url, prefix: config.sync.nats_prefix, publisher: config.sync.publisher,
-            snapshotEvery: config.sync.snapshot_every, snapshotSlots: config.sync.snapshot_slots, owner: randomUUID(),
-          },
+          fanout: config.sync.nats_url === undefined
+            ? null
+            : {
+                natsUrl: config.sync.nats_url, prefix: config.sync.nats_prefix, publisher: config.sync.publisher,
+                snapshotEvery: config.sync.snapshot_every, snapshotSlots: config.sync.snapshot_slots, owner: randomUUID(),
+              },
         }
       : null,
   });

@@ -126,13 +126,14 @@ export class FallbackSource implements ChangeSource {
   }
 
   /** Wakes on every change message; the database is polled (through a pooler or on a replica LISTEN would not work). */
-  async subscribe(wake: () => void): Promise<() => Promise<void>> {
+  subscribe(wake: () => void): Promise<() => Promise<void>> {
     this.wake = wake;
     this.nats?.setWake(wake);
-    return async () => {
+    return Promise.resolve(() => {
       this.wake = null;
       this.nats?.setWake(null);
-    };
+      return Promise.resolve();
+    });
   }
 
   private use(mode: FanoutMode, reason: string | null): void {

@@ -11,6 +11,7 @@ import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import type { JetStreamManager, NatsConnection, ObjectStore, Subscription } from 'nats';
 import type { Clock } from '../clock.ts';
+import { errorMessage } from '../util/error-message.ts';
 import type { ChangeSource, SnapshotResult, SyncPlan } from '../presence/change-source.ts';
 import type { SyncPosition } from '../presence/decisions.ts';
 import type { PresenceRow } from '../presence/store.ts';
@@ -136,13 +137,13 @@ export class NatsChangeSource implements ChangeSource {
 
   private hear(cluster: string, epoch: string, revision: number): void {
     const now = this.options.clock.now();
-    const sameChain = this.head?.epoch === epoch;
-    this.head = { cluster, epoch, revision: sameChain ? Math.max(this.head!.revision, revision) : revision, at: now };
+    const before = this.head?.epoch === epoch ? this.head.revision : revision;
+    this.head = { cluster, epoch, revision: Math.max(before, revision), at: now };
   }
 
   private reject(err: unknown): void {
     this.rejected++;
-    this.lastRejection = (err as Error).message;
+    this.lastRejection = errorMessage(err);
   }
 
   private requireHead(): Head {
@@ -151,8 +152,8 @@ export class NatsChangeSource implements ChangeSource {
     return this.head;
   }
 
-  async clusterId(): Promise<string> {
-    return this.requireHead().cluster;
+  clusterId(): Promise<string> {
+    return Promise.resolve(this.requireHead().cluster);
   }
 
   async plan(position: SyncPosition): Promise<SyncPlan> {
@@ -213,7 +214,7 @@ export class NatsChangeSource implements ChangeSource {
   private async findStored(revision: number): Promise<ChangeMessage | null | 'gone'> {
     const jsm = await this.manager();
     const { stream } = this.options.names;
-    if (this.cursor && this.cursor.to === revision) {
+    if (this.cursor?.to === revision) {
       const next = await this.read(jsm, this.cursor.seq + 1);
       if (next && next.from <= revision) return next;
     }
@@ -221,7 +222,7 @@ export class NatsChangeSource implements ChangeSource {
     try {
       info = await jsm.streams.info(stream);
     } catch (err) {
-      throw new FanoutUnavailable(`the stream ${stream} cannot be read: ${(err as Error).message}`);
+      throw new FanoutUnavailable(`the stream ${stream} cannot be read: ${errorMessage(err)}`);
     }
     let low = info.state.first_seq;
     let high = info.state.last_seq;
@@ -247,8 +248,8 @@ export class NatsChangeSource implements ChangeSource {
       stored = await jsm.streams.getMessage(this.options.names.stream, { seq });
     } catch (err) {
       // A sequence past the end, or one deleted by the limits.
-      if (/no message found|not found/i.test((err as Error).message)) return null;
-      throw new FanoutUnavailable(`reading ${this.options.names.stream} #${seq}: ${(err as Error).message}`);
+      if (/no message found|not found/i.test(errorMessage(err))) return null;
+      throw new FanoutUnavailable(`reading ${this.options.names.stream} #${seq}: ${errorMessage(err)}`);
     }
     try {
       const message = decodeChange(stored.data);
@@ -256,7 +257,7 @@ export class NatsChangeSource implements ChangeSource {
       return message;
     } catch (err) {
       this.reject(err);
-      throw new FanoutUnavailable(`${this.options.names.stream} #${seq} is not a valid change message: ${(err as Error).message}`);
+      throw new FanoutUnavailable(`${this.options.names.stream} #${seq} is not a valid change message: ${errorMessage(err)}`);
     }
   }
 
@@ -280,7 +281,7 @@ export class NatsChangeSource implements ChangeSource {
     try {
       for await (const chunk of lines) {
         const parts = (rest + (chunk as Buffer).toString('utf8')).split('\n');
-        rest = parts.pop()!;
+        rest = parts.pop() ?? '';
         for (const line of parts) {
           if (trailer) throw new FanoutProtocolError(`${what}: data after its trailer`);
           if (header === null) {
@@ -302,16 +303,19 @@ export class NatsChangeSource implements ChangeSource {
       }
     } catch (err) {
       this.reject(err);
-      throw new FanoutUnavailable(`${what} cannot be read: ${(err as Error).message}`);
+      throw new FanoutUnavailable(`${what} cannot be read: ${errorMessage(err)}`);
     }
     this.epoch = header.epoch;
     this.cursor = null;
     return { revision: trailer.revision, lastId: trailer.lastId };
   }
 
-  async subscribe(wake: () => void): Promise<() => Promise<void>> {
+  subscribe(wake: () => void): Promise<() => Promise<void>> {
     this.setWake(wake);
-    return async () => this.setWake(null);
+    return Promise.resolve(() => {
+      this.setWake(null);
+      return Promise.resolve();
+    });
   }
 
   /** What a change or a new head calls: the syncer's next pass. */

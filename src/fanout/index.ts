@@ -7,6 +7,7 @@ import { connect, type NatsConnection } from 'nats';
 import type { Clock } from '../clock.ts';
 import type { Logger } from '../log.ts';
 import type { SqlChangeSource } from '../presence/change-source.ts';
+import { errorMessage } from '../util/error-message.ts';
 import { natsConnectionOptions } from '../util/nats-options.ts';
 import { FallbackSource, type FanoutMode } from './fallback.ts';
 import { NatsChangeSource } from './follower.ts';
@@ -101,7 +102,9 @@ export function startFanout(options: FanoutOptions): Fanout {
       });
       publisher.start();
     }
-  }, (err: Error) => logger.error({ err: err.message }, 'fan-out: cannot connect to NATS; syncing from the database'));
+  }, (err: unknown) => {
+    logger.error({ err: errorMessage(err) }, 'fan-out: cannot connect to NATS; syncing from the database');
+  });
 
   return {
     source,

@@ -78,8 +78,9 @@ const bytes = new TextDecoder('utf-8', { fatal: true });
 
 /** Rows travel without their routes: the route emitter reads its own, and DNS serves none. */
 function wireRow(row: PresenceRow): Omit<PresenceRow, 'routes'> {
-  const { routes: _routes, ...rest } = row;
-  return rest;
+  const rest: Partial<PresenceRow> = { ...row };
+  delete rest.routes;
+  return rest as Omit<PresenceRow, 'routes'>;
 }
 
 export function encodeChange(message: ChangeMessage): Uint8Array {
@@ -115,12 +116,14 @@ function parseJson(data: Uint8Array | string, what: string): Record<string, unkn
 
 const isText = (v: unknown): v is string => typeof v === 'string';
 const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
-const isIntOrNull = (v: unknown) => v === null || Number.isSafeInteger(v);
-const isTextOrNull = (v: unknown) => v === null || isText(v);
+const isIntOrNull = (v: unknown): v is number | null => v === null || Number.isSafeInteger(v);
+const isTextOrNull = (v: unknown): v is string | null => v === null || isText(v);
+const isArray = (v: unknown): v is unknown[] => Array.isArray(v);
 
-function field<T>(object: Record<string, unknown>, key: string, check: (v: unknown) => boolean, what: string): T {
-  if (!check(object[key])) throw new FanoutProtocolError(`${what}: "${key}" is missing or of the wrong type`);
-  return object[key] as T;
+function field<T>(object: Record<string, unknown>, key: string, check: (v: unknown) => v is T, what: string): T {
+  const value = object[key];
+  if (!check(value)) throw new FanoutProtocolError(`${what}: "${key}" is missing or of the wrong type`);
+  return value;
 }
 
 function envelope(object: Record<string, unknown>, what: string): { cluster: string; epoch: string } {
@@ -131,7 +134,7 @@ function envelope(object: Record<string, unknown>, what: string): { cluster: str
 const isPorts = (v: unknown) => typeof v === 'object' && v !== null && !Array.isArray(v) && Object.values(v).every((p) => Number.isSafeInteger(p));
 
 /** What a value of each field kind (src/image/fields.ts) may be on the wire. */
-const KIND_CHECKS: { readonly [K in FieldKind]: (v: unknown) => boolean } = {
+const KIND_CHECKS: Readonly<Record<FieldKind, (v: unknown) => boolean>> = {
   label: isText,
   optionalLabel: isTextOrNull,
   domain: isText,
@@ -164,11 +167,11 @@ export function decodeChange(data: Uint8Array): ChangeMessage {
   const what = 'change message';
   const object = parseJson(data, what);
   const { cluster, epoch } = envelope(object, what);
-  const from = field<number>(object, 'from', isCount, what);
-  const to = field<number>(object, 'to', isCount, what);
+  const from = field(object, 'from', isCount, what);
+  const to = field(object, 'to', isCount, what);
   if (to < from) throw new FanoutProtocolError(`${what}: "to" (${to}) is before "from" (${from})`);
-  const lastId = field<string | null>(object, 'lastId', isTextOrNull, what);
-  const raw = field<unknown[]>(object, 'rows', Array.isArray, what);
+  const lastId = field(object, 'lastId', isTextOrNull, what);
+  const raw = field(object, 'rows', isArray, what);
   const rows = raw.map((r) => parseRow(r, what));
   let previous = from;
   for (const row of rows) {

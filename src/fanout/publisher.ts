@@ -21,6 +21,8 @@ import type { Logger } from '../log.ts';
 import type { SqlChangeSource } from '../presence/change-source.ts';
 import { LockWatch } from '../presence/decisions.ts';
 import { PassLoop } from '../presence/loop.ts';
+import type { PresenceRow } from '../presence/store.ts';
+import { errorMessage } from '../util/error-message.ts';
 import {
   decodeChange, encodeChange, encodeHead, FanoutProtocolError, snapshotHeaderLine, snapshotRowLine, snapshotTrailerLine, type ChangeMessage, type FanoutNames,
 } from './protocol.ts';
@@ -51,6 +53,15 @@ export interface PublisherOptions {
   random?: () => number;
 }
 
+/** Where the published chain stands: its last message's end, and that message's stream sequence. */
+interface Chain {
+  cluster: string;
+  epoch: string;
+  revision: number;
+  lastId: string | null;
+  sequence: number;
+}
+
 export interface PublisherStatus {
   publishing: boolean;
   epoch: string | null;
@@ -65,7 +76,7 @@ export class Publisher {
   private readonly lockWatch = new LockWatch();
   private holder = false;
   private lastRenewal = -Infinity;
-  private chain: { epoch: string; revision: number; lastId: string | null; sequence: number } | null = null;
+  private chain: Chain | null = null;
   private snapshotRevision: number | null = null;
   private rowsSinceSnapshot = 0;
   private cluster: string | null = null;
@@ -101,8 +112,8 @@ export class Publisher {
     await this.unlisten?.();
     this.unlisten = null;
     if (this.holder) {
-      await this.options.source.store.releaseLock(PUBLISHER_LOCK, this.options.owner).catch((err: Error) => {
-        this.options.logger.warn({ err: err.message }, 'could not release the publisher lock; it expires by its TTL');
+      await this.options.source.store.releaseLock(PUBLISHER_LOCK, this.options.owner).catch((err: unknown) => {
+        this.options.logger.warn({ err: errorMessage(err) }, 'could not release the publisher lock; it expires by its TTL');
       });
       this.holder = false;
     }
@@ -118,7 +129,7 @@ export class Publisher {
     try {
       await this.publish();
     } catch (err) {
-      if (!/wrong last sequence/i.test((err as Error).message)) throw err;
+      if (!/wrong last sequence/i.test(errorMessage(err))) throw err;
       // Someone else's message is at the end of the chain (two publishers for a moment, or a
       // stranger on the subject): go on from where the chain stands now.
       this.options.logger.warn('the stream has a message this publisher did not write; reading where the chain stands');
@@ -153,24 +164,25 @@ export class Publisher {
       this.unlisten = null;
     });
     this.cluster ??= await source.clusterId();
-    const chain = this.chain ?? (await this.resume());
+    const cluster = this.cluster;
+    let chain = this.chain ?? (await this.resume(cluster));
     const plan = await source.plan({ revision: chain.revision, id: chain.lastId });
     if (plan.kind === 'snapshot') {
       this.options.logger.warn({ revision: chain.revision, cause: plan.cause }, 'the database no longer holds the published chain; starting a new epoch from a snapshot');
-      await this.startEpoch();
+      chain = await this.startEpoch(cluster, chain.sequence);
     } else if (plan.kind === 'incremental') {
-      await this.publishChanges();
+      chain = await this.publishChanges(chain);
     }
     if (this.rowsSinceSnapshot >= this.options.snapshotEvery || this.snapshotRevision === null) {
-      await this.publishSnapshot(this.chain!.epoch);
+      await this.publishSnapshot(cluster, chain.epoch);
       // Changes the snapshot saw go out before the head says where it stands.
-      await this.publishChanges();
+      chain = await this.publishChanges(chain);
     }
-    nc.publish(names.head, encodeHead({ cluster: this.cluster, epoch: this.chain!.epoch, revision: this.chain!.revision }));
+    nc.publish(names.head, encodeHead({ cluster, epoch: chain.epoch, revision: chain.revision }));
   }
 
   /** Where the chain stands: the stream's last message, if the database still holds it; a new epoch otherwise. */
-  private async resume(): Promise<NonNullable<Publisher['chain']>> {
+  private async resume(cluster: string): Promise<Chain> {
     const jsm = await this.manager();
     const { names, logger } = this.options;
     let last: ChangeMessage | null = null;
@@ -183,12 +195,11 @@ export class Publisher {
       // Nothing published yet; or the last message is not a change (someone else published on
       // the subject: restrict it to the publishers with NATS permissions): a new chain after it.
       if (err instanceof FanoutProtocolError) logger.error({ err: err.message, sequence }, `the last message in ${names.stream} is not a change; starting a new epoch after it`);
-      else if (!/no message found|not found/i.test((err as Error).message)) throw err;
+      else if (!/no message found|not found/i.test(errorMessage(err))) throw err;
     }
-    if (last && last.cluster === this.cluster) {
-      this.chain = { epoch: last.epoch, revision: last.to, lastId: last.lastId, sequence };
-      const objects = await this.objectStore();
-      const info = await objects.info(names.object);
+    if (last?.cluster === cluster) {
+      this.chain = { cluster, epoch: last.epoch, revision: last.to, lastId: last.lastId, sequence };
+      const info = await (await this.objectStore()).info(names.object);
       // No snapshot of this epoch (lost, or never finished): the first pass publishes one.
       this.snapshotRevision = info?.metadata?.epoch === last.epoch ? 0 : null;
       logger.info({ epoch: last.epoch, revision: last.to, sequence }, 'going on from the last published change');
@@ -196,52 +207,55 @@ export class Publisher {
     }
     if (last) logger.error({ cluster: last.cluster }, `the last message in ${names.stream} is of another presence database; starting a new epoch after it (give each database a sync.nats_prefix of its own)`);
     const info = await jsm.streams.info(names.stream);
-    this.chain = { epoch: '', revision: 0, lastId: null, sequence: info.state.last_seq };
-    await this.startEpoch();
-    return this.chain;
+    return this.startEpoch(cluster, info.state.last_seq);
   }
 
   /** A new chain: a snapshot under a new epoch, then an empty message that starts the chain at its revision. */
-  private async startEpoch(): Promise<void> {
+  private async startEpoch(cluster: string, sequence: number): Promise<Chain> {
     const epoch = randomUUID();
-    const snap = await this.publishSnapshot(epoch);
-    await this.append({ cluster: this.cluster!, epoch, from: snap.revision, to: snap.revision, lastId: snap.lastId, rows: [] });
+    const snap = await this.publishSnapshot(cluster, epoch);
+    return this.append({ cluster, epoch, revision: snap.revision, lastId: snap.lastId, sequence }, []);
   }
 
   /** Every change after the chain's revision, a message per page. */
-  private async publishChanges(): Promise<void> {
-    const chain = this.chain!;
+  private async publishChanges(start: Chain): Promise<Chain> {
+    let chain = start;
     for (;;) {
       const rows = await this.options.source.changesSince(chain.revision, PAGE_ROWS);
-      if (rows.length === 0) return;
-      const last = rows[rows.length - 1];
-      await this.append({ cluster: this.cluster!, epoch: chain.epoch, from: chain.revision, to: last.revision, lastId: last.id, rows });
+      if (rows.length === 0) return chain;
+      chain = await this.append(chain, rows);
       this.rowsSinceSnapshot += rows.length;
-      if (rows.length < PAGE_ROWS) return;
+      if (rows.length < PAGE_ROWS) return chain;
     }
   }
 
-  private async append(message: ChangeMessage): Promise<void> {
+  /** One message after `chain` (a chain's start when `rows` is empty), written only if the stream ends where the chain does. */
+  private async append(chain: Chain, rows: PresenceRow[]): Promise<Chain> {
     const { nc, names } = this.options;
+    const last = rows.at(-1);
+    const to = last?.revision ?? chain.revision;
+    const lastId = last?.id ?? chain.lastId;
+    const message: ChangeMessage = { cluster: chain.cluster, epoch: chain.epoch, from: chain.revision, to, lastId, rows };
     const ack = await nc.jetstream().publish(names.changes, encodeChange(message), {
-      msgID: `${message.epoch}:${message.to}`,
-      expect: { lastSequence: this.chain!.sequence },
+      msgID: `${chain.epoch}:${to}`,
+      expect: { lastSequence: chain.sequence },
     });
-    this.chain = { epoch: message.epoch, revision: message.to, lastId: message.lastId ?? this.chain!.lastId, sequence: ack.seq };
+    this.chain = { ...chain, revision: to, lastId, sequence: ack.seq };
+    return this.chain;
   }
 
   /** The whole live table, gzipped, one row per line between a header and a trailer, replacing the object. */
-  private async publishSnapshot(epoch: string): Promise<{ revision: number; lastId: string | null }> {
+  private async publishSnapshot(cluster: string, epoch: string): Promise<{ revision: number; lastId: string | null }> {
     const { names, source, logger } = this.options;
     const objects = await this.objectStore();
     const gzip = createGzip();
     const put = objects.put(
-      { name: names.object, metadata: { epoch, cluster: this.cluster! } },
+      { name: names.object, metadata: { epoch, cluster } },
       Readable.toWeb(gzip) as ReadableStream<Uint8Array>,
     );
     let rows = 0;
     try {
-      gzip.write(snapshotHeaderLine({ cluster: this.cluster!, epoch }));
+      gzip.write(snapshotHeaderLine({ cluster, epoch }));
       // Rows go into the compressor as the database hands them over: the table is never held whole.
       const snap = await source.store.snapshot((row) => {
         gzip.write(snapshotRowLine(row));

@@ -17,12 +17,15 @@ let database: TestDatabase;
 let nats: NatsServer;
 let publisher: RunningDaemon;
 let follower: RunningDaemon;
+/** What beforeAll started, stopped in reverse order (whatever it got to). */
+const cleanups: Array<() => Promise<unknown>> = [];
 
 /** The follower connects as a role of its own, so its connections can be told from the publisher's. */
 const FOLLOWER_ROLE = 'presence_dns_follower';
 
 beforeAll(async () => {
   database = await testDatabase();
+  cleanups.push(() => database.drop());
   const url = new URL(database.url);
   const admin = openPgDb(database.url, silentLogger);
   // The same password as the test server's user (the embedded server checks passwords; the shared one trusts).
@@ -32,22 +35,22 @@ beforeAll(async () => {
   url.username = FOLLOWER_ROLE;
   const followerUrl = url.toString();
   nats = await startNats({ own: true, args: ['-js', '-sd', mkdtempSync(join(tmpdir(), 'presence-e2e-js-'))] });
+  cleanups.push(() => nats.stop());
   const fanout = (publisherCandidate: boolean) => ({ nats_url: nats.url, publisher: publisherCandidate, interval: 0.5, enabled: true });
   publisher = await startDaemon({
     config: presenceConfig(database.url, 'cell-p', 5, { sync: fanout(true) }),
     files: { 'instances.d/p.json': instancesFile([{ id: 'p-1', group: 'api', ip: '10.9.0.1' }]) },
   });
+  cleanups.push(() => publisher.stop());
   follower = await startDaemon({
     config: presenceConfig(followerUrl, 'cell-f', 5, { sync: fanout(false), reaper: { enabled: false } }),
     files: { 'instances.d/f.json': instancesFile([{ id: 'f-1', group: 'web', ip: '10.9.0.2' }]) },
   });
+  cleanups.push(() => follower.stop());
 }, 60_000);
 
 afterAll(async () => {
-  await follower?.stop();
-  await publisher?.stop();
-  await nats?.stop();
-  await database?.drop();
+  for (const cleanup of cleanups.reverse()) await cleanup();
 });
 
 describe('fan-out between real daemons', () => {

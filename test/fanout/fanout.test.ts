@@ -43,9 +43,9 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await nats?.stop();
-  await db?.close();
-  await database?.drop();
+  await nats.stop();
+  await db.close();
+  await database.drop();
 });
 
 const cleanups: Array<() => Promise<unknown>> = [];
@@ -98,19 +98,28 @@ async function follower(names: ReturnType<typeof fanoutNames>, options: { sqlUrl
   const source = new FallbackSource({ nats: natsSource, sql, snapshotSlots: options.slots ?? 4, clock: systemClock, logger: silentLogger });
   const file = join(mkdtempSync(join(tmpdir(), 'presence-fanout-')), 'topology.json');
   const plane: RunningControlPlane = await startControlPlane({
-    file, aliasesDir: join(file, '..', 'aliases.d'), domains: [], logger: silentLogger, post: () => {},
+    file, aliasesDir: join(file, '..', 'aliases.d'), domains: [], logger: silentLogger, post: () => undefined,
     sync: { source, intervalMs: INTERVAL, ttlMs: TTL, maxDropFraction: 0.3, guardHold: 10, clock, scheduled: false },
   });
   cleanups.push(() => plane.stop());
+  const { syncer } = plane;
+  if (!syncer) throw new Error('the control plane started without its syncer');
   const instances = () => syncedTopology(file).instances.map((i) => ({ id: i.id, ip: i.ip })).sort((a, b) => a.id.localeCompare(b.id));
   return {
     nc, clock, nats: natsSource, source, file, instances,
     /** Lets what NATS has sent arrive (when connected), then runs a sync pass. */
     async sync() {
       await nc.flush().catch(() => undefined);
-      await plane.syncer!.tick();
+      await syncer.tick();
     },
   };
+}
+
+/** A promise and the function that resolves it. */
+function signal(): { promise: Promise<void>; resolve: () => void } {
+  let resolve: () => void = () => undefined;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve: () => resolve() };
 }
 
 /** A publisher pass, with its messages delivered to the followers given. */
@@ -293,15 +302,17 @@ describe('fan-out', () => {
     // Both slots are taken (as by two nodes in the middle of a snapshot).
     const holder = openPgDb(database.url, silentLogger);
     cleanups.push(() => holder.close());
-    let release!: () => void;
+    const taken = signal();
+    const release = signal();
     const held = holder.transaction(async (tx) => {
       await tx.query('SELECT pg_advisory_xact_lock($1, 0), pg_advisory_xact_lock($1, 1)', [0x70647373]);
-      await new Promise<void>((resolve) => (release = resolve));
+      taken.resolve();
+      await release.promise;
     });
-    await waitFor(() => release !== undefined, 5000, 'the slots taken');
+    await taken.promise;
     const passes = nodes.map((n) => n.sync());
     await waitFor(() => nodes.every((n) => n.source.slotWaits === 1), 10_000, 'every node waiting for a slot');
-    release();
+    release.resolve();
     await held;
     await Promise.all(passes);
     for (const n of nodes) expect(n.instances()).toEqual(await live());
