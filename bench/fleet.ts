@@ -542,6 +542,7 @@ async function sweep(extra: string[]): Promise<void> {
 }
 
 if (!isMainThread) await syncerNode(workerData as SyncerData);
+else if (ARGS.has('--nodes') || ARGS.has('--sweep-nodes')) await (await import('./fleet-nodes.ts')).main(process.argv.slice(2));
 else if (ARGS.has('--sweep')) await sweep(VIA_PGBOUNCER ? ['--pgbouncer'] : []);
 else {
   const result = await simulate();
