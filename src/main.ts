@@ -5,6 +5,7 @@
 // client, the presence modules and their database adapters, registrations, health checks),
 // so a DNS-only sidecar holds the DNS server, the control plane's host, the admin API and
 // nothing else: memory is paid once per node.
+import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -64,7 +65,12 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     sync: config.sync.enabled && presenceDb
       ? {
           intervalMs: config.sync.interval * 1000, ttlMs: config.registrar.ttl * 1000, maxDropFraction: config.reaper.max_expire_fraction,
-          guardHold: config.reaper.guard_hold, database: presenceDb.forWorker,
+          guardHold: config.reaper.guard_hold,
+          database: config.sync.database_url ? { url: config.sync.database_url } : presenceDb.forWorker,
+          fanout: config.sync.nats_url === undefined ? null : {
+            natsUrl: config.sync.nats_url, prefix: config.sync.nats_prefix, publisher: config.sync.publisher,
+            snapshotEvery: config.sync.snapshot_every, snapshotSlots: config.sync.snapshot_slots, owner: randomUUID(),
+          },
         }
       : null,
   });

@@ -41,6 +41,9 @@ export const configSchema = z.strictObject({
     return { ...config, sync: follow(config.sync), registrar: follow(config.registrar), reaper: follow(config.reaper) };
   })
   .superRefine((config, ctx) => {
+    if (config.sync.enabled && config.sync.nats_url !== undefined && !config.database.url && !config.sync.database_url) {
+      ctx.addIssue({ code: 'custom', path: ['sync', 'nats_url'], message: 'the fan-out (sync.nats_url) follows a PostgreSQL server: set database.url (the embedded database serves one node, which needs no fan-out)' });
+    }
     if (hasDatabase(config.database)) return;
     for (const section of PRESENCE_SECTIONS) {
       if (!config[section].enabled) continue;

@@ -92,6 +92,15 @@ export class ControlPlane {
       metrics.gauge('presence_dns_db_up', '1 when the last database round trip of the syncer succeeded.', { collect: () => (this.last?.sync?.dbUp ? 1 : 0) });
       metrics.gauge('presence_dns_sync_refused', '1 while the syncer refuses to write a topology file someone else wrote.', { collect: () => (this.last?.sync?.refused ? 1 : 0) });
     }
+    if (options.sync?.fanout) {
+      const fanout = () => this.last?.sync?.fanout ?? null;
+      metrics.gauge('presence_dns_fanout_fallback', '1 while the syncer reads the database because the fan-out cannot answer (NATS down, no publisher heard, a gap the stream no longer holds).', { collect: () => (fanout()?.mode === 'fallback' ? 1 : 0) });
+      metrics.gauge('presence_dns_fanout_publishing', '1 while this node is the publisher (holds the sync-publisher lock).', { collect: () => (fanout()?.publishing ? 1 : 0) });
+      metrics.gauge('presence_dns_fanout_behind', 'Revisions between the head the publisher announced and the revision this node applied.', {
+        collect: () => Math.max(0, (fanout()?.head ?? 0) - (this.last?.sync?.revision ?? 0)),
+      });
+      metrics.gauge('presence_dns_fanout_rejected_messages', 'Messages from NATS that failed their checks and were not applied, since the topology worker started.', { collect: () => fanout()?.rejected ?? 0 });
+    }
   }
 
   /** Where images, deltas and alias changes go from now on (before `start`). */

@@ -6,6 +6,7 @@
 import type { Clock } from '../clock.ts';
 import { systemClock } from '../clock.ts';
 import type { Logger } from '../log.ts';
+import type { FanoutStatus } from '../fanout/index.ts';
 import type { ChangeSource } from '../presence/change-source.ts';
 import { FileSource } from './file-source.ts';
 import type { CatchUp, SourcePosition, ToMain, ToWorker, TopologyMeta, WorkerStatus } from './protocol.ts';
@@ -22,6 +23,8 @@ export interface SyncSetup {
   guardHold: number;
   clock?: Clock;
   pageSize?: number;
+  /** The fan-out feeding `source`, for its status. */
+  fanout?: { status(): FanoutStatus } | null;
   /** false: the syncer runs a pass only when told (`syncer.tick()`), for tests that step time themselves. */
   scheduled?: boolean;
 }
@@ -118,7 +121,7 @@ export async function startControlPlane(setup: ControlPlaneSetup): Promise<Runni
         cacheError: source.cacheError,
         journalError: source.journalError,
       },
-      sync: syncer?.status() ?? null,
+      sync: syncer ? { ...syncer.status(), fanout: setup.sync?.fanout?.status() ?? null } : null,
       counts: {
         reloads: source.counts.reloads,
         reloadFailures: source.counts.reloadFailures,

@@ -5,6 +5,7 @@ import type { MessagePort } from 'node:worker_threads';
 import type { AliasMap, Topology } from '../image/instance.ts';
 import type { JournalCursor } from './journal.ts';
 import type { TopologyDelta } from '../image/view.ts';
+import type { FanoutSettings, FanoutStatus } from '../fanout/index.ts';
 
 export interface SyncSettings {
   intervalMs: number;
@@ -13,6 +14,8 @@ export interface SyncSettings {
   guardHold: number;
   /** A PostgreSQL URL, or the embedded database's worker reached through a MessagePort. */
   database: { url: string } | { port: MessagePort };
+  /** The fan-out over NATS (sync.nats_url), or null: the syncer reads the database. */
+  fanout: FanoutSettings | null;
 }
 
 /** The worker's `workerData`. */
@@ -72,6 +75,8 @@ export interface SyncStatus {
   refused: string | null;
   /** null until the first pass. */
   dbUp: boolean | null;
+  /** With the fan-out: where the changes come from now, and the publisher's state on this node. */
+  fanout: FanoutStatus | null;
 }
 
 export interface FileStatus {

@@ -7,22 +7,23 @@
 import { labelProblem, MAX_NAME_LENGTH, nameProblem, zoneProblem } from '../util/dns-name.ts';
 import { parseIp } from '../util/ip.ts';
 import { JsonScanError, scanArray, scanObject, type Range } from './json-scan.ts';
-import { HEALTH_VALUES, normalizeName, RECORD_KEYS, type AliasMap, type Health, type Instance, type Topology } from '../image/instance.ts';
+import { instanceByKind, STORED_FIELDS, type KindValues, type ReadByKind, type StoredKey } from '../image/fields.ts';
+import { HEALTH_VALUES, normalizeName, type AliasMap, type Health, type Instance, type Topology } from '../image/instance.ts';
 
 export type ReadResult =
   | { ok: true; topology: Topology; warnings: string[] }
   | { ok: false; error: string };
 
-const REQUIRED_COLUMNS = ['id', 'instance_group', 'network', 'deployment', 'ip', 'domain'] as const;
+/** The kinds of value every instance has: a file must have their columns. */
+const REQUIRED_KINDS: ReadonlySet<keyof KindValues> = new Set(['label', 'ip', 'domain']);
+const REQUIRED_COLUMNS = STORED_FIELDS.filter((f) => REQUIRED_KINDS.has(f.kind)).map((f) => f.column);
 /** Our own column names that differ from BOSH's; both spellings are read. */
-const COLUMN_SYNONYMS: Record<string, string> = { group: 'instance_group', index: 'instance_index' };
+const COLUMN_SYNONYMS: Record<string, string> = Object.fromEntries(STORED_FIELDS.flatMap((f) => (f.columnAlias ? [[f.columnAlias, f.column]] : [])));
 
 class RowError extends Error {}
 
-/** The columns a row is read from, and where each stands in it (-1: absent). */
-const COLUMNS = ['id', 'num_id', 'instance_group', 'group_ids', 'az', 'az_id', 'network', 'network_id', 'deployment', 'ip', 'domain',
-  'agent_id', 'instance_index', 'health', 'cell_id', 'ports'] as const;
-type Plan = Record<(typeof COLUMNS)[number], number>;
+/** Where each field's column stands in a row (-1: absent). */
+type Plan = Record<StoredKey, number>;
 
 const at = (info: unknown[], position: number): unknown => (position < 0 ? undefined : info[position]);
 
@@ -95,47 +96,50 @@ function health(value: unknown): Health | null {
   return value as Health;
 }
 
-function domainOf(text: unknown, cache: LabelCache): string {
-  if (typeof text !== 'string' || normalizeName(text) === '') throw new RowError('domain is missing');
+function domainOf(text: unknown, column: string, cache: LabelCache): string {
+  if (typeof text !== 'string' || normalizeName(text) === '') throw new RowError(`${column} is missing`);
   let checked = cache.get(text);
   if (checked === undefined) {
     const domain = normalizeName(text);
     const problem = zoneProblem(domain);
-    checked = problem ? new RowError(`domain ${JSON.stringify(text)} is not a DNS name: it ${problem}`) : domain;
+    checked = problem ? new RowError(`${column} ${JSON.stringify(text)} is not a DNS name: it ${problem}`) : domain;
     cache.set(text, checked);
   }
   if (checked instanceof RowError) throw checked;
   return checked;
 }
 
-function toInstance(info: unknown[], plan: Plan, cache: LabelCache): Instance {
-  const ipText = at(info, plan.ip);
-  const ip = typeof ipText === 'string' ? parseIp(ipText) : null;
-  if (!ip) throw new RowError(`ip ${JSON.stringify(ipText)} is not an IP address`);
-  const domain = domainOf(at(info, plan.domain), cache);
-  const agent = at(info, plan.agent_id);
-  const cell = at(info, plan.cell_id);
-  const instance: Instance = {
-    id: label(at(info, plan.id), 'id', true)!,
-    numId: optionalInt(at(info, plan.num_id), 'num_id'),
-    group: label(at(info, plan.instance_group), 'instance_group', true, cache)!,
-    groupIds: intList(at(info, plan.group_ids), 'group_ids'),
-    network: label(at(info, plan.network), 'network', true, cache)!,
-    networkId: optionalInt(at(info, plan.network_id), 'network_id'),
-    deployment: label(at(info, plan.deployment), 'deployment', true, cache)!,
-    az: label(at(info, plan.az), 'az', false, cache),
-    azId: optionalInt(at(info, plan.az_id), 'az_id'),
-    index: optionalInt(at(info, plan.instance_index), 'instance_index'),
-    ip: ip.canonical,
-    family: ip.family,
-    domain,
-    agentId: typeof agent === 'string' && agent !== '' ? agent.toLowerCase() : null,
-    cellId: typeof cell === 'string' && cell !== '' ? cell : null,
-    health: health(at(info, plan.health)),
-    ports: ports(at(info, plan.ports)),
+function ipOf(value: unknown, column: string): string {
+  const ip = typeof value === 'string' ? parseIp(value) : null;
+  if (!ip) throw new RowError(`${column} ${JSON.stringify(value)} is not an IP address`);
+  return ip.canonical;
+}
+
+/** Reads each kind of value from its cell of a row. */
+function cellReaders(plan: Plan, cache: LabelCache): ReadByKind<unknown[]> {
+  const cell = (info: unknown[], key: StoredKey) => at(info, plan[key]);
+  return {
+    label: (f, info) => label(cell(info, f.key), f.column, true, f.recurs ? cache : undefined)!,
+    optionalLabel: (f, info) => label(cell(info, f.key), f.column, false, f.recurs ? cache : undefined),
+    domain: (f, info) => domainOf(cell(info, f.key), f.column, cache),
+    numericId: (f, info) => optionalInt(cell(info, f.key), f.column),
+    int: (f, info) => optionalInt(cell(info, f.key), f.column),
+    idList: (f, info) => intList(cell(info, f.key), f.column),
+    ip: (f, info) => ipOf(cell(info, f.key), f.column),
+    text: (f, info) => {
+      const text = cell(info, f.key);
+      if (typeof text !== 'string' || text === '') return null;
+      return f.lowerCase ? text.toLowerCase() : text;
+    },
+    health: (f, info) => health(cell(info, f.key)),
+    ports: (f, info) => ports(cell(info, f.key)),
   };
+}
+
+function toInstance(info: unknown[], readers: ReadByKind<unknown[]>): Instance {
+  const instance = instanceByKind(readers, info);
   // SRV targets and PTR answers name the instance by id and by index.
-  const rest = [instance.group, instance.network, instance.deployment, domain];
+  const rest = [instance.group, instance.network, instance.deployment, instance.domain];
   checkLength([instance.id, ...rest], 'id, instance_group, network, deployment and domain');
   if (instance.index !== null) checkLength([String(instance.index), ...rest], 'instance_index, instance_group, network, deployment and domain');
   return instance;
@@ -209,14 +213,15 @@ export function rowReader(keys: string[]): RowReader | string {
   const missing = REQUIRED_COLUMNS.filter((c) => !columns.has(c));
   if (missing.length) return `record_keys lacks required column(s): ${missing.join(', ')}`;
   const cache: LabelCache = new Map();
-  const plan = Object.fromEntries(COLUMNS.map((c) => [c, columns.get(c) ?? -1])) as Plan;
+  const plan = Object.fromEntries(STORED_FIELDS.map((f) => [f.key, columns.get(f.column) ?? -1])) as Plan;
+  const readers = cellReaders(plan, cache);
   return (info, where, warnings) => {
     if (!Array.isArray(info) || info.length !== keys.length) {
       warnings.push(`${where()}: expected ${keys.length} columns, got ${Array.isArray(info) ? info.length : typeof info}; skipped`);
       return null;
     }
     try {
-      return toInstance(info, plan, cache);
+      return toInstance(info, readers);
     } catch (err) {
       if (!(err instanceof RowError)) throw err;
       warnings.push(`${where()}: ${err.message}; skipped`);

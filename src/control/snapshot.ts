@@ -3,7 +3,8 @@
 // even 600 k records never become one giant string (state.ts writes it atomically). The
 // changes after it go to the journal (journal.ts), and its compiled image to the image
 // cache (image-cache.ts). Runs on the control plane (the topology worker).
-import { RECORD_KEYS, type Instance } from '../image/instance.ts';
+import { eachByKind, RECORD_KEYS, type ByKind } from '../image/fields.ts';
+import type { Instance } from '../image/instance.ts';
 
 /** The `source` our syncer writes: a file without it (or with another) is not ours to replace. */
 export const SYNC_SOURCE = 'presence-dns sync';
@@ -15,15 +16,18 @@ export interface SnapshotMeta {
   cluster: string;
 }
 
-// BOSH writes numeric ids as strings; we do too so its tooling reads our files.
-const idText = (n: number | null) => (n === null ? null : String(n));
+const asIs = <T>(value: T) => value;
+
+/** A value as a `record_infos` cell, by kind. BOSH writes numeric ids as strings; we do too so its tooling reads our files. */
+const CELL: ByKind<unknown> = {
+  label: asIs, optionalLabel: asIs, domain: asIs, int: asIs, ip: asIs, text: asIs, health: asIs, ports: asIs,
+  numericId: (n) => (n === null ? null : String(n)),
+  idList: (ids) => ids.map(String),
+};
 
 /** One record as a `record_infos` row in RECORD_KEYS order. */
 export function recordRow(i: Instance): unknown[] {
-  return [
-    i.id, idText(i.numId), i.group, i.groupIds.map(String), i.az, idText(i.azId), i.network, idText(i.networkId),
-    i.deployment, i.ip, i.domain, i.agentId, i.index, i.health, i.cellId, i.ports,
-  ];
+  return eachByKind(i, CELL);
 }
 
 /** The snapshot's text in chunks; `version` first, so a reader can check it without a full parse. */

@@ -12,6 +12,7 @@
 // topology it owns (see `refusal`).
 import type { Logger } from '../log.ts';
 import type { Clock } from '../clock.ts';
+import { withDerived } from '../image/fields.ts';
 import { sameInstance, type Instance } from '../image/instance.ts';
 import { instanceName, type TopologyDelta, type TopologyView } from '../image/view.ts';
 import type { ChangeSource } from '../presence/change-source.ts';
@@ -74,11 +75,7 @@ export interface SyncerOptions<V extends SyncView = TopologyView> {
 
 
 export function toInstance(r: PresenceRecord): Instance {
-  return {
-    id: r.id, numId: r.numId, group: r.group, groupIds: r.groupIds, network: r.network, networkId: r.networkId,
-    deployment: r.deployment, az: r.az, azId: r.azId, index: r.index, ip: r.ip, family: r.ip.includes(':') ? 6 : 4,
-    domain: r.domain, agentId: r.agentId, cellId: r.cellId, health: r.health, ports: r.ports,
-  };
+  return withDerived(r);
 }
 
 export class Syncer<V extends SyncView = TopologyView> {
@@ -111,7 +108,7 @@ export class Syncer<V extends SyncView = TopologyView> {
     this.lastSuccess = options.clock.now();
   }
 
-  status(): SyncStatus {
+  status(): Omit<SyncStatus, 'fanout'> {
     const staleMs = this.options.clock.now() - this.lastSuccess;
     return {
       stale: staleMs > 3 * this.options.intervalMs,

@@ -5,6 +5,8 @@
 // restarts it (host.ts).
 import { parentPort, workerData } from 'node:worker_threads';
 import { createLogger } from '../log.ts';
+import { systemClock } from '../clock.ts';
+import type { Fanout } from '../fanout/index.ts';
 import type { Db } from '../presence/db.ts';
 import { reportBackgroundFailures } from '../util/background.ts';
 import { startControlPlane, type SyncSetup } from './plane.ts';
@@ -17,13 +19,14 @@ reportBackgroundFailures(logger);
 
 let db: Db | null = null;
 let sync: SyncSetup | null = null;
+let fanout: Fanout | null = null;
 if (options.sync) {
-  // Loaded only for a syncing node: a DNS-only daemon's worker never loads pg.
+  // Loaded only for a syncing node: a DNS-only daemon's worker never loads pg (nor nats without the fan-out).
   const [{ openPgDb, POOLS }, { RemoteDb }, { migrate }, { PresenceStore }, { SqlChangeSource }] = await Promise.all([
     import('../presence/pg-db.ts'), import('../presence/embedded-db.ts'), import('../presence/schema.ts'), import('../presence/store.ts'),
     import('../presence/change-source.ts'),
   ]);
-  const { database, ...settings } = options.sync;
+  const { database, fanout: fanoutSettings, ...settings } = options.sync;
   const opened: Db = 'url' in database ? openPgDb(database.url, logger, POOLS.syncer) : new RemoteDb(database.port);
   db = opened;
   let migrated = false;
@@ -32,7 +35,12 @@ if (options.sync) {
     await migrate(opened);
     migrated = true;
   });
-  sync = { source: new SqlChangeSource(store), ...settings };
+  const sql = new SqlChangeSource(store);
+  if (fanoutSettings) {
+    const { startFanout } = await import('../fanout/index.ts');
+    fanout = startFanout({ settings: fanoutSettings, sql, intervalMs: settings.intervalMs, lockTtlMs: settings.ttlMs, clock: systemClock, logger });
+  }
+  sync = { source: fanout?.source ?? sql, fanout, ...settings };
 }
 
 const plane = await startControlPlane({
@@ -53,6 +61,7 @@ parentPort!.on('message', (message: ToWorker) => {
     return;
   }
   void plane.stop()
+    .then(() => fanout?.stop())
     .then(() => db?.close())
     .finally(() => process.exit(0));
 });

@@ -8,6 +8,7 @@ import {
   FLAG_HAS_PTR_RECORDS, H, HEADER_WORDS, HEALTH_CODES, IMAGE_FORMAT, IMAGE_MAGIC,
   hashGroup, hashGroupId, hashGroupIndex, hashInit, hashStoredText, imageBytes, ipKeyHash, sectionViews, tableCapacity, type Counts,
 } from './layout.ts';
+import { eachByKind, eachBySlot, type ByKind, type BySlot, type GroupPart } from './fields.ts';
 import type { Instance, Topology } from './instance.ts';
 
 /** A typed array that grows by doubling while instances are added. */
@@ -53,11 +54,25 @@ function oneBytePerCharacter(text: string): boolean {
 
 const V6_CANONICAL = /^[0-9a-f]{4}(:[0-9a-f]{4}){7}$/;
 
-/** The instance's address as stored: used as is when it is canonical for its family (as the reader and syncer give it), else parsed. */
-function canonicalIp(i: Instance): ParsedIp | null {
-  if (isIP(i.ip) === i.family && (i.family === 4 || V6_CANONICAL.test(i.ip))) return { family: i.family, canonical: i.ip };
-  return parseIp(i.ip);
+/** An address as stored: used as is when it is canonical for its family (as the reader and syncer give it), else parsed. */
+function canonicalIp(ip: string): ParsedIp | null {
+  const family = isIP(ip);
+  if (family === 4 || (family === 6 && V6_CANONICAL.test(ip))) return { family, canonical: ip };
+  return parseIp(ip);
 }
+
+const latin1 = (text: string | null) => (text === null || oneBytePerCharacter(text) ? null : `"${text}" has characters outside Latin-1, which a DNS name cannot carry`);
+const noText = () => null;
+
+/** Why a field's value cannot be stored (text the wire cannot carry), by kind; null when it can. */
+const UNSTORABLE: ByKind<string | null> = {
+  label: latin1, optionalLabel: latin1, domain: latin1, text: latin1,
+  numericId: noText, int: noText, idList: noText, ip: noText, health: noText,
+  ports: (ports) => {
+    for (const name in ports) if (!oneBytePerCharacter(name)) return `port name "${name}" has characters outside Latin-1`;
+    return null;
+  },
+};
 
 export interface ImageMeta {
   version: number;
@@ -71,7 +86,10 @@ export class ImageBuilder {
   private readonly interned = new Map<string, number>();
   private readonly cols;
   private readonly groupKeys = new Map<string, number>();
-  private readonly groups = { domain: u32(64), name: u32(64), network: u32(64), deployment: u32(64) };
+  private readonly groups: Record<GroupPart, Column<Uint32Array>> = { groupDomain: u32(64), groupName: u32(64), groupNetwork: u32(64), groupDeployment: u32(64) };
+  /** The group parts of the instance being added. */
+  private readonly groupKey: Record<GroupPart, string> = { groupDomain: '', groupName: '', groupNetwork: '', groupDeployment: '' };
+  private readonly slots: BySlot<void, ParsedIp>;
   private readonly domains = new Set<number>();
   private healthCount = 0;
 
@@ -81,55 +99,62 @@ export class ImageBuilder {
     this.strBytes = u8(n * 48);
     this.strOffsets.push(0);
     this.cols = {
-      id: u32(n), group: u32(n), index: i32(n), numId: i32(n), azId: i32(n), networkId: i32(n),
-      az: u32(n), agent: u32(n), cell: u32(n), health: u8(n), family: u8(n), ip: u8(n * 16),
+      instId: u32(n), instGroup: u32(n), instIndex: i32(n), instNumId: i32(n), instAzId: i32(n), instNetworkId: i32(n),
+      instAz: u32(n), instAgent: u32(n), instCell: u32(n), instHealth: u8(n), instFamily: u8(n), instIp: u8(n * 16),
       gidOffsets: u32(n + 1), gids: i32(n), portOffsets: u32(n + 1), portNames: u32(n), portNumbers: u16(n),
     };
     this.cols.gidOffsets.push(0);
     this.cols.portOffsets.push(0);
     this.intern('');
+    const c = this.cols;
+    const text = (recurs: boolean, value: string) => (recurs ? this.intern(value) : this.append(value));
+    this.slots = {
+      group: (value, f) => {
+        this.groupKey[f.image.part] = value;
+      },
+      string: (value, f) => c[f.image.section].push(text(f.recurs, value)),
+      optionalString: (value, f) => c[f.image.section].push(value === null ? 0 : text(f.recurs, value)),
+      int: (value, f) => c[f.image.section].push(value ?? NULL_INT),
+      health: (value) => {
+        c.instHealth.push(value === null ? 0 : HEALTH_CODES.indexOf(value));
+        if (value !== null) this.healthCount++;
+      },
+      ip: (_, _f, ip) => {
+        c.instFamily.push(ip.family);
+        writeIpBytes(ip, c.instIp.reserve(16), c.instIp.length);
+        c.instIp.length += 16;
+      },
+      idList: (ids) => {
+        const first = c.gids.length;
+        for (const gid of ids) {
+          let seen = false;
+          for (let k = first; k < c.gids.length; k++) if (c.gids.get(k) === gid) seen = true;
+          if (!seen) c.gids.push(gid);
+        }
+        c.gidOffsets.push(c.gids.length);
+      },
+      ports: (ports) => {
+        for (const [name, port] of Object.entries(ports)) {
+          c.portNames.push(this.intern(name));
+          c.portNumbers.push(port);
+        }
+        c.portOffsets.push(c.portNames.length);
+      },
+    };
   }
 
   get count(): number {
-    return this.cols.id.length;
+    return this.cols.instId.length;
   }
 
   /** Adds one instance; returns why it was refused (text the wire cannot carry), else null. */
   add(i: Instance): string | null {
-    for (const text of [i.id, i.group, i.network, i.deployment, i.domain, i.az, i.agentId, i.cellId]) {
-      if (text !== null && !oneBytePerCharacter(text)) return `"${text}" has characters outside Latin-1, which a DNS name cannot carry`;
-    }
-    for (const name in i.ports) if (!oneBytePerCharacter(name)) return `port name "${name}" has characters outside Latin-1`;
+    for (const problem of eachByKind(i, UNSTORABLE)) if (problem !== null) return problem;
     // Instances come canonical from the reader and the syncer; anything else is parsed.
-    const ip = canonicalIp(i);
+    const ip = canonicalIp(i.ip);
     if (!ip) return `ip "${i.ip}" is not an IP address`;
-    const c = this.cols;
-    c.id.push(this.append(i.id));
-    c.group.push(this.groupOf(i));
-    c.index.push(i.index ?? NULL_INT);
-    c.numId.push(i.numId ?? NULL_INT);
-    c.azId.push(i.azId ?? NULL_INT);
-    c.networkId.push(i.networkId ?? NULL_INT);
-    c.az.push(i.az === null ? 0 : this.intern(i.az));
-    c.agent.push(i.agentId === null ? 0 : this.append(i.agentId));
-    c.cell.push(i.cellId === null ? 0 : this.intern(i.cellId));
-    c.health.push(i.health === null ? 0 : HEALTH_CODES.indexOf(i.health));
-    if (i.health !== null) this.healthCount++;
-    c.family.push(ip.family);
-    writeIpBytes(ip, c.ip.reserve(16), c.ip.length);
-    c.ip.length += 16;
-    const first = c.gids.length;
-    for (const gid of i.groupIds) {
-      let seen = false;
-      for (let k = first; k < c.gids.length; k++) if (c.gids.get(k) === gid) seen = true;
-      if (!seen) c.gids.push(gid);
-    }
-    c.gidOffsets.push(c.gids.length);
-    for (const [name, port] of Object.entries(i.ports)) {
-      c.portNames.push(this.intern(name));
-      c.portNumbers.push(port);
-    }
-    c.portOffsets.push(c.portNames.length);
+    eachBySlot(i, this.slots, ip);
+    this.cols.instGroup.push(this.groupOf(this.groupKey));
     return null;
   }
 
@@ -137,7 +162,7 @@ export class ImageBuilder {
   finish(meta: ImageMeta, allocate: (bytes: number) => SharedArrayBuffer = (bytes) => new SharedArrayBuffer(bytes)): SharedArrayBuffer {
     const c = this.cols;
     const n = this.count;
-    const groupCount = this.groups.name.length;
+    const groupCount = this.groups.groupName.length;
     const ptr = (meta.ptrRecords ?? []).flatMap(([ipText, name]) => {
       const ip = parseIp(ipText);
       return ip && oneBytePerCharacter(name) ? [{ family: ip.family, bytes: ipBytes(ip), name: this.intern(name) }] : [];
@@ -164,36 +189,17 @@ export class ImageBuilder {
     const s = sectionViews(buffer, counts);
     s.strOffsets.set(this.strOffsets.view());
     s.strBytes.set(this.strBytes.view());
-    s.instId.set(c.id.view());
-    s.instGroup.set(c.group.view());
-    s.instIndex.set(c.index.view());
-    s.instNumId.set(c.numId.view());
-    s.instAzId.set(c.azId.view());
-    s.instNetworkId.set(c.networkId.view());
-    s.instAz.set(c.az.view());
-    s.instAgent.set(c.agent.view());
-    s.instCell.set(c.cell.view());
-    s.instHealth.set(c.health.view());
-    s.instFamily.set(c.family.view());
-    s.instIp.set(c.ip.view());
-    s.gidOffsets.set(c.gidOffsets.view());
-    s.gids.set(c.gids.view());
-    s.portOffsets.set(c.portOffsets.view());
-    s.portNames.set(c.portNames.view());
-    s.portNumbers.set(c.portNumbers.view());
-    s.groupDomain.set(this.groups.domain.view());
-    s.groupName.set(this.groups.name.view());
-    s.groupNetwork.set(this.groups.network.view());
-    s.groupDeployment.set(this.groups.deployment.view());
+    for (const name of Object.keys(c) as Array<keyof typeof c>) s[name].set(c[name].view());
+    for (const part of Object.keys(this.groups) as GroupPart[]) s[part].set(this.groups[part].view());
     s.domainList.set(domainList);
 
     // Members of each group, in ordinal (file) order: a counting sort by group.
     const sizes = new Uint32Array(groupCount + 1);
-    for (let o = 0; o < n; o++) sizes[c.group.get(o) + 1]++;
+    for (let o = 0; o < n; o++) sizes[c.instGroup.get(o) + 1]++;
     for (let g = 0; g < groupCount; g++) sizes[g + 1] += sizes[g];
     s.memberOffsets.set(sizes);
     const fill = sizes.slice(0, groupCount);
-    for (let o = 0; o < n; o++) s.members[fill[c.group.get(o)]++] = o;
+    for (let o = 0; o < n; o++) s.members[fill[c.instGroup.get(o)]++] = o;
 
     const text = (id: number) => this.textOf(id);
     // Keys hashed from the stored bytes, as hashText would from the strings (no string per key).
@@ -221,18 +227,14 @@ export class ImageBuilder {
     return buffer;
   }
 
-  private groupOf(i: Instance): number {
-    const key = `${i.domain}\u0000${i.group}\u0000${i.network}\u0000${i.deployment}`;
+  private groupOf(parts: Record<GroupPart, string>): number {
+    const key = `${parts.groupDomain}\u0000${parts.groupName}\u0000${parts.groupNetwork}\u0000${parts.groupDeployment}`;
     let g = this.groupKeys.get(key);
     if (g === undefined) {
-      g = this.groups.name.length;
+      g = this.groups.groupName.length;
       this.groupKeys.set(key, g);
-      const domain = this.intern(i.domain);
-      this.domains.add(domain);
-      this.groups.domain.push(domain);
-      this.groups.name.push(this.intern(i.group));
-      this.groups.network.push(this.intern(i.network));
-      this.groups.deployment.push(this.intern(i.deployment));
+      for (const part of Object.keys(parts) as GroupPart[]) this.groups[part].push(this.intern(parts[part]));
+      this.domains.add(this.groups.groupDomain.get(g));
     }
     return g;
   }

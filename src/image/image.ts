@@ -8,6 +8,7 @@ import {
   countsOf, hashGroup, hashGroupId, hashGroupIndex, hashInit, hashText, imageBytes, ipKeyHash, sectionViews,
   type Sections,
 } from './layout.ts';
+import { instanceBySlot, type ReadBySlot } from './fields.ts';
 import type { Health, Instance } from './instance.ts';
 
 export class ImageFormatError extends Error {
@@ -27,6 +28,8 @@ export class TopologyImage {
   private readonly s: Sections;
   /** Latin-1 decoding of the string table without a copy. */
   private readonly text: Buffer;
+  /** Each image slot of the instance at an ordinal. */
+  private readonly slots: ReadBySlot<number>;
 
   constructor(readonly buffer: SharedArrayBuffer | ArrayBuffer) {
     if (buffer.byteLength < HEADER_WORDS * 4) throw new ImageFormatError('image shorter than its header');
@@ -46,6 +49,31 @@ export class TopologyImage {
     this.healthCount = header[H.healthCount];
     this.hasPtrRecords = (header[H.flags] & FLAG_HAS_PTR_RECORDS) !== 0;
     this.byteLength = header[H.totalBytes];
+    const s = this.s;
+    this.slots = {
+      group: (f, o) => this.string(s[f.image.part][s.instGroup[o]]),
+      string: (f, o) => this.string(s[f.image.section][o]),
+      optionalString: (f, o) => {
+        const id = s[f.image.section][o];
+        return id === 0 ? null : this.string(id);
+      },
+      int: (f, o) => {
+        const value = s[f.image.section][o];
+        return value === NULL_INT ? null : value;
+      },
+      health: (_, o) => (s.instHealth[o] === 0 ? null : (HEALTH_CODES[s.instHealth[o]] as Health)),
+      ip: (_, o) => ipText(s.instIp, o * 16, s.instFamily[o] as 4 | 6),
+      idList: (_, o) => {
+        const groupIds: number[] = [];
+        for (let k = s.gidOffsets[o]; k < s.gidOffsets[o + 1]; k++) groupIds.push(s.gids[k]);
+        return groupIds;
+      },
+      ports: (_, o) => {
+        const ports: Record<string, number> = {};
+        for (let k = s.portOffsets[o]; k < s.portOffsets[o + 1]; k++) ports[this.string(s.portNames[k])] = s.portNumbers[k];
+        return ports;
+      },
+    };
   }
 
   string(id: number): string {
@@ -154,34 +182,7 @@ export class TopologyImage {
   }
 
   instance(o: number): Instance {
-    const { s } = this;
-    const g = s.instGroup[o];
-    const family = s.instFamily[o] as 4 | 6;
-    const groupIds: number[] = [];
-    for (let k = s.gidOffsets[o]; k < s.gidOffsets[o + 1]; k++) groupIds.push(s.gids[k]);
-    const ports: Record<string, number> = {};
-    for (let k = s.portOffsets[o]; k < s.portOffsets[o + 1]; k++) ports[this.string(s.portNames[k])] = s.portNumbers[k];
-    const int = (v: number) => (v === NULL_INT ? null : v);
-    const str = (id: number) => (id === 0 ? null : this.string(id));
-    return {
-      id: this.string(s.instId[o]),
-      numId: int(s.instNumId[o]),
-      group: this.string(s.groupName[g]),
-      groupIds,
-      network: this.string(s.groupNetwork[g]),
-      networkId: int(s.instNetworkId[o]),
-      deployment: this.string(s.groupDeployment[g]),
-      az: str(s.instAz[o]),
-      azId: int(s.instAzId[o]),
-      index: int(s.instIndex[o]),
-      ip: ipText(s.instIp, o * 16, family),
-      family,
-      domain: this.string(s.groupDomain[g]),
-      agentId: str(s.instAgent[o]),
-      cellId: str(s.instCell[o]),
-      health: s.instHealth[o] === 0 ? null : (HEALTH_CODES[s.instHealth[o]] as Health),
-      ports,
-    };
+    return instanceBySlot(this.slots, o);
   }
 
   /** The group entry an instance belongs to. */

@@ -46,15 +46,4 @@ export function normalizeName(name: string): string {
   return lower.endsWith('.') ? lower.slice(0, -1) : lower;
 }
 
-/** The columns of the syncer's files, in order (BOSH's names, plus ours). */
-export const RECORD_KEYS = ['id', 'num_id', 'instance_group', 'group_ids', 'az', 'az_id', 'network', 'network_id',
-  'deployment', 'ip', 'domain', 'agent_id', 'instance_index', 'health', 'cell_id', 'ports'] as const;
-
-/** Two versions of an instance say the same to DNS. */
-export function sameInstance(a: Instance, b: Instance): boolean {
-  return a.id === b.id && a.numId === b.numId && a.group === b.group && a.network === b.network && a.networkId === b.networkId
-    && a.deployment === b.deployment && a.az === b.az && a.azId === b.azId && a.index === b.index && a.ip === b.ip
-    && a.domain === b.domain && a.agentId === b.agentId && a.cellId === b.cellId && a.health === b.health
-    && a.groupIds.length === b.groupIds.length && a.groupIds.every((g, k) => g === b.groupIds[k])
-    && JSON.stringify(a.ports) === JSON.stringify(b.ports);
-}
+export { RECORD_KEYS, sameInstance } from './fields.ts';

@@ -1,4 +1,4 @@
-// The byte layout of a topology image (DESIGN §2.1): one SharedArrayBuffer holding a
+// The byte layout of a topology image (docs/architecture.md#the-two-planes): one SharedArrayBuffer holding a
 // header of counts, then typed-array sections at offsets that follow from the counts
 // alone. The builder and the reader both call `imageLayout`, so the format is defined
 // once. Everything is little-endian host order (an image never leaves the machine that

@@ -4,6 +4,7 @@
 // Declared apart from the modules so that the config schema loads no database code.
 import { z } from 'zod';
 import { filePath, seconds } from '../util/config-types.ts';
+import { NatsConfigError, natsConnectionOptions } from '../util/nats-options.ts';
 
 const FOLLOWS_DATABASE = 'unset means on exactly when there is a database (`database.url`, or `database.embedded`); on without one is an error.';
 
@@ -19,10 +20,29 @@ export const databaseConfigSchema = z.strictObject({
 
 export const syncConfigSchema = z.strictObject({
   enabled: z.boolean().optional().describe(`Keeps the topology file equal to the database (a snapshot and journal in \`topology.file\`; never a file someone else wrote); ${FOLLOWS_DATABASE}`),
-  interval: seconds.default(1).describe('Seconds between incremental sync passes (on a PostgreSQL server, `LISTEN/NOTIFY` also wakes the syncer at once).'),
+  interval: seconds.default(1).describe('Seconds between incremental sync passes (on a PostgreSQL server, `LISTEN/NOTIFY` also wakes the syncer at once; with the fan-out, every change message does).'),
+  database_url: z.string().min(1).optional().describe("Where this node's syncer reads the database, if not `database.url`: a hot-standby replica, or PgBouncer. With the fan-out, only the fallback (NATS down) and a publisher candidate read it; a candidate needs a direct connection to the primary (it LISTENs)."),
+  nats_url: z.string().min(1).optional().describe('The fan-out: follow the presence changes over NATS JetStream instead of reading the database (one publisher reads each change once; every node reads NATS, and falls back to the database while NATS cannot answer). `nats://host:4222`, a comma-separated list of servers, credentials in the URL accepted. Unset: every node reads the database. It may name the same servers as `routes.nats_url`; JetStream must be enabled on them.'),
+  nats_prefix: z.string().regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/, 'letters, digits, "-", "_" and dots between tokens').default('presence-dns')
+    .describe('The fan-out\'s names on NATS: subjects `<prefix>.changes` and `<prefix>.head`, stream `<PREFIX>_CHANGES`, object store `<prefix>-snapshots`. One presence database per prefix.'),
+  publisher: z.boolean().default(false).describe('With the fan-out: this node is a publisher candidate. One candidate at a time (it holds the SQL lock `sync-publisher`) reads the changes from the database and publishes them. Make two or three nodes candidates, with `sync.database_url` reaching the primary directly.'),
+  snapshot_every: z.number().int().min(100).default(10_000).describe('With the fan-out: the publisher replaces the published snapshot after this many changed rows (a node that is new, or away longer than the stream keeps, starts from it).'),
+  snapshot_slots: z.number().int().min(1).default(4).describe('Snapshots read from the database at once, fleet-wide, by nodes falling back to it (advisory locks; the rest wait with jittered backoff), so a fleet whose NATS is down never stampedes the database.'),
 })
+  .superRefine((sync, ctx) => {
+    if (sync.publisher && sync.nats_url === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['publisher'], message: 'sync.publisher is true, but there is no sync.nats_url to publish to' });
+    }
+    if (sync.nats_url === undefined) return;
+    try {
+      natsConnectionOptions({ nats_url: sync.nats_url }, 'sync');
+    } catch (err) {
+      if (!(err instanceof NatsConfigError)) throw err;
+      ctx.addIssue({ code: 'custom', path: ['nats_url'], message: err.reason });
+    }
+  })
   .prefault({})
-  .describe('The syncer: the topology file followed from the presence database.');
+  .describe('The syncer: the topology file followed from the presence database, directly or through the fan-out over NATS.');
 
 export const registrarConfigSchema = z.strictObject({
   enabled: z.boolean().optional().describe(`Registers this node's instances (\`registrations.dir\` and the API) in the database; ${FOLLOWS_DATABASE}`),

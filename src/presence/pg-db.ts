@@ -22,8 +22,8 @@ export interface PoolOptions {
 
 /** Pool sizes of the daemon's parts: what each does at most at once, plus one spare. */
 export const POOLS = {
-  /** A heartbeat or one cell's write at a time (passes never overlap). */
-  registrar: { max: 2, name: 'presence-dns registrar' },
+  /** A heartbeat or one cell's write at a time (passes never overlap): one connection, whatever the fleet's size. */
+  registrar: { max: 1, name: 'presence-dns registrar' },
   /** The lock, a cell listing or one expiry transaction at a time. */
   reaper: { max: 2, name: 'presence-dns reaper' },
   /** The LISTEN connection, held, plus a pass's queries or one snapshot transaction. */

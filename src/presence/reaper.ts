@@ -24,6 +24,7 @@ export interface ReaperOptions {
   clock: Clock;
   logger: Logger;
   metrics: Registry;
+  random?: () => number;
 }
 
 export interface ReaperStatus {
@@ -45,7 +46,9 @@ export class Reaper {
   constructor(private readonly options: ReaperOptions) {
     this.loop = new PassLoop(options.clock, async () => {
       await this.pass();
-      return this.intervalMs;
+      // A candidate that does not hold the lock looks again about twice per TTL, not every second:
+      // a fleet with many candidates does not try the lock on the database N times a second.
+      return this.holder || this.dbLost ? this.intervalMs : (options.lockTtlMs / 2) * (0.8 + 0.4 * (options.random ?? Math.random)());
     }, { name: 'reaper' });
     this.guard = new MassExpiryGuard(options.maxExpireFraction, options.guardHold);
     this.expiredCells = options.metrics.counter('presence_dns_cells_expired_total', 'Cells expired by the reaper (their instances tombstoned).');

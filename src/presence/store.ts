@@ -3,7 +3,7 @@
 // serialises writers, so a reader polling `revision > last` never skips a committed
 // change), numeric-id allocation, locket-style TTL locks and compare-and-set expiry.
 import type { RouteRegistration, Registration } from '../registrations/types.ts';
-import type { Health } from '../image/instance.ts';
+import { STORED_FIELDS, type StoredInstance } from '../image/fields.ts';
 import type { Db, Queryable, Row, SqlValue } from './db.ts';
 import type { CellObservation, LockHolder } from './decisions.ts';
 
@@ -52,60 +52,45 @@ export interface WriteResult {
   revision: number;
 }
 
-const ROW_COLUMNS = `id, cell_id, group_name, group_ids, network, network_id, deployment, az, az_id,
-  instance_index, num_id, ip, domain, agent_id, health, ports, routes, revision, deleted`;
+/** The instance's columns (src/image/fields.ts), then the row's own. */
+const FIELD_COLUMNS = STORED_FIELDS.map((f) => f.db.column);
+const ROW_COLUMNS = [...FIELD_COLUMNS, 'routes', 'revision', 'deleted'].join(', ');
 
+/** A presences row as the driver gives it: the instance's columns as their fields hold them, and the row's own. */
 interface DbPresenceRow extends Row {
   id: string;
   cell_id: string;
-  group_name: string;
-  group_ids: number[];
-  network: string;
-  network_id: number | null;
-  deployment: string;
-  az: string | null;
-  az_id: number | null;
-  instance_index: number | null;
-  num_id: number | null;
-  ip: string;
-  domain: string;
-  agent_id: string | null;
-  health: Health;
-  ports: Record<string, number>;
   routes: RouteRegistration[];
   revision: number | string;
   deleted: boolean;
 }
 
 function fromDb(row: DbPresenceRow): PresenceRow {
-  return {
-    id: row.id,
-    cellId: row.cell_id,
-    group: row.group_name,
-    groupIds: row.group_ids,
-    network: row.network,
-    networkId: row.network_id,
-    deployment: row.deployment,
-    az: row.az,
-    azId: row.az_id,
-    index: row.instance_index,
-    numId: row.num_id,
-    ip: row.ip,
-    domain: row.domain,
-    agentId: row.agent_id,
-    health: row.health,
-    ports: row.ports,
-    routes: row.routes,
-    revision: Number(row.revision),
-    deleted: row.deleted,
-  };
+  const record: Record<string, unknown> = {};
+  for (const f of STORED_FIELDS) record[f.key] = row[f.db.column];
+  return { ...(record as unknown as PresenceRecord), routes: row.routes, revision: Number(row.revision), deleted: row.deleted };
+}
+
+/** The advisory lock space of the snapshot slots ("pdss"). */
+const SNAPSHOT_SLOT_LOCK = 0x70647373;
+
+/** Takes any one of `count` snapshot slots for this transaction; false when all are taken. */
+async function takeSnapshotSlot(tx: Queryable, count: number): Promise<boolean> {
+  const first = Math.floor(Math.random() * count);
+  for (let i = 0; i < count; i++) {
+    const { rows } = await tx.query<{ taken: boolean }>('SELECT pg_try_advisory_xact_lock($1, $2) AS taken', [SNAPSHOT_SLOT_LOCK, (first + i) % count]);
+    if (rows[0].taken) return true;
+  }
+  return false;
 }
 
 /** A canonical text of what DNS and routes see of a record, to tell a real change. */
 export function recordKey(r: PresenceRecord): string {
-  const ports = Object.keys(r.ports).sort().map((k) => [k, r.ports[k]]);
-  return JSON.stringify([r.id, r.cellId, r.group, r.groupIds, r.network, r.networkId, r.deployment, r.az, r.azId,
-    r.index, r.numId, r.ip, r.domain, r.agentId, r.health, ports, r.routes]);
+  const fields: StoredInstance = r;
+  return JSON.stringify([
+    ...STORED_FIELDS.map((f) => (f.kind === 'ports' ? Object.keys(r.ports).sort().map((k) => [k, r.ports[k]]) : fields[f.key])),
+    r.routes,
+  ]);
 }
 
 type IdKind = 'group' | 'az' | 'network' | 'instance';
@@ -203,25 +188,15 @@ function idNeeds(r: Registration): { pins: Array<[...IdName, number]>; names: Id
   return { pins, names };
 }
 
+/** The record of `r` (its route-emitter extras and checks are carried along but never stored). */
 function toRecord(cellId: string, r: Registration, ids: IdAllocator): PresenceRecord {
   return {
-    id: r.id,
+    ...r,
     cellId,
-    group: r.group,
     groupIds: r.groupIds ?? [ids.id('group', '', r.group)],
-    network: r.network,
     networkId: r.networkId ?? ids.id('network', '', r.network),
-    deployment: r.deployment,
-    az: r.az,
     azId: r.az === null ? r.azId : r.azId ?? ids.id('az', '', r.az),
-    index: r.index,
     numId: r.numId ?? ids.id('instance', r.deployment, r.id),
-    ip: r.ip,
-    domain: r.domain,
-    agentId: r.agentId,
-    health: r.health,
-    ports: r.ports,
-    routes: r.routes,
   };
 }
 
@@ -252,11 +227,12 @@ async function setRevision(tx: Queryable, revision: number): Promise<void> {
  * Returns the new head.
  */
 async function writeRows(db: Queryable, changed: PresenceRecord[], gone: PresenceRecord[]): Promise<number> {
-  const rows = [...changed, ...gone].map((r, i) => ({
-    n: i + 1, id: r.id, cell_id: r.cellId, group_name: r.group, group_ids: r.groupIds, network: r.network, network_id: r.networkId,
-    deployment: r.deployment, az: r.az, az_id: r.azId, instance_index: r.index, num_id: r.numId, ip: r.ip, domain: r.domain,
-    agent_id: r.agentId, health: r.health, ports: r.ports, routes: r.routes, deleted: i >= changed.length,
-  }));
+  const rows = [...changed, ...gone].map((r, i) => {
+    const fields: StoredInstance = r;
+    const row: Record<string, unknown> = { n: i + 1, routes: r.routes, deleted: i >= changed.length };
+    for (const f of STORED_FIELDS) row[f.db.column] = fields[f.key];
+    return row;
+  });
   const { rows: result } = await db.query<{ revision: number | string }>(
     `WITH head AS (
        INSERT INTO presence_revision (id, revision) VALUES (1, $2::bigint)
@@ -264,17 +240,10 @@ async function writeRows(db: Queryable, changed: PresenceRecord[], gone: Presenc
        RETURNING revision - $2::bigint AS base),
      written AS (
        INSERT INTO presences (${ROW_COLUMNS})
-         SELECT r.id, r.cell_id, r.group_name, r.group_ids, r.network, r.network_id, r.deployment, r.az, r.az_id, r.instance_index,
-                r.num_id, r.ip, r.domain, r.agent_id, r.health, r.ports, r.routes, head.base + r.n, r.deleted
-           FROM head, jsonb_to_recordset($1::jsonb) AS r(n int, id text, cell_id text, group_name text, group_ids int[],
-                network text, network_id int, deployment text, az text, az_id int, instance_index int, num_id int, ip text,
-                domain text, agent_id text, health text, ports jsonb, routes jsonb, deleted boolean)
-       ON CONFLICT (id) DO UPDATE SET cell_id = EXCLUDED.cell_id, group_name = EXCLUDED.group_name,
-         group_ids = EXCLUDED.group_ids, network = EXCLUDED.network, network_id = EXCLUDED.network_id,
-         deployment = EXCLUDED.deployment, az = EXCLUDED.az, az_id = EXCLUDED.az_id,
-         instance_index = EXCLUDED.instance_index, num_id = EXCLUDED.num_id, ip = EXCLUDED.ip,
-         domain = EXCLUDED.domain, agent_id = EXCLUDED.agent_id, health = EXCLUDED.health,
-         ports = EXCLUDED.ports, routes = EXCLUDED.routes, revision = EXCLUDED.revision, deleted = EXCLUDED.deleted)
+         SELECT ${FIELD_COLUMNS.map((c) => `r.${c}`).join(', ')}, r.routes, head.base + r.n, r.deleted
+           FROM head, jsonb_to_recordset($1::jsonb)
+             AS r(n int, ${STORED_FIELDS.map((f) => `${f.db.column} ${f.db.type}`).join(', ')}, routes jsonb, deleted boolean)
+       ON CONFLICT (id) DO UPDATE SET ${[...FIELD_COLUMNS.filter((c) => c !== 'id'), 'routes', 'revision', 'deleted'].map((c) => `${c} = EXCLUDED.${c}`).join(', ')})
      SELECT base + $2::bigint AS revision, pg_notify($3, (base + $2::bigint)::text) FROM head`,
     [JSON.stringify(rows), rows.length, NOTIFY_CHANNEL],
   );
@@ -481,11 +450,17 @@ export class PresenceStore {
   /**
    * Every live row and the newest row's (revision, id), from one consistent snapshot.
    * With `onRow`, rows are handed over page by page instead of collected (`rows` is empty),
-   * so a big fleet's snapshot is never held whole.
+   * so a big fleet's snapshot is never held whole. With `slot`, the snapshot first takes
+   * one of `slot.count` transaction-level advisory locks (any free one, tried in a random
+   * order) and resolves to null without reading when all are taken: the fleet-wide bound
+   * on snapshots at once (it holds through PgBouncer's transaction pooling too).
    */
-  async snapshot(onRow?: (row: PresenceRow) => void): Promise<{ rows: PresenceRow[]; revision: number; lastId: string | null }> {
+  async snapshot(onRow?: (row: PresenceRow) => void): Promise<{ rows: PresenceRow[]; revision: number; lastId: string | null }>;
+  async snapshot(onRow: ((row: PresenceRow) => void) | undefined, slot: { count: number }): Promise<{ rows: PresenceRow[]; revision: number; lastId: string | null } | null>;
+  async snapshot(onRow?: (row: PresenceRow) => void, slot?: { count: number }): Promise<{ rows: PresenceRow[]; revision: number; lastId: string | null } | null> {
     await this.prepare();
     return this.db.transaction(async (tx) => {
+      if (slot && !(await takeSnapshotSlot(tx, slot.count))) return null;
       const newest = await tx.query<{ id: string; revision: number | string }>('SELECT id, revision FROM presences ORDER BY revision DESC LIMIT 1');
       const head = await tx.query<{ revision: number | string }>('SELECT revision FROM presence_revision WHERE id = 1');
       // Fetched in pages from one cursor (one scan), so no single round trip of a big

@@ -1,9 +1,9 @@
-// The registration of one instance running on this node (DESIGN §7): what an
+// The registration of one instance running on this node (docs/registrations.md): what an
 // instances.d/*.yaml entry, a PUT /v1/instances/:id body, or the CLI describes, after
 // validation and defaults. Consumed by the registrar (→ PostgreSQL presences) and the
 // route emitter (→ gorouter over NATS).
 import type { EventEmitter } from 'node:events';
-import type { Health } from '../image/instance.ts';
+import type { Health, Instance } from '../image/instance.ts';
 
 export interface RouteRegistration {
   /** Lower-cased hostname. */
@@ -17,7 +17,7 @@ export interface RouteRegistration {
   serverCertDomainSan: string | null;
 }
 
-/** What a health check probes (DESIGN §7; the field names follow Consul's check definitions). */
+/** What a health check probes (docs/health-checks.md; the field names follow Consul's check definitions). */
 export type CheckTarget =
   /** A GET of the URL; passes on `status`, or on any 2xx when it is null. */
   | { kind: 'http'; url: string; status: number | null }
@@ -39,23 +39,14 @@ export type HealthCheck = CheckTarget & {
   fall: number;
 };
 
-export interface Registration {
-  id: string;
-  group: string;
-  network: string;
-  deployment: string;
-  /** Served domain without trailing dot; default "bosh". */
-  domain: string;
-  az: string | null;
-  index: number | null;
-  /** Canonical IP text (see util/ip.ts parseIp). */
-  ip: string;
-  /** Pinned numeric ids; null means "allocated by the database on first use of the name". */
-  numId: number | null;
+/**
+ * The instance's fields (src/image/fields.ts) but the cell, which the registrar sets, and
+ * the family, which follows from the ip. `domain` defaults to "bosh"; a numeric id
+ * (`numId`, `groupIds`, `azId`, `networkId`) left null is allocated by the database on
+ * first use of the name.
+ */
+export interface Registration extends Omit<Instance, 'cellId' | 'family' | 'groupIds' | 'health'> {
   groupIds: number[] | null;
-  azId: number | null;
-  networkId: number | null;
-  agentId: string | null;
   /**
    * As registered. With checks, the value until they have results (default `unchecked`);
    * the registrar is handed the measured health instead (see src/checks).
@@ -63,7 +54,6 @@ export interface Registration {
   health: Health;
   /** Local health checks; empty: `health` is what the registration says. */
   checks: HealthCheck[];
-  ports: Record<string, number>;
   routes: RouteRegistration[];
   /** Route-emitter extras (gorouter message fields). */
   app: string | null;

@@ -1,8 +1,9 @@
-// Validation of registration input (DESIGN §7): one entry of an instances.d file or of a
+// Validation of registration input (docs/registrations.md): one entry of an instances.d file or of a
 // PUT /v1/instances/:id body → a Registration with defaults. Pure: no I/O. Every error
 // names where the entry came from, the field (snake_case, as the operator wrote it) and
 // the reason, so a rejected file or request can be fixed from the message alone.
 import { parseIp } from '../util/ip.ts';
+import { STORED_FIELDS, type KindValues, type StoredField } from '../image/fields.ts';
 import { HEALTH_VALUES, type Health } from '../image/instance.ts';
 import type { CheckTarget, HealthCheck, Registration, RouteRegistration } from './types.ts';
 import { formatOf, isMapping, parseStructured } from '../util/structured-file.ts';
@@ -66,10 +67,17 @@ const LABEL = /^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$/;
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 const TAG_KEY = /^[A-Za-z0-9_.-]+$/;
 
+/** The instance's fields an entry gives (src/image/fields.ts); the registrar sets the others. */
+const INSTANCE_ENTRIES = STORED_FIELDS.flatMap((f) => (f.entry === null ? [] : [{ ...f, entry: f.entry }]));
+type EntryField = StoredField & { entry: string };
+/** The kinds of value every entry must give. */
+const REQUIRED_KINDS: ReadonlySet<keyof KindValues> = new Set(['label', 'ip']);
+const REQUIRED_ENTRIES = INSTANCE_ENTRIES.filter((f) => REQUIRED_KINDS.has(f.kind)).map((f) => f.entry);
+/** Every key of an entry, the required ones first (the order an unknown key's message lists them in). */
 const ENTRY_FIELDS = [
-  'id', 'group', 'network', 'deployment', 'domain', 'az', 'index', 'ip', 'num_id', 'group_ids', 'az_id',
-  'network_id', 'agent_id', 'health', 'ports', 'routes', 'app', 'isolation_segment', 'tags', 'check', 'checks',
-] as const;
+  ...REQUIRED_ENTRIES, ...INSTANCE_ENTRIES.map((f) => f.entry).filter((key) => !REQUIRED_ENTRIES.includes(key)),
+  'routes', 'app', 'isolation_segment', 'tags', 'check', 'checks',
+];
 const CHECK_FIELDS = ['name', 'http', 'status', 'tcp', 'args', 'interval', 'timeout', 'rise', 'fall'] as const;
 const CHECK_KINDS = ['http', 'tcp', 'args'] as const;
 
@@ -155,17 +163,17 @@ class Check {
   }
 }
 
-function parsePorts(check: Check, value: unknown): Record<string, number> {
+function parsePorts(check: Check, value: unknown, field: string): Record<string, number> {
   if (value === undefined || value === null) return {};
-  if (!isMapping(value)) check.fail('ports', `must be a mapping of name → port, got ${describe(value)}`);
+  if (!isMapping(value)) check.fail(field, `must be a mapping of name → port, got ${describe(value)}`);
   const names = Object.keys(value);
-  if (names.length > LIMITS.portsPerInstance) check.fail('ports', `has ${names.length} entries; at most ${LIMITS.portsPerInstance}`);
+  if (names.length > LIMITS.portsPerInstance) check.fail(field, `has ${names.length} entries; at most ${LIMITS.portsPerInstance}`);
   // A map, not an object: a port may be named like an Object property ("constructor").
   const ports = new Map<string, number>();
   for (const name of names) {
-    const key = check.label(name, `ports.${name}`);
-    if (ports.has(key)) check.fail(`ports.${name}`, `names the same port as another entry ("${key}"); port names are case-insensitive`);
-    ports.set(key, check.port(value[name], `ports.${name}`));
+    const key = check.label(name, `${field}.${name}`);
+    if (ports.has(key)) check.fail(`${field}.${name}`, `names the same port as another entry ("${key}"); port names are case-insensitive`);
+    ports.set(key, check.port(value[name], `${field}.${name}`));
   }
   return Object.fromEntries(ports);
 }
@@ -326,16 +334,50 @@ function parseTags(check: Check, value: unknown): Record<string, string> {
   return tags;
 }
 
-function parseGroupIds(check: Check, value: unknown): number[] | null {
+function parseIdList(check: Check, value: unknown, field: string): number[] | null {
   if (value === undefined || value === null) return null;
-  if (!Array.isArray(value)) check.fail('group_ids', `must be a list of integers, got ${describe(value)}`);
-  if (value.length === 0) check.fail('group_ids', 'must list at least one id; leave it out to let the database allocate one');
-  if (value.length > LIMITS.groupIds) check.fail('group_ids', `has ${value.length} entries; at most ${LIMITS.groupIds}`);
-  return value.map((v: unknown, i) => check.int(v, `group_ids[${i}]`, 0, LIMITS.numericId));
+  if (!Array.isArray(value)) check.fail(field, `must be a list of integers, got ${describe(value)}`);
+  if (value.length === 0) check.fail(field, 'must list at least one id; leave it out to let the database allocate one');
+  if (value.length > LIMITS.groupIds) check.fail(field, `has ${value.length} entries; at most ${LIMITS.groupIds}`);
+  return value.map((v: unknown, i) => check.int(v, `${field}[${i}]`, 0, LIMITS.numericId));
+}
+
+/** What an entry gives of each kind: numeric ids may be left to the database, health has a default. */
+type EntryValues = Omit<KindValues, 'idList' | 'health'> & { idList: number[] | null; health: Health };
+
+/** Reads each kind of value from an entry (`value` is what it gives under the field's key). */
+const ENTRY_READERS: { [T in keyof EntryValues]: (check: Check, value: unknown, field: string) => EntryValues[T] } = {
+  label: (check, value, field) => check.label(value, field),
+  optionalLabel: (check, value, field) => check.optional(value, (v) => check.label(v, field)),
+  domain: (check, value, field) => check.optional(value, (v) => check.name(v, field)) ?? 'bosh',
+  numericId: (check, value, field) => check.optional(value, (v) => check.int(v, field, 0, LIMITS.numericId)),
+  int: (check, value, field) => check.optional(value, (v) => check.int(v, field, 0, LIMITS.numericId)),
+  idList: parseIdList,
+  ip: (check, value, field) => {
+    const text = check.string(value, field, 64);
+    const ip = text.includes('%') ? null : parseIp(text);
+    return ip ? ip.canonical : check.fail(field, `${describe(value)} is not an IPv4 or IPv6 address`);
+  },
+  text: (check, value, field) => check.optional(value, (v) => check.string(v, field, LIMITS.text)),
+  health: (check, value, field) => check.optional(value, (v) => {
+    if (!HEALTH_VALUES.includes(v as Health)) check.fail(field, `must be one of ${HEALTH_VALUES.join(', ')}, got ${describe(v)}`);
+    return v as Health;
+  }) ?? 'unchecked',
+  ports: parsePorts,
+};
+
+/** The instance part of a registration. */
+type InstanceEntry = Omit<Registration, 'routes' | 'app' | 'isolationSegment' | 'tags' | 'checks'>;
+
+function parseInstanceFields(check: Check, entry: Mapping): InstanceEntry {
+  const fields: Record<string, unknown> = {};
+  for (const f of INSTANCE_ENTRIES as EntryField[]) fields[f.key] = ENTRY_READERS[f.kind](check, entry[f.entry], f.entry);
+  // ENTRY_READERS gives each field the type its kind has in a Registration.
+  return fields as InstanceEntry;
 }
 
 /**
- * Pure validation of one entry (DESIGN §7 shape, snake_case keys) → a Registration with
+ * Pure validation of one entry (docs/registrations.md, snake_case keys) → a Registration with
  * defaults. `where` prefixes messages, e.g. "instances.d/web.yaml: instances[1]".
  */
 export function parseRegistration(entry: unknown, where: string): Registration {
@@ -344,35 +386,14 @@ export function parseRegistration(entry: unknown, where: string): Registration {
   const named = typeof entry.id === 'string' && entry.id && entry.id.length <= LIMITS.label ? `${where} (id ${entry.id})` : where;
   const check: Check = new Check(named);
   check.unknownKeys(entry, ENTRY_FIELDS, '');
-  for (const field of ['id', 'group', 'network', 'deployment', 'ip'] as const) {
+  for (const field of REQUIRED_ENTRIES) {
     if (entry[field] === undefined || entry[field] === null) check.fail(field, 'is required');
   }
-  const ipText = check.string(entry.ip, 'ip', 64);
-  const ip = ipText.includes('%') ? null : parseIp(ipText);
-  if (!ip) check.fail('ip', `${describe(entry.ip)} is not an IPv4 or IPv6 address`);
-  const ports = parsePorts(check, entry.ports);
+  const fields = parseInstanceFields(check, entry);
   const checks = parseChecks(check, entry);
-  const numericId = (field: 'num_id' | 'az_id' | 'network_id') => check.optional(entry[field], (v) => check.int(v, field, 0, LIMITS.numericId));
   return {
-    id: check.label(entry.id, 'id'),
-    group: check.label(entry.group, 'group'),
-    network: check.label(entry.network, 'network'),
-    deployment: check.label(entry.deployment, 'deployment'),
-    domain: check.optional(entry.domain, (v) => check.name(v, 'domain')) ?? 'bosh',
-    az: check.optional(entry.az, (v) => check.label(v, 'az')),
-    index: check.optional(entry.index, (v) => check.int(v, 'index', 0, LIMITS.numericId)),
-    ip: ip.canonical,
-    numId: numericId('num_id'),
-    groupIds: parseGroupIds(check, entry.group_ids),
-    azId: numericId('az_id'),
-    networkId: numericId('network_id'),
-    agentId: check.optional(entry.agent_id, (v) => check.string(v, 'agent_id', LIMITS.text)),
-    health: check.optional(entry.health, (v) => {
-      if (!HEALTH_VALUES.includes(v as Health)) check.fail('health', `must be one of ${HEALTH_VALUES.join(', ')}, got ${describe(v)}`);
-      return v as Health;
-    }) ?? 'unchecked',
-    ports,
-    routes: parseRoutes(check, entry.routes, ports),
+    ...fields,
+    routes: parseRoutes(check, entry.routes, fields.ports),
     app: check.optional(entry.app, (v) => check.string(v, 'app', LIMITS.text)),
     isolationSegment: check.optional(entry.isolation_segment, (v) => check.string(v, 'isolation_segment', LIMITS.text)),
     tags: parseTags(check, entry.tags),
@@ -425,10 +446,9 @@ export function parseRegistrationFile(path: string, text: string): Registration[
 /** The snake_case entry a Registration came from, with every default spelled out; parses back to the same Registration. */
 export function toEntry(registration: Registration): Record<string, unknown> {
   const r = registration;
+  const fields: InstanceEntry = r;
   return {
-    id: r.id, group: r.group, network: r.network, deployment: r.deployment, domain: r.domain, az: r.az, index: r.index, ip: r.ip,
-    num_id: r.numId, group_ids: r.groupIds, az_id: r.azId, network_id: r.networkId, agent_id: r.agentId, health: r.health,
-    ports: r.ports,
+    ...Object.fromEntries((INSTANCE_ENTRIES as EntryField[]).map((f) => [f.entry, fields[f.key as keyof InstanceEntry]])),
     routes: r.routes.map((route) => ({
       hostname: route.hostname, port: route.port, tls_port: route.tlsPort, route_service_url: route.routeServiceUrl,
       protocol: route.protocol, server_cert_domain_san: route.serverCertDomainSan,

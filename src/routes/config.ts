@@ -4,7 +4,7 @@
 // rather than the first connect. Imports no `nats`: a DNS-only sidecar loads this file too.
 import { z } from 'zod';
 import { filePath } from '../util/config-types.ts';
-import { NatsConfigError, natsConnectionOptions } from './nats-options.ts';
+import { NatsConfigError, natsConnectionOptions } from '../util/nats-options.ts';
 
 export const routesConfigSchema = z.strictObject({
   enabled: z.boolean().optional().describe('The route emitter; unset means on exactly when `routes.nats_url` is set. `false` keeps the URL and switches the emitter off; `true` without a URL is an error.'),

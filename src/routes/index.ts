@@ -13,7 +13,7 @@ import { redactUrl } from '../util/redact.ts';
 export { RouteEmitter, SUBJECT, type RouteEmitterOptions } from './emitter.ts';
 export { COMPONENT_TAG, diffEndpoints, routeEndpoints, type RouteEndpoint, type RouteMessage } from './messages.ts';
 export { NatsBus, type RouteBus } from './nats-bus.ts';
-export { NatsConfigError, natsConnectionOptions, type NatsSettings } from './nats-options.ts';
+export { NatsConfigError, natsConnectionOptions, type NatsSettings } from '../util/nats-options.ts';
 
 export interface RoutesStatus {
   natsConnected: boolean;

@@ -6,7 +6,7 @@ import { connect, createInbox, Events, type ConnectionOptions, type NatsConnecti
 import { systemClock, type Clock, type Timer } from '../clock.ts';
 import type { Logger } from '../log.ts';
 import { backgroundFailed } from '../util/background.ts';
-import { natsConnectionOptions, type NatsSettings } from './nats-options.ts';
+import { natsConnectionOptions, type NatsSettings } from '../util/nats-options.ts';
 
 /** What the emitter needs from a message bus. */
 export interface RouteBus extends EventEmitter<{ connected: [] }> {

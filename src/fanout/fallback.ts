@@ -1,0 +1,148 @@
+// The change source a node's syncer reads when the fan-out is on: NATS while it can
+// answer, the database when it cannot (NATS down, no publisher heard, a gap the stream no
+// longer covers, no snapshot published). In the database, a snapshot waits for one of a
+// few fleet-wide slots (advisory locks), so a fleet whose NATS is down never takes more
+// than `snapshot_slots` snapshots from the database at once; incremental reads are a
+// page of `revision > last` each, cheap on a replica or through PgBouncer.
+import type { Clock } from '../clock.ts';
+import type { Logger } from '../log.ts';
+import { backoffDelay } from '../presence/decisions.ts';
+import type { ChangeSource, SnapshotResult, SqlChangeSource, SyncPlan } from '../presence/change-source.ts';
+import type { SyncPosition } from '../presence/decisions.ts';
+import type { PresenceRow } from '../presence/store.ts';
+import { FanoutUnavailable, type NatsChangeSource } from './follower.ts';
+
+export interface FallbackOptions {
+  /** Null until NATS is reached (see attach). */
+  nats: NatsChangeSource | null;
+  sql: SqlChangeSource;
+  /** Snapshots taken from the database at once, fleet-wide (`sync.snapshot_slots`). */
+  snapshotSlots: number;
+  clock: Clock;
+  logger: Logger;
+  random?: () => number;
+}
+
+export type FanoutMode = 'nats' | 'fallback';
+
+/** Waits between tries for a snapshot slot: from 250 ms, doubling, at most 5 s, jittered. */
+const SLOT_RETRY_BASE_MS = 250;
+const SLOT_RETRY_CAP_MS = 5000;
+
+export class FallbackSource implements ChangeSource {
+  private current: FanoutMode = 'nats';
+  /** Why the last pass read the database, for status and logs. */
+  reason: string | null = null;
+  /** Snapshots that waited for a slot, and how many tries that took in all. */
+  slotWaits = 0;
+
+  private nats: NatsChangeSource | null;
+  private wake: (() => void) | null = null;
+
+  constructor(private readonly options: FallbackOptions) {
+    this.nats = options.nats;
+  }
+
+  /** NATS reached: the next pass reads it. */
+  attach(nats: NatsChangeSource): void {
+    this.nats = nats;
+    nats.setWake(this.wake);
+  }
+
+  get kind(): string {
+    return this.current === 'nats' ? 'nats' : 'sql';
+  }
+
+  get mode(): FanoutMode {
+    return this.current;
+  }
+
+  async clusterId(): Promise<string> {
+    if (this.nats?.usable()) return this.nats.clusterId();
+    return this.options.sql.clusterId();
+  }
+
+  async plan(position: SyncPosition): Promise<SyncPlan> {
+    const { nats } = this;
+    const { sql } = this.options;
+    if (nats?.usable()) {
+      try {
+        // A position from a file or from SQL belongs to no known epoch: the database says
+        // once whether it still holds (two small queries); unreachable, the file is trusted.
+        if (position.revision !== null && !nats.epochKnown) {
+          const checked = await sql.plan(position).catch(() => null);
+          if (checked?.kind === 'snapshot') {
+            this.use('nats', null);
+            return checked;
+          }
+          nats.adoptEpoch();
+        }
+        const plan = await nats.plan(position);
+        this.use('nats', null);
+        return plan;
+      } catch (err) {
+        if (!(err instanceof FanoutUnavailable)) throw err;
+        this.use('fallback', err.message);
+      }
+    } else {
+      this.use('fallback', 'no publisher heard on NATS (or NATS is down)');
+    }
+    return sql.plan(position);
+  }
+
+  async changesSince(revision: number, limit: number): Promise<PresenceRow[]> {
+    if (this.current === 'nats' && this.nats) {
+      try {
+        return await this.nats.changesSince(revision, limit);
+      } catch (err) {
+        if (!(err instanceof FanoutUnavailable)) throw err;
+        this.use('fallback', err.message);
+      }
+    }
+    return this.options.sql.changesSince(revision, limit);
+  }
+
+  async snapshot(onRow: (row: PresenceRow) => void): Promise<SnapshotResult> {
+    if (this.current === 'nats' && this.nats) {
+      try {
+        return await this.nats.snapshot(onRow);
+      } catch (err) {
+        if (!(err instanceof FanoutUnavailable)) throw err;
+        this.use('fallback', err.message);
+      }
+    }
+    return this.sqlSnapshot(onRow);
+  }
+
+  /** A snapshot from the database once a slot is free. */
+  private async sqlSnapshot(onRow: (row: PresenceRow) => void): Promise<SnapshotResult> {
+    const { sql, snapshotSlots, clock, random } = this.options;
+    for (let tries = 1; ; tries++) {
+      const snap = await sql.store.snapshot(onRow, { count: snapshotSlots });
+      if (snap) return { revision: snap.revision, lastId: snap.lastId };
+      if (tries === 1) this.slotWaits++;
+      await new Promise<void>((resolve) => clock.after(backoffDelay(tries, SLOT_RETRY_BASE_MS, SLOT_RETRY_CAP_MS, random), resolve));
+    }
+  }
+
+  /** Wakes on every change message; the database is polled (through a pooler or on a replica LISTEN would not work). */
+  async subscribe(wake: () => void): Promise<() => Promise<void>> {
+    this.wake = wake;
+    this.nats?.setWake(wake);
+    return async () => {
+      this.wake = null;
+      this.nats?.setWake(null);
+    };
+  }
+
+  private use(mode: FanoutMode, reason: string | null): void {
+    if (mode !== this.current) {
+      if (mode === 'fallback') this.options.logger.warn({ reason }, 'the fan-out cannot answer; syncing from the database meanwhile');
+      else this.options.logger.info('syncing from the fan-out (NATS) again');
+      // Positions read from the database belong to no epoch the fan-out knows.
+      if (mode === 'fallback') this.nats?.forgetEpoch();
+    }
+    this.current = mode;
+    this.reason = reason;
+  }
+}

@@ -1,0 +1,266 @@
+// The fan-out on a real PostgreSQL and a real nats-server with JetStream: publishers
+// elected by the SQL lock publish each change once; followers (real control planes writing
+// real topology files) read NATS, fill gaps from the stream, fall back to the database
+// when NATS cannot answer, and take database snapshots only a few at a time. Passes are run
+// by hand and the follower's sense of time is a manual clock; nothing waits for a TTL.
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect, type NatsConnection } from 'nats';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { systemClock } from '../../src/clock.ts';
+import { startControlPlane, type RunningControlPlane } from '../../src/control/index.ts';
+import { FallbackSource, fanoutNames, NatsChangeSource, Publisher } from '../../src/fanout/index.ts';
+import { SqlChangeSource } from '../../src/presence/change-source.ts';
+import type { Db } from '../../src/presence/db.ts';
+import { openPgDb } from '../../src/presence/pg-db.ts';
+import { migrate } from '../../src/presence/schema.ts';
+import { PresenceStore } from '../../src/presence/store.ts';
+import type { Registration } from '../../src/registrations/types.ts';
+import { waitFor } from '../helpers/daemon.ts';
+import { ManualClock } from '../helpers/manual-clock.ts';
+import { startNats, type NatsServer } from '../helpers/nats.ts';
+import { testDatabase, type TestDatabase } from '../helpers/postgres.ts';
+import { syncedTopology } from '../helpers/topology.ts';
+import { registration, silentLogger } from '../presence/fixtures.ts';
+
+const TTL = 3000;
+const INTERVAL = 1000;
+/** A database no follower may read while the fan-out answers: any query there fails. */
+const NO_DATABASE = 'postgres://postgres@127.0.0.1:1/none';
+
+let database: TestDatabase;
+let db: Db;
+let store: PresenceStore;
+let nats: NatsServer;
+
+beforeAll(async () => {
+  database = await testDatabase();
+  db = openPgDb(database.url, silentLogger);
+  await migrate(db);
+  store = new PresenceStore(db);
+  nats = await startNats({ own: true, args: ['-js', '-sd', mkdtempSync(join(tmpdir(), 'presence-fanout-js-'))] });
+});
+
+afterAll(async () => {
+  await nats?.stop();
+  await db?.close();
+  await database?.drop();
+});
+
+const cleanups: Array<() => Promise<unknown>> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+let prefixSeq = 0;
+/** Each test on names of its own, so no test sees another's stream. */
+function freshNames() {
+  return fanoutNames(`pdns-test-${process.pid}-${++prefixSeq}`);
+}
+
+async function natsClient(): Promise<NatsConnection> {
+  const nc = await connect({ servers: nats.url, maxReconnectAttempts: -1, reconnectTimeWait: 100, reconnectJitter: 0 });
+  cleanups.push(() => nc.close());
+  return nc;
+}
+
+/** Writes a cell's instances as its registrar would (one transaction, a revision per changed row). */
+async function setCell(cellId: string, registrations: Registration[]): Promise<void> {
+  await store.registerCell({ cellId, owner: crypto.randomUUID(), address: null, ttlMs: TTL });
+  await store.writeInstances(cellId, registrations);
+}
+
+async function live(): Promise<Array<{ id: string; ip: string }>> {
+  const { rows } = await db.query<{ id: string; ip: string }>('SELECT id, ip FROM presences WHERE NOT deleted ORDER BY id');
+  return rows;
+}
+
+async function publisher(names: ReturnType<typeof fanoutNames>, clock = new ManualClock({ runTimers: false }), snapshotEvery = 1000) {
+  const nc = await natsClient();
+  const p = new Publisher({
+    nc, names, source: new SqlChangeSource(store, { listen: false }), owner: crypto.randomUUID(), lockTtlMs: TTL, intervalMs: INTERVAL,
+    snapshotEvery, clock, logger: silentLogger,
+  });
+  cleanups.push(() => p.stop());
+  return { publisher: p, nc, clock };
+}
+
+/** A node: a control plane writing its own topology file, following the fan-out; its passes are run by hand. */
+async function follower(names: ReturnType<typeof fanoutNames>, options: { sqlUrl?: string; slots?: number } = {}) {
+  const nc = await natsClient();
+  const clock = new ManualClock({ runTimers: false });
+  const natsSource = new NatsChangeSource({ nc, names, intervalMs: INTERVAL, clock });
+  natsSource.listen();
+  const sqlDb = openPgDb(options.sqlUrl ?? NO_DATABASE, silentLogger);
+  cleanups.push(() => sqlDb.close());
+  const sql = new SqlChangeSource(new PresenceStore(sqlDb), { listen: false });
+  const source = new FallbackSource({ nats: natsSource, sql, snapshotSlots: options.slots ?? 4, clock: systemClock, logger: silentLogger });
+  const file = join(mkdtempSync(join(tmpdir(), 'presence-fanout-')), 'topology.json');
+  const plane: RunningControlPlane = await startControlPlane({
+    file, aliasesDir: join(file, '..', 'aliases.d'), domains: [], logger: silentLogger, post: () => {},
+    sync: { source, intervalMs: INTERVAL, ttlMs: TTL, maxDropFraction: 0.3, guardHold: 10, clock, scheduled: false },
+  });
+  cleanups.push(() => plane.stop());
+  const instances = () => syncedTopology(file).instances.map((i) => ({ id: i.id, ip: i.ip })).sort((a, b) => a.id.localeCompare(b.id));
+  return {
+    nc, clock, nats: natsSource, source, file, instances,
+    /** Lets what NATS has sent arrive (when connected), then runs a sync pass. */
+    async sync() {
+      await nc.flush().catch(() => undefined);
+      await plane.syncer!.tick();
+    },
+  };
+}
+
+/** A publisher pass, with its messages delivered to the followers given. */
+async function publish(p: { publisher: Publisher; nc: NatsConnection }, ...followers: Array<{ nc: NatsConnection }>): Promise<void> {
+  await p.publisher.tick();
+  await p.nc.flush();
+  for (const f of followers) await f.nc.flush();
+}
+
+describe('fan-out', () => {
+  it('a node bootstraps from the published snapshot and follows the changes without reading the database', async () => {
+    const names = freshNames();
+    await setCell('cell-a', [registration('a-1', { ip: '10.1.0.1' }), registration('a-2', { ip: '10.1.0.2' })]);
+    const pub = await publisher(names);
+    await publish(pub);
+    const node = await follower(names);
+    await publish(pub, node);
+    await node.sync();
+    expect(node.instances()).toEqual(await live());
+
+    await setCell('cell-a', [registration('a-1', { ip: '10.1.0.9' }), registration('a-3', { ip: '10.1.0.3' })]);
+    await publish(pub, node);
+    await node.sync();
+    expect(node.instances()).toEqual(await live());
+    expect(node.instances().find((i) => i.id === 'a-1')?.ip).toBe('10.1.0.9');
+    expect(node.source.mode).toBe('nats');
+  });
+
+  it('a gap (messages missed while away) is filled from the stream, in order', async () => {
+    const names = freshNames();
+    await setCell('cell-b', [registration('b-1', { ip: '10.2.0.1' })]);
+    const pub = await publisher(names);
+    await publish(pub);
+    const node = await follower(names);
+    await publish(pub, node);
+    await node.sync();
+    // The node hears nothing while three changes are published.
+    node.nats.close();
+    for (let i = 2; i <= 4; i++) {
+      await setCell('cell-b', [registration('b-1', { ip: '10.2.0.1' }), registration(`b-${i}`, { ip: `10.2.0.${i}` })]);
+      await publish(pub);
+    }
+    node.nats.listen();
+    await publish(pub, node); // a head: the node learns how far behind it is
+    await node.sync();
+    expect(node.instances()).toEqual(await live());
+    expect(node.source.mode).toBe('nats');
+  });
+
+  it('a gap the stream no longer holds, with no snapshot published, is filled from the database', async () => {
+    const names = freshNames();
+    await setCell('cell-c', [registration('c-1', { ip: '10.3.0.1' })]);
+    const pub = await publisher(names);
+    await publish(pub);
+    const node = await follower(names, { sqlUrl: database.url });
+    await publish(pub, node);
+    await node.sync();
+    node.nats.close();
+    await setCell('cell-c', [registration('c-2', { ip: '10.3.0.2' })]);
+    await publish(pub);
+    // The stream and the snapshot are lost (an operator purged them).
+    const jsm = await pub.nc.jetstreamManager();
+    await jsm.streams.purge(names.stream);
+    await (await pub.nc.jetstream().views.os(names.bucket)).delete(names.object);
+    node.nats.listen();
+    await publish(pub, node);
+    await node.sync();
+    expect(node.source.mode).toBe('fallback');
+    expect(node.source.reason).toMatch(/no longer holds the changes/);
+    expect(node.instances()).toEqual(await live());
+  });
+
+  it('the publisher fails over: another candidate takes the lock after a TTL and goes on with the same chain', async () => {
+    const names = freshNames();
+    const clock = new ManualClock({ runTimers: false });
+    await setCell('cell-d', [registration('d-1', { ip: '10.4.0.1' })]);
+    const first = await publisher(names, clock);
+    const second = await publisher(names, clock);
+    await publish(first);
+    await publish(second);
+    expect(first.publisher.status().publishing).toBe(true);
+    expect(second.publisher.status().publishing).toBe(false);
+    const node = await follower(names);
+    await publish(first, node);
+    await node.sync();
+    const epoch = first.publisher.status().epoch;
+
+    // The first publisher dies (it never renews again); a change lands meanwhile.
+    await setCell('cell-d', [registration('d-1', { ip: '10.4.0.1' }), registration('d-2', { ip: '10.4.0.2' })]);
+    await publish(second);
+    expect(second.publisher.status().publishing).toBe(false);
+    clock.advance(TTL);
+    await publish(second, node);
+    expect(second.publisher.status()).toMatchObject({ publishing: true, epoch });
+    await node.sync();
+    expect(node.instances()).toEqual(await live());
+    expect(node.source.mode).toBe('nats');
+  });
+
+  it('with NATS down the node syncs from the database, and goes back to NATS when it returns', async () => {
+    const names = freshNames();
+    await setCell('cell-e', [registration('e-1', { ip: '10.5.0.1' })]);
+    const pub = await publisher(names);
+    await publish(pub);
+    const node = await follower(names, { sqlUrl: database.url });
+    await publish(pub, node);
+    await node.sync();
+    expect(node.source.mode).toBe('nats');
+
+    await nats.kill();
+    await setCell('cell-e', [registration('e-1', { ip: '10.5.0.1' }), registration('e-2', { ip: '10.5.0.2' })]);
+    // No head for three intervals: the publisher is taken for gone.
+    node.clock.advance(3 * INTERVAL + 1);
+    await node.sync();
+    expect(node.source.mode).toBe('fallback');
+    expect(node.instances()).toEqual(await live());
+
+    await nats.restart();
+    await waitFor(() => !pub.nc.isClosed() && pub.nc.info !== undefined && node.nc.info !== undefined, 10_000, 'clients reconnected');
+    await waitFor(async () => {
+      await pub.nc.flush();
+      await node.nc.flush();
+      return true;
+    }, 10_000, 'round trips after the restart');
+    await setCell('cell-e', [registration('e-3', { ip: '10.5.0.3' })]);
+    await publish(pub, node);
+    await node.sync();
+    expect(node.source.mode).toBe('nats');
+    expect(node.instances()).toEqual(await live());
+  });
+
+  it('nodes falling back to the database take a snapshot only while one of the slots is free', async () => {
+    const names = freshNames();
+    await setCell('cell-f', [registration('f-1', { ip: '10.6.0.1' }), registration('f-2', { ip: '10.6.0.2' })]);
+    // No publisher on these names: every node falls back.
+    const nodes = await Promise.all(Array.from({ length: 6 }, () => follower(names, { sqlUrl: database.url, slots: 2 })));
+    // Both slots are taken (as by two nodes in the middle of a snapshot).
+    const holder = openPgDb(database.url, silentLogger);
+    cleanups.push(() => holder.close());
+    let release!: () => void;
+    const held = holder.transaction(async (tx) => {
+      await tx.query('SELECT pg_advisory_xact_lock($1, 0), pg_advisory_xact_lock($1, 1)', [0x70647373]);
+      await new Promise<void>((resolve) => (release = resolve));
+    });
+    await waitFor(() => release !== undefined, 5000, 'the slots taken');
+    const passes = nodes.map((n) => n.sync());
+    await waitFor(() => nodes.every((n) => n.source.slotWaits === 1), 10_000, 'every node waiting for a slot');
+    release();
+    await held;
+    await Promise.all(passes);
+    for (const n of nodes) expect(n.instances()).toEqual(await live());
+  });
+});
