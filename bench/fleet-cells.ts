@@ -8,18 +8,21 @@
 // a few processes. The parent drives it over IPC (ToCells) and hears back (FromCells):
 // every revision all of this process's nodes have reached, every change committed, every
 // heartbeat's latency.
+import { randomUUID } from 'node:crypto';
 import { pino } from 'pino';
 import { Registry } from '../src/admin/metrics.ts';
 import { systemClock } from '../src/clock.ts';
 import { Syncer, type SnapshotBuilder, type SyncView, type TopologySink } from '../src/control/syncer.ts';
 import type { Instance } from '../src/image/instance.ts';
 import type { TopologyDelta } from '../src/image/view.ts';
+import { startFanout, type Fanout } from '../src/fanout/index.ts';
 import { SqlChangeSource, type ChangeSource } from '../src/presence/change-source.ts';
 import { PresenceStore, Registrar, type Db, type WriteResult } from '../src/presence/index.ts';
 import { openPgDb } from '../src/presence/pg-db.ts';
+import type { Logger } from '../src/log.ts';
 import type { Registration } from '../src/registrations/types.ts';
 import { TestSource } from '../test/presence/fixtures.ts';
-import { instancesOf, type Health } from './fleet-shape.ts';
+import { FANOUT_PREFIX, instancesOf, SNAPSHOT_EVERY, wallNow, type Health } from './fleet-shape.ts';
 
 export interface CellsSetup {
   /** PgBouncer's URL for the bench database: every node's registrar and SQL follower. */
@@ -32,6 +35,8 @@ export interface CellsSetup {
   instances: number;
   ttlMs: number;
   syncIntervalMs: number;
+  /** The fan-out's `sync.snapshot_slots`: database snapshots at once, fleet-wide, while NATS cannot answer. */
+  snapshotSlots: number;
   /** Cells registering at once in this process (writers serialise on the revision row anyway). */
   registerConcurrency: number;
 }
@@ -49,6 +54,8 @@ export type ToCells =
   /** Changes (an instance's health flipped) on random cells of this process, through their registrars. */
   | { kind: 'changes'; perSecond: number; seconds: number }
   | { kind: 'report' }
+  /** How many nodes read NATS and how many the database (the fan-out's mode). */
+  | { kind: 'modes' }
   /** Stops every node and exits (no deregistration: the database is dropped anyway). */
   | { kind: 'stop' };
 
@@ -76,10 +83,8 @@ export type FromCells =
   /** A change committed: the moment its registrar learnt the revision. */
   | { kind: 'commit'; revision: number; at: number }
   | { kind: 'changed'; changes: number }
-  | { kind: 'report'; report: CellsReport };
-
-/** Wall time on one scale across the bench's processes (their timeOrigins differ). */
-export const wallNow = () => performance.timeOrigin + performance.now();
+  | { kind: 'report'; report: CellsReport }
+  | { kind: 'modes'; nats: number; fallback: number };
 
 /** A topology view that holds nothing: its revision, and the rows its snapshot had. */
 class CountingView implements SyncView {
@@ -203,14 +208,24 @@ interface Node {
   health: Health[];
   source: TestSource;
   registrar: Registrar;
-  syncer: Syncer<CountingView>;
   sink: CountingSink;
+  /** The follower's database pool (the fallback's, with the fan-out). */
+  followerDb: Db;
+  /** Its syncer and fan-out, from the cold start on (the fan-out connects to NATS then, as a starting daemon's does). */
+  following: { syncer: Syncer<CountingView>; fanout: Fanout | null } | null;
   dbs: Db[];
 }
 
-/** What a node follows the changes through; the syncer asks it as it would the database. */
-function followerSource(setup: CellsSetup, db: Db): ChangeSource {
-  return new SqlChangeSource(new PresenceStore(db), { listen: false });
+/** What a node follows the changes through: its own fan-out follower (falling back to `db`), or `db` itself. */
+function follower(setup: CellsSetup, db: Db, cell: number, logger: Logger): { source: ChangeSource; fanout: Fanout | null } {
+  // Through PgBouncer LISTEN cannot work: the database is polled.
+  const sql = new SqlChangeSource(new PresenceStore(db), { listen: false });
+  if (setup.follow === 'sql') return { source: sql, fanout: null };
+  const fanout = startFanout({
+    settings: { natsUrl: setup.natsUrl, prefix: FANOUT_PREFIX, publisher: false, snapshotEvery: SNAPSHOT_EVERY, snapshotSlots: setup.snapshotSlots, owner: randomUUID() },
+    sql, intervalMs: setup.syncIntervalMs, lockTtlMs: setup.ttlMs, clock: systemClock, logger, name: `fleet node cell${cell}`,
+  });
+  return { source: fanout.source, fanout };
 }
 
 const send = (m: FromCells) => process.send!(m);
@@ -257,12 +272,21 @@ function startCells(setup: CellsSetup) {
         marked = null;
       }
     });
-    const syncer = new Syncer<CountingView>({
-      source: followerSource(setup, followerDb), sink, intervalMs: setup.syncIntervalMs, ttlMs: setup.ttlMs, maxDropFraction: 0.3, guardHold: 10,
-      clock: systemClock, logger, refusal: () => null, claim: () => undefined,
-    });
-    return { cell, health, source, registrar, syncer, sink, dbs: [registrarDb, followerDb] };
+    return { cell, health, source, registrar, sink, followerDb, following: null, dbs: [registrarDb, followerDb] };
   });
+
+  /** Every node's follower and syncer, started at once. */
+  function follow(): void {
+    for (const node of nodes) {
+      const { source: changes, fanout } = follower(setup, node.followerDb, node.cell, logger);
+      const syncer = new Syncer<CountingView>({
+        source: changes, sink: node.sink, intervalMs: setup.syncIntervalMs, ttlMs: setup.ttlMs, maxDropFraction: 0.3, guardHold: 10,
+        clock: systemClock, logger, refusal: () => null, claim: () => undefined,
+      });
+      node.following = { syncer, fanout };
+      syncer.start();
+    }
+  }
 
   const mark = (m: number) => (marked = { mark: m, waiting: new Set(nodes.map((_, n) => n)), revision: Infinity });
 
@@ -314,11 +338,17 @@ function startCells(setup: CellsSetup) {
 
   async function stop(): Promise<void> {
     clearInterval(rssTimer);
-    await Promise.all(nodes.flatMap((n) => [n.registrar.stop(), n.syncer.stop()]));
+    await Promise.all(nodes.flatMap((n) => [n.registrar.stop(), n.following?.syncer.stop()]));
+    await Promise.all(nodes.map((n) => n.following?.fanout?.stop()));
     await Promise.all(nodes.flatMap((n) => n.dbs.map((db) => db.close().catch(() => undefined))));
   }
 
-  return { register, heartbeat, changes, report, stop, mark, follow: () => nodes.forEach((n) => n.syncer.start()) };
+  function modes(): FromCells {
+    const nats = nodes.filter((n) => n.following?.fanout?.status().mode === 'nats').length;
+    return { kind: 'modes', nats, fallback: nodes.length - nats };
+  }
+
+  return { register, heartbeat, follow, changes, report, modes, stop, mark };
 }
 
 let cells: ReturnType<typeof startCells> | null = null;
@@ -350,6 +380,9 @@ process.on('message', (m: ToCells) => {
       break;
     case 'report':
       send({ kind: 'report', report: cells!.report() });
+      break;
+    case 'modes':
+      send(cells!.modes());
       break;
     case 'stop':
       void (cells?.stop() ?? Promise.resolve()).finally(() => process.exit(0));

@@ -38,10 +38,9 @@ import { PgBouncer } from '../test/helpers/pgbouncer.ts';
 import { freePort, testDatabase, type TestDatabase } from '../test/helpers/postgres.ts';
 import { UdpClient } from '../test/dns/client.ts';
 import type { CellsReport, CellsSetup, FromCells, ToCells } from './fleet-cells.ts';
-import { wallNow } from './fleet-cells.ts';
-import { probeNames } from './fleet-shape.ts';
+import { FANOUT_PREFIX, probeNames, SNAPSHOT_EVERY, wallNow } from './fleet-shape.ts';
 import { phase, PostgresWatch, type WatchMark } from './postgres-watch.ts';
-import { probeInChild, type ProbeResult } from './probe-process.ts';
+import { probeChild, probeInChild, type ProbeResult } from './probe-process.ts';
 import { cpuMs } from './proc.ts';
 import { quantiles, type Quantiles } from './stats.ts';
 
@@ -70,8 +69,11 @@ const log = (line: string) => process.stderr.write(`${line}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const quiet = pino({ level: 'silent' });
 
-/** How the nodes follow: the fan-out (once src/fanout/ exists) or SQL through PgBouncer. */
-const FOLLOW: CellsSetup['follow'] = 'sql';
+/** How the nodes follow: the fan-out, or (`--sql`) the database through PgBouncer, as without NATS. */
+const FOLLOW: CellsSetup['follow'] = process.argv.includes('--sql') ? 'sql' : 'nats';
+const PUBLISHER_CANDIDATES = 3;
+/** `sync.snapshot_slots`: database snapshots at once, fleet-wide, by nodes falling back. */
+const SNAPSHOT_SLOTS = 4;
 
 /** One child process of nodes, and what it told so far. */
 class CellsProcess {
@@ -84,6 +86,7 @@ class CellsProcess {
   changed: number | null = null;
   private ready = false;
   private lastReport: CellsReport | null = null;
+  private modes: { nats: number; fallback: number } | null = null;
   private readonly exited: Promise<void>;
 
   constructor(readonly setup: CellsSetup) {
@@ -98,6 +101,7 @@ class CellsProcess {
         case 'commit': this.commits.push({ revision: m.revision, at: m.at }); break;
         case 'changed': this.changed = m.changes; break;
         case 'report': this.lastReport = m.report; break;
+        case 'modes': this.modes = m; break;
       }
     });
     this.send({ kind: 'setup', setup });
@@ -122,6 +126,14 @@ class CellsProcess {
     this.send({ kind: 'report' });
     await waitFor(() => this.lastReport !== null, STEP_DEADLINE_MS, 'a cells process report');
     return this.lastReport!;
+  }
+
+  /** How many of its nodes read NATS now, and how many the database. */
+  async readingNats(): Promise<{ nats: number; fallback: number }> {
+    this.modes = null;
+    this.send({ kind: 'modes' });
+    await waitFor(() => this.modes !== null, STEP_DEADLINE_MS, 'a cells process\'s modes');
+    return this.modes!;
   }
 
   /** When every node here first had `revision` or later, from `since` on (wall time). */
@@ -207,8 +219,8 @@ interface Convergence extends Quantiles {
   unconverged: number;
 }
 
-/** A phase on the primary: its backends' CPU (% of one core) and transactions per second. */
-interface PrimaryPhase { seconds: number; cpuPercent: number; commitsPerSecond: number; natsCpuPercent: number }
+/** A phase: the primary's backends' CPU (% of one core) and transactions per second; NATS's and the publishers' CPU. */
+interface PrimaryPhase { seconds: number; cpuPercent: number; commitsPerSecond: number; natsCpuPercent: number; publisherCpuPercent: number }
 
 /** A cold start or a re-snapshot: how long until every node served the topology. */
 interface Resnapshot { ms: number | null; primary: PrimaryPhase; nodesCpuMsPerNode: number; rows: number }
@@ -224,9 +236,12 @@ export interface NodesResult {
   idle: PrimaryPhase;
   load: PrimaryPhase & { changes: number };
   /** Primary work per change: backend CPU ms and transactions, the idle rate taken out. */
-  perChange: { cpuMs: number; commits: number };
+  perChange: { cpuMs: number; commits: number; publisherCpuMs: number };
   convergence: Convergence;
-  outage: { fallback: Convergence; after: Convergence } | null;
+  /** NATS stopped during changes: convergence meanwhile and after; how long until every node read NATS again. */
+  outage: { fallback: Convergence; after: Convergence; backOnNatsMs: number | null } | null;
+  /** Candidates that held the publisher lock in turn. */
+  publishers: number;
   heartbeat: Quantiles & { failures: number };
   cellsExpired: number;
   daemons: Array<ProbeResult & { lost: number; extra: number }>;
@@ -270,6 +285,7 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
   let nats: NatsServer | null = null;
   let natsWatch: NatsWatch | null = null;
   let watch: PostgresWatch | null = null;
+  let publishers: ReturnType<typeof probeChild<{ publishers: number }>> | null = null;
   let reaper: Reaper | null = null;
   const dbs: Db[] = [];
   const procs: CellsProcess[] = [];
@@ -317,12 +333,17 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
     const reaperStore = new ReaperStore(direct);
     watch = new PostgresWatch(directUrl, name);
     await watch.start();
+    if (FOLLOW === 'nats') {
+      publishers = probeChild<{ publishers: number }>('fleet-publishers.ts', [directUrl, nats.url, String(PUBLISHER_CANDIDATES)], {}, children, 'publishing');
+      await Promise.race([publishers.started, sleep(STEP_DEADLINE_MS).then(() => Promise.reject(new Error('no publisher candidate took the lock within a minute')))]);
+    }
 
     // The nodes: cell c runs in process c mod P.
     for (let p = 0; p < procCount; p++) {
       const cells = Array.from({ length: nodes }, (_, c) => c).filter((c) => c % procCount === p);
       procs.push(new CellsProcess({
-        url, natsUrl: nats.url, follow: FOLLOW, cells, instances: INSTANCES, ttlMs: TTL_MS, syncIntervalMs: SYNC_INTERVAL_MS, registerConcurrency: REGISTER_CONCURRENCY,
+        url, natsUrl: nats.url, follow: FOLLOW, cells, instances: INSTANCES, ttlMs: TTL_MS, syncIntervalMs: SYNC_INTERVAL_MS, snapshotSlots: SNAPSHOT_SLOTS,
+        registerConcurrency: REGISTER_CONCURRENCY,
       }));
     }
     for (const p of procs) children.add(p.child);
@@ -346,7 +367,9 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
     // 2. The daemons, serving the fleet before the probe starts.
     const names = probeNames(nodes, INSTANCES);
     const daemonConfig = {
-      database: { url }, sync: { enabled: true, interval: SYNC_INTERVAL_MS / 1000 }, registrar: { enabled: false }, reaper: { enabled: false }, log: { level: 'info' },
+      database: { url },
+      sync: { enabled: true, interval: SYNC_INTERVAL_MS / 1000, ...(FOLLOW === 'nats' ? { nats_url: nats.url, nats_prefix: FANOUT_PREFIX, snapshot_slots: SNAPSHOT_SLOTS } : {}) },
+      registrar: { enabled: false }, reaper: { enabled: false }, log: { level: 'info' },
     };
     for (let i = 0; i < DAEMONS; i++) daemons.push(await startDaemon({ config: daemonConfig, waitReady: false }));
     for (const daemon of daemons) {
@@ -363,11 +386,13 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
 
     /** Marks the primary, NATS and the nodes' processes, to cut the run into phases. */
     const cellsCpu = () => procs.reduce((a, p) => a + cpuMs(p.child.pid!), 0);
-    const markAll = async () => ({ primary: await watch!.mark(), nats: await natsWatch!.cpuMs(), cells: cellsCpu() });
+    const publishersCpu = () => (publishers ? cpuMs(publishers.child.pid!) : 0);
+    const markAll = async () => ({ primary: await watch!.mark(), nats: await natsWatch!.cpuMs(), cells: cellsCpu(), publishers: publishersCpu() });
     type Marks = Awaited<ReturnType<typeof markAll>>;
     const primaryPhase = (a: Marks, b: Marks): PrimaryPhase => {
       const p = phase(a.primary, b.primary);
-      return { seconds: p.seconds, cpuPercent: p.cpuPercent, commitsPerSecond: p.commits / p.seconds, natsCpuPercent: ((b.nats - a.nats) / (p.seconds * 1000)) * 100 };
+      const percent = (ms: number) => (ms / (p.seconds * 1000)) * 100;
+      return { seconds: p.seconds, cpuPercent: p.cpuPercent, commitsPerSecond: p.commits / p.seconds, natsCpuPercent: percent(b.nats - a.nats), publisherCpuPercent: percent(b.publishers - a.publishers) };
     };
     /** Every node put a snapshot in service after `mark` and reached `revision` (wall time), or null past the deadline. */
     const resnapshotted = async (mark: number, revision: number, since: number): Promise<number | null> => {
@@ -417,6 +442,7 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
     const perChange = {
       cpuMs: (loadPrimary.cpuMs - idleRate.cpuMs * loadPrimary.seconds) / Math.max(1, changes),
       commits: (loadPrimary.commits - idleRate.commits * loadPrimary.seconds) / Math.max(1, changes),
+      publisherCpuMs: ((load.publisherCpuPercent - idle.publisherCpuPercent) * 10 * loadPrimary.seconds) / Math.max(1, changes),
     };
     log(`changes: ${changes}, convergence p99 ${conv.p99.toFixed(0)} ms`);
 
@@ -432,7 +458,9 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
         await nats!.restart();
         restartedAt = wallNow();
       });
-      outage = { fallback: convergence(procs, stoppedAt, restartedAt), after: convergence(procs, restartedAt, wallNow()) };
+      const back = await waitFor(async () => (await Promise.all(procs.map((p) => p.readingNats()))).every((m) => m.fallback === 0), STEP_DEADLINE_MS, 'every node reading NATS again')
+        .then(() => wallNow() - restartedAt, (err: Error) => (log(err.message), null));
+      outage = { fallback: convergence(procs, stoppedAt, restartedAt), after: convergence(procs, restartedAt, wallNow()), backOnNatsMs: back };
     }
     const lostBefore = await Promise.all(daemons.map((d) => recordsLost(d, reaperStore)));
 
@@ -455,12 +483,13 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
     const lostAfter = await Promise.all(daemons.map((d) => recordsLost(d, reaperStore)));
 
     // 8. The probe's verdict and every process's figures.
-    for (const p of probes) p.child.kill('SIGTERM');
+    for (const p of [...probes, publishers]) p?.child.kill('SIGTERM');
     const seen = await Promise.all(probes.map((p) => p.done));
+    const published = (await publishers?.done)?.publishers ?? 0;
     const reports = await Promise.all(procs.map((p) => p.report()));
     const heartbeats = reports.flatMap((r) => r.heartbeats);
     return {
-      nodes, procs: procCount, instances: INSTANCES, follow: FOLLOW, registerMs, coldStart, resnapshot, idle, load, perChange, convergence: conv, outage,
+      nodes, procs: procCount, instances: INSTANCES, follow: FOLLOW, publishers: published, registerMs, coldStart, resnapshot, idle, load, perChange, convergence: conv, outage,
       heartbeat: { ...quantiles(heartbeats), failures: reports.reduce((a, r) => a + r.heartbeatFailures, 0) },
       cellsExpired: reaperStore.expired,
       daemons: seen.map((s, i) => ({ ...s, lost: lostBefore[i].lost + lostAfter[i].lost, extra: lostBefore[i].extra + lostAfter[i].extra })),
@@ -496,16 +525,17 @@ export function table(r: NodesResult): string {
     [`register ${r.nodes} cells × ${r.instances} (${r.nodes * r.instances} rows)`, ms(r.registerMs), '–', ''],
     resnapshotRow(`cold start of all ${r.nodes} nodes at once`, r.coldStart),
     [`primary at idle (${r.idle.seconds.toFixed(0)} s, heartbeats only): CPU, transactions/s; NATS CPU`, `${pct(r.idle.cpuPercent)}, ${r.idle.commitsPerSecond.toFixed(0)}/s; ${pct(r.idle.natsCpuPercent)}`, 'sync load independent of N', ''],
-    [`primary with ${r.load.changes} changes (${(r.load.changes / r.load.seconds).toFixed(0)}/s): CPU, transactions/s; NATS CPU`, `${pct(r.load.cpuPercent)}, ${r.load.commitsPerSecond.toFixed(0)}/s; ${pct(r.load.natsCpuPercent)}`, '–', ''],
-    ['primary per change (idle rate taken out): backend CPU, transactions', `${ms(r.perChange.cpuMs)}, ${r.perChange.commits.toFixed(1)}`, '≤ 1.2× N = 100 (--sweep-nodes)', ''],
+    [`primary with ${r.load.changes} changes (${(r.load.changes / r.load.seconds).toFixed(0)}/s): CPU, transactions/s; NATS CPU; publisher CPU`, `${pct(r.load.cpuPercent)}, ${r.load.commitsPerSecond.toFixed(0)}/s; ${pct(r.load.natsCpuPercent)}; ${pct(r.load.publisherCpuPercent)}`, '–', ''],
+    ['primary per change (idle rate taken out): backend CPU, transactions; the publisher\'s CPU', `${ms(r.perChange.cpuMs)}, ${r.perChange.commits.toFixed(1)}; ${ms(r.perChange.publisherCpuMs)}`, '≤ 1.2× N = 100 (--sweep-nodes)', ''],
     [`convergence of a change to all ${r.nodes} nodes, p50 / p99 / max`, quants(r.convergence), `p99 ≤ ${ms(convergenceTarget)}`, verdict(r.convergence.unconverged === 0 && r.convergence.p99 <= convergenceTarget)],
     ...(r.outage ? [
       ['NATS stopped: convergence via the fallback, p50 / p99 / max', quants(r.outage.fallback), 'p99 ≤ 2 s', verdict(r.outage.fallback.unconverged === 0 && r.outage.fallback.p99 <= 2000)],
-      ['NATS back: convergence, p50 / p99 / max', quants(r.outage.after), 'p99 ≤ 250 ms', verdict(r.outage.after.unconverged === 0 && r.outage.after.p99 <= 250)],
+      ['NATS back: convergence, p50 / p99 / max; every node reading NATS again after', `${quants(r.outage.after)}; ${ms(r.outage.backOnNatsMs)}`, 'p99 ≤ 250 ms', verdict(r.outage.after.unconverged === 0 && r.outage.after.p99 <= 250)],
     ] satisfies Array<[string, string, string, string]> : [['NATS stopped during changes', 'not run: the nodes follow SQL', '–', ''] satisfies [string, string, string, string]]),
     resnapshotRow(`forced re-snapshot from the restore's start (a dump's restore, ${ms(r.resnapshot.restoreMs)} of it)`, r.resnapshot),
     [`heartbeats of the ${r.nodes} cells, ${r.heartbeat.n}: p50 / p99 / max; failures`, `${ms(r.heartbeat.p50)} / ${ms(r.heartbeat.p99)} / ${ms(r.heartbeat.max)}; ${r.heartbeat.failures}`, 'p99 ≤ 100 ms, 0 failures', verdict(r.heartbeat.p99 <= 100 && r.heartbeat.failures === 0)],
     ['cells expired by the reaper', String(r.cellsExpired), '0', verdict(r.cellsExpired === 0)],
+    ...(r.follow === 'nats' ? [[`publisher candidates that held the lock (of ${PUBLISHER_CANDIDATES})`, String(r.publishers), '–', ''] satisfies [string, string, string, string]] : []),
     [`${r.daemons.length} daemons (probe, 200 q/s each): unanswered of sent`, `${unanswered} of ${sent}`, '0', verdict(unanswered === 0)],
     ['daemons: records lost by identity (name and address; extra)', `${lost} (${extra})`, '0', verdict(lost === 0)],
     ['connections on the primary at peak', `${r.primaryConnections.peak} (${Object.entries(r.primaryConnections.byPart).map(([k, v]) => `${k} ${v}`).join(', ')})`, 'bounded by config, not N', ''],
@@ -523,9 +553,9 @@ export function table(r: NodesResult): string {
 }
 
 /** One run in a process of its own (its own database and processes); null if it failed. */
-function runChild(nodes: number, procs: number, env: Record<string, string>): Promise<NodesResult | null> {
+function runChild(nodes: number, procs: number, env: Record<string, string>, extra: string[]): Promise<NodesResult | null> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', new URL(import.meta.url).pathname, '--nodes', String(nodes), '--procs', String(procs), '--json'], {
+    const child = spawn(process.execPath, ['--import', 'tsx', new URL(import.meta.url).pathname, '--nodes', String(nodes), '--procs', String(procs), '--json', ...extra], {
       env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'],
     });
     let out = '';
@@ -544,11 +574,11 @@ function runChild(nodes: number, procs: number, env: Record<string, string>): Pr
 }
 
 /** N = 100, 1,000, 2,000, then 2,000 × 300 instances: each figure against N = 100. */
-async function sweep(procs: number): Promise<void> {
+async function sweep(procs: number, extra: string[]): Promise<void> {
   const runs: Array<[number, number]> = [[100, INSTANCES], [1000, INSTANCES], [2000, INSTANCES], [2000, 300]];
   const results: NodesResult[] = [];
   for (const [nodes, instances] of runs) {
-    const r = await runChild(nodes, procs, { FLEET_INSTANCES: String(instances) });
+    const r = await runChild(nodes, procs, { FLEET_INSTANCES: String(instances) }, extra);
     if (r) {
       process.stdout.write(table(r));
       results.push(r);
@@ -609,7 +639,7 @@ export async function main(argv: string[]): Promise<void> {
     return i >= 0 ? Number(argv[i + 1]) : fallback;
   };
   const procs = value('--procs', 4);
-  if (argv.includes('--sweep-nodes')) return sweep(procs);
+  if (argv.includes('--sweep-nodes')) return sweep(procs, FOLLOW === 'sql' ? ['--sql'] : []);
   const nodes = value('--nodes', 100);
   if (!Number.isInteger(nodes) || nodes < procs) throw new Error(`--nodes must be a whole number of at least --procs (${procs}), got ${argv[argv.indexOf('--nodes') + 1]}`);
   const result = await simulate(nodes, procs);

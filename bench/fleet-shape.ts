@@ -1,11 +1,19 @@
-// The simulated fleet's cells, shared by bench/fleet.ts and bench/fleet-nodes.ts: cell c
-// has instances cell<c>-i<j> (j < instances), 50 groups, 20 deployments, three AZs, one
-// IPv4 address each, unique across the fleet. Changes flip an instance's health; the last
-// index of every cell is never changed, so a DNS probe asking for it must always be answered.
+// What the fleet benches' processes share (bench/fleet.ts, bench/fleet-nodes.ts and its
+// children): the simulated cells — cell c has instances cell<c>-i<j> (j < instances), 50
+// groups, 20 deployments, three AZs, one IPv4 address each, unique across the fleet.
+// Changes flip an instance's health; the last index of every cell is never changed, so a
+// DNS probe asking for it must always be answered.
 import type { Registration } from '../src/registrations/types.ts';
 import { registration } from '../test/presence/fixtures.ts';
 
 export type Health = 'running' | 'failing';
+
+/** The fan-out's names on NATS (`sync.nats_prefix`) and its snapshot period (`sync.snapshot_every`): the daemon's defaults. */
+export const FANOUT_PREFIX = 'presence-dns';
+export const SNAPSHOT_EVERY = 10_000;
+
+/** Wall time on one scale across the bench's processes (their timeOrigins differ). */
+export const wallNow = () => performance.timeOrigin + performance.now();
 
 export const instanceId = (cell: number, j: number) => `cell${cell}-i${j}`;
 const groupOf = (j: number) => `g${j % 50}`;
