@@ -15,6 +15,8 @@
 // `-- --sweep`: 100, 1,000 and 2,000 cells × 200, and 2,000 × 300 (600,000 instances),
 // each a run of its own, then how each figure grows against the 100-cell run.
 // `-- --json`: one run, its figures as one JSON line (what the sweep reads).
+// `-- --nodes N` (and `-- --sweep-nodes`): N syncing nodes that are real sync clients, on
+// PgBouncer and NATS (bench/fleet-nodes.ts).
 //
 // The database is TEST_DATABASE_URL's server (default the local 127.0.0.1:5432), in a
 // database created and dropped here. FLEET_POOL_LAYOUT=shared puts the reaper on the
