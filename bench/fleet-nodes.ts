@@ -266,7 +266,9 @@ function convergence(procs: CellsProcess[], from: number, to: number): Convergen
 /** Records of the database's live rows (name and address) the daemon does not answer with, and the reverse. */
 async function recordsLost(daemon: RunningDaemon, store: PresenceStore): Promise<{ lost: number; extra: number }> {
   const head = (await store.head()).revision;
-  await waitFor(async () => ((await (await daemon.admin('/v1/status')).json()) as { revision: number | null }).revision! >= head, DRAIN_MS, 'a daemon at the head revision');
+  // A daemon still behind is compared all the same: what it lacks counts as lost.
+  await waitFor(async () => ((await (await daemon.admin('/v1/status')).json()) as { revision: number | null }).revision! >= head, DRAIN_MS, 'a daemon at the head revision')
+    .catch((err: Error) => log(err.message));
   const answer = (await (await daemon.admin('/v1/records?limit=100000000')).json()) as { records: Array<{ name: string; ip: string }> };
   const served = new Set(answer.records.map((r) => `${r.name} ${r.ip}`));
   const live = new Set<string>();
@@ -292,17 +294,19 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
   const daemons: RunningDaemon[] = [];
   const children = new Set<ChildProcess>();
   let cleaned: Promise<void> | null = null;
+  // Each step runs whatever the one before did: a failed stop must not leave a server behind.
+  const step = (what: string, fn: () => unknown) => Promise.resolve().then(fn).catch((err: Error) => log(`cleanup: ${what}: ${err.message}`));
   const cleanup = () => (cleaned ??= (async () => {
     for (const c of children) c.kill('SIGKILL');
-    await Promise.all(procs.map((p) => p.stop()));
-    await reaper?.stop();
-    await Promise.all(daemons.map((d) => d.stop()));
-    await Promise.all(dbs.map((db) => db.close().catch(() => undefined)));
+    await step('the nodes', () => Promise.all(procs.map((p) => p.stop())));
+    await step('the reaper', () => reaper?.stop());
+    await step('the daemons', () => Promise.all(daemons.map((d) => d.stop())));
+    await step('the pools', () => Promise.all(dbs.map((db) => db.close())));
     natsWatch?.stop();
-    await watch?.stop().catch(() => undefined);
-    await nats?.stop();
-    await bouncer?.stop();
-    await database?.drop();
+    await step('the watch', () => watch?.stop());
+    await step('nats-server', () => nats?.stop());
+    await step('PgBouncer', () => bouncer?.stop());
+    await step('the database', () => database?.drop());
     rmSync(dir, { recursive: true, force: true });
   })());
   const interrupted = () => {
@@ -335,6 +339,7 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
     await watch.start();
     if (FOLLOW === 'nats') {
       publishers = probeChild<{ publishers: number }>('fleet-publishers.ts', [directUrl, nats.url, String(PUBLISHER_CANDIDATES)], {}, children, 'publishing');
+      void publishers.done.catch(() => undefined);
       await Promise.race([publishers.started, sleep(STEP_DEADLINE_MS).then(() => Promise.reject(new Error('no publisher candidate took the lock within a minute')))]);
     }
 
@@ -382,6 +387,8 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
     }
     // The probe runs to the end of the run (SIGTERM), its deadline far past it.
     const probes = daemons.map((d) => probeInChild(d.dnsPort, names, 3600, dir, children));
+    // On an early exit the cleanup kills them: that is no unhandled rejection.
+    void Promise.allSettled(probes.map((p) => p.done));
     await Promise.all(probes.map((p) => p.started));
 
     /** Marks the primary, NATS and the nodes' processes, to cut the run into phases. */
