@@ -15,6 +15,8 @@
 // `-- --sweep`: 100, 1,000 and 2,000 cells × 200, and 2,000 × 300 (600,000 instances),
 // each a run of its own, then how each figure grows against the 100-cell run.
 // `-- --json`: one run, its figures as one JSON line (what the sweep reads).
+// `-- --nodes N` (and `-- --sweep-nodes`): N syncing nodes that are real sync clients, on
+// PgBouncer and NATS (bench/fleet-nodes.ts).
 //
 // The database is TEST_DATABASE_URL's server (default the local 127.0.0.1:5432), in a
 // database created and dropped here. FLEET_POOL_LAYOUT=shared puts the reaper on the
@@ -26,7 +28,6 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import pg from 'pg';
 import { pino } from 'pino';
 import { Registry } from '../src/admin/metrics.ts';
 import { systemClock } from '../src/clock.ts';
@@ -40,8 +41,10 @@ import { UdpClient } from '../test/dns/client.ts';
 import { startDaemon, waitFor, type RunningDaemon } from '../test/helpers/daemon.ts';
 import { PgBouncer } from '../test/helpers/pgbouncer.ts';
 import { testDatabase, type TestDatabase } from '../test/helpers/postgres.ts';
-import { registration, TestSource } from '../test/presence/fixtures.ts';
+import { TestSource } from '../test/presence/fixtures.ts';
+import { instancesOf, probeNames } from './fleet-shape.ts';
 import { probeChild, probeInChild, type ProbeResult } from './probe-process.ts';
+import { PostgresWatch } from './postgres-watch.ts';
 import { cpuMs, machineTicks } from './proc.ts';
 import { quantiles, type Quantiles } from './stats.ts';
 
@@ -172,135 +175,12 @@ async function syncerNode(data: SyncerData): Promise<void> {
   });
 }
 
-const instanceId = (cell: number, j: number) => `cell${cell}-i${j}`;
-const groupOf = (j: number) => `g${j % 50}`;
-const deploymentOf = (cell: number) => `d${cell % 20}`;
-
-function instancesOf(cell: number, healthOf: (index: number) => 'running' | 'failing'): Registration[] {
-  return Array.from({ length: INSTANCES }, (_, j) => {
-    const n = cell * INSTANCES + j + 1;
-    return registration(instanceId(cell, j), {
-      group: groupOf(j), az: `z${(cell % 3) + 1}`, index: j, deployment: deploymentOf(cell),
-      ip: `10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}`, health: healthOf(j), ports: { http: 8080 },
-    });
-  });
-}
-
-/** 200 names spread over the fleet, of instances no change touches (so every answer must be there). */
-function probeNames(): string[] {
-  const step = Math.max(1, Math.floor(CELLS / 200));
-  const names: string[] = [];
-  for (let cell = 0; cell < CELLS && names.length < 200; cell += step) {
-    names.push(`${instanceId(cell, PROBED_INDEX)}.${groupOf(PROBED_INDEX)}.default.${deploymentOf(cell)}.bosh`);
-  }
-  return names;
-}
-
 /** Resolves when `done()` holds, polling every 50 ms; throws after `timeoutMs`. */
 async function until(done: () => boolean, timeoutMs: number, what: string): Promise<void> {
   const deadline = performance.now() + timeoutMs;
   while (!done()) {
     if (performance.now() > deadline) throw new Error(`${what}: not within ${timeoutMs / 1000} s`);
     await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-/**
- * Watches PostgreSQL's side every second through a connection of its own (straight to the
- * server): the backends of the simulation's database (CPU from /proc, the server is on this
- * machine), how many connections each part holds, and how many wait on a lock.
- */
-class PostgresWatch {
-  private readonly client: pg.Client;
-  private timer: NodeJS.Timeout | null = null;
-  private readonly cpu = new Map<number, { first: number; last: number }>();
-  private ownPid = 0;
-  private started = 0;
-  private stoppedAt = 0;
-  /** The first sample's backends count from then; any seen later began during the watch. */
-  private baselining = true;
-  peakConnections = 0;
-  peakByPart: Record<string, number> = {};
-  peakLockWaits = 0;
-  /** What the backends waiting on a lock ran, at the peak of lock waits. */
-  lockWaitQueries: Record<string, number> = {};
-  peakActive = 0;
-  private commitsAtStart = 0;
-  /** Transactions (and single statements) committed in the database during the watch. */
-  committed = 0;
-
-  constructor(url: string, private readonly database: string) {
-    this.client = new pg.Client({ connectionString: url, application_name: 'fleet bench watch' });
-  }
-
-  async start(): Promise<void> {
-    await this.client.connect();
-    this.ownPid = (await this.client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0].pid;
-    this.started = performance.now();
-    this.commitsAtStart = await this.commits();
-    await this.sample();
-    this.baselining = false;
-    const tick = () => {
-      this.timer = setTimeout(() => void this.sample().finally(() => this.timer && tick()), 1000);
-    };
-    tick();
-  }
-
-  private async commits(): Promise<number> {
-    const { rows } = await this.client.query<{ n: string }>('SELECT xact_commit AS n FROM pg_stat_database WHERE datname = $1', [this.database]);
-    return Number(rows[0].n);
-  }
-
-  private async sample(): Promise<void> {
-    const { rows } = await this.client.query<{ pid: number; part: string; state: string | null; waiting: string | null; query: string }>(
-      `SELECT pid, application_name AS part, state, wait_event_type AS waiting, left(regexp_replace(query, '\\s+', ' ', 'g'), 60) AS query
-         FROM pg_stat_activity WHERE datname = $1 AND pid <> $2`,
-      [this.database, this.ownPid],
-    );
-    for (const r of rows) {
-      try {
-        const now = cpuMs(r.pid);
-        const seen = this.cpu.get(r.pid) ?? { first: this.baselining ? now : 0, last: now };
-        seen.last = now;
-        this.cpu.set(r.pid, seen);
-      } catch {
-        // The backend exited meanwhile.
-      }
-    }
-    if (rows.length > this.peakConnections) {
-      this.peakConnections = rows.length;
-      this.peakByPart = {};
-      for (const r of rows) this.peakByPart[r.part || '(none)'] = (this.peakByPart[r.part || '(none)'] ?? 0) + 1;
-    }
-    const waiting = rows.filter((r) => r.waiting === 'Lock');
-    if (waiting.length > this.peakLockWaits) {
-      this.peakLockWaits = waiting.length;
-      this.lockWaitQueries = {};
-      for (const r of waiting) this.lockWaitQueries[r.query] = (this.lockWaitQueries[r.query] ?? 0) + 1;
-    }
-    this.peakActive = Math.max(this.peakActive, rows.filter((r) => r.state === 'active').length);
-  }
-
-  get seconds(): number {
-    return (this.stoppedAt - this.started) / 1000;
-  }
-
-  /** The backends' CPU over the watch, percent of one core. */
-  cpuPercent(): number {
-    let ms = 0;
-    for (const { first, last } of this.cpu.values()) ms += last - first;
-    return (ms / (this.stoppedAt - this.started)) * 100;
-  }
-
-  async stop(): Promise<void> {
-    const timer = this.timer;
-    this.timer = null;
-    if (timer) clearTimeout(timer);
-    await this.sample().catch(() => undefined);
-    this.stoppedAt = performance.now();
-    // Every statement outside a transaction is one; pg_stat_database lags by up to a second.
-    this.committed = (await this.commits()) - this.commitsAtStart;
-    await this.client.end();
   }
 }
 
@@ -398,7 +278,7 @@ async function simulate(): Promise<FleetResult> {
     const health = Array.from({ length: CELLS }, () => new Array<'running' | 'failing'>(INSTANCES).fill('running'));
     const sources = health.map((h, cell) => {
       const source = new TestSource();
-      source.set(instancesOf(cell, (j) => h[j]));
+      source.set(instancesOf(cell, INSTANCES, (j) => h[j]));
       return source;
     });
     for (let cell = 0; cell < CELLS; cell++) {
@@ -443,7 +323,7 @@ async function simulate(): Promise<FleetResult> {
       worker.on('error', (err: Error) => log(`syncer ${i}: ${err.message}`));
       workers.push(worker);
     }
-    const names = probeNames();
+    const names = probeNames(CELLS, INSTANCES);
     const daemonConfig = {
       database: { url }, sync: { enabled: true, interval: SYNC_INTERVAL_MS / 1000 }, registrar: { enabled: false }, reaper: { enabled: false },
       log: { level: 'info' },
@@ -506,7 +386,7 @@ async function simulate(): Promise<FleetResult> {
         const cell = Math.floor(Math.random() * CELLS);
         const j = Math.floor(Math.random() * PROBED_INDEX);
         health[cell][j] = health[cell][j] === 'running' ? 'failing' : 'running';
-        sources[cell].set(instancesOf(cell, (k) => health[cell][k]));
+        sources[cell].set(instancesOf(cell, INSTANCES, (k) => health[cell][k]));
         changes++;
         timers.push(setTimeout(next, Math.max(0, ((changes + 1) * 1000) / CHANGES_PER_SECOND - elapsed)));
       };
@@ -664,6 +544,7 @@ async function sweep(extra: string[]): Promise<void> {
 }
 
 if (!isMainThread) await syncerNode(workerData as SyncerData);
+else if (ARGS.has('--nodes') || ARGS.has('--sweep-nodes')) await (await import('./fleet-nodes.ts')).main(process.argv.slice(2));
 else if (ARGS.has('--sweep')) await sweep(VIA_PGBOUNCER ? ['--pgbouncer'] : []);
 else {
   const result = await simulate();

@@ -14,32 +14,47 @@ import type { Logger } from '../log.ts';
 import type { Clock } from '../clock.ts';
 import { withDerived } from '../image/fields.ts';
 import { sameInstance, type Instance } from '../image/instance.ts';
-import { instanceName, type TopologyView } from '../image/view.ts';
+import { instanceName, type TopologyDelta, type TopologyView } from '../image/view.ts';
 import type { ChangeSource } from '../presence/change-source.ts';
 import { MassExpiryGuard, type SyncPosition } from '../presence/decisions.ts';
 import { PassLoop } from '../presence/loop.ts';
 import type { SyncStatus } from './protocol.ts';
 import type { PresenceRecord, PresenceRow } from '../presence/store.ts';
 
+/**
+ * What the syncer reads and changes of a topology: the control plane's TopologyView, or a
+ * view that only counts (the fleet simulator's nodes, bench/fleet-cells.ts).
+ */
+export interface SyncView {
+  readonly version: number;
+  /** The last delta applied to it. */
+  readonly seq: number;
+  readonly recordCount: number;
+  withId(id: string): Instance[];
+  cells(): Set<string | null>;
+  instances(): Iterable<Instance>;
+  apply(delta: TopologyDelta): unknown;
+}
+
 /** A whole topology being read (a snapshot), compiled by the sink as it comes. */
-export interface SnapshotBuilder {
+export interface SnapshotBuilder<V extends SyncView = TopologyView> {
   /** Adds an instance; why it was skipped, or null. */
   add(instance: Instance): string | null;
-  finish(version: number): TopologyView;
+  finish(version: number): V;
 }
 
 /** Where the syncer's changes go: the topology state of the control plane. */
-export interface TopologySink {
-  readonly current: TopologyView | null;
+export interface TopologySink<V extends SyncView = TopologyView> {
+  readonly current: V | null;
   apply(version: number, removes: string[], adds: Instance[]): void;
-  snapshot(): SnapshotBuilder;
+  snapshot(): SnapshotBuilder<V>;
   /** Puts a snapshot's view (with the changes applied to it since) in service. */
-  replaceView(view: TopologyView): void;
+  replaceView(view: V): void;
 }
 
-export interface SyncerOptions {
+export interface SyncerOptions<V extends SyncView = TopologyView> {
   source: ChangeSource;
-  sink: TopologySink;
+  sink: TopologySink<V>;
   intervalMs: number;
   /** The cells' TTL: how long the guard holds a big drop before it lets it through. */
   ttlMs: number;
@@ -63,10 +78,10 @@ export function toInstance(r: PresenceRecord): Instance {
   return withDerived(r);
 }
 
-export class Syncer {
+export class Syncer<V extends SyncView = TopologyView> {
   private position: SyncPosition = { revision: null, id: null };
   /** A snapshot waiting for the guard's (or a TTL's) consent, kept current with later changes. */
-  private pending: { view: TopologyView; since: number; lost: boolean } | null = null;
+  private pending: { view: V; since: number; lost: boolean } | null = null;
   private readonly guard: MassExpiryGuard<{ cellId: string; ttlMs: number }>;
   private lastSuccess: number;
   private readonly loop: PassLoop;
@@ -84,7 +99,7 @@ export class Syncer {
   readonly durations: number[] = [];
   guardTrips = 0;
 
-  constructor(private readonly options: SyncerOptions) {
+  constructor(private readonly options: SyncerOptions<V>) {
     this.loop = new PassLoop(options.clock, async () => {
       await this.pass();
       return options.intervalMs;

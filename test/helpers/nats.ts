@@ -13,6 +13,8 @@ import { waitFor } from './daemon.ts';
 
 export interface NatsServer {
   url: string;
+  /** The server process's id (changes with a restart); null for NATS_URL's server. */
+  pid(): number | null;
   /** Kills the server process (SIGKILL: no goodbye to clients). Own servers only. */
   kill(): Promise<void>;
   /** Starts it again on the same port (with other arguments if given). Own servers only. */
@@ -58,13 +60,14 @@ export async function startNats(options: NatsOptions = {}): Promise<NatsServer> 
   const external = process.env.NATS_URL;
   if (external && !options.own && !options.args) {
     const refuse = () => Promise.reject(new Error('cannot kill or restart the NATS server of NATS_URL'));
-    return { url: external, kill: refuse, restart: refuse, stop: () => Promise.resolve() };
+    return { url: external, pid: () => null, kill: refuse, restart: refuse, stop: () => Promise.resolve() };
   }
   let args = options.args ?? [];
   // -p -1: nats-server picks a free port; a restart reuses the one it picked.
   let { child, port } = await spawnServer(-1, args);
   return {
     url: `nats://127.0.0.1:${port}`,
+    pid: () => child.pid ?? null,
     kill: () => killProcess(child),
     async restart(newArgs) {
       await killProcess(child);

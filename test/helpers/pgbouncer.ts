@@ -26,17 +26,18 @@ function pgbouncerPath(): string {
 export class PgBouncer {
   private child: ChildProcess | null = null;
 
-  private constructor(private readonly dir: string, readonly port: number, private target: number) {}
+  private constructor(private readonly dir: string, readonly port: number, private target: number, private readonly maxClientConn: number) {}
 
   /** Clients connect here: postgres@127.0.0.1:<port>/postgres, pooled per transaction. */
   get url(): string {
     return `postgres://postgres@127.0.0.1:${this.port}/postgres`;
   }
 
-  static async start(targetPort: number, poolSize = 4): Promise<PgBouncer> {
+  /** `maxClientConn`: client connections it accepts (default 200; a simulated fleet holds thousands). */
+  static async start(targetPort: number, poolSize = 4, maxClientConn = 200): Promise<PgBouncer> {
     const dir = mkdtempSync(join(tmpdir(), 'presence-pgbouncer-'));
     chmodSync(dir, 0o777);
-    const bouncer = new PgBouncer(dir, await freePort(), targetPort);
+    const bouncer = new PgBouncer(dir, await freePort(), targetPort, maxClientConn);
     bouncer.writeIni(poolSize);
     await bouncer.spawn();
     return bouncer;
@@ -54,7 +55,7 @@ export class PgBouncer {
       `* = host=127.0.0.1 port=${this.target} user=postgres`,
       '[pgbouncer]',
       'listen_addr = 127.0.0.1', `listen_port = ${this.port}`, `unix_socket_dir = ${this.dir}`,
-      'auth_type = any', 'pool_mode = transaction', `default_pool_size = ${poolSize}`, 'max_client_conn = 200',
+      'auth_type = any', 'pool_mode = transaction', `default_pool_size = ${poolSize}`, `max_client_conn = ${this.maxClientConn}`,
       'ignore_startup_parameters = extra_float_digits,options', 'server_reset_query =',
       `logfile = ${join(this.dir, 'pgbouncer.log')}`, `pidfile = ${join(this.dir, 'pgbouncer.pid')}`,
       'server_connect_timeout = 3', 'server_login_retry = 1', 'log_connections = 0', 'log_disconnections = 0',

@@ -1,0 +1,393 @@
+// A child process of bench/fleet-nodes.ts: many simulated nodes in one process. Each node
+// is a cell as a daemon runs it — its own Registrar (its own pool of one connection,
+// through PgBouncer) claiming the cell, writing its instances and heart-beating every
+// ttl/3, and its own Syncer (the control plane's sync code) following the presence changes
+// through a follower of its own (its own NATS connection with the fan-out; its own
+// connection through PgBouncer with SQL). The syncer's sink only counts: the revision the
+// node reached and the rows it received, never the topology, so thousands of nodes fit in
+// a few processes. The parent drives it over IPC (ToCells) and hears back (FromCells):
+// every revision all of this process's nodes have reached, every change committed, every
+// heartbeat's latency.
+import { randomUUID } from 'node:crypto';
+import { pino } from 'pino';
+import { Registry } from '../src/admin/metrics.ts';
+import { systemClock } from '../src/clock.ts';
+import { Syncer, type SnapshotBuilder, type SyncView, type TopologySink } from '../src/control/syncer.ts';
+import type { Instance } from '../src/image/instance.ts';
+import type { TopologyDelta } from '../src/image/view.ts';
+import { startFanout, type Fanout } from '../src/fanout/index.ts';
+import { SqlChangeSource, type ChangeSource } from '../src/presence/change-source.ts';
+import { PresenceStore, Registrar, type Db, type WriteResult } from '../src/presence/index.ts';
+import { openPgDb } from '../src/presence/pg-db.ts';
+import type { Logger } from '../src/log.ts';
+import type { Registration } from '../src/registrations/types.ts';
+import { TestSource } from '../test/presence/fixtures.ts';
+import { FANOUT_PREFIX, instancesOf, SNAPSHOT_EVERY, wallNow, type Health } from './fleet-shape.ts';
+
+export interface CellsSetup {
+  /** PgBouncer's URL for the bench database: every node's registrar and SQL follower. */
+  url: string;
+  natsUrl: string;
+  /** How the nodes follow the changes: the database (through PgBouncer), or the fan-out. */
+  follow: 'sql' | 'nats';
+  /** The cells (global indices) this process runs, one node each. */
+  cells: number[];
+  instances: number;
+  ttlMs: number;
+  syncIntervalMs: number;
+  /** The fan-out's `sync.snapshot_slots`: database snapshots at once, fleet-wide, while NATS cannot answer. */
+  snapshotSlots: number;
+  /** Cells registering at once in this process (writers serialise on the revision row anyway). */
+  registerConcurrency: number;
+}
+
+export type ToCells =
+  | { kind: 'setup'; setup: CellsSetup }
+  /** Every node's registrar claims its cell and writes its instances once. */
+  | { kind: 'register' }
+  /** The registrars start heart-beating, their starts spread over one period. */
+  | { kind: 'heartbeat' }
+  /** Every node's syncer starts at once (a cold start); `mark` as for `mark`. */
+  | { kind: 'follow'; mark: number }
+  /** Report `snapshotted` once every node has put a snapshot in service after this message. */
+  | { kind: 'mark'; mark: number }
+  /** Changes (an instance's health flipped) on random cells of this process, through their registrars. */
+  | { kind: 'changes'; perSecond: number; seconds: number }
+  | { kind: 'report' }
+  /** How many nodes read NATS and how many the database (the fan-out's mode). */
+  | { kind: 'modes' }
+  /** Stops every node and exits (no deregistration: the database is dropped anyway). */
+  | { kind: 'stop' };
+
+export interface CellsReport {
+  nodes: number;
+  /** Heartbeat latencies (ms) since the registrars started, and heartbeats that threw. */
+  heartbeats: number[];
+  heartbeatFailures: number;
+  rssMb: number;
+  peakRssMb: number;
+  heapMb: number;
+  /** Fewest and most live rows a node's last snapshot held. */
+  snapshotRows: { min: number; max: number };
+  /** Rows (and tombstones) the nodes received after their snapshots, in all. */
+  rowsApplied: number;
+}
+
+export type FromCells =
+  | { kind: 'ready' }
+  | { kind: 'registered'; ms: number }
+  /** Every node of this process has applied `revision` or later (or, after a restore, went back to it). */
+  | { kind: 'reached'; revision: number; at: number }
+  /** Every node of this process put a snapshot in service after mark `mark`; the oldest was at `revision`. */
+  | { kind: 'snapshotted'; mark: number; revision: number; at: number }
+  /** A change committed: the moment its registrar learnt the revision. */
+  | { kind: 'commit'; revision: number; at: number }
+  | { kind: 'changed'; changes: number }
+  | { kind: 'report'; report: CellsReport }
+  | { kind: 'modes'; nats: number; fallback: number };
+
+/** A topology view that holds nothing: its revision, and the rows its snapshot had. */
+class CountingView implements SyncView {
+  seq = 0;
+
+  constructor(public version: number, readonly recordCount: number) {}
+
+  /** Nothing is held, so a row always reads as new: the syncer removes nothing and re-adds it. */
+  withId(): Instance[] {
+    return [];
+  }
+
+  cells(): Set<string | null> {
+    return new Set();
+  }
+
+  instances(): Iterable<Instance> {
+    return [];
+  }
+
+  apply(delta: TopologyDelta): void {
+    this.version = delta.version;
+    this.seq = delta.seq;
+  }
+}
+
+/** A node's sink: tells `reached` of every revision it puts in service. */
+class CountingSink implements TopologySink<CountingView> {
+  current: CountingView | null = null;
+  rowsApplied = 0;
+
+  constructor(private readonly reached: (revision: number, snapshot: boolean) => void) {}
+
+  apply(version: number, removes: string[], adds: Instance[]): void {
+    const view = this.current!;
+    view.apply({ seq: view.seq + 1, version, removes, adds });
+    this.rowsApplied += removes.length + adds.length;
+    this.reached(version, false);
+  }
+
+  snapshot(): SnapshotBuilder<CountingView> {
+    let rows = 0;
+    return {
+      add: () => {
+        rows++;
+        return null;
+      },
+      finish: (version) => new CountingView(version, rows),
+    };
+  }
+
+  replaceView(view: CountingView): void {
+    this.current = view;
+    this.reached(view.version, true);
+  }
+}
+
+/**
+ * The lowest revision over this process's nodes, kept as a count of nodes per revision
+ * (they bunch at a few), so a move costs O(1) unless it empties the lowest bucket.
+ */
+class LowestRevision {
+  private readonly at: number[];
+  private readonly counts = new Map<number, number>();
+  private lowest = -1;
+
+  constructor(nodes: number, private readonly changed: (revision: number) => void) {
+    this.at = new Array<number>(nodes).fill(-1);
+    this.counts.set(-1, nodes);
+  }
+
+  move(node: number, revision: number): void {
+    const from = this.at[node];
+    if (from === revision) return;
+    this.at[node] = revision;
+    const left = this.counts.get(from)! - 1;
+    if (left) this.counts.set(from, left);
+    else this.counts.delete(from);
+    this.counts.set(revision, (this.counts.get(revision) ?? 0) + 1);
+    const lowest = revision < this.lowest ? revision : left === 0 && from === this.lowest ? Math.min(...this.counts.keys()) : this.lowest;
+    if (lowest !== this.lowest) {
+      this.lowest = lowest;
+      this.changed(lowest);
+    }
+  }
+}
+
+interface HeartbeatStats {
+  measuring: boolean;
+  latencies: number[];
+  failures: number;
+}
+
+/** The real store, timing heartbeats and telling of every change committed once registration is over. */
+class NodeStore extends PresenceStore {
+  constructor(db: Db, private readonly stats: HeartbeatStats, private readonly committed: (revision: number) => void) {
+    super(db);
+  }
+
+  override async heartbeat(cellId: string, owner: string): Promise<{ liveInstances: number } | null> {
+    const started = performance.now();
+    try {
+      const result = await super.heartbeat(cellId, owner);
+      if (this.stats.measuring) this.stats.latencies.push(performance.now() - started);
+      return result;
+    } catch (err) {
+      if (this.stats.measuring) this.stats.failures++;
+      throw err;
+    }
+  }
+
+  override async writeInstances(cellId: string, registrations: Registration[]): Promise<WriteResult> {
+    const result = await super.writeInstances(cellId, registrations);
+    if (result.written + result.tombstoned > 0) this.committed(result.revision);
+    return result;
+  }
+}
+
+interface Node {
+  cell: number;
+  health: Health[];
+  source: TestSource;
+  registrar: Registrar;
+  sink: CountingSink;
+  /** The follower's database pool (the fallback's, with the fan-out). */
+  followerDb: Db;
+  /** Its syncer and fan-out, from the cold start on (the fan-out connects to NATS then, as a starting daemon's does). */
+  following: { syncer: Syncer<CountingView>; fanout: Fanout | null } | null;
+  dbs: Db[];
+}
+
+/** What a node follows the changes through: its own fan-out follower (falling back to `db`), or `db` itself. */
+function follower(setup: CellsSetup, db: Db, cell: number, logger: Logger): { source: ChangeSource; fanout: Fanout | null } {
+  // Through PgBouncer LISTEN cannot work: the database is polled.
+  const sql = new SqlChangeSource(new PresenceStore(db), { listen: false });
+  if (setup.follow === 'sql') return { source: sql, fanout: null };
+  const fanout = startFanout({
+    settings: { natsUrl: setup.natsUrl, prefix: FANOUT_PREFIX, publisher: false, snapshotEvery: SNAPSHOT_EVERY, snapshotSlots: setup.snapshotSlots, owner: randomUUID() },
+    sql, intervalMs: setup.syncIntervalMs, lockTtlMs: setup.ttlMs, clock: systemClock, logger, name: `fleet node cell${cell}`,
+  });
+  return { source: fanout.source, fanout };
+}
+
+const send = (m: FromCells) => process.send!(m);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** One line per distinct message on stderr, however many nodes log it. */
+function dedupLogger() {
+  const seen = new Set<string>();
+  return pino({ level: 'warn' }, {
+    write(line: string) {
+      const { msg } = JSON.parse(line) as { msg: string };
+      if (seen.has(msg)) return;
+      seen.add(msg);
+      process.stderr.write(`fleet cells ${process.pid}: ${line}`);
+    },
+  });
+}
+
+function startCells(setup: CellsSetup) {
+  const logger = dedupLogger();
+  const metrics = new Registry();
+  const stats: HeartbeatStats = { measuring: false, latencies: [], failures: 0 };
+  let reportCommits = false;
+  const lowest = new LowestRevision(setup.cells.length, (revision) => send({ kind: 'reached', revision, at: wallNow() }));
+  /** The nodes yet to put a snapshot in service since the mark, and the oldest revision those did. */
+  let marked: { mark: number; waiting: Set<number>; revision: number } | null = null;
+  let peakRss = 0;
+  const rssTimer = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage.rss())), 1000);
+
+  const nodes: Node[] = setup.cells.map((cell, n) => {
+    const registrarDb = openPgDb(setup.url, logger, { max: 1, name: 'fleet registrar' });
+    const followerDb = openPgDb(setup.url, logger, { max: 1, name: 'fleet follower' });
+    const health = new Array<Health>(setup.instances).fill('running');
+    const source = new TestSource();
+    source.set(instancesOf(cell, setup.instances, (j) => health[j]));
+    const store = new NodeStore(registrarDb, stats, (revision) => reportCommits && send({ kind: 'commit', revision, at: wallNow() }));
+    const registrar = new Registrar({ store, source, cellId: `cell${cell}`, address: null, ttlMs: setup.ttlMs, clock: systemClock, logger, metrics });
+    const sink = new CountingSink((revision, snapshot) => {
+      lowest.move(n, revision);
+      if (!snapshot || !marked?.waiting.delete(n)) return;
+      marked.revision = Math.min(marked.revision, revision);
+      if (marked.waiting.size === 0) {
+        send({ kind: 'snapshotted', mark: marked.mark, revision: marked.revision, at: wallNow() });
+        marked = null;
+      }
+    });
+    return { cell, health, source, registrar, sink, followerDb, following: null, dbs: [registrarDb, followerDb] };
+  });
+
+  /** Every node's follower and syncer, started at once. */
+  function follow(): void {
+    for (const node of nodes) {
+      const { source: changes, fanout } = follower(setup, node.followerDb, node.cell, logger);
+      const syncer = new Syncer<CountingView>({
+        source: changes, sink: node.sink, intervalMs: setup.syncIntervalMs, ttlMs: setup.ttlMs, maxDropFraction: 0.3, guardHold: 10,
+        clock: systemClock, logger, refusal: () => null, claim: () => undefined,
+      });
+      node.following = { syncer, fanout };
+      syncer.start();
+    }
+  }
+
+  const mark = (m: number) => (marked = { mark: m, waiting: new Set(nodes.map((_, n) => n)), revision: Infinity });
+
+  async function register(): Promise<void> {
+    const started = performance.now();
+    let next = 0;
+    await Promise.all(Array.from({ length: setup.registerConcurrency }, async () => {
+      while (next < nodes.length) await nodes[next++].registrar.kick();
+    }));
+    reportCommits = true;
+    send({ kind: 'registered', ms: performance.now() - started });
+  }
+
+  function heartbeat(): void {
+    stats.measuring = true;
+    const period = setup.ttlMs / 3;
+    for (const node of nodes) setTimeout(() => node.registrar.start(), Math.random() * period);
+  }
+
+  /** `perSecond` health flips on random cells, each through its cell's registrar (a change wakes it). */
+  async function changes(perSecond: number, seconds: number): Promise<void> {
+    const started = performance.now();
+    let made = 0;
+    for (;;) {
+      const elapsed = performance.now() - started;
+      if (elapsed >= seconds * 1000) break;
+      const node = nodes[Math.floor(Math.random() * nodes.length)];
+      // The last index is the probed one: never changed.
+      const j = Math.floor(Math.random() * (setup.instances - 1));
+      node.health[j] = node.health[j] === 'running' ? 'failing' : 'running';
+      node.source.set(instancesOf(node.cell, setup.instances, (k) => node.health[k]));
+      made++;
+      await sleep(Math.max(0, (made * 1000) / perSecond - elapsed));
+    }
+    send({ kind: 'changed', changes: made });
+  }
+
+  function report(): CellsReport {
+    const rows = nodes.map((n) => n.sink.current?.recordCount ?? 0);
+    const memory = process.memoryUsage();
+    const report: CellsReport = {
+      nodes: nodes.length, heartbeats: stats.latencies.splice(0), heartbeatFailures: stats.failures,
+      rssMb: memory.rss / 2 ** 20, peakRssMb: Math.max(peakRss, memory.rss) / 2 ** 20, heapMb: memory.heapUsed / 2 ** 20,
+      snapshotRows: { min: Math.min(...rows), max: Math.max(...rows) }, rowsApplied: nodes.reduce((a, n) => a + n.sink.rowsApplied, 0),
+    };
+    stats.failures = 0;
+    return report;
+  }
+
+  async function stop(): Promise<void> {
+    clearInterval(rssTimer);
+    await Promise.all(nodes.flatMap((n) => [n.registrar.stop(), n.following?.syncer.stop()]));
+    await Promise.all(nodes.map((n) => n.following?.fanout?.stop()));
+    await Promise.all(nodes.flatMap((n) => n.dbs.map((db) => db.close().catch(() => undefined))));
+  }
+
+  function modes(): FromCells {
+    const nats = nodes.filter((n) => n.following?.fanout?.status().mode === 'nats').length;
+    return { kind: 'modes', nats, fallback: nodes.length - nats };
+  }
+
+  return { register, heartbeat, follow, changes, report, modes, stop, mark };
+}
+
+let cells: ReturnType<typeof startCells> | null = null;
+process.on('message', (m: ToCells) => {
+  const fail = (err: Error) => {
+    process.stderr.write(`fleet cells ${process.pid}: ${m.kind} failed: ${err.stack ?? err.message}\n`);
+    process.exit(1);
+  };
+  switch (m.kind) {
+    case 'setup':
+      cells = startCells(m.setup);
+      send({ kind: 'ready' });
+      break;
+    case 'register':
+      cells!.register().catch(fail);
+      break;
+    case 'heartbeat':
+      cells!.heartbeat();
+      break;
+    case 'follow':
+      cells!.mark(m.mark);
+      cells!.follow();
+      break;
+    case 'mark':
+      cells!.mark(m.mark);
+      break;
+    case 'changes':
+      cells!.changes(m.perSecond, m.seconds).catch(fail);
+      break;
+    case 'report':
+      send({ kind: 'report', report: cells!.report() });
+      break;
+    case 'modes':
+      send(cells!.modes());
+      break;
+    case 'stop':
+      void (cells?.stop() ?? Promise.resolve()).finally(() => process.exit(0));
+      break;
+  }
+});
+// The parent gone (killed, or Ctrl-C) leaves no node behind.
+process.on('disconnect', () => process.exit(0));
