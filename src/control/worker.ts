@@ -27,7 +27,8 @@ if (options.sync) {
     import('../presence/change-source.ts'),
   ]);
   const { database, fanout: fanoutSettings, ...settings } = options.sync;
-  const opened: Db = 'url' in database ? openPgDb(database.url, logger, POOLS.syncer) : new RemoteDb(database.port);
+  const pool = fanoutSettings && !fanoutSettings.publisher ? POOLS.follower : POOLS.syncer;
+  const opened: Db = 'url' in database ? openPgDb(database.url, logger, pool) : new RemoteDb(database.port);
   db = opened;
   let migrated = false;
   const store = new PresenceStore(opened, async () => {

@@ -18,6 +18,8 @@ export interface FallbackOptions {
   sql: SqlChangeSource;
   /** Snapshots taken from the database at once, fleet-wide (`sync.snapshot_slots`). */
   snapshotSlots: number;
+  /** The sync interval: the first database read after leaving NATS is spread over one. */
+  intervalMs: number;
   clock: Clock;
   logger: Logger;
   random?: () => number;
@@ -38,6 +40,8 @@ export class FallbackSource implements ChangeSource {
 
   private nats: NatsChangeSource | null;
   private wake: (() => void) | null = null;
+  /** Entered the fallback since the last read of the database (see spread). */
+  private spreadDue = true;
 
   constructor(private readonly options: FallbackOptions) {
     this.nats = options.nats;
@@ -84,10 +88,22 @@ export class FallbackSource implements ChangeSource {
         if (!(err instanceof FanoutUnavailable)) throw err;
         this.use('fallback', err.message);
       }
+    } else if (nats?.awaitingHead()) {
+      // Just connected: the publisher's head is on its way; what is in service stays meanwhile.
+      return { kind: 'idle' };
     } else {
-      this.use('fallback', 'no publisher heard on NATS (or NATS is down)');
+      this.use('fallback', nats ? 'no publisher heard on NATS, or not connected' : 'NATS not reached yet');
     }
+    await this.spread();
     return sql.plan(position);
+  }
+
+  /** The first read of the database after leaving NATS waits a random part of an interval: a fleet that loses NATS together does not arrive together. */
+  private async spread(): Promise<void> {
+    if (!this.spreadDue) return;
+    this.spreadDue = false;
+    const { clock, random = Math.random, intervalMs } = this.options;
+    await new Promise<void>((resolve) => clock.after(random() * intervalMs, resolve));
   }
 
   async changesSince(revision: number, limit: number): Promise<PresenceRow[]> {
@@ -141,7 +157,10 @@ export class FallbackSource implements ChangeSource {
       if (mode === 'fallback') this.options.logger.warn({ reason }, 'the fan-out cannot answer; syncing from the database meanwhile');
       else this.options.logger.info('syncing from the fan-out (NATS) again');
       // Positions read from the database belong to no epoch the fan-out knows.
-      if (mode === 'fallback') this.nats?.forgetEpoch();
+      if (mode === 'fallback') {
+        this.nats?.forgetEpoch();
+        this.spreadDue = true;
+      }
     }
     this.current = mode;
     this.reason = reason;

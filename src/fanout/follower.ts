@@ -35,6 +35,8 @@ export interface FollowerOptions {
   names: FanoutNames;
   intervalMs: number;
   clock: Clock;
+  /** False while the client is cut off from the server (between a disconnect and a reconnect). Default: not closed. */
+  connected?: () => boolean;
 }
 
 interface Head {
@@ -61,7 +63,21 @@ export class NatsChangeSource implements ChangeSource {
   rejected = 0;
   lastRejection: string | null = null;
 
-  constructor(private readonly options: FollowerOptions) {}
+  /** When the connection was (re)established: the first head may take up to HEAD_MISSES intervals to come. */
+  private connectedAt: number;
+
+  constructor(private readonly options: FollowerOptions) {
+    this.connectedAt = options.clock.now();
+  }
+
+  /** The client reached the server again: a head is due within a few intervals. */
+  reconnected(): void {
+    this.connectedAt = this.options.clock.now();
+  }
+
+  private connected(): boolean {
+    return this.options.connected ? this.options.connected() : !this.options.nc.isClosed();
+  }
 
   /** Starts listening (before the first pass, so nothing published meanwhile is missed). */
   listen(): void {
@@ -79,7 +95,17 @@ export class NatsChangeSource implements ChangeSource {
 
   /** True while NATS is connected and a publisher was heard recently. */
   usable(): boolean {
-    return !this.options.nc.isClosed() && this.head !== null && this.options.clock.now() - this.head.at <= HEAD_MISSES * this.options.intervalMs;
+    return this.connected() && this.head !== null && this.options.clock.now() - this.head.at <= HEAD_MISSES * this.options.intervalMs;
+  }
+
+  /**
+   * Connected, no recent head, and connected too recently to tell: a node that has just
+   * started (or reconnected) waits this long for the publisher before it reads the
+   * database, so a fleet starting together does not stampede it.
+   */
+  awaitingHead(): boolean {
+    const window = HEAD_MISSES * this.options.intervalMs;
+    return this.connected() && !this.usable() && this.options.clock.now() - this.connectedAt < window;
   }
 
   /** The newest revision published, for `behind`; null before a publisher was heard. */
@@ -147,7 +173,7 @@ export class NatsChangeSource implements ChangeSource {
   }
 
   private requireHead(): Head {
-    if (this.options.nc.isClosed()) throw new FanoutUnavailable('the NATS connection is closed');
+    if (!this.connected()) throw new FanoutUnavailable('not connected to NATS');
     if (!this.usable() || !this.head) throw new FanoutUnavailable(`no publisher heard on ${this.options.names.head} for ${HEAD_MISSES} sync intervals`);
     return this.head;
   }

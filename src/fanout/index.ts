@@ -3,7 +3,7 @@
 // publisher candidate at a time publishes (publisher.ts); every node follows NATS
 // (follower.ts) and falls back to the database while NATS cannot answer (fallback.ts).
 // `startFanout` is the one way to start it: the topology worker and the fleet bench call it.
-import { connect, type NatsConnection } from 'nats';
+import { connect, Events, type NatsConnection } from 'nats';
 import type { Clock } from '../clock.ts';
 import type { Logger } from '../log.ts';
 import type { SqlChangeSource } from '../presence/change-source.ts';
@@ -72,7 +72,9 @@ export interface FanoutOptions {
 export function startFanout(options: FanoutOptions): Fanout {
   const { settings, sql, intervalMs, clock, logger } = options;
   const names = fanoutNames(settings.prefix);
-  const source = new FallbackSource({ nats: null, sql, snapshotSlots: settings.snapshotSlots, clock, logger: logger.child({ part: 'fanout' }) });
+  const source = new FallbackSource({ nats: null, sql, snapshotSlots: settings.snapshotSlots, intervalMs, clock, logger: logger.child({ part: 'fanout' }) });
+  /** Between a disconnect and a reconnect nothing reaches the server: the follower and the publisher know at once. */
+  let connected = false;
   let nc: NatsConnection | null = null;
   let nats: NatsChangeSource | null = null;
   let publisher: Publisher | null = null;
@@ -91,13 +93,27 @@ export function startFanout(options: FanoutOptions): Fanout {
       return;
     }
     nc = connection;
-    nats = new NatsChangeSource({ nc: connection, names, intervalMs, clock });
-    nats.listen();
-    source.attach(nats);
+    connected = true;
+    const follower = new NatsChangeSource({ nc: connection, names, intervalMs, clock, connected: () => connected });
+    nats = follower;
+    follower.listen();
+    source.attach(follower);
+    void (async () => {
+      for await (const event of connection.status()) {
+        if (event.type === Events.Disconnect) {
+          connected = false;
+          logger.warn({ part: 'fanout' }, 'fan-out: disconnected from NATS; syncing from the database until it is back');
+        } else if (event.type === Events.Reconnect) {
+          connected = true;
+          follower.reconnected();
+          logger.info({ part: 'fanout' }, 'fan-out: reconnected to NATS');
+        }
+      }
+    })();
     logger.info({ nats: connection.getServer() }, 'fan-out: connected to NATS');
     if (settings.publisher) {
       publisher = new Publisher({
-        nc: connection, names, source: sql, owner: settings.owner, lockTtlMs: options.lockTtlMs, intervalMs,
+        nc: connection, connected: () => connected, names, source: sql, owner: settings.owner, lockTtlMs: options.lockTtlMs, intervalMs,
         snapshotEvery: settings.snapshotEvery, clock, logger: logger.child({ part: 'publisher' }),
       });
       publisher.start();
@@ -111,7 +127,7 @@ export function startFanout(options: FanoutOptions): Fanout {
     status: () => ({
       mode: source.mode,
       reason: source.reason,
-      connected: nc !== null && !nc.isClosed(),
+      connected,
       head: nats?.headRevision ?? null,
       publishing: publisher?.status().publishing ?? false,
       rejected: nats?.rejected ?? 0,

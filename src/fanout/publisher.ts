@@ -33,11 +33,15 @@ const PAGE_ROWS = 500;
 /** Messages the stream keeps (oldest dropped first): many snapshots' worth of changes. */
 const STREAM_MAX_MESSAGES = 200_000;
 const STREAM_MAX_AGE_NS = 24 * 3600 * 1e9;
+/** How long a change message may wait for the stream's acknowledgement. */
+const PUBLISH_TIMEOUT_MS = 2000;
 /** Re-publishing a message after a failover within this window is dropped by the stream. */
 const DUPLICATE_WINDOW_NS = 120 * 1e9;
 
 export interface PublisherOptions {
   nc: NatsConnection;
+  /** False while cut off from the server: the pass keeps the lock and publishes nothing. Default: not closed. */
+  connected?: () => boolean;
   names: FanoutNames;
   /** The database, on a direct connection (LISTEN works there): where changes are read once. */
   source: SqlChangeSource;
@@ -125,6 +129,12 @@ export class Publisher {
     if (!(await this.holdLock())) {
       // A candidate that does not hold the lock looks again about twice per TTL, not every second.
       return (lockTtlMs / 2) * (0.8 + 0.4 * random());
+    }
+    // Cut off from NATS: nothing could be published, and a publish would wait for its
+    // timeout while the lock went unrenewed. The chain is read again once reconnected.
+    if (!(this.options.connected?.() ?? !this.options.nc.isClosed())) {
+      this.chain = null;
+      return Math.min(intervalMs, lockTtlMs / 3);
     }
     try {
       await this.publish();
@@ -239,6 +249,8 @@ export class Publisher {
     const ack = await nc.jetstream().publish(names.changes, encodeChange(message), {
       msgID: `${chain.epoch}:${to}`,
       expect: { lastSequence: chain.sequence },
+      // Well inside the lock's renewal period (ttl/3): a stuck publish never costs the lock.
+      timeout: PUBLISH_TIMEOUT_MS,
     });
     this.chain = { ...chain, revision: to, lastId, sequence: ack.seq };
     return this.chain;

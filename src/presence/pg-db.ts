@@ -28,6 +28,8 @@ export const POOLS = {
   reaper: { max: 2, name: 'presence-dns reaper' },
   /** The LISTEN connection, held, plus a pass's queries or one snapshot transaction. */
   syncer: { max: 3, name: 'presence-dns syncer' },
+  /** A node following the fan-out reads the database only in its fallback, one statement at a time (no LISTEN). */
+  follower: { max: 1, name: 'presence-dns syncer' },
 } as const satisfies Record<string, PoolOptions>;
 
 /** For tools and tests that use one pool for everything. */

@@ -95,7 +95,7 @@ async function follower(names: ReturnType<typeof fanoutNames>, options: { sqlUrl
   const sqlDb = openPgDb(options.sqlUrl ?? NO_DATABASE, silentLogger);
   cleanups.push(() => sqlDb.close());
   const sql = new SqlChangeSource(new PresenceStore(sqlDb), { listen: false });
-  const source = new FallbackSource({ nats: natsSource, sql, snapshotSlots: options.slots ?? 4, clock: systemClock, logger: silentLogger });
+  const source = new FallbackSource({ nats: natsSource, sql, snapshotSlots: options.slots ?? 4, intervalMs: INTERVAL, clock: systemClock, logger: silentLogger });
   const file = join(mkdtempSync(join(tmpdir(), 'presence-fanout-')), 'topology.json');
   const plane: RunningControlPlane = await startControlPlane({
     file, aliasesDir: join(file, '..', 'aliases.d'), domains: [], logger: silentLogger, post: () => undefined,
@@ -163,6 +163,7 @@ describe('fan-out', () => {
       await publish(pub);
     }
     node.nats.listen();
+    await node.nc.flush(); // the subscriptions are in place before anything is published
     await publish(pub, node); // a head: the node learns how far behind it is
     await node.sync();
     expect(node.instances()).toEqual(await live());
@@ -207,6 +208,7 @@ describe('fan-out', () => {
     await jsm.streams.purge(names.stream);
     await (await pub.nc.jetstream().views.os(names.bucket)).delete(names.object);
     node.nats.listen();
+    await node.nc.flush(); // the subscriptions are in place before anything is published
     await publish(pub, node);
     await node.sync();
     expect(node.source.mode).toBe('fallback');
@@ -294,6 +296,17 @@ describe('fan-out', () => {
     expect(node.instances()).toEqual(await live());
   });
 
+  it('a node that has just connected waits for the publisher\'s head before it reads the database', async () => {
+    const names = freshNames();
+    const node = await follower(names); // its database is unreachable: any read of it fails the pass
+    await node.sync();
+    expect(node.source.mode).toBe('nats');
+    node.clock.advance(3 * INTERVAL);
+    await node.sync();
+    expect(node.source.mode).toBe('fallback');
+    expect(node.source.reason).toMatch(/no publisher heard/);
+  });
+
   it('nodes falling back to the database take a snapshot only while one of the slots is free', async () => {
     const names = freshNames();
     await setCell('cell-f', [registration('f-1', { ip: '10.6.0.1' }), registration('f-2', { ip: '10.6.0.2' })]);
@@ -310,6 +323,8 @@ describe('fan-out', () => {
       await release.promise;
     });
     await taken.promise;
+    // Connected, but no publisher heard for three intervals: they give up waiting for one.
+    for (const n of nodes) n.clock.advance(3 * INTERVAL);
     const passes = nodes.map((n) => n.sync());
     await waitFor(() => nodes.every((n) => n.source.slotWaits === 1), 10_000, 'every node waiting for a slot');
     release.resolve();
