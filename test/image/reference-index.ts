@@ -1,7 +1,7 @@
 // The reference the topology image is checked against: the first version's index, one
 // object per instance in JavaScript maps (what the daemon answered from before the image).
 // Tests run the same resolver over both and compare the bytes of every answer.
-import { matchesInstance, matchesPattern, type Criteria } from '../../src/image/criteria.ts';
+import { matchesGroup, matchesInstance, type Criteria } from '../../src/image/criteria.ts';
 import { normalizeName, type AliasMap, type Instance, type Topology } from '../../src/image/instance.ts';
 import { expandAlias, instanceName, mergeAliases, type TopologyLookup } from '../../src/image/view.ts';
 
@@ -75,7 +75,7 @@ export class ReferenceIndex implements TopologyLookup {
 
   /** The longest served domain that `name` (lower-case, no trailing dot) equals or lies under. */
   servedDomain(name: string): string | null {
-    for (let suffix = name; ; ) {
+    for (let suffix = name; ;) {
       if (this.domains.has(suffix)) return suffix;
       const dot = suffix.indexOf('.');
       if (dot === -1) return null;
@@ -94,7 +94,7 @@ export class ReferenceIndex implements TopologyLookup {
     } else {
       candidates = [];
       for (const e of this.groupsByDomain.get(criteria.domain) ?? []) {
-        if (matchesPattern(criteria.group!, e.group) && matchesPattern(criteria.network!, e.network) && matchesPattern(criteria.deployment!, e.deployment)) {
+        if (matchesGroup(criteria, e.group, e.network, e.deployment)) {
           candidates.push(...e.instances);
         }
       }
