@@ -58,7 +58,7 @@ export class ReferenceIndex implements TopologyLookup {
         push(this.groupsByDomain, i.domain, entry);
       }
       entry.instances.push(i);
-      for (const gid of i.groupIds) push(this.byGroupId, i.domain + SEP + gid, i);
+      for (const gid of i.groupIds) push(this.byGroupId, `${i.domain}${SEP}${gid}`, i);
       if (i.agentId) push(this.byAgent, i.agentId, i);
       if (!topology.ptrRecords) {
         // Most IPs belong to one instance: keep it bare rather than in a list.
@@ -70,7 +70,7 @@ export class ReferenceIndex implements TopologyLookup {
     }
     for (const [ip, name] of topology.ptrRecords ?? []) push(this.ptr, ip, name);
     this.domains = domains;
-    this.aliases = mergeAliases(options.aliases ?? new Map(), topology.aliases);
+    this.aliases = mergeAliases(options.aliases ?? new Map<string, string[]>(), topology.aliases);
   }
 
   /** The longest served domain that `name` (lower-case, no trailing dot) equals or lies under. */
@@ -87,7 +87,7 @@ export class ReferenceIndex implements TopologyLookup {
   select(criteria: Criteria): Instance[] {
     let candidates: Instance[];
     if (criteria.groupId !== null) {
-      candidates = this.byGroupId.get(criteria.domain + SEP + criteria.groupId) ?? [];
+      candidates = this.byGroupId.get(`${criteria.domain}${SEP}${criteria.groupId}`) ?? [];
     } else if (criteria.group?.kind === 'exact' && criteria.network?.kind === 'exact' && criteria.deployment?.kind === 'exact') {
       const key = [criteria.domain, criteria.group.value, criteria.network.value, criteria.deployment.value].join(SEP);
       candidates = this.groups.get(key)?.instances ?? [];
