@@ -26,7 +26,6 @@ import { SYNC_SOURCE } from './snapshot.ts';
 
 const ALIAS_FILE = /\.(ya?ml|json)$/;
 
-
 export interface FileSourceOptions {
   file: string;
   aliasesDir: string;
@@ -119,7 +118,13 @@ export class FileSource {
       return null;
     };
     this.watcher = await watchPaths(roots, {
-      chokidar: { depth: 1, ignored: (path: string) => { const p = resolve(path); return !roots.includes(p) && kind(p) === null; } },
+      chokidar: {
+        depth: 1,
+        ignored: (path: string) => {
+          const p = resolve(path);
+          return !roots.includes(p) && kind(p) === null;
+        },
+      },
       onChange: (path) => {
         const what = kind(resolve(path));
         if (what) this.schedule(what);
@@ -129,7 +134,7 @@ export class FileSource {
     this.configAliases = this.readAliasDir();
     if (resume && this.options.state.current) {
       this.topology = resume.topology;
-      this.fileAliases = resume.topology?.aliases ?? new Map();
+      this.fileAliases = resume.topology?.aliases ?? new Map<string, string[]>();
       this.aliasesKey = JSON.stringify([...mergeAliases(this.configAliases, this.fileAliases)]);
       this.mark = resume.mark;
       this.tail = resume.tail;
@@ -213,7 +218,9 @@ export class FileSource {
       if (!head || (head.source === SYNC_SOURCE && head.cluster === own.cluster && head.version === own.version)) return;
       const opened = this.openTopology();
       if (!opened) return;
-      const read = readTopology(opened.bytes, () => {});
+      const read = readTopology(opened.bytes, () => {
+        // A foreign write is only reported (its head); its rows are not served.
+      });
       if (!read.ok) return;
       this.topology = read.topology;
       this.options.onForeignWrite?.(read.topology);
@@ -267,9 +274,8 @@ export class FileSource {
     this.journalError = null;
     this.tail = null;
     const changes = this.readNewJournal(topology);
-    state.replace(image.buffer as SharedArrayBuffer, this.changedAliases(), changes);
+    const view = state.replace(image.buffer as SharedArrayBuffer, this.changedAliases(), changes);
     this.counts.reloads++;
-    const view = state.current!;
     logger.info({ version: view.version, snapshot: topology.version, records: view.recordCount, from }, 'topology in service');
     this.options.onRead?.();
   }
@@ -322,12 +328,11 @@ export class FileSource {
       return [];
     }
     this.tail = { ino: opened.ino, offset: 0, cursor: null, state: 'following' };
-    return this.readTail(opened.bytes, topology);
+    return this.readTail(this.tail, opened.bytes, topology);
   }
 
-  /** Reads journal bytes from where the tail stands; returns the changes verified. */
-  private readTail(bytes: Buffer, topology: TopologyMeta): JournalEntry[] {
-    const tail = this.tail!;
+  /** Reads journal bytes from where `tail` (this.tail) stands; returns the changes verified. */
+  private readTail(tail: JournalTail, bytes: Buffer, topology: TopologyMeta): JournalEntry[] {
     const read = readJournal(bytes, tail.cursor, tail.offset);
     const header = read.cursor?.header;
     if (tail.cursor === null && header && (header.base !== topology.version || header.cluster !== topology.cluster)) {
@@ -358,22 +363,22 @@ export class FileSource {
     const tail = this.tail;
     const continues = (ino: number, size: number) => tail !== null && tail.ino === ino && size >= tail.offset;
     // The same journal is read on from where it stopped (not at all once it stopped for good); a new one whole.
-    const opened = this.openJournal((ino, size) => (!continues(ino, size) ? 0 : tail!.state === 'following' ? tail!.offset : size));
+    const opened = this.openJournal((ino, size) => (!continues(ino, size) ? 0 : tail?.state === 'following' ? tail.offset : size));
     if (!opened) {
       this.tail = null;
       return;
     }
     let entries: JournalEntry[];
     if (continues(opened.ino, opened.size)) {
-      if (tail!.state !== 'following') return;
-      entries = this.readTail(opened.bytes, this.topology);
+      if (tail?.state !== 'following') return;
+      entries = this.readTail(tail, opened.bytes, this.topology);
     } else {
       // A new journal beside the same snapshot. If one of it was applied already, what this
       // one repeats is in service: only what is newer is applied.
       const applied = tail !== null && tail.cursor !== null && tail.state !== 'foreign';
       this.journalError = null;
       this.tail = { ino: opened.ino, offset: 0, cursor: null, state: 'following' };
-      entries = this.readTail(opened.bytes, this.topology).filter((e) => !applied || e.version > view.version);
+      entries = this.readTail(this.tail, opened.bytes, this.topology).filter((e) => !applied || e.version > view.version);
     }
     for (const entry of entries) state.apply(entry.version, entry.removes, entry.adds);
     this.options.onRead?.();

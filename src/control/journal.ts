@@ -80,7 +80,7 @@ export class JournalWriter {
     const bytes = Buffer.from(journalLine(this.lines + 1, entry));
     // A short write (disk full) leaves a torn last line; readers wait at it, and the writer
     // rewrites snapshot and journal whole at its next chance (state.ts).
-    for (let written = 0; written < bytes.length; ) written += writeSync(this.fd, bytes, written);
+    for (let written = 0; written < bytes.length;) written += writeSync(this.fd, bytes, written);
     fdatasyncSync(this.fd);
     this.lines++;
     this.bytes += bytes.length;

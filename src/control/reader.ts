@@ -34,11 +34,8 @@ const at = (info: unknown[], position: number): unknown => (position < 0 ? undef
  */
 type LabelCache = Map<string, string | RowError>;
 
-function label(value: unknown, column: string, required: boolean, cache?: LabelCache): string | null {
-  if (value === undefined || value === null || value === '') {
-    if (required) throw new RowError(`${column} is missing`);
-    return null;
-  }
+function optionalLabel(value: unknown, column: string, cache?: LabelCache): string | null {
+  if (value === undefined || value === null || value === '') return null;
   if (typeof value !== 'string') throw new RowError(`${column} must be a string`);
   let checked = cache?.get(value);
   if (checked === undefined) {
@@ -49,6 +46,12 @@ function label(value: unknown, column: string, required: boolean, cache?: LabelC
   }
   if (checked instanceof RowError) throw checked;
   return checked;
+}
+
+function label(value: unknown, column: string, cache?: LabelCache): string {
+  const name = optionalLabel(value, column, cache);
+  if (name === null) throw new RowError(`${column} is missing`);
+  return name;
 }
 
 /**
@@ -71,7 +74,7 @@ function optionalInt(value: unknown, column: string): number | null {
 function intList(value: unknown, column: string): number[] {
   if (value === undefined || value === null) return [];
   if (!Array.isArray(value)) throw new RowError(`${column} must be a list`);
-  return value.map((v, i) => {
+  return (value as unknown[]).map((v, i) => {
     const n = typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v;
     if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) throw new RowError(`${column}[${i}] must be a non-negative integer`);
     return n;
@@ -119,8 +122,8 @@ function ipOf(value: unknown, column: string): string {
 function cellReaders(plan: Plan, cache: LabelCache): ReadByKind<unknown[]> {
   const cell = (info: unknown[], key: StoredKey) => at(info, plan[key]);
   return {
-    label: (f, info) => label(cell(info, f.key), f.column, true, f.recurs ? cache : undefined)!,
-    optionalLabel: (f, info) => label(cell(info, f.key), f.column, false, f.recurs ? cache : undefined),
+    label: (f, info) => label(cell(info, f.key), f.column, f.recurs ? cache : undefined),
+    optionalLabel: (f, info) => optionalLabel(cell(info, f.key), f.column, f.recurs ? cache : undefined),
     domain: (f, info) => domainOf(cell(info, f.key), f.column, cache),
     numericId: (f, info) => optionalInt(cell(info, f.key), f.column),
     int: (f, info) => optionalInt(cell(info, f.key), f.column),
@@ -160,7 +163,8 @@ function aliasTargets(alias: string, value: unknown, warnings: string[]): string
       name = normalizeName(target);
     } else if (target && typeof target === 'object' && 'group_id' in target && 'root_domain' in target) {
       const t = target as { group_id: unknown; root_domain: unknown; placeholder_type?: unknown; health_filter?: unknown };
-      const filter = BOSH_HEALTH_FILTER[String(t.health_filter ?? 'smart')] ?? 's0';
+      const filterName = t.health_filter ?? 'smart';
+      const filter = (typeof filterName === 'string' && BOSH_HEALTH_FILTER[filterName]) || 's0';
       const first = t.placeholder_type === 'uuid' ? '_' : `q-${filter}`;
       name = `${first}.q-g${String(t.group_id)}.${normalizeName(String(t.root_domain))}`;
     } else {
@@ -269,16 +273,17 @@ export function readTopology(bytes: Buffer, onInstance: (instance: Instance) => 
     let ptrRecords: Array<[string, string]> | null = null;
     if (Array.isArray(records)) {
       ptrRecords = [];
-      for (const [i, pair] of records.entries()) {
-        const ip = Array.isArray(pair) && typeof pair[0] === 'string' ? parseIp(pair[0]) : null;
-        if (!ip || typeof pair[1] !== 'string') {
+      for (const [i, pair] of (records as unknown[]).entries()) {
+        const [address, target] = Array.isArray(pair) ? (pair as unknown[]) : [];
+        const ip = typeof address === 'string' ? parseIp(address) : null;
+        if (!ip || typeof target !== 'string') {
           warnings.push(`records[${i}]: ${JSON.stringify(pair)} is not an [ip, name] pair; skipped`);
           continue;
         }
         // PTR answers carry these names as they are.
-        const name = normalizeName(pair[1]);
+        const name = normalizeName(target);
         const problem = nameProblem(name);
-        if (problem) warnings.push(`records[${i}]: name ${JSON.stringify(pair[1])} is not a DNS name: it ${problem}; skipped`);
+        if (problem) warnings.push(`records[${i}]: name ${JSON.stringify(target)} is not a DNS name: it ${problem}; skipped`);
         else ptrRecords.push([ip.canonical, name]);
       }
     }

@@ -29,7 +29,6 @@ function replacedThreshold(instances: number): number {
   return Math.max(4096, instances >> 6);
 }
 
-
 /** Instances that differ between two views (both sides of each change), or 'replaced' past `limit`. O(topology). */
 export function changedInstances(before: TopologyView, after: TopologyView, limit: number): Instance[] | 'replaced' {
   const changed: Instance[] = [];
@@ -163,9 +162,9 @@ export class TopologyState implements TopologySink {
    * Puts a whole new topology in service (a file read, a database snapshot), with new
    * aliases when they changed too, and the changes that follow it (a journal's), all in
    * one step: the DNS thread never answers from the image without them. It is told which
-   * instances differ, so it keeps the cached answers of the rest.
+   * instances differ, so it keeps the cached answers of the rest. Returns the view now in service.
    */
-  replace(buffer: SharedArrayBuffer, aliases?: AliasMap, changes: JournalEntry[] = []): void {
+  replace(buffer: SharedArrayBuffer, aliases?: AliasMap, changes: JournalEntry[] = []): TopologyView {
     const before = this.view;
     if (aliases) this.aliases = aliases;
     const next = this.newView(new TopologyImage(buffer), this.aliases);
@@ -180,6 +179,7 @@ export class TopologyState implements TopologySink {
     this.postImage(buffer, changed === 'replaced' ? changed : tagsOf(changed), deltas);
     this.owned?.snapshot(next);
     collectGarbage();
+    return next;
   }
 
   /**
@@ -225,7 +225,7 @@ export class TopologyState implements TopologySink {
     view.apply(delta);
     this.options.post({ type: 'delta', delta });
     this.owned?.append(version, removes, adds);
-    if (view.pending >= compactionThreshold(view.recordCount) || this.owned?.due) this.compact();
+    if (view.pending >= compactionThreshold(view.recordCount) || this.owned?.due) this.compact(view);
   }
 
   /**
@@ -243,8 +243,7 @@ export class TopologyState implements TopologySink {
     if (this.view) file.snapshot(this.view);
   }
 
-  private compact(): void {
-    const view = this.view!;
+  private compact(view: TopologyView): void {
     const started = performance.now();
     const next = this.newView(new TopologyImage(compactView(view, this.allocate)), this.aliases);
     this.view = next;

@@ -3,15 +3,17 @@
 // control plane (plane.ts) and relays messages between it and the DNS thread. Nothing it
 // does can stall a DNS answer; if it dies, the DNS thread keeps the view in service and
 // restarts it (host.ts).
-import { parentPort, workerData } from 'node:worker_threads';
+import { workerData } from 'node:worker_threads';
 import { createLogger } from '../log.ts';
 import { systemClock } from '../clock.ts';
 import type { Fanout } from '../fanout/index.ts';
 import type { Db } from '../presence/db.ts';
 import { reportBackgroundFailures } from '../util/background.ts';
+import { parentThreadPort } from '../util/worker-thread.ts';
 import { startControlPlane, type SyncSetup } from './plane.ts';
 import type { ToMain, ToWorker, TopologyWorkerOptions } from './protocol.ts';
 
+const port = parentThreadPort();
 const options = workerData as TopologyWorkerOptions;
 const logger = createLogger(options.logLevel).child({ module: 'topology' });
 // Logged from this thread (its failures are not counted in the main thread's metrics).
@@ -50,13 +52,13 @@ const plane = await startControlPlane({
   domains: options.domains,
   maxFileBytes: options.maxFileBytes,
   logger,
-  post: (message: ToMain, transfer: ArrayBuffer[] = []) => parentPort!.postMessage(message, transfer),
+  post: (message: ToMain, transfer: ArrayBuffer[] = []) => port.postMessage(message, transfer),
   sync,
   resume: options.resume,
 });
-parentPort!.postMessage({ type: 'started' } satisfies ToMain);
+port.postMessage({ type: 'started' } satisfies ToMain);
 
-parentPort!.on('message', (message: ToWorker) => {
+port.on('message', (message: ToWorker) => {
   if (message.type !== 'stop') {
     plane.handle(message);
     return;

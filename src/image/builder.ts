@@ -274,8 +274,12 @@ function put(table: Uint32Array, hash: number, ordinal: number): void {
   table[slot] = ordinal + 1;
 }
 
+function unheard(): void {
+  // Without a listener, skipped instances are only left out of the image.
+}
+
 /** Compiles a whole topology; `skipped` hears of each instance the image cannot hold. */
-export function compileImage(topology: Topology, skipped: (instance: Instance, reason: string) => void = () => {}): SharedArrayBuffer {
+export function compileImage(topology: Topology, skipped: (instance: Instance, reason: string) => void = unheard): SharedArrayBuffer {
   const builder = new ImageBuilder(topology.instances.length);
   for (const i of topology.instances) {
     const reason = builder.add(i);

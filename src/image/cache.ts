@@ -93,7 +93,7 @@ export function readImageCache(file: string, maxBytes = Number.MAX_SAFE_INTEGER)
     if (imageBytes > maxBytes) return { kind: 'corrupt', reason: `its image of ${imageBytes} bytes is over the limit of ${maxBytes}` };
     const buffer = new SharedArrayBuffer(imageBytes);
     const bytes = new Uint8Array(buffer);
-    for (let read = 0; read < bytes.length; ) {
+    for (let read = 0; read < bytes.length;) {
       const n = readSync(fd, bytes, read, bytes.length - read, HEADER_BYTES + read);
       if (n === 0) return { kind: 'corrupt', reason: 'it ended while being read' };
       read += n;

@@ -40,7 +40,7 @@ export interface Criteria {
 
 // BOSH DNS's letters. There is no `g`: a group id is the short form's `q-g<N>` label, and
 // BOSH answers `q-g2.q-g2.bosh` FORMERR (its filter label has no filter it knows).
-const FILTER_KEYS: Record<string, keyof Filters> = {
+const FILTER_KEYS: Partial<Record<string, keyof Filters>> = {
   a: 'azIds', i: 'indexes', m: 'numIds', n: 'networkIds', s: 'health',
 };
 const HEALTH_FILTERS = new Set([0, 1, 3, 4]);
@@ -90,6 +90,15 @@ export function matchesPattern(pattern: LabelPattern, value: string): boolean {
     case 'suffix': return value.endsWith(pattern.value);
     case 'any': return true;
   }
+}
+
+/** Whether a group's labels match the long form's three patterns (criteria without a `groupId`). */
+export function matchesGroup(criteria: Criteria, group: string, network: string, deployment: string): boolean {
+  const { group: groupPattern, network: networkPattern, deployment: deploymentPattern } = criteria;
+  if (!groupPattern || !networkPattern || !deploymentPattern) {
+    throw Object.assign(new Error('short-form criteria (q-g<N>) have no group patterns: select by groupId'), { code: 'SHORT_FORM_CRITERIA' });
+  }
+  return matchesPattern(groupPattern, group) && matchesPattern(networkPattern, network) && matchesPattern(deploymentPattern, deployment);
 }
 
 export interface ParseOptions {
@@ -142,12 +151,12 @@ function within(values: number[], value: number | null): boolean {
 export function matchesInstance(criteria: Criteria, instance: Instance): boolean {
   const f = criteria.filters;
   return (
-    (criteria.instanceId === null || criteria.instanceId === instance.id) &&
-    within(f.azIds, instance.azId) &&
-    within(f.indexes, instance.index) &&
-    within(f.numIds, instance.numId) &&
-    within(f.networkIds, instance.networkId) &&
-    (criteria.service === null || criteria.service in instance.ports)
+    (criteria.instanceId === null || criteria.instanceId === instance.id)
+    && within(f.azIds, instance.azId)
+    && within(f.indexes, instance.index)
+    && within(f.numIds, instance.numId)
+    && within(f.networkIds, instance.networkId)
+    && (criteria.service === null || criteria.service in instance.ports)
   );
 }
 

@@ -3,7 +3,7 @@
 // delta costs O(changed instances) — a mask bit on the base and a few map entries — never
 // O(topology). The topology worker compacts the overlay into a new base image in the
 // background; this view is then rebuilt over it with the deltas the image does not hold.
-import { matchesInstance, matchesPattern, type Criteria } from './criteria.ts';
+import { matchesGroup, matchesInstance, type Criteria } from './criteria.ts';
 import { ImageBuilder } from './builder.ts';
 import { TopologyImage } from './image.ts';
 import { normalizeName, type AliasMap, type Instance } from './instance.ts';
@@ -77,18 +77,21 @@ class Multimap {
   private readonly map = new Map<string, Map<string, Instance>>();
   add(key: string, name: string, i: Instance): void {
     let bucket = this.map.get(key);
-    if (!bucket) this.map.set(key, (bucket = new Map()));
+    if (!bucket) this.map.set(key, (bucket = new Map<string, Instance>()));
     bucket.set(name, i);
   }
+
   remove(key: string, name: string): void {
     const bucket = this.map.get(key);
     if (!bucket) return;
     bucket.delete(name);
     if (bucket.size === 0) this.map.delete(key);
   }
+
   get(key: string): Iterable<Instance> {
     return this.map.get(key)?.values() ?? [];
   }
+
   keys(): Iterable<string> {
     return this.map.keys();
   }
@@ -118,7 +121,7 @@ class Overlay {
 
   private each(name: string, i: Instance, fn: (map: Multimap, key: string) => void): void {
     fn(this.byGroup, groupKey(i.domain, i.group, i.network, i.deployment));
-    for (const gid of i.groupIds) fn(this.byGroupId, i.domain + SEP + gid);
+    for (const gid of i.groupIds) fn(this.byGroupId, `${i.domain}${SEP}${gid}`);
     if (i.agentId) fn(this.byAgent, i.agentId);
     fn(this.byIp, i.ip);
     fn(this.byId, i.id);
@@ -133,7 +136,7 @@ class Overlay {
   }
 
   groupById(domain: string, gid: number): Iterable<Instance> {
-    return this.byGroupId.get(domain + SEP + gid);
+    return this.byGroupId.get(`${domain}${SEP}${gid}`);
   }
 
   agent(agent: string): Iterable<Instance> {
@@ -172,7 +175,7 @@ export class TopologyView implements TopologyLookup {
 
   constructor(readonly base: TopologyImage, options: ViewOptions = {}) {
     this.version = base.version;
-    this.aliases = options.aliases ?? new Map();
+    this.aliases = options.aliases ?? new Map<string, string[]>();
     this.configDomains = new Set((options.domains ?? []).map(normalizeName));
     this.baseDomains = new Set(base.domains());
     this.healthCount = base.healthCount;
@@ -196,7 +199,7 @@ export class TopologyView implements TopologyLookup {
       const name = instanceName(i);
       instances.push(...this.remove(name), i);
       this.overlay.add(name, i);
-      this.count(i, +1);
+      this.count(i, 1);
     }
     this.version = delta.version;
     this.seq = delta.seq;
@@ -204,7 +207,7 @@ export class TopologyView implements TopologyLookup {
   }
 
   /** Every live instance, base (not masked) then overlay: what a compaction builds from. */
-  *instances(): Generator<Instance> {
+  * instances(): Generator<Instance> {
     for (let o = 0; o < this.base.instanceCount; o++) if (!this.masked.has(o)) yield this.base.instance(o);
     yield* this.overlay.byName.values();
   }
@@ -213,7 +216,7 @@ export class TopologyView implements TopologyLookup {
   get(name: string): Instance | undefined {
     const added = this.overlay.byName.get(name);
     if (added) return added;
-    const o = this.baseOrdinals(name)[0];
+    const o = this.baseOrdinals(name).at(0);
     return o === undefined ? undefined : this.base.instance(o);
   }
 
@@ -296,7 +299,7 @@ export class TopologyView implements TopologyLookup {
   }
 
   servedDomain(name: string): string | null {
-    for (let suffix = name; ; ) {
+    for (let suffix = name; ;) {
       if (this.isServed(suffix)) return suffix;
       const dot = suffix.indexOf('.');
       if (dot === -1) return null;
@@ -307,7 +310,7 @@ export class TopologyView implements TopologyLookup {
   select(criteria: Criteria): Instance[] {
     const { base } = this;
     const { domain } = criteria;
-    let ordinals: ArrayLike<number>;
+    let ordinals: Iterable<number>;
     const overlay: Instance[] = [];
     if (criteria.groupId !== null) {
       ordinals = base.byGroupId(domain, criteria.groupId);
@@ -324,18 +327,15 @@ export class TopologyView implements TopologyLookup {
       overlay.push(...this.overlay.group(domain, g, n, d));
     } else {
       const list: number[] = [];
-      const matches = (group: string, network: string, deployment: string) =>
-        matchesPattern(criteria.group!, group) && matchesPattern(criteria.network!, network) && matchesPattern(criteria.deployment!, deployment);
-      for (const g of base.groupsOf(domain)) if (matches(g.group, g.network, g.deployment)) list.push(...base.members(g.entry));
+      for (const g of base.groupsOf(domain)) if (matchesGroup(criteria, g.group, g.network, g.deployment)) list.push(...base.members(g.entry));
       ordinals = list;
       for (const key of this.overlay.groupKeys()) {
         const [d, group, network, deployment] = key.split(SEP);
-        if (d === domain && matches(group, network, deployment)) overlay.push(...this.overlay.group(d, group, network, deployment));
+        if (d === domain && matchesGroup(criteria, group, network, deployment)) overlay.push(...this.overlay.group(d, group, network, deployment));
       }
     }
     const out: Instance[] = [];
-    for (let k = 0; k < ordinals.length; k++) {
-      const o = ordinals[k];
+    for (const o of ordinals) {
       if (this.masked.has(o)) continue;
       const i = base.instance(o);
       if (matchesInstance(criteria, i)) out.push(i);

@@ -51,7 +51,10 @@ export class SqlChangeSource implements ChangeSource {
     const { id, revision } = position;
     const rowRevision = id !== null && revision !== null && head.revision >= revision ? await this.store.rowRevision(id) : undefined;
     const kind = planSync(position, head, rowRevision);
-    return kind === 'snapshot' ? { kind, cause: snapshotCause(position, head, rowRevision)! } : { kind };
+    if (kind !== 'snapshot') return { kind };
+    const cause = snapshotCause(position, head, rowRevision);
+    if (cause === null) throw Object.assign(new Error('planSync chose a snapshot that snapshotCause has no cause for'), { code: 'SYNC_PLAN' });
+    return { kind, cause };
   }
 
   changesSince(revision: number, limit: number): Promise<PresenceRow[]> {
@@ -64,7 +67,7 @@ export class SqlChangeSource implements ChangeSource {
   }
 
   async subscribe(wake: () => void, lost: () => void): Promise<() => Promise<void>> {
-    if (this.options.listen === false) return async () => undefined;
+    if (this.options.listen === false) return () => Promise.resolve();
     return this.store.db.listen(NOTIFY_CHANNEL, wake, lost);
   }
 }

@@ -11,6 +11,7 @@ export type SqlValue = string | number | boolean | null | string[] | number[];
 export type Row = Record<string, unknown>;
 
 export interface Queryable {
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-parameters -- the caller names its SQL's row type, as with pg's query<T>
   query<T extends Row = Row>(text: string, params?: SqlValue[]): Promise<{ rows: T[]; rowCount: number }>;
 }
 
@@ -35,4 +36,3 @@ export class PresenceError extends Error {
     super(message);
   }
 }
-

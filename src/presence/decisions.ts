@@ -41,7 +41,7 @@ export class ExpiryTracker {
     for (const cell of cells) {
       present.add(cell.cellId);
       const last = this.seen.get(cell.cellId);
-      if (!last || last.owner !== cell.owner || last.heartbeatIndex !== cell.heartbeatIndex) {
+      if (last?.owner !== cell.owner || last.heartbeatIndex !== cell.heartbeatIndex) {
         this.seen.set(cell.cellId, { owner: cell.owner, heartbeatIndex: cell.heartbeatIndex, changedAt: now });
       } else if (now - last.changedAt >= cell.ttlMs) {
         due.push(cell);
@@ -137,7 +137,7 @@ export class LockWatch {
 
   expired(holder: LockHolder, now: number): boolean {
     const last = this.last;
-    if (!last || last.owner !== holder.owner || last.modifiedIndex !== holder.modifiedIndex || last.modifiedId !== holder.modifiedId) {
+    if (last?.owner !== holder.owner || last.modifiedIndex !== holder.modifiedIndex || last.modifiedId !== holder.modifiedId) {
       this.last = { ...holder, since: now };
       return false;
     }
@@ -162,8 +162,9 @@ export interface SyncPosition {
  * (undefined: not looked up, null: the row is gone).
  */
 export function planSync(position: SyncPosition, head: { revision: number; purgedBelow: number }, lastRowRevision: number | null | undefined): 'snapshot' | 'incremental' | 'idle' {
-  if (snapshotCause(position, head, lastRowRevision) !== null) return 'snapshot';
-  return head.revision > position.revision! ? 'incremental' : 'idle';
+  const { revision } = position;
+  if (revision === null || snapshotCause(position, head, lastRowRevision) !== null) return 'snapshot';
+  return head.revision > revision ? 'incremental' : 'idle';
 }
 
 /**

@@ -5,13 +5,16 @@
 // PGlite is one session: while one client's transaction is open, everyone else's
 // statements wait, so no statement ever runs inside another client's transaction.
 import { mkdirSync } from 'node:fs';
-import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
+import { workerData, type MessagePort } from 'node:worker_threads';
 import { PGlite } from '@electric-sql/pglite';
 import { inBackground } from '../util/background.ts';
+import { errorMessage } from '../util/error-message.ts';
+import { parentThreadPort } from '../util/worker-thread.ts';
 import type { DbRequest, DbResponse, EmbeddedDbOptions } from './embedded-db.ts';
 import { applyPgliteSettings } from './pglite-settings.ts';
 import { seedDataDir } from './pglite-template.ts';
 
+const port = parentThreadPort();
 const options = workerData as EmbeddedDbOptions;
 /** A transaction held longer than this is rolled back (its client is stuck or gone). */
 const TRANSACTION_LIMIT_MS = 30_000;
@@ -118,11 +121,11 @@ function accept(port: MessagePort): void {
   });
 }
 
-parentPort!.on('message', (message: { type: 'connect'; port: MessagePort } | { type: 'close' }) => {
+port.on('message', (message: { type: 'connect'; port: MessagePort } | { type: 'close' }) => {
   if (message.type === 'connect') accept(message.port);
-  else inBackground('embedded_db_close', opened.then((db) => db.close()).finally(() => parentPort!.postMessage({ type: 'closed' })));
+  else inBackground('embedded_db_close', opened.then((db) => db.close()).finally(() => port.postMessage({ type: 'closed' })));
 });
 opened.then(
-  () => parentPort!.postMessage({ type: 'ready' }),
-  (err: Error) => parentPort!.postMessage({ type: 'failed', error: err.message }),
+  () => port.postMessage({ type: 'ready' }),
+  (err: unknown) => port.postMessage({ type: 'failed', error: errorMessage(err) }),
 );

@@ -60,6 +60,7 @@ export class RemoteDb implements Db {
 
   private queryable(tx?: number): Queryable {
     return {
+      // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-parameters -- the caller names its SQL's row type, as with pg's query<T>
       query: async <T extends Row = Row>(sql: string, params: SqlValue[] = []) => {
         const r = await this.call({ op: 'query', sql, params, tx });
         return { rows: (r.rows ?? []) as T[], rowCount: r.rowCount ?? 0 };
@@ -67,20 +68,22 @@ export class RemoteDb implements Db {
     };
   }
 
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-parameters -- the caller names its SQL's row type, as with pg's query<T>
   query<T extends Row = Row>(sql: string, params: SqlValue[] = []): Promise<{ rows: T[]; rowCount: number }> {
     return this.queryable().query<T>(sql, params);
   }
 
   async transaction<T>(fn: (tx: Queryable) => Promise<T>, isolation: Isolation = 'read committed'): Promise<T> {
     const { tx } = await this.call({ op: 'begin', isolation });
+    if (tx === undefined) throw new EmbeddedDbError('the embedded database began a transaction without naming it', null);
     let result: T;
     try {
       result = await fn(this.queryable(tx));
     } catch (err) {
-      await this.call({ op: 'rollback', tx: tx! }).catch(() => undefined);
+      await this.call({ op: 'rollback', tx }).catch(() => undefined);
       throw err;
     }
-    await this.call({ op: 'commit', tx: tx! });
+    await this.call({ op: 'commit', tx });
     return result;
   }
 
@@ -96,8 +99,9 @@ export class RemoteDb implements Db {
     };
   }
 
-  async close(): Promise<void> {
+  close(): Promise<void> {
     this.port.close();
+    return Promise.resolve();
   }
 }
 

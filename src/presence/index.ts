@@ -10,6 +10,7 @@ import type { AdminServer, Registry } from '../admin/index.ts';
 import type { Logger } from '../log.ts';
 import type { RegistrationSource } from '../registrations/types.ts';
 import { systemClock, type Clock } from '../clock.ts';
+import { errorMessage } from '../util/error-message.ts';
 import { redactUrl } from '../util/redact.ts';
 import type { PresenceConfig } from './config.ts';
 import { PresenceError, type Db } from './db.ts';
@@ -57,18 +58,21 @@ export async function openPresenceDb(config: PresenceConfig, logger: Logger): Pr
     const { openPgDb, POOLS } = await import('./pg-db.ts');
     const registrar = openPgDb(url, logger, POOLS.registrar);
     const reaper = openPgDb(url, logger, POOLS.reaper);
-    return { registrar, reaper, forWorker: { url }, close: async () => void (await Promise.all([registrar.close(), reaper.close()])) };
+    const close = async () => {
+      await Promise.all([registrar.close(), reaper.close()]);
+    };
+    return { registrar, reaper, forWorker: { url }, close };
   }
   const embedded = startEmbeddedDb({ dir }, logger);
   embedded.ready.then(
     () => logger.info({ database: `embedded ${dir}` }, 'presence database open'),
-    (err: Error) => logger.error({ err: err.message }, 'the embedded presence database did not open; DNS keeps answering from the file'),
+    (err: unknown) => logger.error({ err: errorMessage(err) }, 'the embedded presence database did not open; DNS keeps answering from the file'),
   );
   // One embedded engine runs one statement at a time whatever the pools: both parts share it.
   return {
     registrar: embedded.db,
     reaper: embedded.db,
-    forWorker: { connect: embedded.connect },
+    forWorker: { connect: () => embedded.connect() },
     async close() {
       await embedded.db.close();
       await embedded.stop();
@@ -113,7 +117,7 @@ export function startPresence(options: PresenceOptions): Presence {
     await migrate(db.registrar);
     migrated = true;
   };
-  ensureSchema().catch((err: Error) => log.warn({ err: err.message }, 'cannot migrate the presence schema yet (database down?); will retry'));
+  ensureSchema().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'cannot migrate the presence schema yet (database down?); will retry'));
   const store = new PresenceStore(db.registrar, ensureSchema);
   const reaperStore = new PresenceStore(db.reaper, ensureSchema);
   const ttlMs = config.registrar.ttl * 1000;

@@ -60,6 +60,7 @@ export class PassLoop {
         this.rerun = false;
         this.timer?.cancel();
         delay = await this.attempt();
+        // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- kick() sets rerun while the pass is awaited
       } while (this.rerun && !this.stopped);
       if (!this.stopped) this.timer = this.clock.after(delay, () => void this.kick());
     })().finally(() => {

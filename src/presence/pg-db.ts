@@ -54,6 +54,7 @@ export class PgDb implements Db {
     this.pool.on('error', (err) => logger.warn({ err: err.message }, 'idle database connection lost'));
   }
 
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-parameters -- the caller names its SQL's row type, as with pg's query<T>
   async query<T extends Row = Row>(text: string, params: SqlValue[] = []) {
     const result = await this.pool.query<T>(text, params);
     return { rows: result.rows, rowCount: result.rowCount ?? 0 };
@@ -143,6 +144,7 @@ export class PgDb implements Db {
 
 function clientQueryable(client: pg.PoolClient): Queryable {
   return {
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-parameters -- the caller names its SQL's row type, as with pg's query<T>
     async query<T extends Row = Row>(text: string, params: SqlValue[] = []) {
       const result = await client.query<T>(text, params);
       return { rows: result.rows, rowCount: result.rowCount ?? 0 };

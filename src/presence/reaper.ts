@@ -5,6 +5,7 @@
 import type { Registry } from '../admin/metrics.ts';
 import type { Logger } from '../log.ts';
 import type { Clock } from '../clock.ts';
+import { errorMessage } from '../util/error-message.ts';
 import { ExpiryTracker, LockWatch, MassExpiryGuard, type CellObservation } from './decisions.ts';
 import { REAPER_LOCK, type PresenceStore } from './store.ts';
 import { PassLoop } from './loop.ts';
@@ -77,8 +78,8 @@ export class Reaper {
   async stop(): Promise<void> {
     await this.loop.stop();
     if (this.holder) {
-      await this.options.store.releaseLock(REAPER_LOCK, this.options.owner).catch((err: Error) => {
-        this.options.logger.warn({ err: err.message }, 'could not release the reaper lock; it expires by its TTL');
+      await this.options.store.releaseLock(REAPER_LOCK, this.options.owner).catch((err: unknown) => {
+        this.options.logger.warn({ err: errorMessage(err) }, 'could not release the reaper lock; it expires by its TTL');
       });
       this.holder = false;
     }

@@ -37,6 +37,7 @@ export class Registrar {
     this.dirty = true;
     void this.kick();
   };
+
   private readonly ownerLost;
   private readonly errors;
 

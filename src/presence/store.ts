@@ -281,7 +281,7 @@ async function writeCell(db: Queryable, cellId: string, registrations: Registrat
 
 export class PresenceStore {
   /** `prepare` runs before every operation (the schema migration until it has succeeded once). */
-  constructor(readonly db: Db, private readonly prepare: () => Promise<void> = async () => undefined) {}
+  constructor(readonly db: Db, private readonly prepare: () => Promise<void> = () => Promise.resolve()) {}
 
   /** Claims the cell for `owner` (a fresh uuid per process) and counts as a heartbeat. */
   async registerCell(cell: CellRegistration): Promise<{ previousOwner: string | null }> {
@@ -475,7 +475,7 @@ export class PresenceStore {
         }
         if (page.rows.length < SNAPSHOT_PAGE) break;
       }
-      const top = newest.rows[0];
+      const top = newest.rows.at(0);
       return {
         rows,
         revision: top ? Number(top.revision) : head.rows.length ? Number(head.rows[0].revision) : 0,
@@ -495,7 +495,7 @@ export class PresenceStore {
         'SELECT owner, modified_index, modified_id::text AS modified_id, ttl FROM locks WHERE path = $1 FOR UPDATE',
         [path],
       );
-      const held = rows[0];
+      const held = rows.at(0);
       if (!held) {
         const inserted = await tx.query(
           `INSERT INTO locks (path, owner, modified_index, modified_id, ttl) VALUES ($1, $2, 1, gen_random_uuid(), $3)

@@ -17,8 +17,8 @@ function error(status: number, message: string, field: string | null, code: stri
 }
 
 async function handle(set: RegistrationSet, req: AdminRequest): Promise<AdminResponse> {
-  const [id, extra] = req.params;
-  if (extra !== undefined) return error(404, `no such endpoint: ${req.path}`, null, 'NOT_FOUND');
+  if (req.params.length > 1) return error(404, `no such endpoint: ${req.path}`, null, 'NOT_FOUND');
+  const id = req.params.at(0);
   if (id === undefined) {
     if (req.method !== 'GET') return error(405, `${req.method} ${INSTANCES_PATH}: use GET here, or PUT/DELETE ${INSTANCES_PATH}/:id`, null, 'METHOD_NOT_ALLOWED');
     return { status: 200, body: { instances: set.list().map((r) => view(set, r)) } };

@@ -57,14 +57,16 @@ function describe(value: unknown): string {
   if (Array.isArray(value)) return 'a list';
   if (typeof value === 'object') return 'a mapping';
   if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
-  return String(value);
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint' || value === undefined) return String(value);
+  return `a ${typeof value}`;
 }
 
 // Letters, digits and inner hyphens (RFC 1123 host label); the length is checked first
 // so the message can say "too long" rather than "bad syntax".
 const LABEL = /^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$/;
-// C0 controls, DEL and C1 controls: they garble logs and gorouter messages.
-const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+// C0 controls, DEL and C1 controls (Unicode category Cc, U+0000-U+001F and U+007F-U+009F):
+// they garble logs and gorouter messages.
+const CONTROL = /\p{Cc}/u;
 const TAG_KEY = /^[A-Za-z0-9_.-]+$/;
 
 /** The instance's fields an entry gives (src/image/fields.ts); the registrar sets the others. */
@@ -178,7 +180,7 @@ function parsePorts(check: Check, value: unknown, field: string): Record<string,
   return Object.fromEntries(ports);
 }
 
-function parseRoutes(check: Check, value: unknown, ports: Record<string, number>): RouteRegistration[] {
+function parseRoutes(check: Check, value: unknown, ports: Partial<Record<string, number>>): RouteRegistration[] {
   if (value === undefined || value === null) return [];
   if (!Array.isArray(value)) check.fail('routes', `must be a list of hostnames or {hostname, port, …} mappings, got ${describe(value)}`);
   if (value.length > LIMITS.routesPerInstance) check.fail('routes', `has ${value.length} entries; at most ${LIMITS.routesPerInstance}`);
@@ -186,8 +188,9 @@ function parseRoutes(check: Check, value: unknown, ports: Record<string, number>
   return value.map((item: unknown, i) => {
     const field = `routes[${i}]`;
     const httpPort = (portField: string): number => {
-      if (ports.http === undefined) check.fail(portField, 'no port given and the instance has no "http" named port in ports');
-      return ports.http;
+      const { http } = ports;
+      if (http === undefined) check.fail(portField, 'no port given and the instance has no "http" named port in ports');
+      return http;
     };
     let route: RouteRegistration;
     if (typeof item === 'string') {
@@ -225,7 +228,7 @@ function routeServiceUrl(check: Check, value: unknown, field: string): string | 
   } catch {
     // reported below with the same message as a non-https URL
   }
-  if (!url || url.protocol !== 'https:' || !url.hostname) check.fail(field, `must be empty or an https:// URL, got ${describe(value)}`);
+  if (url?.protocol !== 'https:' || !url.hostname) check.fail(field, `must be empty or an https:// URL, got ${describe(value)}`);
   return text;
 }
 
@@ -305,11 +308,13 @@ function httpUrl(check: Check, value: unknown, field: string): string {
 /** "host:port" or "[v6]:port"; the host an IP address or a DNS name. */
 function tcpAddress(check: Check, value: unknown, field: string): { host: string; port: number } {
   const text = check.string(value, field, LIMITS.name + 8);
-  const match = /^(?:\[([^\]]+)\]|([^:\[\]]+)):(\d+)$/.exec(text);
+  const match = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d+)$/.exec(text);
   if (!match) check.fail(field, `${describe(value)} is not "host:port" (IPv6 in brackets: "[::1]:8080")`);
-  const host = (match[1] ?? match[2]).toLowerCase();
+  // The first group is the bracketed form's; it is absent for a name or an IPv4 address.
+  const bracketed = match.at(1);
+  const host = (bracketed ?? match[2]).toLowerCase();
   const ip = parseIp(host);
-  if (match[1] !== undefined && (!ip || ip.family !== 6)) check.fail(field, `${describe(value)}: only an IPv6 address goes in brackets`);
+  if (bracketed !== undefined && ip?.family !== 6) check.fail(field, `${describe(value)}: only an IPv6 address goes in brackets`);
   if (!ip) check.name(host, field);
   return { host, port: check.port(Number(match[3]), field) };
 }

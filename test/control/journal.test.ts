@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { journalHeaderLine, journalLine, readJournal, type JournalEntry } from '../../src/control/journal.ts';
 import { parseTopology } from '../../src/control/reader.ts';
 import type { Instance } from '../../src/image/instance.ts';
+import { required } from '../helpers/required.ts';
 import { topologyJson } from '../helpers/topology.ts';
 
 const CLUSTER = 'c1';
@@ -71,7 +72,8 @@ describe('the journal', () => {
     it(`stops at ${what}, naming the line, and keeps what came before`, () => {
       const read = readJournal(journal(mutate(good())), null);
       expect(read.error).toMatch(error);
-      const kept = Number(/line (\d+)/.exec(read.error!)![1]) - 1;
+      const line = required(/line (\d+)/.exec(required(read.error, 'a journal error')), 'the line number in the error')[1];
+      const kept = Number(line) - 1;
       expect(read.entries).toHaveLength(kept);
       expect(read.cursor?.n).toBe(kept);
     });

@@ -17,25 +17,29 @@ import { PresenceStore } from '../../src/presence/store.ts';
 import { startControlPlane, type RunningControlPlane } from '../../src/control/index.ts';
 import { parseIp } from '../../src/util/ip.ts';
 import { freePort, testDatabase, type TestDatabase } from '../helpers/postgres.ts';
+import { required } from '../helpers/required.ts';
 import { syncedTopology } from '../helpers/topology.ts';
-import { TestSource, registration, silentLogger } from '../presence/fixtures.ts';
+import { TestSource, registration, silentLogger, unposted } from '../presence/fixtures.ts';
 import { ManualClock } from '../helpers/manual-clock.ts';
 
 const TTL = 3000;
 let database: TestDatabase;
 let db: Db;
 let store: PresenceStore;
+/** What the setup started, stopped in reverse: only what it got to start if it failed halfway. */
+const cleanups: Array<() => Promise<unknown>> = [];
 
 beforeAll(async () => {
   database = await testDatabase();
+  cleanups.push(() => database.drop());
   db = openPgDb(database.url, silentLogger);
+  cleanups.push(() => db.close());
   await migrate(db);
   store = new PresenceStore(db);
 });
 
 afterAll(async () => {
-  await db?.close();
-  await database?.drop();
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
 function node(cellId: string, clock: ManualClock, metrics = new Registry(), s = store) {
@@ -55,13 +59,13 @@ afterEach(async () => {
 async function syncer(clock: ManualClock, s = store) {
   const file = join(mkdtempSync(join(tmpdir(), 'presence-sync-')), 'topology.json');
   const plane = await startControlPlane({
-    file, aliasesDir: join(file, '..', 'aliases.d'), domains: [], logger: silentLogger, post: () => {},
+    file, aliasesDir: join(file, '..', 'aliases.d'), domains: [], logger: silentLogger, post: unposted,
     sync: { source: new SqlChangeSource(s, { listen: false }), intervalMs: 1000, ttlMs: TTL, maxDropFraction: 0.3, guardHold: 10, clock, pageSize: 2, scheduled: false },
   });
   planes.push(plane);
   const read = () => syncedTopology(file);
   const ids = () => read().instances.map((i) => i.id).sort();
-  return { sync: plane.syncer!, file, read, ids, state: plane.state };
+  return { sync: required(plane.syncer, 'the syncer of a syncing control plane'), file, read, ids, state: plane.state };
 }
 
 function reaper(clock: ManualClock, metrics = new Registry(), owner = crypto.randomUUID()) {
@@ -383,16 +387,16 @@ describe('database down', () => {
     const metrics = new Registry();
     const a = node('down-1', clock, metrics, down);
     a.source.set([registration('down-x')]);
-        const seen: Array<[number, number]> = [];
+    const seen: Array<[number, number]> = [];
     for (let i = 0; i < 8; i++) {
       await a.registrar.kick();
-      seen.push([await metrics.value('presence_dns_registrar_errors_total'), clock.scheduled.at(-1)!]);
+      seen.push([await metrics.value('presence_dns_registrar_errors_total'), required(clock.scheduled.at(-1), 'the next try scheduled')]);
     }
     // After n consecutive failures the next try waits 250 ms doubled n-1 times, capped at
     // ttl/3 = 1000 ms (random pinned to 1: no jitter).
     for (const [failures, delay] of seen) expect(delay).toBe(Math.min(250 * 2 ** (failures - 1), 1000));
     expect(seen.map(([failures]) => failures)).toContain(2);
-    expect(seen.at(-1)![0]).toBeGreaterThanOrEqual(8);
+    expect(seen.at(-1)?.[0]).toBeGreaterThanOrEqual(8);
     await a.registrar.stop();
 
     const s = await syncer(clock, down);
@@ -415,11 +419,12 @@ describe('embedded PGlite', () => {
     const liteStore = new PresenceStore(lite);
     const clock = new ManualClock({ start: 0, runTimers: false });
     const a = node('lite-1', clock, new Registry(), liteStore);
-    a.source.set([registration('lite-x', { ip: '10.7.0.1' }), registration('lite-y', { ip: parseIp('fd00::7')!.canonical })]);
+    const liteY = required(parseIp('fd00::7'), 'fd00::7 as an address').canonical;
+    a.source.set([registration('lite-x', { ip: '10.7.0.1' }), registration('lite-y', { ip: liteY })]);
     await a.registrar.kick();
     const s = await syncer(clock, liteStore);
     await s.sync.tick();
-    expect(s.read().instances.map((i) => [i.id, i.ip, i.family])).toEqual([['lite-x', '10.7.0.1', 4], ['lite-y', parseIp('fd00::7')!.canonical, 6]]);
+    expect(s.read().instances.map((i) => [i.id, i.ip, i.family])).toEqual([['lite-x', '10.7.0.1', 4], ['lite-y', liteY, 6]]);
     const r = new Reaper({ store: liteStore, owner: a.registrar.owner, lockTtlMs: TTL, maxExpireFraction: 0.3, guardHold: 10, clock, logger: silentLogger, metrics: new Registry() });
     await r.tick();
     clock.advance(TTL);

@@ -15,8 +15,9 @@ import type { Instance } from '../../src/image/instance.ts';
 import { instanceName } from '../../src/image/view.ts';
 import { journalLine, journalPath } from '../../src/control/journal.ts';
 import { tempDir, waitFor } from '../helpers/daemon.ts';
+import { required } from '../helpers/required.ts';
 import { syncedTopology, topologyJson, type TestInstance } from '../helpers/topology.ts';
-import { silentLogger } from '../presence/fixtures.ts';
+import { silentLogger, unposted } from '../presence/fixtures.ts';
 
 const CLUSTER = '8b0c7e3e-0000-4000-8000-00000000c1a5';
 
@@ -34,9 +35,10 @@ function fleet(n: number): Instance[] {
 function writer(file: string, initial: Instance[]) {
   const posted: ToMain[] = [];
   const state = new TopologyState({ domains: [], post: (m) => posted.push(m), logger: silentLogger });
-  state.own(new OwnedFile(file, CLUSTER, silentLogger, state.counts));
+  const owned = new OwnedFile(file, CLUSTER, silentLogger, state.counts);
+  state.own(owned);
   state.replace(compileImage({ version: 1, instances: initial, aliases: new Map(), ptrRecords: null, generatedAt: null, source: null, cluster: null }));
-  return { state, posted };
+  return { state, posted, owned };
 }
 
 const sources: FileSource[] = [];
@@ -55,6 +57,8 @@ async function reader(file: string) {
 }
 
 const ids = (list: Iterable<Instance>) => [...list].map((i) => i.id).sort();
+const inService = (state: TopologyState) => required(state.current, 'a topology in service');
+const instanceIn = (state: TopologyState, name: string) => required(inService(state).get(name), `${name} in service`);
 
 describe('the file the syncer owns', () => {
   it('writes a snapshot once, then one journal line per change: bytes per change do not grow with the topology', () => {
@@ -64,7 +68,7 @@ describe('the file the syncer owns', () => {
       const { state } = writer(file, fleet(size));
       const snapshot = statSync(file);
       const before = statSync(journalPath(file)).size;
-      const moved = { ...state.current!.get(`n3.g3.default.cf.bosh`)!, ip: '10.9.9.9' };
+      const moved = { ...instanceIn(state, `n3.g3.default.cf.bosh`), ip: '10.9.9.9' };
       state.apply(2, [], [moved]);
       perChange.push(statSync(journalPath(file)).size - before);
       // The snapshot was not touched.
@@ -73,7 +77,7 @@ describe('the file the syncer owns', () => {
       const read = syncedTopology(file);
       expect(read.version).toBe(2);
       expect(read.instances).toHaveLength(size);
-      expect(read.instances.find((i) => i.id === 'n3')!.ip).toBe('10.9.9.9');
+      expect(read.instances.find((i) => i.id === 'n3')).toMatchObject({ ip: '10.9.9.9' });
     }
     expect(perChange[1]).toBe(perChange[0]);
   });
@@ -90,17 +94,17 @@ describe('the file the syncer owns', () => {
     const threshold = compactionThreshold(0);
     const { state, posted } = writer(file, fleet(threshold));
     for (let k = 0; k < threshold; k++) {
-      const i = state.current!.get(`n${k}.g${k % 7}.default.cf.bosh`)!;
+      const i = instanceIn(state, `n${k}.g${k % 7}.default.cf.bosh`);
       state.apply(2 + k, [], [{ ...i, index: 1000 + k }]);
     }
     expect(state.counts.compactions).toBe(1);
-    expect(state.current!.pending).toBe(0);
+    expect(inService(state).pending).toBe(0);
     // The new base image went to the DNS thread with nothing to invalidate (answers did not change).
     expect(posted.at(-1)).toMatchObject({ type: 'image', change: new Uint32Array(0) });
     const snapshot = parseTopology(readFileSync(file, 'utf8'));
     expect(snapshot.ok && snapshot.topology.version).toBe(1 + threshold);
     expect(readFileSync(journalPath(file), 'utf8').trim().split('\n')).toHaveLength(1);
-    expect(syncedTopology(file).instances.find((i) => i.id === 'n1')!.index).toBe(1001);
+    expect(syncedTopology(file).instances.find((i) => i.id === 'n1')).toMatchObject({ index: 1001 });
     // The snapshot's image is cached beside it, for a fast restart.
     expect(readImageCache(file)).toMatchObject({ kind: 'image', image: { version: 1 + threshold } });
   });
@@ -109,20 +113,20 @@ describe('the file the syncer owns', () => {
     const dir = join(tempDir(), 'topology');
     mkdirSync(dir);
     const file = join(dir, 'topology.json');
-    const { state } = writer(file, fleet(3));
+    const { state, owned } = writer(file, fleet(3));
     // The directory can no longer be written (as root, permissions would not stop us): a file stands in its place.
     const saved = `${dir}.saved`;
     renameSync(dir, saved);
     writeFileSync(dir, '');
     state.replace(compileImage({ version: 2, instances: fleet(5), aliases: new Map(), ptrRecords: null, generatedAt: null, source: null, cluster: null }));
     expect(state.counts.writeFailures).toBe(1);
-    expect(state.owned!.writeError).toMatch(/ENOTDIR/);
+    expect(owned.writeError).toMatch(/ENOTDIR/);
     rmSync(dir);
     renameSync(saved, dir);
     expect(syncedTopology(file).instances).toHaveLength(3);
     state.retryFailedWrite();
-    expect(syncedTopology(file)).toMatchObject({ version: 2, instances: expect.arrayContaining(fleet(5).map((i) => expect.objectContaining({ id: i.id }))) });
-    expect(state.owned!.writeError).toBeNull();
+    expect(syncedTopology(file)).toMatchObject({ version: 2, instances: expect.arrayContaining(fleet(5).map((i): unknown => expect.objectContaining({ id: i.id }))) });
+    expect(owned.writeError).toBeNull();
     // Nothing failed since: nothing to retry.
     state.retryFailedWrite();
     expect(state.counts.writeFailures).toBe(1);
@@ -133,16 +137,16 @@ describe('a reader of a synced file', () => {
   it('loads snapshot + journal, then follows appends as deltas', async () => {
     const file = join(tempDir(), 'topology.json');
     const w = writer(file, fleet(20));
-    const n5 = w.state.current!.get('n5.g5.default.cf.bosh')!;
+    const n5 = instanceIn(w.state, 'n5.g5.default.cf.bosh');
     w.state.apply(2, [instanceName(n5)], []);
     const r = await reader(file);
-    expect(r.state.current!.version).toBe(2);
-    expect(ids(r.state.current!.instances())).not.toContain('n5');
+    expect(inService(r.state).version).toBe(2);
+    expect(ids(inService(r.state).instances())).not.toContain('n5');
     const images = r.posted.filter((m) => m.type === 'image').length;
 
     w.state.apply(3, [], [{ ...n5, ip: '10.7.7.7' }]);
-    await waitFor(() => r.state.current!.version === 3, 20_000, 'the reader to follow the journal');
-    expect(r.state.current!.get('n5.g5.default.cf.bosh')!.ip).toBe('10.7.7.7');
+    await waitFor(() => inService(r.state).version === 3, 20_000, 'the reader to follow the journal');
+    expect(inService(r.state).get('n5.g5.default.cf.bosh')).toMatchObject({ ip: '10.7.7.7' });
     // As a delta: no new image for one change.
     expect(r.posted.filter((m) => m.type === 'image')).toHaveLength(images);
     expect(r.posted.at(-1)?.type === 'delta' || r.posted.at(-1)?.type === 'status').toBe(true);
@@ -153,24 +157,24 @@ describe('a reader of a synced file', () => {
     const w = writer(file, fleet(30));
     const r = await reader(file);
     const threshold = compactionThreshold(30);
-    for (let k = 0; k < threshold + 3; k++) w.state.apply(2 + k, [], [{ ...w.state.current!.get('n2.g2.default.cf.bosh')!, index: 500 + k }]);
-    await waitFor(() => r.state.current!.version === w.state.current!.version, 20_000, 'the reader to catch up');
-    expect(r.state.current!.get('n2.g2.default.cf.bosh')!.index).toBe(500 + threshold + 2);
-    expect(ids(r.state.current!.instances())).toEqual(ids(w.state.current!.instances()));
+    for (let k = 0; k < threshold + 3; k++) w.state.apply(2 + k, [], [{ ...instanceIn(w.state, 'n2.g2.default.cf.bosh'), index: 500 + k }]);
+    await waitFor(() => inService(r.state).version === inService(w.state).version, 20_000, 'the reader to catch up');
+    expect(inService(r.state).get('n2.g2.default.cf.bosh')).toMatchObject({ index: 500 + threshold + 2 });
+    expect(ids(inService(r.state).instances())).toEqual(ids(inService(w.state).instances()));
   });
 
   it('stops at a torn last line and picks the change up once the line is complete', async () => {
     const file = join(tempDir(), 'topology.json');
     const w = writer(file, fleet(5));
-    w.state.owned!.close();
+    w.owned.close();
     const line = journalLine(1, { version: 2, removes: ['n1.g1.default.cf.bosh'], adds: [] }).trimEnd();
     appendFileSync(journalPath(file), line.slice(0, 10));
     const r = await reader(file);
-    expect(r.state.current!.version).toBe(1);
-    expect(ids(r.state.current!.instances())).toContain('n1');
+    expect(inService(r.state).version).toBe(1);
+    expect(ids(inService(r.state).instances())).toContain('n1');
     appendFileSync(journalPath(file), `${line.slice(10)}\n`);
-    await waitFor(() => r.state.current!.version === 2, 20_000, 'the completed line');
-    expect(ids(r.state.current!.instances())).not.toContain('n1');
+    await waitFor(() => inService(r.state).version === 2, 20_000, 'the completed line');
+    expect(ids(inService(r.state).instances())).not.toContain('n1');
   });
 });
 
@@ -178,10 +182,10 @@ describe('a reader of a journal that turns bad', () => {
   it('stops at a corrupt line, keeps every change before it, reports it, and follows again after the next snapshot', async () => {
     const file = join(tempDir(), 'topology.json');
     const w = writer(file, fleet(20));
-    const n5 = w.state.current!.get('n5.g5.default.cf.bosh')!;
+    const n5 = instanceIn(w.state, 'n5.g5.default.cf.bosh');
     const r = await reader(file);
     w.state.apply(2, [], [{ ...n5, ip: '10.7.7.7' }]);
-    await waitFor(() => r.state.current!.version === 2, 20_000, 'the reader to follow the journal');
+    await waitFor(() => inService(r.state).version === 2, 20_000, 'the reader to follow the journal');
     // Lines that parse as JSON but are not changes, then a good change after them.
     for (const line of ['null', '[]', '"x"', '42', '{"n":2,"v":"3","rm":[],"add":[]}']) appendFileSync(journalPath(file), `${line}\n`);
     w.state.apply(3, [instanceName(n5)], []);
@@ -189,36 +193,36 @@ describe('a reader of a journal that turns bad', () => {
     expect(r.source.journalError).toMatch(/journal line 2 \(byte \d+\) is corrupt: it has no checksum/);
     expect(r.source.counts.journalErrors).toBe(1);
     // What was applied stays; nothing after the bad line is applied.
-    expect(r.state.current!.version).toBe(2);
-    expect(r.state.current!.get('n5.g5.default.cf.bosh')!.ip).toBe('10.7.7.7');
-    expect(r.state.current!.recordCount).toBe(20);
+    expect(inService(r.state).version).toBe(2);
+    expect(inService(r.state).get('n5.g5.default.cf.bosh')).toMatchObject({ ip: '10.7.7.7' });
+    expect(inService(r.state).recordCount).toBe(20);
     // The writer compacts (a new snapshot and journal): the reader follows again.
-    w.state.owned!.snapshot(w.state.current!);
-    await waitFor(() => r.state.current!.version === 3, 20_000, 'the reader to read the new snapshot');
-    expect(r.state.current!.get('n5.g5.default.cf.bosh')).toBeUndefined();
+    w.owned.snapshot(inService(w.state));
+    await waitFor(() => inService(r.state).version === 3, 20_000, 'the reader to read the new snapshot');
+    expect(inService(r.state).get('n5.g5.default.cf.bosh')).toBeUndefined();
     expect(r.source.journalError).toBeNull();
   });
 
   it('reads a new journal beside the same snapshot without taking back what it applied', async () => {
     const file = join(tempDir(), 'topology.json');
     const w = writer(file, fleet(10));
-    const n1 = w.state.current!.get('n1.g1.default.cf.bosh')!;
+    const n1 = instanceIn(w.state, 'n1.g1.default.cf.bosh');
     w.state.apply(2, [], [{ ...n1, ip: '10.8.8.8' }]);
-    w.state.owned!.close();
+    w.owned.close();
     const r = await reader(file);
-    expect(r.state.current!.version).toBe(2);
+    expect(inService(r.state).version).toBe(2);
     // Someone writes a journal for the same snapshot whose first line is already bad.
     writeFileSync(journalPath(file), `${readFileSync(journalPath(file), 'utf8').split('\n')[0]}\nnull\n`);
     await waitFor(() => r.source.journalError !== null, 20_000, 'the bad journal to be reported');
-    expect(r.state.current!.version).toBe(2);
-    expect(r.state.current!.get('n1.g1.default.cf.bosh')!.ip).toBe('10.8.8.8');
+    expect(inService(r.state).version).toBe(2);
+    expect(inService(r.state).get('n1.g1.default.cf.bosh')).toMatchObject({ ip: '10.8.8.8' });
   });
 
   it('serves the snapshot and journal together, in one step', async () => {
     const file = join(tempDir(), 'topology.json');
     const w = writer(file, fleet(10));
     w.state.apply(2, ['n1.g1.default.cf.bosh'], []);
-    w.state.owned!.close();
+    w.owned.close();
     const r = await reader(file);
     // One image message carries the journal's change: the DNS thread never answers from the snapshot alone.
     const views = r.posted.filter((m) => m.type === 'image' || m.type === 'delta');
@@ -233,14 +237,14 @@ describe('aliases before any topology', () => {
     const file = join(dir, 'topology.json');
     mkdirSync(join(dir, 'aliases.d'));
     writeFileSync(join(dir, 'aliases.d', 'web.yaml'), 'web.service.internal: ["*.g0.default.cf.bosh"]\n');
-    const state = new TopologyState({ domains: [], post: () => {}, logger: silentLogger });
+    const state = new TopologyState({ domains: [], post: unposted, logger: silentLogger });
     const source = new FileSource({ file, aliasesDir: join(dir, 'aliases.d'), state, logger: silentLogger, debounceMs: 10 });
     sources.push(source);
     await source.start();
     expect(state.current).toBeNull();
     // The syncer's first snapshot.
     state.replace(compileImage({ version: 1, instances: fleet(3), aliases: new Map(), ptrRecords: null, generatedAt: null, source: null, cluster: null }));
-    expect(state.current!.aliasTargets('web.service.internal')).toEqual(['*.g0.default.cf.bosh']);
+    expect(inService(state).aliasTargets('web.service.internal')).toEqual(['*.g0.default.cf.bosh']);
   });
 });
 
@@ -248,15 +252,15 @@ describe('limits on what is read', () => {
   it('rejects a topology file over the size limit, keeping the last good topology', async () => {
     const file = join(tempDir(), 'topology.json');
     writeFileSync(file, topologyJson([{ id: 'a', ip: '10.0.0.1' }]));
-    const state = new TopologyState({ domains: [], post: () => {}, logger: silentLogger });
+    const state = new TopologyState({ domains: [], post: unposted, logger: silentLogger });
     const source = new FileSource({ file, aliasesDir: join(file, '..', 'aliases.d'), state, logger: silentLogger, debounceMs: 10, maxFileBytes: 4096 });
     sources.push(source);
     await source.start();
-    expect(state.current!.recordCount).toBe(1);
+    expect(inService(state).recordCount).toBe(1);
     writeFileSync(file, topologyJson(Array.from({ length: 100 }, (_, k) => ({ id: `b${k}`, ip: `10.0.1.${k}` }))));
     await waitFor(() => source.lastError !== null, 20_000, 'the big file to be rejected');
     expect(source.lastError).toMatch(/topology\.json is \d+ bytes, over topology\.max_file_bytes \(4096\)/);
-    expect(state.current!.recordCount).toBe(1);
+    expect(inService(state).recordCount).toBe(1);
   });
 });
 
@@ -265,22 +269,22 @@ describe('a restarted worker', () => {
     const file = join(tempDir(), 'topology.json');
     const w = writer(file, fleet(10));
     w.state.apply(2, ['n1.g1.default.cf.bosh'], []);
-    w.state.owned!.close();
+    w.owned.close();
     const first = await reader(file);
     // The journal then turns bad after the change: a fresh read would still reach version 2.
     appendFileSync(journalPath(file), 'null\n');
     await waitFor(() => first.source.journalError !== null, 20_000, 'the bad line');
     const position = first.source.position();
     // The DNS thread's view: the image it was sent, with its deltas.
-    const image = first.posted.find((m) => m.type === 'image') as Extract<ToMain, { type: 'image' }>;
+    const image = required(first.posted.find((m) => m.type === 'image'), 'an image posted to the DNS thread');
     const posted: ToMain[] = [];
     const state = new TopologyState({ domains: [], post: (m) => posted.push(m), logger: silentLogger });
     state.resume({ buffer: image.buffer, bufferId: image.bufferId, seq: image.seq, aliases: image.aliases, deltas: image.deltas });
     const again = new FileSource({ file, aliasesDir: join(file, '..', 'aliases.d'), state, logger: silentLogger, debounceMs: 10 });
     sources.push(again);
     await again.start(position);
-    expect(state.current!.version).toBe(2);
-    expect(ids(state.current!.instances())).not.toContain('n1');
+    expect(inService(state).version).toBe(2);
+    expect(ids(inService(state).instances())).not.toContain('n1');
     // Nothing was sent to the DNS thread: its view stays as it is.
     expect(posted.filter((m) => m.type === 'image' || m.type === 'delta')).toEqual([]);
   });
@@ -290,7 +294,7 @@ describe('the cached image', () => {
   it('is served only once verified: flipped or cut bytes are caught, the snapshot is read instead, and the cache rewritten', async () => {
     const file = join(tempDir(), 'topology.json');
     const w = writer(file, fleet(50));
-    w.state.owned!.close();
+    w.owned.close();
     const cache = `${file}.image`;
     const good = readFileSync(cache);
     const damaged: Array<[string, Buffer]> = [
@@ -305,11 +309,11 @@ describe('the cached image', () => {
       const r = await reader(file);
       expect(r.source.cacheError, what).toMatch(/cached image .*topology\.json\.image rejected/);
       expect(r.source.counts.cacheRejects).toBe(1);
-      expect(r.state.current!.recordCount).toBe(50);
-      expect(ids(r.state.current!.instances())).toEqual(ids(fleet(50)));
+      expect(inService(r.state).recordCount).toBe(50);
+      expect(ids(inService(r.state).instances())).toEqual(ids(fleet(50)));
     }
     // A syncing node rewrites the cache of its own snapshot.
-    const state = new TopologyState({ domains: [], post: () => {}, logger: silentLogger });
+    const state = new TopologyState({ domains: [], post: unposted, logger: silentLogger });
     const source = new FileSource({ file, aliasesDir: join(file, '..', 'aliases.d'), state, logger: silentLogger, rewritesCache: true });
     sources.push(source);
     await source.start();
@@ -319,7 +323,7 @@ describe('the cached image', () => {
   it('is trusted only for the snapshot it was built from', () => {
     const file = join(tempDir(), 'topology.json');
     const { state } = writer(file, fleet(40));
-    for (let k = 0; k < compactionThreshold(40); k++) state.apply(2 + k, [], [{ ...state.current!.get('n0.g0.default.cf.bosh')!, index: k }]);
+    for (let k = 0; k < compactionThreshold(40); k++) state.apply(2 + k, [], [{ ...instanceIn(state, 'n0.g0.default.cf.bosh'), index: k }]);
     expect(readImageCache(file).kind).toBe('image');
     // Someone replaces the snapshot (same version, other content): the cache no longer fits.
     const text = readFileSync(file, 'utf8');
@@ -351,7 +355,7 @@ describe('image buffers', () => {
     load(4);
     expect(images()[3].buffer).not.toBe(first.buffer);
     expect(images()[3].buffer).not.toBe(second.buffer);
-    expect(state.current!.version).toBe(4);
-    expect(state.current!.recordCount).toBe(200);
+    expect(inService(state).version).toBe(4);
+    expect(inService(state).recordCount).toBe(200);
   });
 });

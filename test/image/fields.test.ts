@@ -5,7 +5,7 @@
 // (c) the image builder through the image reader, and (d) a registration written to the
 // presences table (real PostgreSQL) and read back as the syncer does. A new field gets
 // these cases without any edit here, and fails in the place that does not carry it.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { parseTopology } from '../../src/control/reader.ts';
 import { snapshotChunks } from '../../src/control/snapshot.ts';
 import { toInstance } from '../../src/control/syncer.ts';
@@ -81,8 +81,9 @@ describe('an instance differing in one field, through the presences table', () =
   let presence: PresenceDatabase;
   beforeAll(async () => {
     presence = await presenceDatabase();
+    // Vitest runs what beforeAll returns after the suite: closed only once it was opened.
+    return () => presence.close();
   });
-  afterAll(() => presence?.close());
 
   /**
    * What a registration can say: a field the registrar sets (the cell) is never null, a

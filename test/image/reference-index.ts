@@ -1,7 +1,7 @@
 // The reference the topology image is checked against: the first version's index, one
 // object per instance in JavaScript maps (what the daemon answered from before the image).
 // Tests run the same resolver over both and compare the bytes of every answer.
-import { matchesInstance, matchesPattern, type Criteria } from '../../src/image/criteria.ts';
+import { matchesGroup, matchesInstance, type Criteria } from '../../src/image/criteria.ts';
 import { normalizeName, type AliasMap, type Instance, type Topology } from '../../src/image/instance.ts';
 import { expandAlias, instanceName, mergeAliases, type TopologyLookup } from '../../src/image/view.ts';
 
@@ -58,7 +58,7 @@ export class ReferenceIndex implements TopologyLookup {
         push(this.groupsByDomain, i.domain, entry);
       }
       entry.instances.push(i);
-      for (const gid of i.groupIds) push(this.byGroupId, i.domain + SEP + gid, i);
+      for (const gid of i.groupIds) push(this.byGroupId, `${i.domain}${SEP}${gid}`, i);
       if (i.agentId) push(this.byAgent, i.agentId, i);
       if (!topology.ptrRecords) {
         // Most IPs belong to one instance: keep it bare rather than in a list.
@@ -70,12 +70,12 @@ export class ReferenceIndex implements TopologyLookup {
     }
     for (const [ip, name] of topology.ptrRecords ?? []) push(this.ptr, ip, name);
     this.domains = domains;
-    this.aliases = mergeAliases(options.aliases ?? new Map(), topology.aliases);
+    this.aliases = mergeAliases(options.aliases ?? new Map<string, string[]>(), topology.aliases);
   }
 
   /** The longest served domain that `name` (lower-case, no trailing dot) equals or lies under. */
   servedDomain(name: string): string | null {
-    for (let suffix = name; ; ) {
+    for (let suffix = name; ;) {
       if (this.domains.has(suffix)) return suffix;
       const dot = suffix.indexOf('.');
       if (dot === -1) return null;
@@ -87,14 +87,14 @@ export class ReferenceIndex implements TopologyLookup {
   select(criteria: Criteria): Instance[] {
     let candidates: Instance[];
     if (criteria.groupId !== null) {
-      candidates = this.byGroupId.get(criteria.domain + SEP + criteria.groupId) ?? [];
+      candidates = this.byGroupId.get(`${criteria.domain}${SEP}${criteria.groupId}`) ?? [];
     } else if (criteria.group?.kind === 'exact' && criteria.network?.kind === 'exact' && criteria.deployment?.kind === 'exact') {
       const key = [criteria.domain, criteria.group.value, criteria.network.value, criteria.deployment.value].join(SEP);
       candidates = this.groups.get(key)?.instances ?? [];
     } else {
       candidates = [];
       for (const e of this.groupsByDomain.get(criteria.domain) ?? []) {
-        if (matchesPattern(criteria.group!, e.group) && matchesPattern(criteria.network!, e.network) && matchesPattern(criteria.deployment!, e.deployment)) {
+        if (matchesGroup(criteria, e.group, e.network, e.deployment)) {
           candidates.push(...e.instances);
         }
       }

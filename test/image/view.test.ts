@@ -6,6 +6,7 @@ import { parseCriteria } from '../../src/image/criteria.ts';
 import { parseTopology, readAliases } from '../../src/control/reader.ts';
 import type { AliasMap, Instance } from '../../src/image/instance.ts';
 import { TopologyView } from '../../src/image/view.ts';
+import { required } from '../helpers/required.ts';
 import { topologyJson, type TestInstance } from '../helpers/topology.ts';
 import { viewOf } from './views.ts';
 
@@ -199,14 +200,14 @@ describe('deltas', () => {
         if (roll < 0.3 && ids.length) {
           const id = ids[Math.floor(rand() * ids.length)];
           touched.add(id);
-          removes.push(nameOf(live.get(id)!));
+          removes.push(nameOf(required(live.get(id), `live instance ${id}`)));
           live.delete(id);
         } else if (roll < 0.7 && ids.length) {
           // Changed in place, possibly moved to another group or domain (a new name).
           const id = ids[Math.floor(rand() * ids.length)];
           touched.add(id);
           const moved = { ...instance(rand, Number(id.slice(1))), id };
-          removes.push(nameOf(live.get(id)!));
+          removes.push(nameOf(required(live.get(id), `live instance ${id}`)));
           live.set(id, moved);
           adds.push(moved);
         } else {
@@ -224,7 +225,7 @@ describe('deltas', () => {
 
   it('names what each delta changed, and when it changes every answer', () => {
     const view = index([{ id: 'a', ip: '10.0.0.1' }, { id: 'b', ip: '10.0.0.2' }]);
-    const a = view.get('a.web.default.cf.bosh')!;
+    const a = required(view.get('a.web.default.cf.bosh'), 'instance a');
     const change = view.apply({ seq: 1, version: 2, removes: [], adds: [{ ...a, ip: '10.0.0.9' }] });
     expect(change.instances.map((i) => i.ip).sort()).toEqual(['10.0.0.1', '10.0.0.9']);
     expect(change.everything).toBe(false);

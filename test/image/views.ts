@@ -9,5 +9,5 @@ export function viewOf(text: string, options: { domains?: string[]; aliases?: Al
   const read = parseTopology(text);
   if (!read.ok) throw new Error(read.error);
   const image = new TopologyImage(compileImage(read.topology));
-  return new TopologyView(image, { domains: options.domains, aliases: mergeAliases(options.aliases ?? new Map(), read.topology.aliases) });
+  return new TopologyView(image, { domains: options.domains, aliases: mergeAliases(options.aliases ?? new Map<string, string[]>(), read.topology.aliases) });
 }

@@ -6,6 +6,11 @@ import type { Registration, RegistrationSource } from '../../src/registrations/t
 
 export const silentLogger = pino({ level: 'silent' });
 
+/** A TopologyState's `post` in a test with no DNS thread. */
+export function unposted(): void {
+  // The test reads the state itself; nothing is sent anywhere.
+}
+
 export function registration(id: string, over: Partial<Registration> = {}): Registration {
   return {
     id, group: 'web', network: 'default', deployment: 'cf', domain: 'bosh', az: 'z1', index: 0, ip: '10.0.0.1',
@@ -20,9 +25,9 @@ export class TestSource extends EventEmitter<{ change: [Registration[]] }> imple
   list(): Registration[] {
     return this.items;
   }
+
   set(items: Registration[]): void {
     this.items = items;
     this.emit('change', items);
   }
 }
-

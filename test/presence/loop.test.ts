@@ -23,10 +23,10 @@ describe('PassLoop', () => {
     const { logs, counted } = reported();
     const clock = new ManualClock();
     let calls = 0;
-    const loop = new PassLoop(clock, async () => {
+    const loop = new PassLoop(clock, () => {
       calls++;
-      if (calls <= 4) throw new Error(`broken pass ${calls}`);
-      return 5000;
+      if (calls <= 4) return Promise.reject(new Error(`broken pass ${calls}`));
+      return Promise.resolve(5000);
     }, { name: 'syncer', retryBaseMs: 100, retryCapMs: 400, random: () => 1 });
     loop.start();
     await flush();
@@ -51,9 +51,9 @@ describe('PassLoop', () => {
     reported();
     const clock = new ManualClock();
     let calls = 0;
-    const loop = new PassLoop(clock, async () => {
+    const loop = new PassLoop(clock, () => {
       calls++;
-      throw new Error('always');
+      return Promise.reject(new Error('always'));
     }, { name: 'reaper', retryBaseMs: 100, random: () => 1 });
     loop.start();
     await expect(loop.kick()).resolves.toBeUndefined();

@@ -26,15 +26,19 @@ function open(url: string): Db {
   return db;
 }
 
+/** What the setup started, stopped in reverse: only what it got to start if it failed halfway. */
+const cleanups: Array<() => Promise<unknown>> = [];
+
 beforeAll(async () => {
   server = await PgServer.create();
+  cleanups.push(() => server.destroy());
   bouncer = await PgBouncer.start(server.port, 2);
+  cleanups.push(() => bouncer.stop());
+  cleanups.push(() => Promise.all(opened.map((db) => db.close())));
 });
 
 afterAll(async () => {
-  await Promise.all(opened.map((db) => db.close()));
-  await bouncer?.stop();
-  await server?.destroy();
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
 describe('through PgBouncer (transaction pooling)', () => {

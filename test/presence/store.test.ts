@@ -8,12 +8,15 @@ import { LockWatch } from '../../src/presence/decisions.ts';
 import { migrate } from '../../src/presence/schema.ts';
 import { PresenceStore } from '../../src/presence/store.ts';
 import { testDatabase, type TestDatabase } from '../helpers/postgres.ts';
+import { required } from '../helpers/required.ts';
 import { registration, silentLogger } from './fixtures.ts';
 
 let database: TestDatabase;
 const opened: Db[] = [];
+/** What the setup started, stopped in reverse: only what it got to start if it failed halfway. */
+const cleanups: Array<() => Promise<unknown>> = [];
 
-async function connect(): Promise<PresenceStore> {
+function connect(): PresenceStore {
   const db = openPgDb(database.url, silentLogger);
   opened.push(db);
   return new PresenceStore(db);
@@ -23,6 +26,8 @@ let store: PresenceStore;
 
 beforeAll(async () => {
   database = await testDatabase();
+  cleanups.push(() => database.drop());
+  cleanups.push(() => Promise.all(opened.map((db) => db.close())));
   // Daemons starting together each run the migrations; the advisory lock serialises them.
   const dbs = [1, 2, 3].map(() => openPgDb(database.url, silentLogger));
   opened.push(...dbs);
@@ -32,8 +37,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await Promise.all(opened.map((db) => db.close()));
-  await database?.drop();
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
 describe('instance rows', () => {
@@ -64,8 +68,8 @@ describe('instance rows', () => {
     ]);
     await store.writeInstances('c-ids-2', [registration('ids-3', { group: 'api', az: 'z9', network: 'net9', deployment: 'other' })]);
     const rows = new Map((await store.snapshot()).rows.map((r) => [r.id, r]));
-    const one = rows.get('ids-1')!;
-    const three = rows.get('ids-3')!;
+    const one = required(rows.get('ids-1'), 'the row of ids-1');
+    const three = required(rows.get('ids-3'), 'the row of ids-3');
     expect(one.groupIds).toEqual(three.groupIds);
     expect(one.azId).toBe(three.azId);
     expect(one.networkId).toBe(three.networkId);
@@ -74,7 +78,7 @@ describe('instance rows', () => {
     expect(three.numId).toBe(1);
     // Rewriting does not reallocate.
     await store.writeInstances('c-ids', [registration('ids-1', { group: 'api', az: 'z9', network: 'net9', ip: '10.9.9.9' })]);
-    const again = (await store.snapshot()).rows.find((r) => r.id === 'ids-1')!;
+    const again = required((await store.snapshot()).rows.find((r) => r.id === 'ids-1'), 'the row of ids-1 rewritten');
     expect([again.numId, again.groupIds, again.azId, again.networkId]).toEqual([one.numId, one.groupIds, one.azId, one.networkId]);
   });
 });
@@ -86,9 +90,10 @@ describe('numeric ids in one write', () => {
       registration('pins-fixed', { deployment: 'pinned', numId: 1 }),
     ]);
     const rows = new Map((await store.snapshot()).rows.map((r) => [r.id, r]));
-    expect(rows.get('pins-fixed')!.numId).toBe(1);
-    expect(rows.get('pins-new')!.numId).not.toBe(1);
-    expect(rows.get('pins-new')!.numId).not.toBeNull();
+    expect(rows.get('pins-fixed')).toMatchObject({ numId: 1 });
+    const { numId } = required(rows.get('pins-new'), 'the row of pins-new');
+    expect(numId).not.toBe(1);
+    expect(numId).not.toBeNull();
   });
 });
 
@@ -97,9 +102,9 @@ describe('cells and heartbeats', () => {
     const owner = crypto.randomUUID();
     await store.registerCell({ cellId: 'c-beat', owner, address: '10.0.0.9', ttlMs: 3000 });
     await store.writeInstances('c-beat', [registration('beat-1'), registration('beat-2')]);
-    const before = (await store.listCells()).find((c) => c.cellId === 'c-beat')!;
+    const before = required((await store.listCells()).find((c) => c.cellId === 'c-beat'), 'cell c-beat');
     expect(await store.heartbeat('c-beat', owner)).toEqual({ liveInstances: 2 });
-    const after = (await store.listCells()).find((c) => c.cellId === 'c-beat')!;
+    const after = required((await store.listCells()).find((c) => c.cellId === 'c-beat'), 'cell c-beat after a heartbeat');
     expect(after.heartbeatIndex).toBe(before.heartbeatIndex + 1);
     expect(after.ttlMs).toBe(3000);
 
@@ -112,12 +117,12 @@ describe('cells and heartbeats', () => {
     const owner = crypto.randomUUID();
     await store.registerCell({ cellId: 'c-cas', owner, address: null, ttlMs: 3000 });
     await store.writeInstances('c-cas', [registration('cas-1'), registration('cas-2')]);
-    const seen = (await store.listCells()).find((c) => c.cellId === 'c-cas')!;
+    const seen = required((await store.listCells()).find((c) => c.cellId === 'c-cas'), 'cell c-cas');
     await store.heartbeat('c-cas', owner);
     expect(await store.expireCell(seen)).toBeNull();
     expect((await store.snapshot()).rows.filter((r) => r.cellId === 'c-cas')).toHaveLength(2);
 
-    const now = (await store.listCells()).find((c) => c.cellId === 'c-cas')!;
+    const now = required((await store.listCells()).find((c) => c.cellId === 'c-cas'), 'cell c-cas after a heartbeat');
     expect(await store.expireCell(now)).toBe(2);
     expect((await store.snapshot()).rows.filter((r) => r.cellId === 'c-cas')).toHaveLength(0);
     expect((await store.listCells()).map((c) => c.cellId)).not.toContain('c-cas');
@@ -144,15 +149,15 @@ describe('leaving and listing cells', () => {
     await store.writeInstances('c-member', [registration('member-1')]);
     await store.acquireLock('reaper', owner, 6000, () => true);
     await store.db.query("UPDATE cells SET heartbeat_at = now() - interval '40 seconds' WHERE cell_id = 'c-member'");
-    const aged = (await store.cellMembers()).find((c) => c.cellId === 'c-member')!;
+    const aged = required((await store.cellMembers()).find((c) => c.cellId === 'c-member'), 'member c-member');
     expect(aged).toMatchObject({ address: '10.0.0.7', ttlSeconds: 6, instances: 1, reaperHolder: true });
     expect(aged.heartbeatAgeSeconds).toBeGreaterThanOrEqual(40);
     await store.heartbeat('c-member', owner);
-    const fresh = (await store.cellMembers()).find((c) => c.cellId === 'c-member')!;
+    const fresh = required((await store.cellMembers()).find((c) => c.cellId === 'c-member'), 'member c-member after a heartbeat');
     expect(fresh.heartbeatAgeSeconds).toBeLessThan(40);
     expect(fresh.heartbeats).toBe(aged.heartbeats + 1);
     await store.releaseLock('reaper', owner);
-    expect((await store.cellMembers()).find((c) => c.cellId === 'c-member')!.reaperHolder).toBe(false);
+    expect((await store.cellMembers()).find((c) => c.cellId === 'c-member')).toMatchObject({ reaperHolder: false });
   });
 });
 
@@ -180,15 +185,16 @@ describe('locks (locket semantics)', () => {
 
 describe('revisions', () => {
   it('a reader polling revision > last never misses a revision committed by concurrent writers', async () => {
-    const writers = await Promise.all(Array.from({ length: 8 }, () => connect()));
-    const reader = await connect();
+    const writers = Array.from({ length: 8 }, () => connect());
+    const reader = connect();
     const start = (await store.head()).revision;
     const perWriter = 25;
     const seen: number[] = [];
     const gaps: string[] = [];
     let last = start;
     let writing = true;
-    const poll = (async () => {
+    // A function of its own (not run in place): `writing` changes while it awaits.
+    const pollChanges = async () => {
       while (writing || last < (await reader.head()).revision) {
         const page = await reader.changesSince(last, 7);
         for (const row of page) {
@@ -198,7 +204,8 @@ describe('revisions', () => {
           last = row.revision;
         }
       }
-    })();
+    };
+    const poll = pollChanges();
     await Promise.all(writers.map(async (w, i) => {
       const regs = [];
       for (let n = 0; n < perWriter; n++) {
@@ -214,7 +221,7 @@ describe('revisions', () => {
   });
 
   it('concurrent updates and removals of known instances (one statement each) still commit every revision in order', async () => {
-    const writers = await Promise.all(Array.from({ length: 6 }, () => connect()));
+    const writers = Array.from({ length: 6 }, () => connect());
     const cells = writers.map((_, i) => Array.from({ length: 10 }, (_, n) => registration(`upd-${i}-${n}`, { ip: `10.201.${i}.${n + 1}` })));
     await Promise.all(writers.map((w, i) => w.writeInstances(`c-upd-${i}`, cells[i])));
     const start = (await store.head()).revision;
@@ -238,7 +245,7 @@ describe('revisions', () => {
     await store.registerCell({ cellId: 'c-nowait', owner, address: null, ttlMs: 3000 });
     const regs = [registration('nowait-1'), registration('nowait-2')];
     await store.writeInstances('c-nowait', regs);
-    const other = await connect();
+    const other = connect();
     // A writer stuck mid-transaction with the lock (its client stalled): with the lock
     // awaited, both calls below would run into the pool's 5 s query timeout and throw.
     await other.db.transaction(async (tx) => {

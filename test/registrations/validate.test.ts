@@ -67,8 +67,7 @@ describe('parseRegistration', () => {
   });
 
   it.each(['id', 'group', 'network', 'deployment', 'ip'])('requires %s', (field) => {
-    const entry: Record<string, unknown> = { ...base };
-    delete entry[field];
+    const entry = Object.fromEntries(Object.entries(base).filter(([key]) => key !== field));
     const err = rejection(entry);
     expect(err.field).toBe(field);
     expect(err.reason).toBe('is required');
@@ -138,7 +137,7 @@ describe('parseRegistration', () => {
     rejects({ ports: { http: 0 } }, 'ports.http', /must be 1-65535, got 0/);
     rejects({ ports: { http: 70000 } }, 'ports.http', /must be 1-65535, got 70000/);
     rejects({ ports: { http: '8080' } }, 'ports.http', /must be an integer/);
-    rejects({ ports: { 'my_port': 1 } }, 'ports.my_port', /not a DNS label/);
+    rejects({ ports: { my_port: 1 } }, 'ports.my_port', /not a DNS label/);
     rejects({ ports: { http: 1, HTTP: 2 } }, 'ports.HTTP', /case-insensitive/);
     rejects({ ports: Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`p${i}`, 1000 + i])) }, 'ports', /at most 64/);
   });
