@@ -62,8 +62,16 @@ export class FallbackSource implements ChangeSource {
   }
 
   async clusterId(): Promise<string> {
-    if (this.nats?.usable()) return this.nats.clusterId();
+    const { nats } = this;
+    if (nats?.usable()) return nats.clusterId();
+    if (nats?.awaitingHead()) throw new FanoutUnavailable('waiting for the publisher\'s first head on NATS');
+    this.use('fallback', this.fallbackReason());
+    await this.spread();
     return this.options.sql.clusterId();
+  }
+
+  private fallbackReason(): string {
+    return this.nats ? 'no publisher heard on NATS, or not connected' : 'NATS not reached yet';
   }
 
   async plan(position: SyncPosition): Promise<SyncPlan> {
@@ -92,7 +100,7 @@ export class FallbackSource implements ChangeSource {
       // Just connected: the publisher's head is on its way; what is in service stays meanwhile.
       return { kind: 'idle' };
     } else {
-      this.use('fallback', nats ? 'no publisher heard on NATS, or not connected' : 'NATS not reached yet');
+      this.use('fallback', this.fallbackReason());
     }
     await this.spread();
     return sql.plan(position);
