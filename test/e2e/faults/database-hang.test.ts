@@ -111,7 +111,7 @@ it(`database processes stopped (SIGSTOP) for ${HANG_MS / 1000} s under load: eve
   let frozenPids = 0;
   await fleet.underLoad(`database hung (every process SIGSTOPped) ${HANG_MS / 1000} s`, async () => {
     await sleep(500);
-    frozenPids = (await database.freeze()).length;
+    frozenPids = database.freeze().length;
     const thawAt = performance.now() + HANG_MS;
     try {
       const asking = askUntil([a, b], thawAt - 500);
