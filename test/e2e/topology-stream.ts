@@ -5,6 +5,7 @@ import { renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { UdpClient } from '../dns/client.ts';
 import { waitFor } from '../helpers/daemon.ts';
+import { required } from '../helpers/required.ts';
 import { topologyJson } from '../helpers/topology.ts';
 
 export interface Sample {
@@ -39,12 +40,9 @@ export class QueryStream {
   /** Waits until a reply sent after `since` carries `addresses`; returns how long that took, ms. */
   async until(addresses: string[], since: number, timeoutMs = 20_000): Promise<number> {
     const want = addresses.join(',');
-    let seen: Sample | undefined;
-    await waitFor(() => {
-      seen = this.samples.find((s) => s.at > since && s.addresses?.join(',') === want);
-      return seen !== undefined;
-    }, timeoutMs, `answers ${want}`);
-    return seen!.at - since;
+    const seen = () => this.samples.find((s) => s.at > since && s.addresses?.join(',') === want);
+    await waitFor(() => seen() !== undefined, timeoutMs, `answers ${want}`);
+    return required(seen(), `a reply with ${want}`).at - since;
   }
 
   /** Waits for a few more replies, so assertions cover the state after an event. */
