@@ -4,7 +4,7 @@
 import { renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { UdpClient } from '../dns/client.ts';
-import { waitFor } from '../helpers/daemon.ts';
+import { waitFor, type RunningDaemon } from '../helpers/daemon.ts';
 import { required } from '../helpers/required.ts';
 import { topologyJson } from '../helpers/topology.ts';
 
@@ -70,7 +70,7 @@ export function writeAtomically(dir: string, file: string, text: string): void {
   renameSync(tmp, join(dir, file));
 }
 
-export async function reloadFailures(admin: (path: string) => Promise<Response>): Promise<number> {
-  const text = await (await admin('/metrics')).text();
+export async function reloadFailures(daemon: Pick<RunningDaemon, 'admin'>): Promise<number> {
+  const text = await (await daemon.admin('/metrics')).text();
   return Number(/^presence_dns_topology_reload_failures_total (\d+)$/m.exec(text)?.[1] ?? NaN);
 }
