@@ -17,9 +17,10 @@ import type { Registration } from '../src/registrations/types.ts';
 import { UdpClient } from '../test/dns/client.ts';
 import { startDaemon, tempDir, waitFor, type RunningDaemon } from '../test/helpers/daemon.ts';
 import { freePort, testDatabase, type TestDatabase } from '../test/helpers/postgres.ts';
+import { required } from '../test/helpers/required.ts';
 import { topologyJson } from '../test/helpers/topology.ts';
 import { registration, silentLogger } from '../test/presence/fixtures.ts';
-import { cpuMs } from './proc.ts';
+import { cpuMs, pidOf } from './proc.ts';
 import { probeInChild, type ProbeResult } from './probe-process.ts';
 import { generate, type BenchTopology } from './topology.ts';
 
@@ -47,11 +48,11 @@ const daemons = new Set<RunningDaemon>();
 const children = new Set<ChildProcess>();
 
 function writtenBytes(pid: number): number {
-  return Number(/^wchar: (\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'))![1]);
+  return Number(required(/^wchar: (\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8')), `wchar in /proc/${pid}/io`)[1]);
 }
 
 function rssMb(pid: number): number {
-  return Math.round(Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024);
+  return Math.round(Number(required(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8')), `VmRSS in /proc/${pid}/status`)[1]) / 1024);
 }
 
 /** The daemon's event-loop delay (`nodejs_eventloop_lag_*`, a process metric), ms; null when not exported. */
@@ -115,7 +116,7 @@ async function settled(pid: number): Promise<void> {
  * own work (the first snapshot, the cached image, a GC of the load) is not taken for idle.
  */
 async function idleCost(daemon: RunningDaemon, names: string[], dir: string): Promise<{ cpuPerS: number; ioPerS: number }> {
-  const pid = daemon.process.pid!;
+  const pid = pidOf(daemon.process);
   await settled(pid);
   const idle = probe(daemon.dnsPort, names, IDLE_SECONDS, dir);
   await idle.started;
@@ -135,7 +136,7 @@ async function fileChurn(size: number, t: BenchTopology): Promise<Row> {
   writeFileSync(join(dir, 'topology.json'), texts[0]);
   const known = probeNames(t);
   const { daemon, ms } = await timeToAnswer(() => startDaemon({ dir, config: { log: { level: 'info' } }, waitReady: false }), known[0], t.instances[t.names.indexOf(known[0])].ip);
-  const pid = daemon.process.pid!;
+  const pid = pidOf(daemon.process);
   const p = probe(daemon.dnsPort, known, SECONDS, dir);
   await p.started;
   const cpu0 = cpuMs(pid);
@@ -165,7 +166,7 @@ async function fileChurn(size: number, t: BenchTopology): Promise<Row> {
 function cellOf(t: BenchTopology, cell: number, moved: Map<number, string>): Registration[] {
   return t.instances.slice(cell * CELL_SIZE, (cell + 1) * CELL_SIZE).map((i, k) => {
     const n = cell * CELL_SIZE + k;
-    return registration(i.id, { group: i.group!, deployment: i.deployment!, index: i.index ?? null, ip: moved.get(n) ?? i.ip, ports: { http: 8080 } });
+    return registration(i.id, { group: required(i.group, `the group of ${i.id}`), deployment: required(i.deployment, `the deployment of ${i.id}`), index: i.index ?? null, ip: moved.get(n) ?? i.ip, ports: { http: 8080 } });
   });
 }
 
@@ -187,7 +188,7 @@ async function dbChurn(size: number, t: BenchTopology, database: TestDatabase): 
     const known = probeNames(t);
     const address = (name: string) => t.instances[t.names.indexOf(name)].ip;
     let { daemon } = await timeToAnswer(() => startDaemon({ dir, config, waitReady: false }), known[0], address(known[0]));
-    const pid = () => daemon.process.pid!;
+    const pid = () => pidOf(daemon.process);
     // Past the start's own writes: the first snapshot and its cached image.
     await settled(pid());
     const p = probe(daemon.dnsPort, known, SECONDS, dir);

@@ -5,6 +5,7 @@ import { spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { createServer } from 'node:net';
 import { closeSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { required } from '../test/helpers/required.ts';
 
 export interface PerfOptions {
   port: number;
@@ -59,7 +60,7 @@ export async function dnsperfRun(o: PerfOptions): Promise<PerfRun> {
   let stderr = '';
   const code = await new Promise<number | null>((resolve, reject) => {
     const child = spawn('dnsperf', args, { stdio: ['ignore', out, 'pipe'] });
-    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    required(child.stderr, 'dnsperf\'s stderr').on('data', (d: Buffer) => (stderr += d.toString()));
     child.once('error', reject);
     child.once('exit', resolve);
   });

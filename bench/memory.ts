@@ -15,7 +15,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildQuery } from '../test/dns/client.ts';
 import { DAEMON_ENTRY } from '../test/helpers/daemon.ts';
+import { required } from '../test/helpers/required.ts';
 import { dnsperf, freePort } from './dnsperf.ts';
+import { pidOf } from './proc.ts';
 import { generate, writeQueries, writeTopology } from './topology.ts';
 
 const ROOT = join(import.meta.dirname, '..');
@@ -96,9 +98,9 @@ async function firstAnswer(port: number, name: string, since: number, sample?: (
 async function stop(child: ChildProcess, group = false): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise((resolve) => child.once('exit', resolve));
-  if (group) process.kill(-child.pid!, 'SIGTERM');
+  if (group) process.kill(-pidOf(child), 'SIGTERM');
   else child.kill('SIGTERM');
-  const force = setTimeout(() => (group ? process.kill(-child.pid!, 'SIGKILL') : child.kill('SIGKILL')), 10_000);
+  const force = setTimeout(() => (group ? process.kill(-pidOf(child), 'SIGKILL') : child.kill('SIGKILL')), 10_000);
   await exited;
   clearTimeout(force);
 }
@@ -107,7 +109,7 @@ async function stop(child: ChildProcess, group = false): Promise<void> {
 function spread(ms: number[]): string {
   const sorted = [...ms].sort((a, b) => a - b);
   const median = sorted[Math.floor(sorted.length / 2)];
-  return sorted.length === 1 ? `${Math.round(median)} ms` : `${Math.round(median)} ms (${Math.round(sorted[0])}–${Math.round(sorted.at(-1)!)})`;
+  return sorted.length === 1 ? `${Math.round(median)} ms` : `${Math.round(median)} ms (${Math.round(sorted[0])}–${Math.round(sorted[sorted.length - 1])})`;
 }
 
 const settle = () => new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
@@ -180,12 +182,12 @@ async function dnsOnly(work: string, records: number, options: { starts?: number
     for (let q = 0; q < 200; q++) client.send(buildQuery(topology.names[q % topology.names.length]), port, '127.0.0.1');
     await settle();
     client.close();
-    const afterQueries = await breakdown(child.pid!, adminPort);
+    const afterQueries = await breakdown(pidOf(child), adminPort);
     let underLoad: Breakdown | null = null;
     if (options.load) {
       await dnsperf({ port, queries: join(dir, 'queries.txt'), seconds: LOAD_SECONDS, scratch: join(dir, 'perf.out') });
       await settle();
-      underLoad = await breakdown(child.pid!, adminPort);
+      underLoad = await breakdown(pidOf(child), adminPort);
     }
     let afterReplacements: Breakdown | null = null;
     if (options.replacements) {
@@ -199,7 +201,7 @@ async function dnsOnly(work: string, records: number, options: { starts?: number
         }
       }
       await settle();
-      afterReplacements = await breakdown(child.pid!, adminPort);
+      afterReplacements = await breakdown(pidOf(child), adminPort);
     }
     return { firstAnswerMs, afterQueries, underLoad, afterReplacements };
   } finally {
@@ -226,7 +228,7 @@ async function npmStart(work: string): Promise<NpmStartRun> {
   ], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'], detached: true });
   let peakMb = 0;
   const sample = () => {
-    const daemon = daemonUnder(child.pid!);
+    const daemon = daemonUnder(pidOf(child));
     if (daemon !== null) peakMb = Math.max(peakMb, treeRssMb(daemon));
   };
   const sampler = setInterval(sample, 50);
@@ -234,7 +236,7 @@ async function npmStart(work: string): Promise<NpmStartRun> {
     const firstAnswerMs = await firstAnswer(port, 'q-s0.web.default.cf.bosh', since, sample);
     await settle();
     sample();
-    const daemon = daemonUnder(child.pid!)!;
+    const daemon = required(daemonUnder(pidOf(child)), 'the daemon under npm start');
     return { daemonMb: treeRssMb(daemon), peakMb, firstAnswerMs, breakdown: await breakdown(daemon, adminPort) };
   } finally {
     clearInterval(sampler);
@@ -264,10 +266,12 @@ export async function runMemoryBench(): Promise<Array<[string, string]>> {
     const large = await dnsOnly(work, LARGE, { replacements: REPLACEMENTS });
     const first = await npmStart(work);
     const restart = await npmStart(work);
+    const mediumUnderLoad = required(medium.underLoad, 'the medium daemon\'s breakdown under load');
+    const largeReplaced = required(large.afterReplacements, 'the large daemon\'s breakdown after the replacements');
     const rows: Array<[string, number, number]> = [
       [`RSS, DNS-only daemon, ${SMALL} records, after 200 queries`, small.afterQueries.rssMb, 50],
-      [`RSS, DNS-only daemon, ${MEDIUM} names, after ${LOAD_SECONDS} s of dnsperf`, medium.underLoad!.rssMb, 64],
-      [`RSS, DNS-only daemon, ${LARGE} records, after ${REPLACEMENTS} replacements of the file`, large.afterReplacements!.rssMb, 120],
+      [`RSS, DNS-only daemon, ${MEDIUM} names, after ${LOAD_SECONDS} s of dnsperf`, mediumUnderLoad.rssMb, 64],
+      [`RSS, DNS-only daemon, ${LARGE} records, after ${REPLACEMENTS} replacements of the file`, largeReplaced.rssMb, 120],
       ['RSS, npm start, the daemon (npm\'s own process not counted), steady after a restart', restart.daemonMb, 150],
       ['RSS, npm start, the daemon, peak of its first start (initdb)', first.peakMb, 250],
     ];
@@ -277,8 +281,8 @@ export async function runMemoryBench(): Promise<Array<[string, string]>> {
       '| configuration | RSS | main | topology worker | DNS workers | PGlite | rest |',
       '|---|---:|---:|---:|---:|---:|---:|',
       breakdownRow(`DNS-only, ${SMALL} records, 200 queries`, small.afterQueries),
-      breakdownRow(`DNS-only, ${MEDIUM} names, under dnsperf`, medium.underLoad!),
-      breakdownRow(`DNS-only, ${LARGE} records, after ${REPLACEMENTS} replacements`, large.afterReplacements!),
+      breakdownRow(`DNS-only, ${MEDIUM} names, under dnsperf`, mediumUnderLoad),
+      breakdownRow(`DNS-only, ${LARGE} records, after ${REPLACEMENTS} replacements`, largeReplaced),
       breakdownRow('npm start, first start (after initdb)', first.breakdown),
       breakdownRow('npm start, restart', restart.breakdown),
     ].join('\n');

@@ -1,5 +1,12 @@
-// What the benches read of a process (and the machine) from /proc.
+// What the benches read of a process (and the machine) from /proc, and the pid to read it by.
+import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+
+/** The pid of a process the bench spawned: one without a pid failed to start. */
+export function pidOf(child: ChildProcess): number {
+  if (child.pid === undefined) throw new Error(`${child.spawnfile} did not start: it has no pid`);
+  return child.pid;
+}
 
 /** CPU time (user + system) process `pid` has used so far, ms. */
 export function cpuMs(pid: number): number {

@@ -14,9 +14,11 @@ import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dig } from '../test/helpers/dig.ts';
 import { startDaemon, waitFor, type RunningDaemon } from '../test/helpers/daemon.ts';
+import { required } from '../test/helpers/required.ts';
 import { metric } from '../test/presence/daemons.ts';
 import { dnsperf, combine, dnsperfRun, type PerfResult, type PerfRun } from './dnsperf.ts';
 import { runMemoryBench, treeRssMb } from './memory.ts';
+import { pidOf } from './proc.ts';
 import { startDnsmasq, startKnot, startNsd, writeZone, type Peer } from './peers.ts';
 import { generate, writeHosts, writeQueries, writeTopology } from './topology.ts';
 
@@ -31,7 +33,7 @@ const work = join(tmpdir(), `presence-dns-bench-${process.pid}`);
 const children = new Set<ChildProcess>();
 const daemons = new Set<RunningDaemon>();
 
-function track(child: ChildProcess): ChildProcess {
+function track<T extends ChildProcess>(child: T): T {
   children.add(child);
   child.once('exit', () => children.delete(child));
   return child;
@@ -53,7 +55,7 @@ async function answering(port: number, name: string, records: number): Promise<v
 async function startListening(args: string[]): Promise<{ port: number; child: ChildProcess }> {
   const child = track(spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] }));
   const port = await new Promise<number>((resolve) => {
-    child.stdout!.once('data', (d: Buffer) => resolve(Number(/listening (\d+)/.exec(d.toString())![1])));
+    child.stdout.once('data', (d: Buffer) => resolve(Number(required(/listening (\d+)/.exec(d.toString()), 'the port the server listens on')[1])));
   });
   return { port, child };
 }
@@ -147,14 +149,14 @@ async function main(): Promise<void> {
     // The echo with our fast path in front of its send: how much of the gap to the echo is the fast path.
     const fastEcho = await startListening(['--import', 'tsx', join(ROOT, 'bench/fastpath-server.ts'), file]);
     const targets: Target[] = [
-      { server: 'presence-dns', records: size, port: daemon.dnsPort, queries, pid: daemon.process.pid! },
-      { server: 'dnsmasq', records: size, port: dnsmasq.port, queries, pid: dnsmasq.child.pid! },
-      { server: 'echo', records: size, port: echo.port, queries: echoQueries, pid: echo.child.pid! },
-      { server: 'echo + fast path', records: size, port: fastEcho.port, queries, pid: fastEcho.child.pid! },
+      { server: 'presence-dns', records: size, port: daemon.dnsPort, queries, pid: pidOf(daemon.process) },
+      { server: 'dnsmasq', records: size, port: dnsmasq.port, queries, pid: pidOf(dnsmasq.child) },
+      { server: 'echo', records: size, port: echo.port, queries: echoQueries, pid: pidOf(echo.child) },
+      { server: 'echo + fast path', records: size, port: fastEcho.port, queries, pid: pidOf(fastEcho.child) },
     ];
     rows.push(...await compare(targets));
     if (size === LARGEST) {
-      extra.push([`presence-dns RSS with ${size} records after the runs (answer cache full)`, `${treeRssMb(daemon.process.pid!)} MB`]);
+      extra.push([`presence-dns RSS with ${size} records after the runs (answer cache full)`, `${treeRssMb(pidOf(daemon.process))} MB`]);
       extra.push([`presence-dns start to ready with ${size} records (process start, load, index)`, `${Math.round(startMs)} ms`]);
     }
     if (size === RELOAD_SIZE) {
@@ -172,7 +174,7 @@ async function main(): Promise<void> {
     let out = '';
     const child = track(spawn(process.execPath, ['--expose-gc', '--import', 'tsx', join(ROOT, 'bench/load.ts'), join(work, `t${LARGEST}`, 'topology.json')],
       { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] }));
-    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.once('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`load.ts exited with ${code}`))));
   });
   const loaded = JSON.parse(load) as { ms: number; rssMb: number; imageMb: number };
@@ -227,12 +229,12 @@ async function workersBench(size: number): Promise<void> {
   ];
   for (const [, p] of peers) await answering(p.port, topology.names[0], size);
   const targets: Target[] = [
-    ...presence.map(([label, d]): Target => ({ server: `presence-dns ${label}`, records: size, port: d.dnsPort, queries, pid: d.process.pid! })),
-    ...peers.map(([label, p]): Target => ({ server: label, records: size, port: p.port, queries, pid: p.child.pid! })),
+    ...presence.map(([label, d]): Target => ({ server: `presence-dns ${label}`, records: size, port: d.dnsPort, queries, pid: pidOf(d.process) })),
+    ...peers.map(([label, p]): Target => ({ server: label, records: size, port: p.port, queries, pid: pidOf(p.child) })),
   ];
   const rows = await compare(targets);
   const one = rows[0].result.qps;
-  const dnsmasq = rows.find((r) => r.server === 'dnsmasq')!.result.qps;
+  const dnsmasq = required(rows.find((r) => r.server === 'dnsmasq'), 'the dnsmasq row').result.qps;
   process.stdout.write(`\nWorkers (dns.workers), ${size} records, ${availableParallelism()} cores (dnsperf shares them)\n`);
   const misses = await Promise.all(presence.map(([, d]) => answerCacheMisses(d)));
   process.stdout.write('| server | queries/s | lost/sent | CPU µs/query | p99 ms | vs 1 thread | vs dnsmasq | RSS MB | answers encoded |\n|---|---|---|---|---|---|---|---|---|\n');
@@ -262,7 +264,7 @@ async function workersMemory(size: number): Promise<void> {
   for (const workers of [1, 2]) {
     const daemon = await startPresence(dir, workers);
     await dnsperf({ port: daemon.dnsPort, queries, seconds: 120, scratch: join(work, 'warm.out'), passes: 3, clients: 13 });
-    rss.push(treeRssMb(daemon.process.pid!));
+    rss.push(treeRssMb(pidOf(daemon.process)));
     encoded.push(await answerCacheMisses(daemon));
     await stopPresence(daemon);
   }

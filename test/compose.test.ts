@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
+import { required } from './helpers/required.ts';
 
 const DEPLOY = resolve(import.meta.dirname, '../deploy');
 
@@ -32,9 +33,9 @@ describe('deploy/compose.yaml', () => {
     expect(services.dig.profiles).toEqual(['tools']);
     for (const name of ['postgres', 'nats', 'node-a', 'node-b']) expect(services[name].profiles, name).toBeUndefined();
     for (const [name, service] of Object.entries(services)) {
-      expect(service.build, name).toBeDefined();
-      expect(existsSync(join(DEPLOY, service.build!.context, service.build!.dockerfile)), name).toBe(true);
-      expect(service.build!.network, name).toBe('host');
+      const build = required(service.build, `a build section for ${name}`);
+      expect(existsSync(join(DEPLOY, build.context, build.dockerfile)), name).toBe(true);
+      expect(build.network, name).toBe('host');
     }
     for (const file of ['postgres.Dockerfile', 'nats.Dockerfile', 'dig.Dockerfile']) {
       expect(readFileSync(join(DEPLOY, file), 'utf8')).toMatch(/apt-get install -y --no-install-recommends (postgresql-15|nats-server|bind9-dnsutils)/);

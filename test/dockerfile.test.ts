@@ -6,6 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config/load.ts';
+import { required } from './helpers/required.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 
@@ -28,17 +29,17 @@ function parseDockerfile(text: string): Stage[] {
     const [op, ...rest] = line.split(/\s+/);
     const args = rest.join(' ');
     if (op.toUpperCase() === 'FROM') {
-      const m = /^(\S+)(?:\s+AS\s+(\S+))?$/i.exec(args);
-      stages.push({ from: m![1], name: m![2] ?? null, instructions: [] });
+      const m = required(/^(\S+)(?:\s+AS\s+(\S+))?$/i.exec(args), `an image in "${line}"`);
+      stages.push({ from: m[1], name: m.at(2) ?? null, instructions: [] });
     } else {
-      stages.at(-1)!.instructions.push({ op: op.toUpperCase(), args });
+      required(stages.at(-1), `a FROM before "${line}"`).instructions.push({ op: op.toUpperCase(), args });
     }
   }
   return stages;
 }
 
 const stages = parseDockerfile(readFileSync(join(ROOT, 'Dockerfile'), 'utf8'));
-const runtime = stages.at(-1)!;
+const runtime = required(stages.at(-1), 'a stage');
 const all = (stage: Stage, op: string) => stage.instructions.filter((i) => i.op === op).map((i) => i.args);
 
 describe('Dockerfile', () => {
@@ -57,7 +58,7 @@ describe('Dockerfile', () => {
     expect(installs.filter((i) => i.stage === runtime)).toEqual([]);
     const dist = all(runtime, 'COPY').find((c) => c.includes('/app/dist'));
     const buildStage = stages.find((s) => dist?.startsWith(`--from=${s.name} `));
-    expect(all(buildStage!, 'RUN')).toContain('npm run build');
+    expect(all(required(buildStage, 'the stage dist/ is copied from'), 'RUN')).toContain('npm run build');
     expect(all(runtime, 'COPY').some((c) => /^src\b/.test(c))).toBe(false);
   });
 

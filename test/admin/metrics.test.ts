@@ -64,7 +64,7 @@ describe('text exposition format', () => {
   it('replaces every series of a collectAll gauge at each scrape', async () => {
     const r = new Registry();
     let threads: Array<[Record<string, string>, number]> = [[{ thread: 'main' }, 10], [{ thread: 'dns-1' }, 20]];
-    r.gauge('heap', 'Heap.', { labelNames: ['thread'], collectAll: async () => threads });
+    r.gauge('heap', 'Heap.', { labelNames: ['thread'], collectAll: () => Promise.resolve(threads) });
     expect(family(await r.render(), 'heap').slice(2)).toEqual(['heap{thread="main"} 10', 'heap{thread="dns-1"} 20']);
     threads = [[{ thread: 'main' }, 11]];
     expect(family(await r.render(), 'heap').slice(2)).toEqual(['heap{thread="main"} 11']);
@@ -185,7 +185,7 @@ describe('the fold of other threads\' metrics', () => {
   it('renders this thread\'s metrics alone while its sources have none (no worker running)', async () => {
     const main = worker(2, null);
     const alone = await main.render();
-    main.addSource(async () => []);
+    main.addSource(() => Promise.resolve([]));
     expect(await main.render()).toBe(alone);
   });
 });

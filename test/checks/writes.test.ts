@@ -19,16 +19,19 @@ import { TestSource, silentLogger } from '../presence/fixtures.ts';
 
 let database: TestDatabase;
 let db: Db;
+/** What the setup started, stopped in reverse: only what it got to start if it failed halfway. */
+const cleanups: Array<() => Promise<unknown>> = [];
 
 beforeAll(async () => {
   database = await testDatabase();
+  cleanups.push(() => database.drop());
   db = openPgDb(database.url, silentLogger);
+  cleanups.push(() => db.close());
   await migrate(db);
 });
 
 afterAll(async () => {
-  await db?.close();
-  await database?.drop();
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
 it('writes the measured health once per state change, not once per result', async () => {

@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { changedKeys, ConfigError, withKeys } from '../../src/config/index.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import { tempDir } from '../helpers/daemon.ts';
+import { required } from '../helpers/required.ts';
 
 function file(name: string, text: string): string {
   const path = join(tempDir(), name);
@@ -66,7 +67,7 @@ describe('loadConfig', () => {
 
   it('resolves the NATS TLS files against the config file\'s directory too', () => {
     const path = file('tls.yaml', 'routes:\n  nats_url: tls://127.0.0.1:4222\n  nats_tls:\n    ca_file: certs/ca.pem\n    cert_file: /etc/pki/cert.pem\n    key_file: /etc/pki/key.pem\n');
-    const tls = loadConfig({ file: path }).config.routes.nats_tls!;
+    const tls = required(loadConfig({ file: path }).config.routes.nats_tls, 'routes.nats_tls');
     expect(tls.ca_file).toBe(join(path, '..', 'certs/ca.pem'));
     expect(tls.cert_file).toBe('/etc/pki/cert.pem');
   });

@@ -14,6 +14,7 @@ import { RRType } from '../../src/codec/index.ts';
 import { tagsOf } from '../../src/image/cache-tags.ts';
 import { parseTopology } from '../../src/control/reader.ts';
 import type { TopologyLookup, TopologyView } from '../../src/image/view.ts';
+import { required } from '../helpers/required.ts';
 import { topologyJson, type TestInstance } from '../helpers/topology.ts';
 import { ReferenceIndex } from '../image/reference-index.ts';
 import { viewOf } from '../image/views.ts';
@@ -65,7 +66,7 @@ function referenceIndex(list: TestInstance[], version: number): ReferenceIndex {
   return new ReferenceIndex(read.topology);
 }
 
-const v6Reverse = `${['1', ...'0'.repeat(27)].join('.')}.0.0.d.f.ip6.arpa`;
+const v6Reverse = `1${'.0'.repeat(27)}.0.0.d.f.ip6.arpa`;
 const PLATFORM_FORMS: Array<[string, number]> = [
   ['aaaa-1.web.default.cf.bosh', RRType.A],
   ['1.web.default.cf.bosh', RRType.A],
@@ -189,9 +190,9 @@ describe('fast path answers equal general path answers', () => {
     const badVersion = query('aaaa-1.web.default.cf.bosh', RRType.A, { edns: 1232, ednsVersion: 1 });
     const notify = query('aaaa-1.web.default.cf.bosh', RRType.A, { opcode: 4 });
     const looked = async () => [await metrics.value('presence_dns_answer_cache_hits_total'), await metrics.value('presence_dns_answer_cache_misses_total')];
-    const rcode = async (packet: Buffer) => (await handler.answer(packet, client('udp')))![3] & 0x0f;
+    const rcode = async (packet: Buffer) => required(await handler.answer(packet, client('udp')), 'a reply')[3] & 0x0f;
     expect(await rcode(compressed)).toBe(1);
-    const badvers = (await handler.answer(badVersion, client('udp')))!;
+    const badvers = required(await handler.answer(badVersion, client('udp')), 'a BADVERS reply');
     // BADVERS (16) lives in the OPT record's extended rcode byte: 16 >> 4 = 1.
     expect(badvers[badvers.length - 6]).toBe(1);
     expect(await rcode(notify)).toBe(4);
@@ -215,7 +216,12 @@ describe('fast path answers equal general path answers', () => {
     const ra = () => ask(handler, query('aaaa-1.web.default.cf.bosh', RRType.A))[3] & 0x80;
     expect(ra()).toBe(0);
     let upstreams = 1;
-    handler.next = { get recursionAvailable() { return upstreams > 0; }, handle: () => Promise.resolve(null) };
+    handler.next = {
+      get recursionAvailable() {
+        return upstreams > 0;
+      },
+      handle: () => Promise.resolve(null),
+    };
     expect(ra()).toBe(0x80);
     upstreams = 0;
     expect(ra()).toBe(0);
@@ -241,7 +247,7 @@ describe('fast path answers equal general path answers', () => {
     for (const name of names) reply(name);
     const misses = () => metrics.value('presence_dns_answer_cache_misses_total');
     const before = await misses();
-    const old = index.get('aaaa-1.web.default.cf.bosh')!;
+    const old = required(index.get('aaaa-1.web.default.cf.bosh'), 'aaaa-1 in the topology');
     const moved = { ...old, ip: '10.9.9.9' };
     const added = { ...old, id: 'new-1', ip: '10.8.8.8', index: 9, agentId: null };
     const change = index.apply({ seq: 1, version: 2, removes: [], adds: [moved, added] });
@@ -278,7 +284,7 @@ describe('one answer cache for two threads', () => {
     expect(address(b.handler)).toBe('10.0.0.1');
     expect(await b.encoded()).toBe(0);
     // The first thread applies change 2, which moves aaaa-1; the other has not yet.
-    const old = ahead.get('aaaa-1.web.default.cf.bosh')!;
+    const old = required(ahead.get('aaaa-1.web.default.cf.bosh'), 'aaaa-1 in the topology');
     const delta = { seq: 1, version: 2, removes: [], adds: [{ ...old, ip: '10.9.9.9' }] };
     a.handler.topologyChanged({ tags: tagsOf(ahead.apply(delta).instances) }, 2);
     expect(address(a.handler)).toBe('10.9.9.9');
@@ -344,7 +350,7 @@ describe('the answer cache is bounded', () => {
       resolver: new PlatformResolver({ ttl: 5, negativeTtl: 30 }),
       recursionAvailable: () => false,
     });
-    const nxdomain = (n: number) => fast.answer(query(`random-${n}.web.default.cf.bosh`, RRType.A), 'udp', index)![3] & 0x0f;
+    const nxdomain = (n: number) => required(fast.answer(query(`random-${n}.web.default.cf.bosh`, RRType.A), 'udp', index), 'a fast-path answer')[3] & 0x0f;
     // ~160 bytes an entry (an NXDOMAIN with its SOA, and the key): 20,000 of them are three times the budget.
     for (let n = 0; n < 20_000; n++) expect(nxdomain(n)).toBe(3);
     expect(fast.misses).toBe(20_000);

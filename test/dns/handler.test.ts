@@ -9,6 +9,7 @@ import { Rcode, RRType } from '../../src/codec/index.ts';
 import { Forwarder } from '../../src/forward/index.ts';
 import { createLogger } from '../../src/log.ts';
 import { emptyView, type TopologyLookup } from '../../src/image/index.ts';
+import { required } from '../helpers/required.ts';
 import { makeQuery, readReply } from '../forward/packets.ts';
 import { TestUpstream } from '../forward/upstream-server.ts';
 
@@ -17,7 +18,7 @@ const OUTSIDER: Client = { address: '127.0.0.2', port: 40000, transport: 'udp' }
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
-  while (cleanups.length) await cleanups.pop()!();
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
 const LOADED = emptyView({ domains: ['bosh'] });
@@ -29,7 +30,7 @@ function handler(metrics = new Registry(), index: TopologyLookup | null = null):
 describe('DnsHandler', () => {
   it('answers upcheck.presence-dns before any topology is loaded', async () => {
     const reply = await handler().answer(makeQuery('upcheck.presence-dns').packet, LOCAL);
-    const read = readReply(reply!);
+    const read = readReply(required(reply, 'a reply'));
     expect(read.rcode).toBe(Rcode.NOERROR);
     expect(read.addresses).toEqual(['127.0.0.1']);
   });
@@ -52,7 +53,7 @@ describe('DnsHandler', () => {
 
     const asked = h.answer(packet, LOCAL);
     expect(asked).toBeInstanceOf(Promise);
-    const first = readReply((await asked)!);
+    const first = readReply(required(await asked, 'a forwarded reply'));
     expect(first.addresses).toEqual(['192.0.2.7']);
 
     const cached = h.answer(makeQuery('WWW.example.com', { id: 0x0707 }).packet, LOCAL);
@@ -66,7 +67,7 @@ describe('DnsHandler', () => {
 
     const refused = h.answer(packet, OUTSIDER);
     expect(refused).toBeInstanceOf(Promise);
-    expect(readReply((await refused)!).rcode).toBe(Rcode.REFUSED);
+    expect(readReply(required(await refused, 'a refusal')).rcode).toBe(Rcode.REFUSED);
   });
 
   it('counts queries of unknown types under type="other"', async () => {

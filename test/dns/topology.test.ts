@@ -11,6 +11,7 @@ import type { Instance } from '../../src/image/instance.ts';
 import type { ControlPlane } from '../../src/control/host.ts';
 import type { TopologyStore } from '../../src/dns/topology.ts';
 import { tempDir, waitFor } from '../helpers/daemon.ts';
+import { required } from '../helpers/required.ts';
 import { followFiles, topologyJson } from '../helpers/topology.ts';
 
 interface Harness {
@@ -39,8 +40,10 @@ async function harness(topology: string | null, aliasFiles: Record<string, strin
   return { store, control, metrics, file, aliasesDir };
 }
 
+/** The view the store serves: one is loaded before the harness returns. */
+const inService = (store: TopologyStore) => required(store.current, 'a topology in service');
 const ids = (h: Harness, name: string) =>
-  h.store.current!.select(parseCriteria(name.split('.'), 'bosh')).map((i) => i.id).sort();
+  inService(h.store).select(parseCriteria(name.split('.'), 'bosh')).map((i) => i.id).sort();
 /** The tag of an answer about this one instance by its id name. */
 const idTag = (i: Instance) => instanceTags(i)[1];
 const failures = (h: Harness) => h.metrics.value('presence_dns_topology_reload_failures_total');
@@ -105,8 +108,8 @@ describe('TopologyStore', () => {
       'broken.yaml': 'a: [unclosed\n',
       'ignored.txt': 'not: [an alias file',
     });
-    expect(h.store.current!.aliasTargets('web.service.internal')).toEqual(['q-s0.web.default.cf.bosh']);
-    expect(h.store.current!.aliasTargets('a.w.internal')).toEqual(['a.web.default.cf.bosh']);
+    expect(inService(h.store).aliasTargets('web.service.internal')).toEqual(['q-s0.web.default.cf.bosh']);
+    expect(inService(h.store).aliasTargets('a.w.internal')).toEqual(['a.web.default.cf.bosh']);
     expect(await failures(h)).toBe(1);
   });
 
@@ -114,24 +117,24 @@ describe('TopologyStore', () => {
     const h = await harness(topologyJson([{ id: 'a', ip: '10.0.0.1' }]), null);
     mkdirSync(h.aliasesDir);
     writeFileSync(join(h.aliasesDir, 'late.yaml'), 'late.internal:\n  - a.web.default.cf.bosh\n');
-    await waitFor(() => h.store.current!.aliasTargets('late.internal') !== null, 20_000, 'the late alias file');
-    expect(h.store.current!.aliasTargets('late.internal')).toEqual(['a.web.default.cf.bosh']);
+    await waitFor(() => inService(h.store).aliasTargets('late.internal') !== null, 20_000, 'the late alias file');
+    expect(inService(h.store).aliasTargets('late.internal')).toEqual(['a.web.default.cf.bosh']);
     rmSync(join(h.aliasesDir, 'late.yaml'));
-    await waitFor(() => h.store.current!.aliasTargets('late.internal') === null, 20_000, 'the alias to go');
+    await waitFor(() => inService(h.store).aliasTargets('late.internal') === null, 20_000, 'the alias to go');
   });
 
   it('reloads on its own when the watched file changes, telling listeners what changed', async () => {
     const h = await harness(topologyJson([{ id: 'a', ip: '10.0.0.1' }, { id: 'c', ip: '10.0.0.3' }], {}, 1));
-    const before = h.store.current!;
-    const a = before.get('a.web.default.cf.bosh')!;
-    const c = before.get('c.web.default.cf.bosh')!;
+    const before = inService(h.store);
+    const a = required(before.get('a.web.default.cf.bosh'), 'instance a');
+    const c = required(before.get('c.web.default.cf.bosh'), 'instance c');
     const changes: unknown[] = [];
     h.store.onChange((change) => changes.push(change === 'replaced' ? change : Array.from(change.tags).sort()));
     writeFileSync(h.file, topologyJson([{ id: 'b', ip: '10.0.0.2' }, { id: 'c', ip: '10.0.0.3' }], {}, 2));
-    await waitFor(() => h.store.current!.version === 2, 20_000, 'the new version');
+    await waitFor(() => inService(h.store).version === 2, 20_000, 'the new version');
     expect(ids(h, '*.web.default.cf')).toEqual(['b', 'c']);
     // Only what differs: the tags of a (gone) and b (new); the cached answers about c alone stay.
-    const b = h.store.current!.get('b.web.default.cf.bosh')!;
+    const b = required(inService(h.store).get('b.web.default.cf.bosh'), 'instance b');
     expect(changes).toEqual([[...tagsOf([a, b])].sort()]);
     expect(tagsOf([c]).some((tag) => tag === idTag(c))).toBe(true);
     expect((changes[0] as number[]).includes(idTag(c))).toBe(false);
@@ -147,7 +150,7 @@ describe('TopologyStore', () => {
     await waitFor(() => h.store.status().workerRestarts === 1 && h.store.status().workerUp, 20_000, 'the restart');
     expect(await h.metrics.value('presence_dns_topology_worker_restarts_total')).toBe(1);
     writeFileSync(h.file, topologyJson([{ id: 'b', ip: '10.0.0.2' }], {}, 2));
-    await waitFor(() => h.store.current!.version === 2, 20_000, 'the restarted worker to follow the file');
+    await waitFor(() => inService(h.store).version === 2, 20_000, 'the restarted worker to follow the file');
   });
 });
 
@@ -156,7 +159,7 @@ describe('image buffers', () => {
     const h = await harness(topologyJson([{ id: 'a', ip: '10.0.0.1' }], {}, 1));
     for (let v = 2; v <= 6; v++) {
       writeFileSync(h.file, topologyJson([{ id: `a${v}`, ip: `10.0.0.${v}` }], {}, v));
-      await waitFor(() => h.store.current!.version === v, 5000, `version ${v}`);
+      await waitFor(() => inService(h.store).version === v, 5000, `version ${v}`);
     }
     await waitFor(async () => (await h.metrics.value('presence_dns_topology_image_buffers_spare')) >= 1, 20_000, 'a released buffer');
     expect(await h.metrics.value('presence_dns_topology_image_buffers')).toBeLessThanOrEqual(2);
@@ -171,10 +174,10 @@ describe('a small file-fed topology, read on the DNS thread', () => {
     const { store, control } = await followFiles(file, join(dir, 'aliases.d'), new Registry(), 64 * 1024);
     planes.push(control);
     expect(control.status()).toMatchObject({ thread: 'main', workerUp: true });
-    expect(store.current!.recordCount).toBe(1);
+    expect(inService(store).recordCount).toBe(1);
     writeFileSync(file, topologyJson([{ id: 'a', ip: '10.0.0.1' }, { id: 'b', ip: '10.0.0.2' }], {}, 2));
-    await waitFor(() => store.current!.version === 2, 20_000, 'the change');
-    expect(store.current!.recordCount).toBe(2);
+    await waitFor(() => inService(store).version === 2, 20_000, 'the change');
+    expect(inService(store).recordCount).toBe(2);
     expect(control.status().thread).toBe('main');
   });
 
@@ -186,11 +189,11 @@ describe('a small file-fed topology, read on the DNS thread', () => {
     planes.push(control);
     expect(control.status().thread).toBe('main');
     const views: number[] = [];
-    store.onChange(() => views.push(store.current!.version));
+    store.onChange(() => views.push(inService(store).version));
     const big = Array.from({ length: 100 }, (_, k) => ({ id: `n${k}`, ip: `10.0.1.${k}` }));
     writeFileSync(file, topologyJson(big, {}, 2));
-    await waitFor(() => store.current!.version === 2 && control.status().thread === 'worker', 20_000, 'the big file, read by the worker');
-    expect(store.current!.recordCount).toBe(100);
+    await waitFor(() => inService(store).version === 2 && control.status().thread === 'worker', 20_000, 'the big file, read by the worker');
+    expect(inService(store).recordCount).toBe(100);
     // Never back to an older topology on the way.
     expect(views.every((v) => v >= 1)).toBe(true);
     expect(control.status()).toMatchObject({ workerUp: true, workerRestarts: 0, lastError: null });

@@ -14,7 +14,7 @@ import { followFiles, topologyJson } from '../helpers/topology.ts';
 import { silentLogger } from '../presence/fixtures.ts';
 import { UdpClient } from './client.ts';
 
-const cleanups: Array<() => Promise<unknown> | void> = [];
+const cleanups: Array<() => unknown> = [];
 afterAll(async () => {
   for (const c of cleanups.reverse()) await c();
 });
@@ -44,10 +44,10 @@ describe('DNS worker threads', () => {
 
     const [worker] = (dns.workers as unknown as { workers: Set<Worker> }).workers;
     await worker.terminate();
-    expect(dns.workers!.size).toBe(0);
+    expect(dns.workers?.size).toBe(0);
     // The kernel now hands every client to the main thread's socket.
     expect(await allAnswered()).toBe(true);
-    await waitFor(() => dns.workers!.size === 1, 10_000, 'the worker to be restarted');
+    await waitFor(() => dns.workers?.size === 1, 10_000, 'the worker to be restarted');
     expect(await metrics.value('presence_dns_dns_worker_restarts_total')).toBe(1);
     expect(await allAnswered()).toBe(true);
   });

@@ -13,6 +13,7 @@ import { dig } from '../helpers/dig.ts';
 import { testDatabase, type TestDatabase } from '../helpers/postgres.ts';
 import { presenceConfig } from '../presence/daemons.ts';
 import { processRunning } from '../checks/processes.ts';
+import { errorMessage } from '../../src/util/error-message.ts';
 
 const CONVERGE_MS = 15_000;
 /** Short intervals so the test takes seconds; rise 2 shows a recovery needs two passes. */
@@ -21,8 +22,9 @@ const FAST = { interval: '200ms', timeout: '200ms', rise: 2, fall: 1 };
 let database: TestDatabase;
 let a: RunningDaemon;
 let b: RunningDaemon;
+/** What the setup started, stopped in reverse: only what it got to start if it failed halfway. */
+const cleanups: Array<() => unknown> = [];
 const work = tempDir('presence-checks-');
-const servers: Array<{ close(): unknown }> = [];
 const tcp: Server[] = [];
 const httpStatus = [200, 200];
 const flags = [join(work, 'flag-1'), join(work, 'flag-2')];
@@ -42,19 +44,20 @@ async function lookup(daemon: RunningDaemon, filter: string, group: string): Pro
 async function until(daemon: RunningDaemon, filter: string, group: string, want: string[]): Promise<void> {
   let last: string[] = [];
   await waitFor(async () => JSON.stringify((last = await lookup(daemon, filter, group))) === JSON.stringify(want), CONVERGE_MS,
-    `${filter}.${group} to be ${want.join(', ')}`).catch((err: Error) => {
-    throw new Error(`${err.message} (last: ${last.join(', ')})`);
+    `${filter}.${group} to be ${want.join(', ')}`).catch((err: unknown) => {
+    throw new Error(`${errorMessage(err)} (last: ${last.join(', ')})`, { cause: err });
   });
 }
 
 beforeAll(async () => {
   database = await testDatabase();
+  cleanups.push(() => database.drop());
   const tcpPorts: number[] = [];
   for (let i = 0; i < 2; i++) {
     const server = createServer((socket) => socket.destroy());
     tcpPorts.push(await listen(server));
     tcp.push(server);
-    servers.push(server);
+    cleanups.push(() => server.close());
   }
   const httpPorts: number[] = [];
   for (let i = 0; i < 2; i++) {
@@ -63,7 +66,7 @@ beforeAll(async () => {
       res.end();
     });
     httpPorts.push(await listen(server));
-    servers.push(server);
+    cleanups.push(() => server.close());
   }
   for (const flag of flags) writeFileSync(flag, '');
   const entry = (id: string, group: string, ip: string, check: Record<string, unknown>) => ({
@@ -84,14 +87,14 @@ beforeAll(async () => {
     config: presenceConfig(database.url, 'cell-a', 5),
     files: { 'instances.d/checked.json': JSON.stringify({ instances }) },
   });
+  // SIGTERM: A stops its checks, killing a command in flight.
+  cleanups.push(() => a.stop('SIGTERM'));
   b = await startDaemon({ config: presenceConfig(database.url, 'cell-b', 5), files: { 'instances.d/none.json': '{"instances": []}' } });
+  cleanups.push(() => b.stop('SIGTERM'));
 });
 
 afterAll(async () => {
-  // SIGTERM: A stops its checks, killing a command in flight.
-  await Promise.all([a?.stop('SIGTERM'), b?.stop('SIGTERM')]);
-  for (const server of servers) server.close();
-  await database?.drop();
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
   if (existsSync(hangPids)) {
     for (const pid of readFileSync(hangPids, 'utf8').trim().split('\n').map(Number)) if (processRunning(pid)) process.kill(pid, 'SIGKILL');
   }

@@ -121,6 +121,8 @@ describe('every client subcommand against a running daemon', () => {
   const TOKEN = 'cli-token';
   let database: TestDatabase;
   let daemon: RunningDaemon;
+  /** What the setup started, stopped in reverse: only what it got to start if it failed halfway. */
+  const cleanups: Array<() => Promise<unknown>> = [];
   const web = (id: string, ip: string, index: number) => ({ id, group: 'web', network: 'default', deployment: 'cf', ip, index, health: 'running', ports: { http: 8080 } });
   // The admin API through the environment, as an operator's shell would hold it.
   const client = (...args: string[]) => binWithEnv({ PRESENCE_DNS_ADMIN_TOKEN: TOKEN }, ...args, '--admin', `http://127.0.0.1:${daemon.adminPort}`);
@@ -128,6 +130,7 @@ describe('every client subcommand against a running daemon', () => {
 
   beforeAll(async () => {
     database = await testDatabase();
+    cleanups.push(() => database.drop());
     daemon = await startDaemon({
       config: {
         database: { url: database.url }, registrar: { enabled: true, cell_id: 'cli-cell', ttl: 3 }, sync: { enabled: true, interval: 0.2 },
@@ -136,11 +139,11 @@ describe('every client subcommand against a running daemon', () => {
       files: { 'instances.d/web.yaml': `instances:\n  - ${JSON.stringify(web('w1', '10.0.8.1', 0))}\n` },
       waitReady: false,
     });
+    cleanups.push(async () => expect(await daemon.stop()).toBe(0));
     await waitFor(async () => addresses(await dig(daemon.dnsPort, 'w1.web.default.cf.bosh.')).length === 1, 20_000, 'the file instance to be answered');
   }, 60_000);
   afterAll(async () => {
-    expect(await daemon?.stop()).toBe(0);
-    await database?.drop();
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
   });
 
   it('register and deregister, in text and JSON', async () => {

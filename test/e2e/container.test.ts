@@ -14,6 +14,7 @@ import { dig } from '../helpers/dig.ts';
 import { waitFor } from '../helpers/daemon.ts';
 import { baseImage, buildImage, cleanUp, composeTool, dataDir, docker, dockerEngine, run, TEST_LABEL } from '../helpers/docker.ts';
 import { freePort } from '../helpers/postgres.ts';
+import { required } from '../helpers/required.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const RUN = randomUUID().slice(0, 8);
@@ -115,7 +116,7 @@ if (!engine.available) {
         const status = await docker(['exec', id, 'cat', '/proc/1/status']);
         expect(/^Uid:\s+1000\s/m.test(status)).toBe(true);
         // Effective capabilities: only CAP_NET_BIND_SERVICE (bit 10).
-        expect(BigInt(`0x${/^CapEff:\s+([0-9a-f]+)/m.exec(status)![1]}`)).toBe(1n << 10n);
+        expect(BigInt(`0x${required(/^CapEff:\s+([0-9a-f]+)/m.exec(status), 'CapEff in /proc/1/status')[1]}`)).toBe(1n << 10n);
       });
 
       it('serves the mounted file and never writes it: no database, no syncer', async () => {
@@ -147,8 +148,9 @@ if (!engine.available) {
     describe('the two-node compose drill (deploy/compose.yaml: PostgreSQL, NATS, two nodes)', () => {
       const project = `presence-dns-test-${RUN}`;
       const ports = { a: 0, b: 0 };
-      let compose: (args: string[], timeoutMs?: number) => Promise<string>;
-      let danglingBefore: Set<string>;
+      /** Runs compose on the project; unset until the setup has found the tool. */
+      let compose: ((args: string[], timeoutMs?: number) => Promise<string>) | undefined;
+      let danglingBefore = new Set<string>();
 
       beforeAll(async () => {
         const tool = await composeTool();
@@ -171,7 +173,7 @@ if (!engine.available) {
         await compose?.(['down', '-v', '--rmi', 'all'], 120_000).catch(() => undefined);
         // The node image is this run's own (removed with the others at the end); compose's
         // --rmi all took it already, and the postgres and nats builds left their stages.
-        const dangling = (await docker(['images', '-q', '--filter', 'dangling=true'])).split('\n').filter((id) => id && !danglingBefore?.has(id));
+        const dangling = (await docker(['images', '-q', '--filter', 'dangling=true'])).split('\n').filter((id) => id && !danglingBefore.has(id));
         images.push(...dangling);
       }, 180_000);
 
@@ -179,7 +181,7 @@ if (!engine.available) {
         const bothAnswers = async (port: number) => (await dig(port, 'q-s0.web.default.cf.bosh')).answer.map((a) => a.data).sort().join(',') === '10.0.1.10,10.0.2.10';
         await waitFor(() => bothAnswers(ports.a), 90_000, 'node A to answer its own instances');
         await waitFor(() => bothAnswers(ports.b), 30_000, 'node B to answer node A\'s instances');
-        await compose(['stop', 'postgres'], 60_000);
+        await required(compose, 'the compose command')(['stop', 'postgres'], 60_000);
         await new Promise((r) => setTimeout(r, 3000));
         expect(await bothAnswers(ports.b)).toBe(true);
         expect(await bothAnswers(ports.a)).toBe(true);

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addresses, dig, type DigResult } from '../helpers/dig.ts';
 import { startDaemon, type RunningDaemon } from '../helpers/daemon.ts';
 import { topologyJson, type TestInstance } from '../helpers/topology.ts';
+import { required } from '../helpers/required.ts';
 
 const BIG = 100;
 const instances: TestInstance[] = [
@@ -196,7 +197,7 @@ describe('platform names answered by the running daemon', () => {
       expect(r.flags).toContain('tc');
       expect(r.answer.length).toBeGreaterThan(0);
       expect(r.answer.length).toBeLessThan(BIG);
-      expect(/MSG SIZE\s+rcvd: (\d+)/.exec(r.raw)![1]).toSatisfy((n: string) => Number(n) <= 512);
+      expect(required(/MSG SIZE\s+rcvd: (\d+)/.exec(r.raw), 'the size dig received')[1]).toSatisfy((n: string) => Number(n) <= 512);
     });
 
     it('TC with an EDNS buffer of 512 too', async () => {

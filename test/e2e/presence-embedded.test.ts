@@ -29,7 +29,7 @@ function npmStart(): Promise<{ dns: number; admin: number; stop: () => Promise<n
     child.stdout.on('data', (d: Buffer) => {
       pending += d.toString();
       const lines = pending.split('\n');
-      pending = lines.pop()!;
+      pending = lines.pop() ?? '';
       for (const line of lines) {
         if (!line.includes('"presence-dns started"')) continue;
         const entry = JSON.parse(line) as { dns: Array<{ port: number }>; admin: string };

@@ -29,11 +29,11 @@ async function reaperHolder(daemon: RunningDaemon): Promise<boolean> {
 
 beforeAll(async () => {
   database = await testDatabase();
+  return () => database.drop();
 });
 
 afterAll(async () => {
   await Promise.all(daemons.map((d) => d.stop('SIGKILL')));
-  await database?.drop();
 });
 
 describe('two cells, one database', () => {
@@ -79,7 +79,7 @@ describe('mass-expiry guard', () => {
   it('holds when most cells go silent at once, until an operator releases it', async () => {
     const survivor = await node('guard-1', [{ id: 'g1', group: 'guard1', ip: '10.30.0.1' }]);
     const two = await node('guard-2', [{ id: 'g2', group: 'guard2', ip: '10.30.0.2' }]);
-    const three = await node('guard-3', [{ id: 'g3', group: 'guard3', ip: '10.30.0.3' }]);
+    await node('guard-3', [{ id: 'g3', group: 'guard3', ip: '10.30.0.3' }]);
     await waitFor(async () => (await answers(survivor, 'guard3'))[0] === '10.30.0.3', 10_000, 'survivor to see guard-3');
     // The survivor must be the reaper (cells of the earlier test are gone or alive elsewhere).
     await Promise.all(daemons.filter((d) => d !== survivor).map((d) => d.stop('SIGKILL')));

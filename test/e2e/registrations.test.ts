@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addresses, dig } from '../helpers/dig.ts';
 import { DAEMON_ENTRY, startDaemon, waitFor, type RunningDaemon } from '../helpers/daemon.ts';
 import { topologyJson } from '../helpers/topology.ts';
+import { required } from '../helpers/required.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const TOKEN = 'e2e-token';
@@ -30,9 +31,9 @@ function cli(args: string[], stdin?: string): Promise<CliResult> {
     const env = { ...process.env };
     delete env.PRESENCE_DNS_ADMIN_TOKEN;
     const child = execFile(process.execPath, [DAEMON_ENTRY, 'instances', ...args], { cwd: ROOT, env }, (err, stdout, stderr) => {
-      done({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+      done({ code: err ? (err as { code?: number }).code ?? 1 : 0, stdout, stderr });
     });
-    if (stdin !== undefined) child.stdin!.end(stdin);
+    if (stdin !== undefined) required(child.stdin, 'the CLI\'s stdin').end(stdin);
   });
 }
 
@@ -149,7 +150,7 @@ describe('registrations API and CLI against the daemon', () => {
   it('rejects a bad file whole: logged at error, counted, shown in /ready, previous instances kept', async () => {
     writeFileSync(join(daemon.dir, 'instances.d/web.yaml'), `instances:\n  - ${JSON.stringify({ ...fileInstance, ip: '10.0.0.2' })}\n  - ${JSON.stringify({ ...fileInstance, id: 'file-2', health: 'great' })}\n`);
     await waitFor(() => daemon.logs.some((l) => l.includes('registration file rejected')), 10_000, 'the rejection log line');
-    const line = JSON.parse(daemon.logs.find((l) => l.includes('registration file rejected'))!) as { level: number; err: string };
+    const line = JSON.parse(required(daemon.logs.find((l) => l.includes('registration file rejected')), 'the rejection log line')) as { level: number; err: string };
     expect(line.level).toBe(50);
     expect(line.err).toBe(`${join(daemon.dir, 'instances.d/web.yaml')}: instances[1] (id file-2): health: must be one of running, failing, unchecked, got "great"`);
     expect(await (await get('/metrics')).text()).toContain('presence_dns_registration_errors_total{source="file"} 1');

@@ -8,6 +8,7 @@ import { startDaemon, waitFor, type RunningDaemon } from '../helpers/daemon.ts';
 import { playGorouter, startNats, type Gorouter, type NatsServer } from '../helpers/nats.ts';
 import { ownPostgres } from '../helpers/postgres.ts';
 import { topologyJson } from '../helpers/topology.ts';
+import { required } from '../helpers/required.ts';
 
 const WEB_YAML = `instances:
   - id: 6f1c2d3e-0000-4000-8000-000000000001
@@ -54,9 +55,7 @@ const registeredUris = (g: Gorouter) => [...new Set(g.registers().map(uri))].sor
 let nats: NatsServer;
 beforeAll(async () => {
   nats = await startNats();
-});
-afterAll(async () => {
-  await nats?.stop();
+  return () => nats.stop();
 });
 
 function daemonWith(files: Record<string, string>, config: Record<string, unknown> = {}, url = nats.url): Promise<RunningDaemon> {
@@ -69,27 +68,30 @@ function daemonWith(files: Record<string, string>, config: Record<string, unknow
 describe('route emitter in the daemon', () => {
   let gorouter: Gorouter;
   let daemon: RunningDaemon;
+  /** What the setup started, stopped in reverse: only what it got to start if it failed halfway. */
+  const cleanups: Array<() => Promise<unknown>> = [];
   beforeAll(async () => {
     gorouter = await playGorouter(nats.url, { greetInterval: 1 });
+    cleanups.push(() => gorouter.close());
     daemon = await daemonWith({ 'instances.d/web.yaml': WEB_YAML, 'instances.d/api.yaml': API_YAML });
+    cleanups.push(() => daemon.stop());
   });
   afterAll(async () => {
-    await daemon?.stop();
-    await gorouter?.close();
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
   });
 
   it('registers one message per (instance, hostname) with the exact fields, and again every interval', async () => {
     await gorouter.until((g) => registeredUris(g).length === 3, 'registers of all three routes');
-    const first = gorouter.registers().find((m) => uri(m) === 'admin.example.com')!;
-    const ns = /"endpoint_updated_at_ns":(\d+)/.exec(first.raw)?.[1];
-    expect(Math.abs(Number(BigInt(ns!) / 1_000_000n) - Date.now())).toBeLessThan(60_000);
+    const first = required(gorouter.registers().find((m) => uri(m) === 'admin.example.com'), 'the register of admin.example.com');
+    const ns = required(/"endpoint_updated_at_ns":(\d+)/.exec(first.raw), 'endpoint_updated_at_ns in the first register')[1];
+    expect(Math.abs(Number(BigInt(ns) / 1_000_000n) - Date.now())).toBeLessThan(60_000);
     expect(first.body).toEqual({
       host: '10.0.1.10', port: 9090, tls_port: 9443, uris: ['admin.example.com'], app: 'app-guid-web',
       private_instance_id: '6f1c2d3e-0000-4000-8000-000000000001', private_instance_index: '0', availability_zone: 'z1',
       route_service_url: 'https://rs.example.com/x', tags: { space: 'dev', component: 'route-emitter' },
       endpoint_updated_at_ns: Number(ns),
     });
-    expect(gorouter.registers().find((m) => uri(m) === 'api.apps.example.com')!.body).toMatchObject({
+    expect(required(gorouter.registers().find((m) => uri(m) === 'api.apps.example.com'), 'the register of api.apps.example.com').body).toMatchObject({
       host: '10.0.1.11', port: 8081, uris: ['api.apps.example.com'], private_instance_index: '1',
     });
     // The greet reply asked for 1 s: two more full rounds arrive, without the update time.
@@ -102,7 +104,7 @@ describe('route emitter in the daemon', () => {
   it('rejects bad route data with a clear message; the good routes keep flowing', async () => {
     writeFileSync(join(daemon.dir, 'instances.d/bad.yaml'), BAD_YAML);
     await waitFor(() => daemon.logs.some((l) => l.includes('bad.yaml') && l.includes('registration file rejected')), 10_000, 'rejection logged');
-    const rejection = daemon.logs.find((l) => l.includes('bad.yaml') && l.includes('registration file rejected'))!;
+    const rejection = required(daemon.logs.find((l) => l.includes('bad.yaml') && l.includes('registration file rejected')), 'the rejection log line');
     expect(rejection).toMatch(/routes\[0\]\.port/);
     expect(rejection).toMatch(/65535/);
     // A broken edit of a good file: its previous version stays, and so do its routes.
@@ -118,12 +120,12 @@ describe('route emitter in the daemon', () => {
 
   it('unregisters a removed instance with the body it was registered with', async () => {
     await gorouter.until((g) => registeredUris(g).includes('api.apps.example.com'), 'api registered');
-    const registered = gorouter.registers().filter((m) => uri(m) === 'api.apps.example.com').at(-1)!.body;
+    const registered = required(gorouter.registers().filter((m) => uri(m) === 'api.apps.example.com').at(-1), 'a register of api.apps.example.com').body;
     gorouter.clear();
     rmSync(join(daemon.dir, 'instances.d/api.yaml'));
     await gorouter.until((g) => g.unregisters().length >= 1, 'unregister of the removed instance');
-    const { endpoint_updated_at_ns: _ignored, ...body } = registered;
-    expect(gorouter.unregisters()[0].body).toEqual(body);
+    // The body registered, without endpoint_updated_at_ns (toEqual takes a key set to undefined as absent).
+    expect(gorouter.unregisters()[0].body).toEqual({ ...registered, endpoint_updated_at_ns: undefined });
     gorouter.clear();
     await gorouter.until((g) => g.registers().length >= 4, 'two rounds of registers', 5000);
     expect(registeredUris(gorouter)).toEqual(['admin.example.com', 'web.apps.example.com']);

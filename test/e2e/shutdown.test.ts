@@ -1,16 +1,14 @@
 // SIGTERM under a query in flight: the daemon stops taking new queries, still answers
 // the one it is working on (here: waiting on a slow upstream), then exits 0.
-import { afterAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { addresses, dig } from '../helpers/dig.ts';
 import { startDaemon, waitFor } from '../helpers/daemon.ts';
 import { topologyJson } from '../helpers/topology.ts';
 import { TestUpstream } from '../forward/upstream-server.ts';
 
-let upstream: TestUpstream;
-afterAll(async () => upstream?.stop());
-
-it('answers the query in flight after SIGTERM, then exits 0', async () => {
-  upstream = await TestUpstream.start({ 'slow.example.com': { addresses: ['192.0.2.9'], ttl: 60 } });
+it('answers the query in flight after SIGTERM, then exits 0', async ({ onTestFinished }) => {
+  const upstream = await TestUpstream.start({ 'slow.example.com': { addresses: ['192.0.2.9'], ttl: 60 } });
+  onTestFinished(() => upstream.stop());
   const daemon = await startDaemon({
     files: { 'topology.json': topologyJson([{ id: 'a1', ip: '10.0.0.1' }]) },
     config: { forward: { enabled: true, upstreams: [`127.0.0.1:${upstream.port}`] } },

@@ -8,6 +8,7 @@ import { addresses, dig } from '../helpers/dig.ts';
 import { startDaemon, waitFor, type RunningDaemon } from '../helpers/daemon.ts';
 import { Probe } from '../helpers/probe.ts';
 import { topologyJson } from '../helpers/topology.ts';
+import { required } from '../helpers/required.ts';
 import { TestUpstream } from '../forward/upstream-server.ts';
 
 let daemon: RunningDaemon;
@@ -28,7 +29,7 @@ it('reloads the config on SIGHUP and keeps serving through a bad one', async () 
   writeFileSync(daemon.configFile, JSON.stringify({ ...config, log: { level: 'debug' }, dns: { ...config.dns, ttl: 60 } }));
   daemon.process.kill('SIGHUP');
   await waitFor(() => daemon.logs.some((l) => l.includes('config reloaded')), 20_000, 'the reload log line');
-  const reloaded = JSON.parse(daemon.logs.find((l) => l.includes('config reloaded'))!) as { needsRestart: string[] };
+  const reloaded = JSON.parse(required(daemon.logs.find((l) => l.includes('config reloaded')), 'the reload log line')) as { needsRestart: string[] };
   expect(reloaded.needsRestart).toEqual(['dns.ttl']);
 
   writeFileSync(daemon.configFile, '{ "dns": { "ttl": "soon" } }');

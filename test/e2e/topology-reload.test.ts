@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addresses, dig } from '../helpers/dig.ts';
 import { startDaemon, type RunningDaemon } from '../helpers/daemon.ts';
+import { required } from '../helpers/required.ts';
 import { QueryStream, versionTopology, writeAtomically } from './topology-stream.ts';
 
 const NAME = '*.web.default.cf.bosh';
@@ -44,7 +45,7 @@ describe('topology file rewritten under query load', () => {
     writeFileSync(join(daemon.dir, 'topology.json'), versionTopology(5));
     await stream.until(['10.0.0.5'], since, PICKED_UP_MS);
     await stream.settle();
-    expect(stream.samples.at(-1)!.addresses).toEqual(['10.0.0.5']);
+    expect(required(stream.samples.at(-1), 'a sample').addresses).toEqual(['10.0.0.5']);
     expect(addresses(await dig(daemon.dnsPort, NAME))).toEqual(['10.0.0.5']);
   });
 

@@ -4,7 +4,8 @@
 import { renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { UdpClient } from '../dns/client.ts';
-import { waitFor } from '../helpers/daemon.ts';
+import { waitFor, type RunningDaemon } from '../helpers/daemon.ts';
+import { required } from '../helpers/required.ts';
 import { topologyJson } from '../helpers/topology.ts';
 
 export interface Sample {
@@ -39,12 +40,9 @@ export class QueryStream {
   /** Waits until a reply sent after `since` carries `addresses`; returns how long that took, ms. */
   async until(addresses: string[], since: number, timeoutMs = 20_000): Promise<number> {
     const want = addresses.join(',');
-    let seen: Sample | undefined;
-    await waitFor(() => {
-      seen = this.samples.find((s) => s.at > since && s.addresses?.join(',') === want);
-      return seen !== undefined;
-    }, timeoutMs, `answers ${want}`);
-    return seen!.at - since;
+    const seen = () => this.samples.find((s) => s.at > since && s.addresses?.join(',') === want);
+    await waitFor(() => seen() !== undefined, timeoutMs, `answers ${want}`);
+    return required(seen(), `a reply with ${want}`).at - since;
   }
 
   /** Waits for a few more replies, so assertions cover the state after an event. */
@@ -72,7 +70,7 @@ export function writeAtomically(dir: string, file: string, text: string): void {
   renameSync(tmp, join(dir, file));
 }
 
-export async function reloadFailures(admin: (path: string) => Promise<Response>): Promise<number> {
-  const text = await (await admin('/metrics')).text();
+export async function reloadFailures(daemon: Pick<RunningDaemon, 'admin'>): Promise<number> {
+  const text = await (await daemon.admin('/metrics')).text();
   return Number(/^presence_dns_topology_reload_failures_total (\d+)$/m.exec(text)?.[1] ?? NaN);
 }

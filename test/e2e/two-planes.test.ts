@@ -10,14 +10,15 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { migrate, PresenceStore } from '../../src/presence/index.ts';
 import { openPgDb } from '../../src/presence/pg-db.ts';
 import { UdpClient } from '../dns/client.ts';
-import { startDaemon, tempDir, waitFor, type RunningDaemon } from '../helpers/daemon.ts';
+import { startDaemon, tempDir, waitFor } from '../helpers/daemon.ts';
 import { testDatabase } from '../helpers/postgres.ts';
 import { Probe } from '../helpers/probe.ts';
 import { topologyJson, type TestInstance } from '../helpers/topology.ts';
+import { required } from '../helpers/required.ts';
 import { registration, silentLogger } from '../presence/fixtures.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
-const cleanups: Array<() => Promise<unknown> | void> = [];
+const cleanups: Array<() => unknown> = [];
 afterAll(async () => {
   for (const cleanup of cleanups.reverse()) await cleanup();
 });
@@ -35,7 +36,7 @@ const stableNames = (count: number) => Array.from({ length: 200 }, (_, k) => {
   return `i${n}.g${n % 500}.default.cf.bosh`;
 });
 const stableAddress = (name: string) => {
-  const n = Number(/^i(\d+)\./.exec(name)![1]);
+  const n = Number(required(/^i(\d+)\./.exec(name), `an instance number in ${name}`)[1]);
   return `10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}`;
 };
 const expectStable = (name: string, rcode: number, addresses: string[]) => rcode === 0 && addresses.join() === stableAddress(name);
@@ -113,7 +114,7 @@ describe('the DNS thread keeps answering', () => {
       child.stdout.on('data', (d: Buffer) => {
         pending += d.toString();
         const lines = pending.split('\n');
-        pending = lines.pop()!;
+        pending = lines.pop() ?? '';
         for (const line of lines) if (line.includes('"presence-dns started"')) resolvePort((JSON.parse(line) as { dns: Array<{ port: number }> }).dns[0].port);
       });
     });

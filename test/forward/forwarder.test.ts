@@ -13,6 +13,7 @@ import { Forwarder } from '../../src/forward/index.ts';
 import { createLogger } from '../../src/log.ts';
 import { waitFor } from '../helpers/daemon.ts';
 import { ManualClock } from '../helpers/manual-clock.ts';
+import { required } from '../helpers/required.ts';
 import { makeQuery, readReply, type QueryOptions, type ReadReply } from './packets.ts';
 import { TestUpstream, type ZoneEntry } from './upstream-server.ts';
 
@@ -27,7 +28,7 @@ const NO_REACHABLE_AUTHORITY = 22;
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
-  while (cleanups.length) await cleanups.pop()!();
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
 async function upstream(zone = ZONE): Promise<TestUpstream> {
@@ -59,8 +60,10 @@ async function forwarder(forward: Record<string, unknown>, clock = new ManualClo
       ede: (answer.ednsOptions ?? []).filter((o) => o.code === 15).map((o) => o.data.readUInt16BE(0)),
     };
   };
+  /** ask() for a question the forwarder must answer: its reply, or an error saying there was none. */
+  const answered = async (...question: Parameters<typeof ask>): Promise<ReadReply> => required(await ask(...question), `an answer for ${question[0]}`);
   const counter = (name: string, labels?: Record<string, string>) => metrics.value(name, labels);
-  return { fwd, clock, ask, counter };
+  return { fwd, clock, ask, answered, counter };
 }
 
 /** Lets socket events and promise callbacks run (no time passes on the manual clock). */
@@ -69,14 +72,14 @@ const settle = () => new Promise((resolve) => setTimeout(resolve, 20));
 describe('cache', () => {
   it('answers through the upstream once, then from the cache with the TTL counting down', async () => {
     const up = await upstream();
-    const { ask, clock, counter } = await forwarder({ upstreams: [`127.0.0.1:${up.port}`] });
-    const first = await ask('WWW.Example.com', { id: 7 });
+    const { answered, clock, counter } = await forwarder({ upstreams: [`127.0.0.1:${up.port}`] });
+    const first = await answered('WWW.Example.com', { id: 7 });
     expect(first).toMatchObject({ id: 7, rcode: 0, question: 'WWW.Example.com', addresses: ['192.0.2.1'], recursionAvailable: true });
-    expect(first!.answers[0].ttl).toBe(60);
+    expect(first.answers[0].ttl).toBe(60);
     clock.advance(10_500);
-    const second = await ask('www.example.com', { id: 8 });
+    const second = await answered('www.example.com', { id: 8 });
     expect(second).toMatchObject({ id: 8, question: 'www.example.com', addresses: ['192.0.2.1'] });
-    expect(second!.answers[0].ttl).toBe(50);
+    expect(second.answers[0].ttl).toBe(50);
     expect(up.count('www.example.com')).toBe(1);
     expect(await counter('coredns_cache_hits_total', { type: 'success' })).toBe(1);
     expect(await counter('coredns_cache_misses_total')).toBe(1);
@@ -85,26 +88,26 @@ describe('cache', () => {
 
   it('clamps TTLs to cache.max_ttl and asks again when that runs out', async () => {
     const up = await upstream();
-    const { ask, clock } = await forwarder({ upstreams: [`127.0.0.1:${up.port}`], cache: { max_ttl: 20 } });
-    expect((await ask('www.example.com'))!.answers[0].ttl).toBe(20);
+    const { answered, clock } = await forwarder({ upstreams: [`127.0.0.1:${up.port}`], cache: { max_ttl: 20 } });
+    expect((await answered('www.example.com')).answers[0].ttl).toBe(20);
     clock.advance(19_000);
-    expect((await ask('www.example.com'))!.answers[0].ttl).toBe(1);
+    expect((await answered('www.example.com')).answers[0].ttl).toBe(1);
     clock.advance(1_000);
-    expect((await ask('www.example.com'))!.answers[0].ttl).toBe(20);
+    expect((await answered('www.example.com')).answers[0].ttl).toBe(20);
     expect(up.count('www.example.com')).toBe(2);
   });
 
   it('caches NXDOMAIN as an answer for the SOA minimum (RFC 2308)', async () => {
     const up = await upstream();
-    const { ask, clock, counter } = await forwarder({ upstreams: [`127.0.0.1:${up.port}`] });
-    const first = await ask('nope.example.com');
+    const { answered, clock, counter } = await forwarder({ upstreams: [`127.0.0.1:${up.port}`] });
+    const first = await answered('nope.example.com');
     expect(first).toMatchObject({ rcode: 3, ede: [] });
-    expect(first!.authority.map((r) => [r.type, r.ttl])).toEqual([[RRType.SOA, 45]]);
+    expect(first.authority.map((r) => [r.type, r.ttl])).toEqual([[RRType.SOA, 45]]);
     clock.advance(44_000);
-    expect((await ask('nope.example.com'))!.authority[0].ttl).toBe(1);
+    expect((await answered('nope.example.com')).authority[0].ttl).toBe(1);
     expect(await counter('coredns_cache_hits_total', { type: 'denial' })).toBe(1);
     clock.advance(1_000);
-    expect((await ask('nope.example.com'))!.rcode).toBe(3);
+    expect((await answered('nope.example.com')).rcode).toBe(3);
     expect(up.count('nope.example.com')).toBe(2);
   });
 
@@ -123,27 +126,27 @@ describe('cache', () => {
 
   it('prefetches a popular entry in the last tenth of its TTL, so it never expires', async () => {
     const up = await upstream();
-    const { ask, clock } = await forwarder({ upstreams: [`127.0.0.1:${up.port}`] });
+    const { ask, answered, clock } = await forwarder({ upstreams: [`127.0.0.1:${up.port}`] });
     await ask('www.example.com');
     clock.advance(10_000);
     await ask('www.example.com');
     clock.advance(45_000);
-    expect((await ask('www.example.com'))!.answers[0].ttl).toBe(5);
+    expect((await answered('www.example.com')).answers[0].ttl).toBe(5);
     await waitFor(() => up.count('www.example.com') === 2, 20_000, 'prefetch query');
     await settle();
     clock.advance(10_000);
-    const later = await ask('www.example.com');
+    const later = await answered('www.example.com');
     expect(later).toMatchObject({ ede: [], addresses: ['192.0.2.1'] });
-    expect(later!.answers[0].ttl).toBe(50);
+    expect(later.answers[0].ttl).toBe(50);
     expect(up.count('www.example.com')).toBe(2);
   });
 
   it('identical questions in flight share one upstream query', async () => {
     const up = await upstream();
-    const { ask } = await forwarder({ upstreams: [`127.0.0.1:${up.port}`] });
-    const replies = await Promise.all(Array.from({ length: 20 }, (_, i) => ask('api.example.com', { id: i })));
-    expect(replies.map((r) => r!.id)).toEqual(Array.from({ length: 20 }, (_, i) => i));
-    expect(replies.every((r) => r!.addresses[0] === '192.0.2.2')).toBe(true);
+    const { answered } = await forwarder({ upstreams: [`127.0.0.1:${up.port}`] });
+    const replies = await Promise.all(Array.from({ length: 20 }, (_, i) => answered('api.example.com', { id: i })));
+    expect(replies.map((r) => r.id)).toEqual(Array.from({ length: 20 }, (_, i) => i));
+    expect(replies.every((r) => r.addresses[0] === '192.0.2.2')).toBe(true);
     expect(up.count('api.example.com')).toBe(1);
   });
 });
@@ -151,22 +154,22 @@ describe('cache', () => {
 describe('serve-stale (RFC 8767)', () => {
   it('answers an expired name with TTL 30 and EDE 3 while the upstream is down, fresh again once it is back', async () => {
     const up = await upstream();
-    const { ask, clock, counter } = await forwarder({ upstreams: [`127.0.0.1:${up.port}`] });
+    const { ask, answered, clock, counter } = await forwarder({ upstreams: [`127.0.0.1:${up.port}`] });
     await ask('www.example.com');
     await up.stop();
     clock.advance(61_000);
-    const stale = await ask('www.example.com');
+    const stale = await answered('www.example.com');
     expect(stale).toMatchObject({ rcode: 0, addresses: ['192.0.2.1'], ede: [STALE_ANSWER] });
-    expect(stale!.answers[0].ttl).toBe(30);
+    expect(stale.answers[0].ttl).toBe(30);
     expect(await counter('coredns_cache_served_stale_total')).toBe(1);
     // An uncached name has nothing to fall back on: SERVFAIL, never NXDOMAIN.
     expect(await ask('api.example.com')).toMatchObject({ rcode: 2, ede: [NO_REACHABLE_AUTHORITY] });
 
     await up.listen();
     clock.advance(30_000);
-    const fresh = await ask('www.example.com');
+    const fresh = await answered('www.example.com');
     expect(fresh).toMatchObject({ rcode: 0, ede: [] });
-    expect(fresh!.answers[0].ttl).toBe(60);
+    expect(fresh.answers[0].ttl).toBe(60);
   });
 
   it('rechecks a failing name at most every 30 s and keeps the last positive answer', async () => {
@@ -187,26 +190,26 @@ describe('serve-stale (RFC 8767)', () => {
 
   it('answers stale when a refresh has not come back within the 1.8 s client timer; the late answer still refreshes the cache', async () => {
     const up = await upstream();
-    const { ask, clock } = await forwarder({ upstreams: [`127.0.0.1:${up.port}`] });
+    const { ask, answered, clock } = await forwarder({ upstreams: [`127.0.0.1:${up.port}`] });
     await ask('www.example.com');
     up.hold();
     clock.advance(60_000);
     let reply: ReadReply | null = null;
-    const pending = ask('www.example.com').then((r) => (reply = r));
+    const pending = answered('www.example.com').then((r) => (reply = r));
     await waitFor(() => up.count('www.example.com') === 2, 20_000, 'refresh query');
     clock.advance(1_799);
     await settle();
     expect(reply).toBeNull();
     clock.advance(1);
-    await pending;
-    expect(reply).toMatchObject({ ede: [STALE_ANSWER], addresses: ['192.0.2.1'] });
-    expect(reply!.answers[0].ttl).toBe(30);
+    const stale = await pending;
+    expect(stale).toMatchObject({ ede: [STALE_ANSWER], addresses: ['192.0.2.1'] });
+    expect(stale.answers[0].ttl).toBe(30);
 
     up.release();
     await settle();
-    const fresh = await ask('www.example.com');
+    const fresh = await answered('www.example.com');
     expect(fresh).toMatchObject({ ede: [], addresses: ['192.0.2.1'] });
-    expect(fresh!.answers[0].ttl).toBe(60);
+    expect(fresh.answers[0].ttl).toBe(60);
     expect(up.count('www.example.com')).toBe(2);
   });
 
@@ -234,23 +237,23 @@ describe('serve-stale (RFC 8767)', () => {
 describe('upstreams', () => {
   it('retries over TCP when the UDP answer is truncated, and sizes the reply to the client', async () => {
     const up = await upstream();
-    const { ask } = await forwarder({ upstreams: [`127.0.0.1:${up.port}`] });
-    const overTcp = await ask('big.example.com', {}, { ...LOCAL, transport: 'tcp' });
-    expect(overTcp!.addresses).toHaveLength(100);
-    expect(overTcp!.truncated).toBe(false);
+    const { answered } = await forwarder({ upstreams: [`127.0.0.1:${up.port}`] });
+    const overTcp = await answered('big.example.com', {}, { ...LOCAL, transport: 'tcp' });
+    expect(overTcp.addresses).toHaveLength(100);
+    expect(overTcp.truncated).toBe(false);
     expect(up.count('big.example.com', 'udp')).toBe(1);
     expect(up.count('big.example.com', 'tcp')).toBe(1);
-    const overUdp = await ask('big.example.com', { udpSize: null });
-    expect(overUdp!.truncated).toBe(true);
-    expect(overUdp!.addresses.length).toBeLessThan(100);
+    const overUdp = await answered('big.example.com', { udpSize: null });
+    expect(overUdp.truncated).toBe(true);
+    expect(overUdp.addresses.length).toBeLessThan(100);
   });
 
   it('forwards to an IPv6 upstream, over UDP and over TCP', async () => {
     const up = await TestUpstream.start(ZONE, '::1');
     cleanups.push(() => up.stop());
-    const { ask } = await forwarder({ upstreams: [`[::1]:${up.port}`] });
+    const { ask, answered } = await forwarder({ upstreams: [`[::1]:${up.port}`] });
     expect(await ask('www.example.com')).toMatchObject({ addresses: ['192.0.2.1'] });
-    expect((await ask('big.example.com', {}, { ...LOCAL, transport: 'tcp' }))!.addresses).toHaveLength(100);
+    expect((await answered('big.example.com', {}, { ...LOCAL, transport: 'tcp' })).addresses).toHaveLength(100);
     expect(up.count('big.example.com', 'tcp')).toBe(1);
   });
 

@@ -6,6 +6,7 @@ import {
   orderUpstreams, parseUpstream, probeDelay, resolvConfUpstreams, Upstream, type HealthOptions,
 } from '../../src/forward/upstreams.ts';
 import { ManualClock } from '../helpers/manual-clock.ts';
+import { required } from '../helpers/required.ts';
 import { reportBackgroundFailures } from '../../src/util/background.ts';
 
 const HEALTH: HealthOptions = { maxFails: 2, probeMs: 500, maxProbeMs: 30_000 };
@@ -38,9 +39,10 @@ describe('upstream addresses', () => {
 function upstreams(clock: ManualClock, probe: () => boolean) {
   const events: string[] = [];
   const make = (host: string) => new Upstream(parseUpstream(host), HEALTH, clock, {
-    probe: async (u) => {
+    probe: (u) => {
       events.push(`probe ${u.address.host}`);
-      return probe();
+      // A probe that throws rejects, as the real (async) probe would.
+      return new Promise((resolve) => resolve(probe()));
     },
     probeFailed: (u) => events.push(`probe failed ${u.address.host}`),
     changed: (u, down) => events.push(`${down ? 'down' : 'up'} ${u.address.host}`),
@@ -156,7 +158,7 @@ describe('config', () => {
     const { configSchema } = await import('../../src/config/schema.ts');
     const bad = configSchema.safeParse({ forward: { upstreams: ['10.0.0.2', 'dns.example.com'], allow: ['10.0.0.0/40'] } });
     expect(bad.success).toBe(false);
-    expect(bad.error!.issues.map((i) => i.path.join('.'))).toEqual(['forward.upstreams.1', 'forward.allow.0']);
+    expect(required(bad.error, 'the parse error').issues.map((i) => i.path.join('.'))).toEqual(['forward.upstreams.1', 'forward.allow.0']);
     expect(configSchema.safeParse({ forward: { upstreams: ['[::1]:5390'], allow: ['::1/128', '10.0.0.1'] } }).success).toBe(true);
   });
 });

@@ -109,7 +109,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<RunningD
     child.stdout.on('data', (d: Buffer) => {
       pending += d.toString();
       const lines = pending.split('\n');
-      pending = lines.pop()!;
+      pending = lines.pop() ?? '';
       for (const line of lines) {
         logs.push(line);
         if (line.includes('"presence-dns started"')) {

@@ -2,6 +2,7 @@
 // exactly what an operator would see.
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
+import { required } from './required.ts';
 
 const run = promisify(execFile);
 
@@ -54,9 +55,10 @@ export function parseDig(raw: string): DigResult {
 export async function dig(port: number, name: string, type = 'A', options: string[] = [], server = '127.0.0.1'): Promise<DigResult> {
   const args = [`@${server}`, '-p', String(port), name, type, '+tries=1', '+time=2', ...options];
   // dig's own wait (the last +time=) and then some: the process is killed only if dig itself hangs.
-  const waits = Number(args.findLast((a) => a.startsWith('+time='))!.slice('+time='.length));
-  const { stdout } = await run('dig', args, { timeout: Math.max(15_000, (waits + 10) * 1000) }).catch((err: { stdout?: string; message: string }) => {
-    if (err.stdout) return { stdout: err.stdout };
+  const waits = Number(required(args.findLast((a) => a.startsWith('+time=')), 'a +time= option').slice('+time='.length));
+  const { stdout } = await run('dig', args, { timeout: Math.max(15_000, (waits + 10) * 1000) }).catch((err: unknown) => {
+    // dig exits non-zero on a timeout or a SERVFAIL but still prints what it got.
+    if (err instanceof Error && 'stdout' in err && typeof err.stdout === 'string' && err.stdout) return { stdout: err.stdout };
     throw err;
   });
   return parseDig(stdout);

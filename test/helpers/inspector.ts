@@ -5,6 +5,7 @@
 // daemon knows of it; what the test then watches is how the daemon recovers.
 import type { RunningDaemon } from './daemon.ts';
 import { waitFor } from './daemon.ts';
+import { required } from './required.ts';
 
 /** The nodeArgs that make a daemon reachable by `exitWorker`. */
 export const INSPECT_ARGS = ['--inspect=127.0.0.1:0'];
@@ -17,9 +18,10 @@ interface InspectorMessage {
 
 /** Ends the worker thread of `daemon` whose module URL ends with `moduleSuffix` (e.g. 'control/worker.js'). */
 export async function exitWorker(daemon: RunningDaemon, moduleSuffix: string, code = 70): Promise<void> {
-  let url: string | undefined;
-  await waitFor(() => (url = /Debugger listening on (ws:\/\/\S+)/.exec(daemon.stderr())?.[1]) !== undefined, 10_000, 'the inspector URL on stderr');
-  const socket = new WebSocket(url!);
+  const inspectorUrl = () => /Debugger listening on (ws:\/\/\S+)/.exec(daemon.stderr())?.[1];
+  await waitFor(() => inspectorUrl() !== undefined, 10_000, 'the inspector URL on stderr');
+  const url = required(inspectorUrl(), 'the inspector URL on stderr');
+  const socket = new WebSocket(url);
   await new Promise<void>((resolve, reject) => {
     socket.addEventListener('open', () => resolve(), { once: true });
     socket.addEventListener('error', () => reject(new Error(`cannot connect to the inspector at ${url}`)), { once: true });
@@ -28,7 +30,8 @@ export async function exitWorker(daemon: RunningDaemon, moduleSuffix: string, co
     const session = new Promise<string>((resolve) => {
       socket.addEventListener('message', (event: MessageEvent<string>) => {
         const message = JSON.parse(event.data) as InspectorMessage;
-        if (message.method === 'NodeWorker.attachedToWorker' && message.params?.workerInfo?.url.endsWith(moduleSuffix)) resolve(message.params.sessionId!);
+        const sessionId = message.params?.sessionId;
+        if (message.method === 'NodeWorker.attachedToWorker' && sessionId !== undefined && message.params?.workerInfo?.url.endsWith(moduleSuffix)) resolve(sessionId);
       });
     });
     socket.send(JSON.stringify({ id: 1, method: 'NodeWorker.enable', params: { waitForDebuggerOnStart: false } }));

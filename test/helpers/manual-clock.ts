@@ -31,7 +31,7 @@ export class ManualClock implements Clock {
   advance(ms: number): void {
     const until = this.time + ms;
     for (;;) {
-      const due = this.timers.filter((t) => t.at <= until).sort((a, b) => a.at - b.at || a.seq - b.seq)[0];
+      const due = this.timers.filter((t) => t.at <= until).sort((a, b) => a.at - b.at || a.seq - b.seq).at(0);
       if (!due) break;
       this.timers = this.timers.filter((t) => t !== due);
       this.time = due.at;

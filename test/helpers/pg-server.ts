@@ -32,7 +32,7 @@ async function pgTool(tool: string, args: string[], timeoutMs = 60_000): Promise
     return stdout;
   } catch (err) {
     const e = err as { stderr?: string; message: string };
-    throw new Error(`${tool} ${args.join(' ')} failed: ${e.stderr || e.message}`);
+    throw new Error(`${tool} ${args.join(' ')} failed: ${e.stderr || e.message}`, { cause: err });
   }
 }
 
@@ -59,7 +59,7 @@ export class PgServer {
     const dataDir = ownedDir('presence-pg15-');
     await pgTool('initdb', ['-D', dataDir, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync']);
     const server = new PgServer(dataDir, await freePort());
-    await server.configure();
+    server.configure();
     await server.start();
     return server;
   }
@@ -72,12 +72,12 @@ export class PgServer {
     const dataDir = ownedDir('presence-pg15-replica-');
     await pgTool('pg_basebackup', ['-h', '127.0.0.1', '-p', String(primary.port), '-U', 'postgres', '-D', dataDir, '-R', '-X', 'stream', '--no-sync']);
     const server = new PgServer(dataDir, await freePort());
-    await server.configure();
+    server.configure();
     await server.start();
     return server;
   }
 
-  private async configure(): Promise<void> {
+  private configure(): void {
     const conf = [
       `port = ${this.port}`, "listen_addresses = '127.0.0.1'", `unix_socket_directories = '${this.dataDir}'`,
       'fsync = off', 'synchronous_commit = off', 'full_page_writes = off', 'wal_level = replica', 'max_wal_senders = 4',
@@ -110,9 +110,9 @@ export class PgServer {
    * Hangs the server as a stuck machine would: the postmaster (from postmaster.pid) is
    * stopped first, so it forks nothing more, then every process under it — backends,
    * checkpointer, WAL writer... Connections stay open and connecting still completes in
-   * the kernel, but nothing answers. Resolves to the pids stopped.
+   * the kernel, but nothing answers. Returns the pids stopped.
    */
-  async freeze(): Promise<number[]> {
+  freeze(): number[] {
     if (this.frozen.length) return this.frozen;
     const postmaster = Number(readFileSync(join(this.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
     process.kill(postmaster, 'SIGSTOP');
@@ -193,8 +193,9 @@ function descendants(pid: number): number[] {
     children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)]);
   }
   const out: number[] = [];
-  for (let queue = [pid]; queue.length;) {
-    const next = children.get(queue.shift()!) ?? [];
+  const queue = [pid];
+  for (let parent = queue.shift(); parent !== undefined; parent = queue.shift()) {
+    const next = children.get(parent) ?? [];
     out.push(...next);
     queue.push(...next);
   }

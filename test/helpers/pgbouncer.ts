@@ -96,15 +96,15 @@ export class PgBouncer {
   async stop(): Promise<void> {
     const child = this.child;
     this.child = null;
-    if (child && child.exitCode === null) {
-      const exited = new Promise((resolve) => child.once('exit', resolve));
+    if (child?.exitCode === null) {
+      const exited = new Promise<false>((resolve) => child.once('exit', () => resolve(false)));
       try {
         process.kill(this.pid(), 'SIGINT');
       } catch {
         child.kill('SIGKILL');
       }
-      await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 5000))]);
-      if (child.exitCode === null) {
+      const stillRunning = await Promise.race([exited, new Promise<true>((resolve) => setTimeout(() => resolve(true), 5000))]);
+      if (stillRunning) {
         try {
           process.kill(this.pid(), 'SIGKILL');
         } catch {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { diffEndpoints, routeEndpoints, withUpdatedAt } from '../../src/routes/messages.ts';
+import { required } from '../helpers/required.ts';
 import { registration, route } from './fixtures.ts';
 
 const noDefaults = { isolationSegment: null };
@@ -71,7 +72,7 @@ describe('diffEndpoints', () => {
     const after = routeEndpoints([{ ...a, routes: [route('x.example.com')] }, b], noDefaults);
     const diff = diffEndpoints(before, after);
     expect(diff.register.map((e) => e.key)).toEqual(['x.example.com 10.0.0.2:8080 b']);
-    expect(diff.unregister.map((e) => e.body)).toEqual([before.get('y.example.com 10.0.0.1:8080 a')!.body]);
+    expect(diff.unregister.map((e) => e.body)).toEqual([required(before.get('y.example.com 10.0.0.1:8080 a'), 'the endpoint of y.example.com').body]);
   });
 
   it('re-registers an endpoint whose fields changed, without unregistering it', () => {

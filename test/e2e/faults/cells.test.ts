@@ -17,19 +17,22 @@ const TTL_SECONDS = 2;
 const GUARD_HOLD_TTLS = 3;
 let database: PgServer;
 let fleet: Fleet;
+/** What the setup started, stopped in reverse: only what it got to start if it failed halfway. */
+const cleanups: Array<() => Promise<unknown>> = [];
 
 const cell = (n: number): TestInstance => ({ id: `cell-${n}`, group: `cellgroup${n}`, ip: `10.70.0.${n}` });
 
 beforeAll(async () => {
   database = await PgServer.create();
+  cleanups.push(() => database.destroy());
   fleet = new Fleet(database.url, TTL_SECONDS);
+  cleanups.push(() => fleet.stop());
   for (let n = 1; n <= 5; n++) await fleet.start(`cell-${n}`, [cell(n)], { reaper: { enabled: true, guard_hold: GUARD_HOLD_TTLS } });
   await fleet.waitAllAnswer('every node to answer every cell');
 }, 120_000);
 
 afterAll(async () => {
-  await fleet?.stop();
-  await database?.destroy();
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
 async function holders(): Promise<RunningDaemon[]> {

@@ -11,10 +11,11 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { UdpClient } from '../../dns/client.ts';
 import { startDaemon, waitFor, type RunningDaemon } from '../../helpers/daemon.ts';
+import { required } from '../../helpers/required.ts';
 import { topologyJson, type TestInstance } from '../../helpers/topology.ts';
 import { metric } from '../../presence/daemons.ts';
 import { writeAtomically } from '../topology-stream.ts';
-import { daemonRss, expectNothingLost, reportSeen, size, sleep, Versions, Watch, type Expectation } from './report.ts';
+import { daemonRss, expectNothingLost, reportSeen, size, sleep, Versions, Watch, type Expectation, type Seen } from './report.ts';
 
 const THREADS = 2;
 const CHURN_MS = size(8_000, 120_000);
@@ -42,7 +43,7 @@ function answerOf(version: number, name: string): string[] {
   if (name === GROUP) return gens(version).map(genIp).sort();
   const gen = /^gen-(\d+)\./.exec(name);
   if (gen) return gens(version).includes(Number(gen[1])) ? [genIp(Number(gen[1]))] : [];
-  return [STABLE.find((i) => `${i.id}.web.default.cf.bosh` === name)!.ip];
+  return [required(STABLE.find((i) => `${i.id}.web.default.cf.bosh` === name), `a stable instance named ${name}`).ip];
 }
 
 const NAMES = [
@@ -101,7 +102,7 @@ it(`the topology file replaced again and again for ${CHURN_MS / 1000} s on two D
   const watch = new Watch({ daemons: [daemon], expected, load: { sockets: 6 }, tcp: {} });
   let version = 1;
   let swaps = 0;
-  let outcome: unknown = null;
+  let seen: Seen;
   try {
     for (const until = performance.now() + CHURN_MS; performance.now() < until; swaps++) {
       // Every third swap two versions in quick succession: the first may never be served.
@@ -117,13 +118,12 @@ it(`the topology file replaced again and again for ${CHURN_MS / 1000} s on two D
     }
     // A last stretch with nothing changing.
     await sleep(500);
-  } catch (err) {
-    outcome = err;
+  } finally {
+    // The row and the load's figures even when the churn failed.
+    seen = await watch.stop();
+    reportSeen(`topology file replaced ${swaps}× under UDP + TCP load, dns.workers ${THREADS}`, seen, daemonRss(daemon),
+      `${version - 1} versions; TCP ${seen.tcp?.sent ?? 0} queries, ${seen.tcp?.failed ?? 0} failed`);
   }
-  const seen = await watch.stop();
-  reportSeen(`topology file replaced ${swaps}× under UDP + TCP load, dns.workers ${THREADS}`, seen, daemonRss(daemon),
-    `${version - 1} versions; TCP ${seen.tcp?.sent ?? 0} queries, ${seen.tcp?.failed ?? 0} failed`);
-  if (outcome) throw outcome;
   expectNothingLost(seen);
   expect(seen.tcp?.sent).toBeGreaterThan(100);
   // Each swap was read (the debounce may merge a quick pair), and both threads answered the load.

@@ -18,6 +18,7 @@ import { PgServer } from '../../helpers/pg-server.ts';
 import { answers, metric, type TestInstance } from '../../presence/daemons.ts';
 import { Fleet } from './fleet.ts';
 import { size, sleep } from './report.ts';
+import { errorMessage } from '../../../src/util/error-message.ts';
 
 const ROOT = resolve(import.meta.dirname, '../../..');
 const run = promisify(execFile);
@@ -28,6 +29,8 @@ const ANSWER_MS = 2000;
 const EXIT_MS = 5000;
 let database: PgServer;
 let fleet: Fleet;
+/** What the setup started, stopped in reverse: only what it got to start if it failed halfway. */
+const cleanups: Array<() => Promise<unknown>> = [];
 let a: RunningDaemon;
 let b: RunningDaemon;
 let c: RunningDaemon;
@@ -40,7 +43,10 @@ const LATE: TestInstance = { id: 'ha-late', group: 'halate', ip: '10.41.0.9' };
 
 beforeAll(async () => {
   database = await PgServer.create();
+  // Thaws it first.
+  cleanups.push(() => database.destroy());
   fleet = new Fleet(database.url, TTL_SECONDS);
+  cleanups.push(() => fleet.stop());
   a = await fleet.start('hang-a', instances('ha', 41));
   b = await fleet.start('hang-b', instances('hb', 42));
   c = await fleet.start('hang-c', C_INSTANCES);
@@ -48,9 +54,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await fleet?.stop();
-  // Thaws it first.
-  await database?.destroy();
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
 interface Answered {
@@ -87,7 +91,7 @@ async function askUntil(nodes: RunningDaemon[], until: number): Promise<{ ready:
   const seen = { ready: [] as Answered[], status: [] as Answered[], failures: [] as string[] };
   const keep = (into: Answered[], what: string) => (asked: Promise<Answered>) => asked.then(
     (answered) => void into.push(answered),
-    (err: Error) => void seen.failures.push(`${what}: ${err.message.split('\n')[0]}`),
+    (err: unknown) => void seen.failures.push(`${what}: ${errorMessage(err).split('\n')[0]}`),
   );
   while (performance.now() < until) {
     const round = sleep(500);
@@ -111,7 +115,7 @@ it(`database processes stopped (SIGSTOP) for ${HANG_MS / 1000} s under load: eve
   let frozenPids = 0;
   await fleet.underLoad(`database hung (every process SIGSTOPped) ${HANG_MS / 1000} s`, async () => {
     await sleep(500);
-    frozenPids = (await database.freeze()).length;
+    frozenPids = database.freeze().length;
     const thawAt = performance.now() + HANG_MS;
     try {
       const asking = askUntil([a, b], thawAt - 500);

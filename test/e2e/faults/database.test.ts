@@ -18,6 +18,8 @@ const OUTAGE_MS = size(10_000, 60_000);
 const TERMINATE_FOR_MS = size(10_000, 30_000);
 let database: PgServer;
 let fleet: Fleet;
+/** What the setup started, stopped in reverse: only what it got to start if it failed halfway. */
+const cleanups: Array<() => Promise<unknown>> = [];
 let a: RunningDaemon;
 let b: RunningDaemon;
 
@@ -34,15 +36,16 @@ const bothOnDatabase = async () => (await metric(a, 'presence_dns_db_up')) === 1
 
 beforeAll(async () => {
   database = await PgServer.create();
+  cleanups.push(() => database.destroy());
   fleet = new Fleet(database.url, TTL_SECONDS);
+  cleanups.push(() => fleet.stop());
   a = await fleet.start('fault-a', A_INSTANCES);
   b = await fleet.start('fault-b', B_INSTANCES);
   await fleet.waitAllAnswer('both nodes to answer every instance');
 });
 
 afterAll(async () => {
-  await fleet?.stop();
-  await database?.destroy();
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
 describe('database faults', () => {

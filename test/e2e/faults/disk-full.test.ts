@@ -9,6 +9,7 @@ import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { waitFor, type RunningDaemon } from '../../helpers/daemon.ts';
+import { required } from '../../helpers/required.ts';
 import { PgServer } from '../../helpers/pg-server.ts';
 import { syncedTopology } from '../../helpers/topology.ts';
 import { metric, type TestInstance } from '../../presence/daemons.ts';
@@ -20,6 +21,8 @@ const WHY_SKIPPED = 'skipped: mounting the tiny tmpfs needs root';
 let mountPoint: string | null = null;
 let database: PgServer;
 let fleet: Fleet;
+/** What the setup started, stopped in reverse: only what it got to start if it failed halfway. */
+const cleanups: Array<() => unknown> = [];
 let daemon: RunningDaemon;
 
 const instance = (n: number): TestInstance => ({ id: `disk-${n}`, group: `diskgroup${n}`, ip: `10.80.${n >> 8}.${n & 255}` });
@@ -40,25 +43,28 @@ function fillUp(file: string): void {
 beforeAll(async () => {
   if (!AS_ROOT) return;
   mountPoint = mkdtempSync(join(tmpdir(), 'presence-tinyfs-'));
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', mountPoint]);
+  const mounted = mountPoint;
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', mounted]);
+  cleanups.push(() => {
+    execFileSync('umount', [mounted]);
+    rmdirSync(mounted);
+  });
   database = await PgServer.create();
+  cleanups.push(() => database.destroy());
   fleet = new Fleet(database.url, 2);
+  cleanups.push(() => fleet.stop());
   daemon = await fleet.start('disk-cell', [1, 2, 3, 4, 5].map(instance), { topology: { file: join(mountPoint, 'topology.json') } });
   await fleet.waitAllAnswer('the first instances');
 });
 
 afterAll(async () => {
-  await fleet?.stop();
-  await database?.destroy();
-  if (mountPoint) {
-    execFileSync('umount', [mountPoint]);
-    rmdirSync(mountPoint);
-  }
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
 it.skipIf(!AS_ROOT)(`disk full while writing the topology file: the last good file kept whole, the error counted, DNS unaffected${AS_ROOT ? '' : ` (${WHY_SKIPPED})`}`, async () => {
-  const file = join(mountPoint!, 'topology.json');
-  const filler = join(mountPoint!, 'filler');
+  const tinyfs = required(mountPoint, 'the tmpfs mount point');
+  const file = join(tinyfs, 'topology.json');
+  const filler = join(tinyfs, 'filler');
   const before = syncedTopology(file);
   expect(before.instances).toHaveLength(5);
   const failuresBefore = await metric(daemon, 'presence_dns_topology_write_failures_total');

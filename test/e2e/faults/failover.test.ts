@@ -18,23 +18,28 @@ let primary: PgServer;
 let replica: PgServer;
 let bouncer: PgBouncer;
 let fleet: Fleet;
+/** What the setup started, stopped in reverse: only what it got to start if it failed halfway. */
+const cleanups: Array<() => Promise<unknown>> = [];
 let a: RunningDaemon;
 let b: RunningDaemon;
 
 beforeAll(async () => {
   primary = await PgServer.create();
+  cleanups.push(() => primary.destroy());
   bouncer = await PgBouncer.start(primary.port);
+  cleanups.push(() => bouncer.stop());
   fleet = new Fleet(bouncer.url, TTL_SECONDS);
+  cleanups.push(() => fleet.stop());
   a = await fleet.start('failover-a', [{ id: 'fo-a1', group: 'foa1', ip: '10.60.0.1' }, { id: 'fo-a2', group: 'foa2', ip: '10.60.0.2' }]);
   b = await fleet.start('failover-b', [{ id: 'fo-b1', group: 'fob1', ip: '10.61.0.1' }, { id: 'fo-b2', group: 'fob2', ip: '10.61.0.2' }]);
   await fleet.waitAllAnswer('both nodes to answer every instance');
   replica = await PgServer.replicaOf(primary);
+  // Last, with the primary: the daemons are on it after the failover.
+  cleanups.unshift(() => replica.destroy());
 });
 
 afterAll(async () => {
-  await fleet?.stop();
-  await bouncer?.stop();
-  await Promise.all([primary?.destroy(), replica?.destroy()]);
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
 it('fails over to a promoted replica that lost the last transactions: 0 failed answers, no file without an instance, the lost one re-registered', async () => {

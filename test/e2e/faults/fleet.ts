@@ -6,10 +6,11 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startDaemon, waitFor, type RunningDaemon } from '../../helpers/daemon.ts';
+import { required } from '../../helpers/required.ts';
 import type { PgServer } from '../../helpers/pg-server.ts';
 import { syncedInstances } from '../../helpers/topology.ts';
 import { answers, instancesFile, metric, presenceConfig, type TestInstance } from '../../presence/daemons.ts';
-import { daemonRss, expectNothingLost, reportSeen, sleep, Watch, type Expectation } from './report.ts';
+import { daemonRss, expectNothingLost, reportSeen, sleep, Watch, type Expectation, type Seen } from './report.ts';
 
 /** The name that answers one instance, by its id. */
 export const instanceName = (i: TestInstance) => `${i.id}.${i.group}.default.cf.bosh`;
@@ -48,7 +49,11 @@ export class Fleet {
   }
 
   instancesOf(daemon: RunningDaemon): TestInstance[] {
-    return this.cells.get(daemon)!.instances;
+    return this.nodeOf(daemon).instances;
+  }
+
+  private nodeOf(daemon: RunningDaemon): Node {
+    return required(this.cells.get(daemon), `a node of the fleet on port ${daemon.dnsPort}`);
   }
 
   async start(cellId: string, instances: TestInstance[], config: Record<string, unknown> = {}): Promise<RunningDaemon> {
@@ -62,7 +67,7 @@ export class Fleet {
 
   /** Kills a node and starts it again over its own directory (its file, its registrations). */
   async restart(daemon: RunningDaemon, options: { waitReady?: boolean } = {}): Promise<RunningDaemon> {
-    const node = this.cells.get(daemon)!;
+    const node = this.nodeOf(daemon);
     this.restarting.add(daemon);
     await daemon.stop('SIGKILL');
     const again = await startDaemon({ dir: daemon.dir, config: presenceConfig(this.databaseUrl, node.cellId, this.ttlSeconds, node.config), waitReady: options.waitReady });
@@ -78,7 +83,7 @@ export class Fleet {
    * answered (the others answer them until they expire). Resolves to its exit code.
    */
   async kill(daemon: RunningDaemon, signal: NodeJS.Signals = 'SIGKILL'): Promise<number | null> {
-    const node = this.cells.get(daemon)!;
+    const node = this.nodeOf(daemon);
     this.nodes.splice(this.nodes.indexOf(daemon), 1);
     this.cells.delete(daemon);
     for (const i of node.instances) this.settled.delete(instanceName(i));
@@ -93,7 +98,7 @@ export class Fleet {
   /** Registers more instances on a node (a registration file of their own). */
   register(daemon: RunningDaemon, ...instances: TestInstance[]): void {
     writeFileSync(join(daemon.dir, `instances.d/${instances[0].id}.json`), instancesFile(instances));
-    this.cells.get(daemon)!.instances.push(...instances);
+    this.nodeOf(daemon).instances.push(...instances);
   }
 
   async answersAll(daemon: RunningDaemon, instances = this.known): Promise<boolean> {
@@ -122,7 +127,7 @@ export class Fleet {
 
   /** The topology file a node's syncer writes. */
   topologyFile(daemon: RunningDaemon): string {
-    const topology = this.cells.get(daemon)!.config.topology as { file?: string } | undefined;
+    const topology = this.nodeOf(daemon).config.topology as { file?: string } | undefined;
     return topology?.file ?? join(daemon.dir, 'topology.json');
   }
 
@@ -142,10 +147,14 @@ export class Fleet {
    */
   async underLoad(scenario: string, run: (watch: Watch) => Promise<void>, options: { daemons?: RunningDaemon[]; note?: () => string } = {}): Promise<void> {
     const watch = new Watch({ daemons: [...(options.daemons ?? this.nodes)], nodes: () => this.serving(), expected: this.expected });
-    const outcome = await run(watch).then(() => null, (err: unknown) => err);
-    const seen = await watch.stop();
-    reportSeen(scenario, seen, daemonRss(...this.nodes), options.note?.());
-    if (outcome) throw outcome;
+    let seen: Seen;
+    try {
+      await run(watch);
+    } finally {
+      // The row and the load's figures even when the scenario failed.
+      seen = await watch.stop();
+      reportSeen(scenario, seen, daemonRss(...this.nodes), options.note?.());
+    }
     expectNothingLost(seen);
   }
 

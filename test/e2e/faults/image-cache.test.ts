@@ -24,6 +24,7 @@ import { OwnedFile, TopologyState } from '../../../src/control/state.ts';
 import type { Instance } from '../../../src/image/instance.ts';
 import { instanceName } from '../../../src/image/view.ts';
 import { startDaemon, tempDir, waitFor, type RunningDaemon } from '../../helpers/daemon.ts';
+import { required } from '../../helpers/required.ts';
 import { silentLogger } from '../../presence/fixtures.ts';
 import { flipBytes, instance, prng, randomBytes, zeroRange, type Random } from './mutations.ts';
 import { daemonRss, expectNothingLost, reportSeen, size, Watch } from './report.ts';
@@ -46,10 +47,10 @@ function fleet(prefix: string, count: number, net: number): Instance[] {
 /** A syncing node's files for `instances` at `version`, written by the product: snapshot, journal, and the snapshot's cached image. */
 function syncedFiles(instances: Instance[], version: number): Record<'snapshot' | 'journal' | 'image', Buffer> {
   const file = join(tempDir(), 'topology.json');
-  const state = new TopologyState({ domains: [], post: () => {}, logger: silentLogger });
+  const state = new TopologyState({ domains: [], post: () => undefined, logger: silentLogger });
   state.own(new OwnedFile(file, CLUSTER, silentLogger, state.counts));
   state.replace(compileImage({ version, instances, aliases: new Map(), ptrRecords: null, generatedAt: null, source: null, cluster: null }));
-  state.owned!.close();
+  required(state.owned, 'the owned file').close();
   return { snapshot: readFileSync(file), journal: readFileSync(`${file}.journal`), image: readFileSync(`${file}.image`) };
 }
 
@@ -62,7 +63,7 @@ const EXPECTED = new Map<string, string[]>([
   ...GROUP_NAMES,
 ]);
 /** What the steady load and the records check ask (each records sample is one burst): every group and every fifth instance. */
-const WATCHED = new Map<string, string[]>([...SERVED.filter((i) => i.index! % 5 === 0).map((i) => [instanceName(i), [i.ip]] as [string, string[]]), ...GROUP_NAMES]);
+const WATCHED = new Map<string, string[]>([...SERVED.filter((i) => (i.index ?? 0) % 5 === 0).map((i) => [instanceName(i), [i.ip]] as [string, string[]]), ...GROUP_NAMES]);
 
 type Verdict = 'served' | 'stale' | 'rejected';
 

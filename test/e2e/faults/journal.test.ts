@@ -23,8 +23,9 @@ import { journalHeaderLine, journalLine, type JournalEntry } from '../../../src/
 import { RECORD_KEYS, type Instance } from '../../../src/image/instance.ts';
 import { recordRow, snapshotChunks } from '../../../src/control/snapshot.ts';
 import { startDaemon, type RunningDaemon } from '../../helpers/daemon.ts';
+import { required } from '../../helpers/required.ts';
 import { instance, prng, sealed, type Random } from './mutations.ts';
-import { daemonRss, expectNothingLost, reportSeen, size, Versions, Watch } from './report.ts';
+import { AnswersByVersion, daemonRss, expectNothingLost, reportSeen, size, Versions, Watch } from './report.ts';
 import { askAll, countersWhen, readyTopology, statusTopology, topologyCounters, wrongAnswers } from './topology-status.ts';
 
 const ROUNDS = size(500, 10_000);
@@ -46,7 +47,10 @@ type Live = Map<number, string>;
 /** What DNS must answer for every name when `live` is in service ([]: no such name). */
 function answersOf(live: Live): Map<string, string[]> {
   const out = new Map<string, string[]>();
-  for (let k = 0; k < UNIVERSE; k++) out.set(nameOf(k), live.has(k) ? [live.get(k)!] : []);
+  for (let k = 0; k < UNIVERSE; k++) {
+    const ip = live.get(k);
+    out.set(nameOf(k), ip === undefined ? [] : [ip]);
+  }
   for (let g = 0; g < GROUPS; g++) out.set(groupName(g), [...live].filter(([k]) => k % GROUPS === g).map(([, ip]) => ip).sort());
   return out;
 }
@@ -223,7 +227,7 @@ const live: Live = new Map();
 let current = 1000;
 let nextVersion = current + 1;
 /** Answers by version, for every version that goes into service. */
-const states = new Map<number, Map<string, string[]>>();
+const states = new AnswersByVersion();
 const versions = new Versions(current);
 /** The files on disk: the snapshot's version, the journal's complete good lines, whether the sidecar still follows it. */
 const disk = { snapshot: current, lines: 0, following: true, sinceSnapshot: [] as JournalEntry[] };
@@ -247,7 +251,7 @@ function inService(version: number): void {
 }
 
 function apply(entry: JournalEntry): void {
-  for (const name of entry.removes) live.delete(Number(/^j(\d+)\./.exec(name)![1]));
+  for (const name of entry.removes) live.delete(Number(required(/^j(\d+)\./.exec(name), `an instance number in ${name}`)[1]));
   for (const i of entry.adds) live.set(Number(i.id.slice(1)), i.ip);
   disk.sinceSnapshot.push(entry);
   inService(entry.version);
@@ -299,11 +303,12 @@ async function round(n: number): Promise<Outcome> {
   disk.lines += batch.applied;
   if (batch.firstBad !== null) errors++;
   await countersWhen(daemon, (c) => c.revision >= current && c.journalErrors >= errors, `round ${n} (${batch.kind}, ${how}): version ${current} in service and ${errors} journal errors counted`);
-  let torn = batch.tornRest !== null;
+  const { tornRest } = batch;
+  let torn = tornRest !== null;
   // A torn last line is completed now and then, as the writer's next write would.
-  if (torn && random.chance(0.5)) {
-    apply(entries.at(-1)!);
-    appendFileSync(journalFile(), batch.tornRest!);
+  if (tornRest !== null && random.chance(0.5)) {
+    apply(required(entries.at(-1), 'the torn entry'));
+    appendFileSync(journalFile(), tornRest);
     disk.lines++;
     torn = false;
     await countersWhen(daemon, (c) => c.revision >= current, `round ${n}: the torn line, completed`);
@@ -353,7 +358,7 @@ it(`${ROUNDS} mutated journals followed by a sidecar: the changes before the fir
   const pid = daemon.process.pid;
   const watch = new Watch({
     daemons: [daemon],
-    expected: { names: () => NAMES, allowed: (name, sentAt, answeredAt) => versions.between(sentAt, answeredAt).map((v) => states.get(v)!.get(name)!) },
+    expected: { names: () => NAMES, allowed: (name, sentAt, answeredAt) => versions.between(sentAt, answeredAt).map((v) => states.answer(v, name)) },
   });
   const problems: string[] = [];
   const tally = new Map<string, number>();

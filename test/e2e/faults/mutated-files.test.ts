@@ -13,6 +13,7 @@
 import { isIP } from 'node:net';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startDaemon, type RunningDaemon } from '../../helpers/daemon.ts';
+import { required } from '../../helpers/required.ts';
 import { Probe } from '../../helpers/probe.ts';
 import { topologyJson } from '../../helpers/topology.ts';
 import { writeAtomically } from '../topology-stream.ts';
@@ -112,15 +113,21 @@ function count(v: unknown): number {
 
 function readRow(info: unknown, width: number, columns: Map<string, number>): Row {
   if (!Array.isArray(info) || info.length !== width) throw new Skip();
-  const cell = (column: string) => (columns.has(column) ? info[columns.get(column)!] : undefined);
-  const label = (column: string, required: boolean) => {
+  const cell = (column: string): unknown => {
+    const at = columns.get(column);
+    return at === undefined ? undefined : info[at];
+  };
+  /** A label column's value, lower-cased, or null when absent. */
+  const label = (column: string) => {
     const v = cell(column);
-    if (absent(v)) {
-      if (required) throw new Skip();
-      return null;
-    }
+    if (absent(v)) return null;
     if (typeof v !== 'string' || lower(v).includes('.') || lower(v) === '' || !isName(lower(v))) throw new Skip();
     return lower(v);
+  };
+  const requiredLabel = (column: string) => {
+    const v = label(column);
+    if (v === null) throw new Skip();
+    return v;
   };
   const ip = cell('ip');
   if (typeof ip !== 'string' || isIP(ip) === 0) throw new Skip();
@@ -128,8 +135,8 @@ function readRow(info: unknown, width: number, columns: Map<string, number>): Ro
   const domain = typeof domainText === 'string' ? lower(domainText) : '';
   // A negative answer's SOA names hostmaster.<domain>: that must be a name too.
   if (domain === '' || !isName(domain) || !isName(`hostmaster.${domain}`)) throw new Skip();
-  const [id, group, network, deployment] = ['id', 'instance_group', 'network', 'deployment'].map((c) => label(c, true)!);
-  label('az', false);
+  const [id, group, network, deployment] = ['id', 'instance_group', 'network', 'deployment'].map(requiredLabel);
+  label('az');
   for (const c of ['num_id', 'az_id', 'network_id']) if (!absent(cell(c))) count(cell(c));
   const index = absent(cell('instance_index')) ? null : count(cell('instance_index'));
   const groupIds = cell('group_ids');
@@ -227,12 +234,14 @@ afterAll(async () => {
 
 it(`${FILES} randomly mutated topology files in a row: no crash, each served whole or rejected whole, every answer right`, async () => {
   const random = prng(0xf11e5);
-  const first = reference(base(1))!;
+  const first = required(reference(base(1)), 'the first file, as the reference reads it');
   expect(first.rows).toHaveLength(INSTANCES);
+  const firstAnswers = expectedAnswers(first);
   // The files that go into service, numbered (not by their version: a mutated file may repeat one): what each answers.
-  const answers = new Map<number, Map<string, Expected>>([[1, expectedAnswers(first)]]);
+  const answers = new Map<number, Map<string, Expected>>([[1, firstAnswers]]);
   const versions = new Versions(1);
-  const allowed = (name: string, sentAt: number) => versions.between(sentAt, performance.now()).map((n) => answers.get(n)!.get(name)!);
+  const answerOf = (n: number, name: string) => required(required(answers.get(n), `the answers of file ${n}`).get(name), `the answer for ${name} in file ${n}`);
+  const allowed = (name: string, sentAt: number) => versions.between(sentAt, performance.now()).map((n) => answerOf(n, name));
   const probe = new Probe(daemon.dnsPort, PROBED, {
     intervalMs: 10,
     timeoutMs: 3000,
@@ -240,7 +249,7 @@ it(`${FILES} randomly mutated topology files in a row: no crash, each served who
   }).start();
   const rssBefore = daemonRss(daemon);
   let inService = first;
-  let inServiceAnswers = answers.get(1)!;
+  let inServiceAnswers = firstAnswers;
   let rejected = 0;
   let unjudged = 0;
   const mismatches: string[] = [];
@@ -266,7 +275,7 @@ it(`${FILES} randomly mutated topology files in a row: no crash, each served who
     if (now.revision !== inService.version || now.records !== inService.rows.length) mismatches.push(`${what}: v${now.revision} with ${now.records} records in service`);
     const got = await askAll(daemon, PROBED);
     for (const name of PROBED) {
-      const expected = inServiceAnswers.get(name)!;
+      const expected = required(inServiceAnswers.get(name), `the answer for ${name}`);
       if (!isRight(expected, got.get(name) ?? null)) mismatches.push(`${what}: ${name} answered ${JSON.stringify(got.get(name))}, expected ${JSON.stringify(expected)}`);
     }
   }

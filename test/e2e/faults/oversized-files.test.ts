@@ -13,7 +13,7 @@ import { instanceName } from '../../../src/image/view.ts';
 import { snapshotChunks } from '../../../src/control/snapshot.ts';
 import { startDaemon, type RunningDaemon } from '../../helpers/daemon.ts';
 import { instance } from './mutations.ts';
-import { daemonRss, expectNothingLost, reportSeen, Versions, Watch } from './report.ts';
+import { AnswersByVersion, daemonRss, expectNothingLost, reportSeen, Versions, Watch } from './report.ts';
 import { askAll, countersWhen, readyTopology, topologyCounters, wrongAnswers } from './topology-status.ts';
 
 const LIMIT = 64 * 1024;
@@ -29,12 +29,13 @@ function answersOf(live: Instance[]): Map<string, string[]> {
   const byName = new Map(live.map((i) => [instanceName(i), i.ip]));
   return new Map(NAMES.map((name) => {
     const group = /^q-s4\.(o\d)\./.exec(name)?.[1];
-    return [name, group ? live.filter((i) => i.group === group).map((i) => i.ip).sort() : byName.has(name) ? [byName.get(name)!] : []];
+    const ip = byName.get(name);
+    return [name, group ? live.filter((i) => i.group === group).map((i) => i.ip).sort() : ip === undefined ? [] : [ip]];
   }));
 }
 
 let daemon: RunningDaemon;
-const states = new Map<number, Map<string, string[]>>();
+const states = new AnswersByVersion();
 const versions = new Versions(1);
 
 function replace(name: string, text: string): void {
@@ -58,12 +59,12 @@ afterAll(async () => {
 it('a snapshot, then a journal, over topology.max_file_bytes: each rejected whole naming the limit, the last good answers kept, every query answered', async () => {
   const watch = new Watch({
     daemons: [daemon],
-    expected: { names: () => NAMES.filter((_, k) => k % 7 === 0 || k >= 700), allowed: (name, sentAt, answeredAt) => versions.between(sentAt, answeredAt).map((v) => states.get(v)!.get(name)!) },
+    expected: { names: () => NAMES.filter((_, k) => k % 7 === 0 || k >= 700), allowed: (name, sentAt, answeredAt) => versions.between(sentAt, answeredAt).map((v) => states.answer(v, name)) },
   });
   const expectServing = async (version: number) => {
     const counters = await topologyCounters(daemon);
     expect(counters.revision).toBe(version);
-    expect(wrongAnswers(await askAll(daemon, NAMES), states.get(version)!)).toEqual([]);
+    expect(wrongAnswers(await askAll(daemon, NAMES), states.of(version))).toEqual([]);
   };
 
   // A snapshot of 700 instances, over the limit: nothing of it is read.

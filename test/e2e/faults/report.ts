@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { expect } from 'vitest';
 import { TcpClient, UdpClient } from '../../dns/client.ts';
 import { startDaemon, type RunningDaemon } from '../../helpers/daemon.ts';
+import { required } from '../../helpers/required.ts';
 import { Probe, type ProbeResult } from '../../helpers/probe.ts';
 import { topologyJson } from '../../helpers/topology.ts';
 
@@ -51,7 +52,7 @@ export function rssOf(pid: number): number {
 }
 
 export function daemonRss(...daemons: RunningDaemon[]): number {
-  return Math.max(...daemons.map((d) => rssOf(d.process.pid!)));
+  return Math.max(...daemons.map((d) => rssOf(required(d.process.pid, 'the daemon\'s pid'))));
 }
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -98,6 +99,25 @@ export function missingPairs(allowed: string[][] | null, addresses: string[] | n
  * old or the new one during a swap, or one written and replaced before it was read —
  * and by no other. No timing is assumed: "in service" is what the test has seen.
  */
+/** What each version of a topology answers, by name ([]: no such name). */
+export class AnswersByVersion {
+  private readonly byVersion = new Map<number, Map<string, string[]>>();
+
+  set(version: number, answers: Map<string, string[]>): void {
+    this.byVersion.set(version, answers);
+  }
+
+  /** Every name's answer in `version`, one the test has set. */
+  of(version: number): Map<string, string[]> {
+    return required(this.byVersion.get(version), `the answers of version ${version}`);
+  }
+
+  /** `name`'s answer in `version`: each version answers every name the test asks. */
+  answer(version: number, name: string): string[] {
+    return required(this.of(version).get(name), `the answer for ${name} in version ${version}`);
+  }
+}
+
 export class Versions {
   private readonly written: Array<{ at: number; version: number }> = [];
   private readonly inService: Array<{ at: number; version: number }> = [];
@@ -119,13 +139,14 @@ export class Versions {
   }
 
   get newest(): number {
-    return this.written.at(-1)!.version;
+    return required(this.written.at(-1), 'a version written').version;
   }
 
   /** The versions that may answer a query sent at `sentAt` and answered at `answeredAt`. */
   between(sentAt: number, answeredAt: number): number[] {
-    const from = this.inService.findLast((s) => s.at <= sentAt)!.version;
-    const to = this.written.findLast((w) => w.at <= answeredAt)!.version;
+    // Never missing: the first version is in service and written from -Infinity.
+    const from = required(this.inService.findLast((s) => s.at <= sentAt), 'a version in service').version;
+    const to = required(this.written.findLast((w) => w.at <= answeredAt), 'a version written').version;
     return this.written.map((w) => w.version).filter((v) => v >= from && v <= to);
   }
 }

@@ -7,6 +7,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { addresses, dig } from '../../helpers/dig.ts';
 import { waitFor, type RunningDaemon } from '../../helpers/daemon.ts';
+import { required } from '../../helpers/required.ts';
 import { daemonRss, expectNothingLost, ONE_INSTANCE, reportSeen, size, startOneInstanceDaemon, Watch } from './report.ts';
 
 const ROUNDS = size(24, 240);
@@ -45,7 +46,7 @@ it(`SIGHUP with a broken config under load, ${ROUNDS} times: every broken file r
     broken.write(daemon.configFile);
     daemon.process.kill('SIGHUP');
     await waitFor(() => count('the config file is invalid') > refusedBefore, 30_000, `the ${broken.what} config to be refused`);
-    refusals.push(daemon.logs.filter((l) => l.includes('the config file is invalid')).at(-1)!);
+    refusals.push(required(daemon.logs.filter((l) => l.includes('the config file is invalid')).at(-1), 'the refusal log line'));
     const reloadedBefore = count('config reloaded');
     rmSync(daemon.configFile, { recursive: true, force: true });
     writeFileSync(daemon.configFile, good);

@@ -30,6 +30,8 @@ let database: TestDatabase;
 /** The writer's files: a snapshot of FIRST with its cached image, and a journal whose one line adds THIRD. */
 let synced: Record<string, Buffer>;
 const sidecars: RunningDaemon[] = [];
+/** What the setup started, stopped in reverse: only what it got to start if it failed halfway. */
+const cleanups: Array<() => Promise<unknown>> = [];
 
 /**
  * A real syncing node writes the files: it is killed and started again over its own
@@ -43,7 +45,7 @@ async function writeSyncedFiles(): Promise<Record<string, Buffer>> {
   await waitFor(() => syncedTopology(file).instances.length === FIRST.length, 20_000, 'the writer to sync the first instances');
   await writer.stop('SIGKILL');
   writer = await startDaemon({ dir: writer.dir, config });
-  await waitFor(() => JSON.parse(readFileSync(file, 'utf8')).record_infos.length === FIRST.length, 20_000, 'a snapshot of the first instances');
+  await waitFor(() => (JSON.parse(readFileSync(file, 'utf8')) as { record_infos: unknown[] }).record_infos.length === FIRST.length, 20_000, 'a snapshot of the first instances');
   writeFileSync(join(writer.dir, 'instances.d/third.json'), instancesFile([THIRD]));
   await waitFor(() => syncedTopology(file).instances.length === ALL.length, 20_000, 'the third instance in the journal');
   await writer.stop('SIGKILL');
@@ -55,7 +57,7 @@ async function writeSyncedFiles(): Promise<Record<string, Buffer>> {
 }
 
 /** A DNS-only sidecar over copies of the writer's files, `damage` done to the copies first. */
-async function sidecar(damage: (files: Record<string, Buffer>) => void = () => {}, config: Record<string, unknown> = {}, nodeArgs: string[] = []): Promise<RunningDaemon> {
+async function sidecar(damage: (files: Record<string, Buffer>) => void = () => undefined, config: Record<string, unknown> = {}, nodeArgs: string[] = []): Promise<RunningDaemon> {
   const dir = tempDir();
   const files = Object.fromEntries(Object.entries(synced).map(([k, v]) => [k, Buffer.from(v)]));
   damage(files);
@@ -90,12 +92,13 @@ async function cliStatus(daemon: RunningDaemon): Promise<string> {
 
 beforeAll(async () => {
   database = await testDatabase();
+  cleanups.push(() => database.drop());
   synced = await writeSyncedFiles();
 }, 120_000);
 
 afterAll(async () => {
   await Promise.all(sidecars.map((d) => d.stop('SIGKILL')));
-  await database?.drop();
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
 describe("a syncing node's files, damaged, served by a sidecar", () => {
@@ -145,7 +148,7 @@ describe("a syncing node's files, damaged, served by a sidecar", () => {
 
   it('a topology worker that dies is restarted from the answers in service, never from an older topology it would read again', async () => {
     // A worker thread of its own, whatever the file's size.
-    const daemon = await sidecar(() => {}, { topology: { inline_max_bytes: 0 } }, INSPECT_ARGS);
+    const daemon = await sidecar(() => undefined, { topology: { inline_max_bytes: 0 } }, INSPECT_ARGS);
     expect(await answersEvery(daemon, ALL)).toEqual([]);
     // The journal that added the third instance goes away: read again, the files now say two.
     rmSync(join(daemon.dir, 'topology.json.journal'));

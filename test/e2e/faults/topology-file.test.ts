@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addresses, dig } from '../../helpers/dig.ts';
 import { startDaemon, waitFor, type RunningDaemon } from '../../helpers/daemon.ts';
+import { required } from '../../helpers/required.ts';
 import { reloadFailures, versionTopology, writeAtomically } from '../topology-stream.ts';
 import { daemonRss, expectNothingLost, reportSeen, Versions, Watch, type Seen } from './report.ts';
 
@@ -34,9 +35,9 @@ describe('a broken topology file leaves the last good one in service', () => {
 
   /** Breaks the file, waits until the daemon has counted the rejection, checks it still serves the last good version. */
   async function breakWith(breakFile: () => void, error: RegExp): Promise<void> {
-    const before = await reloadFailures(daemon.admin);
+    const before = await reloadFailures(daemon);
     breakFile();
-    await waitFor(async () => (await reloadFailures(daemon.admin)) > before, 20_000, 'the rejection to be counted');
+    await waitFor(async () => (await reloadFailures(daemon)) > before, 20_000, 'the rejection to be counted');
     expect(addresses(await dig(daemon.dnsPort, NAME))).toEqual([addressOf(versions.newest)]);
     const r = await ready();
     expect(r.status).toBe(200);
@@ -100,7 +101,7 @@ describe('a broken topology file leaves the last good one in service', () => {
   });
 
   it('answered every query with the version in service while the file was broken, and never lacked the record', async () => {
-    const seen: Seen = await watch!.stop();
+    const seen: Seen = await required(watch, 'the load started before the breaks').stop();
     watch = null;
     reportSeen('topology file corrupt, truncated, wrong shape, deleted', seen, daemonRss(daemon));
     expectNothingLost(seen);
@@ -116,7 +117,7 @@ describe('a daemon started without a usable topology', () => {
       expect(res.status).toBe(503);
       const body = (await res.json()) as Ready;
       expect(body.modules.topology.detail.reason).toMatch(/rejected: not valid JSON/);
-      expect(await reloadFailures(daemon.admin)).toBe(1);
+      expect(await reloadFailures(daemon)).toBe(1);
       writeAtomically(daemon.dir, 'topology.json', versionTopology(1));
       await waitFor(async () => (await daemon.admin('/ready')).status === 200, 20_000, 'ready');
       expect(addresses(await dig(daemon.dnsPort, NAME))).toEqual(['10.0.0.1']);
