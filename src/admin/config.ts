@@ -1,7 +1,7 @@
 // The `admin` config section: where the admin HTTP API listens and its token. The API can
 // register and delete instances, so it is never open to the network without a token.
 import { z } from 'zod';
-import { isLoopback } from '../forward/upstreams.ts';
+import { isLoopback } from '../util/ip.ts';
 import { port } from '../util/config-types.ts';
 
 export const adminConfigSchema = z.strictObject({

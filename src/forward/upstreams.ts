@@ -5,6 +5,7 @@ import { isIP } from 'node:net';
 import type { ListenAddress } from '../dns/server.ts';
 import type { Clock, Timer } from '../clock.ts';
 import { backgroundFailed, inBackground } from '../util/background.ts';
+import { isLoopback } from '../util/ip.ts';
 
 export class ForwardError extends Error {
   /** `reason` without the key, for callers (the config schema) that name the key themselves. */
@@ -45,10 +46,6 @@ export function parseUpstream(text: string): UpstreamAddress {
 }
 
 const WILDCARDS = new Set(['0.0.0.0', '::']);
-
-export function isLoopback(host: string): boolean {
-  return host.startsWith('127.') || host === '::1';
-}
 
 /**
  * The `nameserver` lines of a resolv.conf (always port 53), without the daemon itself:

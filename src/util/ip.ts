@@ -112,3 +112,8 @@ export function cidrSet(cidrs: Cidr[]): (address: string) => boolean {
     return kind !== 0 && list.check(address.split('%')[0], kind === 4 ? 'ipv4' : 'ipv6');
   };
 }
+
+/** A loopback address (127.0.0.0/8 or ::1), as text. */
+export function isLoopback(host: string): boolean {
+  return host.startsWith('127.') || host === '::1';
+}

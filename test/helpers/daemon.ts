@@ -5,7 +5,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { isLoopback, parseUpstream, resolvConfUpstreams } from '../../src/forward/upstreams.ts';
+import { parseUpstream, resolvConfUpstreams } from '../../src/forward/upstreams.ts';
+import { isLoopback } from '../../src/util/ip.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 /** The command every spawned daemon and CLI runs (dist/ behind it), as `npm start` and the image do. */
