@@ -10,7 +10,7 @@ import { backoffDelay } from '../presence/decisions.ts';
 import type { ChangeSource, SnapshotResult, SqlChangeSource, SyncPlan } from '../presence/change-source.ts';
 import type { SyncPosition } from '../presence/decisions.ts';
 import type { PresenceRow } from '../presence/store.ts';
-import { FanoutUnavailable, type NatsChangeSource } from './follower.ts';
+import { FanoutUnavailable, HEAD_MISSES, type NatsChangeSource } from './follower.ts';
 
 export interface FallbackOptions {
   /** Null until NATS is reached (see attach). */
@@ -43,8 +43,11 @@ export class FallbackSource implements ChangeSource {
   /** Entered the fallback since the last read of the database (see spread). */
   private spreadDue = true;
 
+  private readonly startedAt: number;
+
   constructor(private readonly options: FallbackOptions) {
     this.nats = options.nats;
+    this.startedAt = options.clock.now();
   }
 
   /** NATS reached: the next pass reads it. */
@@ -61,10 +64,19 @@ export class FallbackSource implements ChangeSource {
     return this.current;
   }
 
+  /**
+   * Just started or just connected: NATS and the publisher's head are on their way, and
+   * reading the database now would make a fleet that starts together stampede it.
+   */
+  private awaiting(): boolean {
+    if (this.nats) return this.nats.awaitingHead();
+    return this.options.clock.now() - this.startedAt < HEAD_MISSES * this.options.intervalMs;
+  }
+
   async clusterId(): Promise<string> {
     const { nats } = this;
     if (nats?.usable()) return nats.clusterId();
-    if (nats?.awaitingHead()) throw new FanoutUnavailable('waiting for the publisher\'s first head on NATS');
+    if (this.awaiting()) throw new FanoutUnavailable('waiting for NATS and the publisher\'s first head');
     this.use('fallback', this.fallbackReason());
     await this.spread();
     return this.options.sql.clusterId();
@@ -96,7 +108,7 @@ export class FallbackSource implements ChangeSource {
         if (!(err instanceof FanoutUnavailable)) throw err;
         this.use('fallback', err.message);
       }
-    } else if (nats?.awaitingHead()) {
+    } else if (this.awaiting()) {
       // Just connected: the publisher's head is on its way; what is in service stays meanwhile.
       return { kind: 'idle' };
     } else {

@@ -28,7 +28,7 @@ export class FanoutUnavailable extends Error {
 /** Live messages kept for the syncer's next pass; past this, older ones are read from the stream again. */
 const LIVE_BUFFER = 10_000;
 /** A publisher silent for this many sync intervals is taken for gone. */
-const HEAD_MISSES = 3;
+export const HEAD_MISSES = 3;
 
 export interface FollowerOptions {
   nc: NatsConnection;

@@ -106,6 +106,8 @@ export function startFanout(options: FanoutOptions): Fanout {
         } else if (event.type === Events.Reconnect) {
           connected = true;
           follower.reconnected();
+          // The publisher announces its head at once rather than at its next interval: the fleet leaves the database sooner.
+          void publisher?.tick();
           logger.info({ part: 'fanout' }, 'fan-out: reconnected to NATS');
         }
       }
