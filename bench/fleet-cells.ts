@@ -21,6 +21,7 @@ import { PresenceStore, Registrar, type Db, type WriteResult } from '../src/pres
 import { openPgDb } from '../src/presence/pg-db.ts';
 import type { Logger } from '../src/log.ts';
 import type { Registration } from '../src/registrations/types.ts';
+import { required } from '../test/helpers/required.ts';
 import { TestSource } from '../test/presence/fixtures.ts';
 import { FANOUT_PREFIX, instancesOf, SNAPSHOT_EVERY, wallNow, type Health } from './fleet-shape.ts';
 
@@ -119,7 +120,7 @@ class CountingSink implements TopologySink<CountingView> {
   constructor(private readonly reached: (revision: number, snapshot: boolean) => void) {}
 
   apply(version: number, removes: string[], adds: Instance[]): void {
-    const view = this.current!;
+    const view = required(this.current, 'a view in service (the syncer applies a delta only to one)');
     view.apply({ seq: view.seq + 1, version, removes, adds });
     this.rowsApplied += removes.length + adds.length;
     this.reached(version, false);
@@ -160,7 +161,7 @@ class LowestRevision {
     const from = this.at[node];
     if (from === revision) return;
     this.at[node] = revision;
-    const left = this.counts.get(from)! - 1;
+    const left = required(this.counts.get(from), `the count of nodes at revision ${from}`) - 1;
     if (left) this.counts.set(from, left);
     else this.counts.delete(from);
     this.counts.set(revision, (this.counts.get(revision) ?? 0) + 1);
@@ -228,7 +229,10 @@ function follower(setup: CellsSetup, db: Db, cell: number, logger: Logger): { so
   return { source: fanout.source, fanout };
 }
 
-const send = (m: FromCells) => process.send!(m);
+const send = (m: FromCells) => {
+  if (!process.send) throw new Error('bench/fleet-cells.ts has no IPC channel: it runs as a child of bench/fleet-nodes.ts (npm run bench:fleet -- --nodes N)');
+  return process.send(m);
+};
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** One line per distinct message on stderr, however many nodes log it. */
@@ -338,8 +342,9 @@ function startCells(setup: CellsSetup) {
 
   async function stop(): Promise<void> {
     clearInterval(rssTimer);
-    await Promise.all(nodes.flatMap((n) => [n.registrar.stop(), n.following?.syncer.stop()]));
-    await Promise.all(nodes.map((n) => n.following?.fanout?.stop()));
+    const following = nodes.flatMap((n) => n.following ?? []);
+    await Promise.all([...nodes.map((n) => n.registrar.stop()), ...following.map((f) => f.syncer.stop())]);
+    await Promise.all(following.flatMap((f) => f.fanout ?? []).map((fanout) => fanout.stop()));
     await Promise.all(nodes.flatMap((n) => n.dbs.map((db) => db.close().catch(() => undefined))));
   }
 
@@ -357,32 +362,33 @@ process.on('message', (m: ToCells) => {
     process.stderr.write(`fleet cells ${process.pid}: ${m.kind} failed: ${err.stack ?? err.message}\n`);
     process.exit(1);
   };
+  const running = () => required(cells, `fleet cells ${process.pid}: the setup message before '${m.kind}'`);
   switch (m.kind) {
     case 'setup':
       cells = startCells(m.setup);
       send({ kind: 'ready' });
       break;
     case 'register':
-      cells!.register().catch(fail);
+      running().register().catch(fail);
       break;
     case 'heartbeat':
-      cells!.heartbeat();
+      running().heartbeat();
       break;
     case 'follow':
-      cells!.mark(m.mark);
-      cells!.follow();
+      running().mark(m.mark);
+      running().follow();
       break;
     case 'mark':
-      cells!.mark(m.mark);
+      running().mark(m.mark);
       break;
     case 'changes':
-      cells!.changes(m.perSecond, m.seconds).catch(fail);
+      running().changes(m.perSecond, m.seconds).catch(fail);
       break;
     case 'report':
-      send({ kind: 'report', report: cells!.report() });
+      send({ kind: 'report', report: running().report() });
       break;
     case 'modes':
-      send(cells!.modes());
+      send(running().modes());
       break;
     case 'stop':
       void (cells?.stop() ?? Promise.resolve()).finally(() => process.exit(0));

@@ -32,16 +32,18 @@ import { toInstance } from '../src/control/syncer.ts';
 import { instanceName } from '../src/image/view.ts';
 import { migrate, PresenceStore, Reaper, type CellObservation, type Db } from '../src/presence/index.ts';
 import { openPgDb, POOLS } from '../src/presence/pg-db.ts';
+import { errorMessage } from '../src/util/error-message.ts';
 import { startDaemon, waitFor, type RunningDaemon } from '../test/helpers/daemon.ts';
 import { startNats, type NatsServer } from '../test/helpers/nats.ts';
 import { PgBouncer } from '../test/helpers/pgbouncer.ts';
 import { freePort, testDatabase, type TestDatabase } from '../test/helpers/postgres.ts';
+import { required } from '../test/helpers/required.ts';
 import { UdpClient } from '../test/dns/client.ts';
 import type { CellsReport, CellsSetup, FromCells, ToCells } from './fleet-cells.ts';
-import { FANOUT_PREFIX, probeNames, SNAPSHOT_EVERY, wallNow } from './fleet-shape.ts';
-import { phase, PostgresWatch, type WatchMark } from './postgres-watch.ts';
+import { FANOUT_PREFIX, probeNames, wallNow } from './fleet-shape.ts';
+import { phase, PostgresWatch } from './postgres-watch.ts';
 import { probeChild, probeInChild, type ProbeResult } from './probe-process.ts';
-import { cpuMs } from './proc.ts';
+import { cpuMs, pidOf } from './proc.ts';
 import { quantiles, type Quantiles } from './stats.ts';
 
 const run = promisify(execFile);
@@ -94,14 +96,30 @@ class CellsProcess {
     this.exited = new Promise((resolve) => this.child.once('exit', () => resolve()));
     this.child.on('message', (m: FromCells) => {
       switch (m.kind) {
-        case 'ready': this.ready = true; break;
-        case 'registered': this.registeredMs = m.ms; break;
-        case 'reached': this.reached.push({ revision: m.revision, at: m.at }); break;
-        case 'snapshotted': this.snapshotted.set(m.mark, { revision: m.revision, at: m.at }); break;
-        case 'commit': this.commits.push({ revision: m.revision, at: m.at }); break;
-        case 'changed': this.changed = m.changes; break;
-        case 'report': this.lastReport = m.report; break;
-        case 'modes': this.modes = m; break;
+        case 'ready':
+          this.ready = true;
+          break;
+        case 'registered':
+          this.registeredMs = m.ms;
+          break;
+        case 'reached':
+          this.reached.push({ revision: m.revision, at: m.at });
+          break;
+        case 'snapshotted':
+          this.snapshotted.set(m.mark, { revision: m.revision, at: m.at });
+          break;
+        case 'commit':
+          this.commits.push({ revision: m.revision, at: m.at });
+          break;
+        case 'changed':
+          this.changed = m.changes;
+          break;
+        case 'report':
+          this.lastReport = m.report;
+          break;
+        case 'modes':
+          this.modes = m;
+          break;
       }
     });
     this.send({ kind: 'setup', setup });
@@ -125,7 +143,7 @@ class CellsProcess {
     this.lastReport = null;
     this.send({ kind: 'report' });
     await waitFor(() => this.lastReport !== null, STEP_DEADLINE_MS, 'a cells process report');
-    return this.lastReport!;
+    return required(this.lastReport, `a report from fleet cells process ${this.child.pid}`);
   }
 
   /** How many of its nodes read NATS now, and how many the database. */
@@ -133,7 +151,7 @@ class CellsProcess {
     this.modes = null;
     this.send({ kind: 'modes' });
     await waitFor(() => this.modes !== null, STEP_DEADLINE_MS, 'a cells process\'s modes');
-    return this.modes!;
+    return required(this.modes, `the modes of fleet cells process ${this.child.pid}`);
   }
 
   /** When every node here first had `revision` or later, from `since` on (wall time). */
@@ -257,8 +275,9 @@ function convergence(procs: CellsProcess[], from: number, to: number): Convergen
   let unconverged = 0;
   for (const c of commits) {
     const reached = procs.map((p) => p.reachedAt(c.revision, from));
-    if (reached.some((at) => at === undefined)) unconverged++;
-    else times.push(Math.max(0, ...reached.map((at) => at! - c.at)));
+    const known = reached.filter((at) => at !== undefined);
+    if (known.length < reached.length) unconverged++;
+    else times.push(Math.max(0, ...known.map((at) => at - c.at)));
   }
   return { ...quantiles(times), changes: commits.length, unconverged };
 }
@@ -267,8 +286,11 @@ function convergence(procs: CellsProcess[], from: number, to: number): Convergen
 async function recordsLost(daemon: RunningDaemon, store: PresenceStore): Promise<{ lost: number; extra: number }> {
   const head = (await store.head()).revision;
   // A daemon still behind is compared all the same: what it lacks counts as lost.
-  await waitFor(async () => ((await (await daemon.admin('/v1/status')).json()) as { revision: number | null }).revision! >= head, DRAIN_MS, 'a daemon at the head revision')
-    .catch((err: Error) => log(err.message));
+  await waitFor(async () => {
+    const { revision } = (await (await daemon.admin('/v1/status')).json()) as { revision: number | null };
+    return revision !== null && revision >= head;
+  }, DRAIN_MS, 'a daemon at the head revision')
+    .catch((err: unknown) => log(errorMessage(err)));
   const answer = (await (await daemon.admin('/v1/records?limit=100000000')).json()) as { records: Array<{ name: string; ip: string }> };
   const served = new Set(answer.records.map((r) => `${r.name} ${r.ip}`));
   const live = new Set<string>();
@@ -282,6 +304,7 @@ async function recordsLost(daemon: RunningDaemon, store: PresenceStore): Promise
 
 async function simulate(nodes: number, procCount: number): Promise<NodesResult> {
   const dir = mkdtempSync(join(tmpdir(), 'presence-fleet-nodes-'));
+  // What the run has started, for the cleanup: set as each part starts.
   let database: TestDatabase | null = null;
   let bouncer: PgBouncer | null = null;
   let nats: NatsServer | null = null;
@@ -295,7 +318,7 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
   const children = new Set<ChildProcess>();
   let cleaned: Promise<void> | null = null;
   // Each step runs whatever the one before did: a failed stop must not leave a server behind.
-  const step = (what: string, fn: () => unknown) => Promise.resolve().then(fn).catch((err: Error) => log(`cleanup: ${what}: ${err.message}`));
+  const step = (what: string, fn: () => unknown) => Promise.resolve().then(fn).catch((err: unknown) => log(`cleanup: ${what}: ${errorMessage(err)}`));
   const cleanup = () => (cleaned ??= (async () => {
     for (const c of children) c.kill('SIGKILL');
     await step('the nodes', () => Promise.all(procs.map((p) => p.stop())));
@@ -326,19 +349,22 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
     pooled.port = String(bouncer.port);
     const url = pooled.toString();
     const monitorPort = await freePort();
-    nats = await startNats({ own: true, args: ['-js', '-sd', join(dir, 'jetstream'), '-m', String(monitorPort)] });
-    natsWatch = new NatsWatch(nats, monitorPort);
-    natsWatch.start();
+    const natsServer = await startNats({ own: true, args: ['-js', '-sd', join(dir, 'jetstream'), '-m', String(monitorPort)] });
+    nats = natsServer;
+    const natsServerWatch = new NatsWatch(natsServer, monitorPort);
+    natsWatch = natsServerWatch;
+    natsServerWatch.start();
     log(`fleet of nodes: ${nodes} nodes × ${INSTANCES} instances in ${procCount} processes, following ${FOLLOW === 'nats' ? 'the fan-out (NATS)' : 'SQL through PgBouncer'}; database ${name} on ${new URL(DATABASE_URL).host}`);
 
     const direct = openPgDb(directUrl, quiet, POOLS.reaper);
     dbs.push(direct);
     await migrate(direct);
     const reaperStore = new ReaperStore(direct);
-    watch = new PostgresWatch(directUrl, name);
-    await watch.start();
+    const primaryWatch = new PostgresWatch(directUrl, name);
+    watch = primaryWatch;
+    await primaryWatch.start();
     if (FOLLOW === 'nats') {
-      publishers = probeChild<{ publishers: number }>('fleet-publishers.ts', [directUrl, nats.url, String(PUBLISHER_CANDIDATES)], {}, children, 'publishing');
+      publishers = probeChild<{ publishers: number }>('fleet-publishers.ts', [directUrl, natsServer.url, String(PUBLISHER_CANDIDATES)], {}, children, 'publishing');
       void publishers.done.catch(() => undefined);
       await Promise.race([publishers.started, sleep(STEP_DEADLINE_MS).then(() => Promise.reject(new Error('no publisher candidate took the lock within a minute')))]);
     }
@@ -347,7 +373,7 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
     for (let p = 0; p < procCount; p++) {
       const cells = Array.from({ length: nodes }, (_, c) => c).filter((c) => c % procCount === p);
       procs.push(new CellsProcess({
-        url, natsUrl: nats.url, follow: FOLLOW, cells, instances: INSTANCES, ttlMs: TTL_MS, syncIntervalMs: SYNC_INTERVAL_MS, snapshotSlots: SNAPSHOT_SLOTS,
+        url, natsUrl: natsServer.url, follow: FOLLOW, cells, instances: INSTANCES, ttlMs: TTL_MS, syncIntervalMs: SYNC_INTERVAL_MS, snapshotSlots: SNAPSHOT_SLOTS,
         registerConcurrency: REGISTER_CONCURRENCY,
       }));
     }
@@ -373,7 +399,7 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
     const names = probeNames(nodes, INSTANCES);
     const daemonConfig = {
       database: { url },
-      sync: { enabled: true, interval: SYNC_INTERVAL_MS / 1000, ...(FOLLOW === 'nats' ? { nats_url: nats.url, nats_prefix: FANOUT_PREFIX, snapshot_slots: SNAPSHOT_SLOTS } : {}) },
+      sync: { enabled: true, interval: SYNC_INTERVAL_MS / 1000, ...(FOLLOW === 'nats' ? { nats_url: natsServer.url, nats_prefix: FANOUT_PREFIX, snapshot_slots: SNAPSHOT_SLOTS } : {}) },
       registrar: { enabled: false }, reaper: { enabled: false }, log: { level: 'info' },
     };
     for (let i = 0; i < DAEMONS; i++) daemons.push(await startDaemon({ config: daemonConfig, waitReady: false }));
@@ -392,9 +418,9 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
     await Promise.all(probes.map((p) => p.started));
 
     /** Marks the primary, NATS and the nodes' processes, to cut the run into phases. */
-    const cellsCpu = () => procs.reduce((a, p) => a + cpuMs(p.child.pid!), 0);
-    const publishersCpu = () => (publishers ? cpuMs(publishers.child.pid!) : 0);
-    const markAll = async () => ({ primary: await watch!.mark(), nats: await natsWatch!.cpuMs(), cells: cellsCpu(), publishers: publishersCpu() });
+    const cellsCpu = () => procs.reduce((a, p) => a + cpuMs(pidOf(p.child)), 0);
+    const publishersCpu = () => (publishers ? cpuMs(pidOf(publishers.child)) : 0);
+    const markAll = async () => ({ primary: await primaryWatch.mark(), nats: await natsServerWatch.cpuMs(), cells: cellsCpu(), publishers: publishersCpu() });
     type Marks = Awaited<ReturnType<typeof markAll>>;
     const primaryPhase = (a: Marks, b: Marks): PrimaryPhase => {
       const p = phase(a.primary, b.primary);
@@ -404,8 +430,12 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
     /** Every node put a snapshot in service after `mark` and reached `revision` (wall time), or null past the deadline. */
     const resnapshotted = async (mark: number, revision: number, since: number): Promise<number | null> => {
       const done = () => procs.every((p) => p.snapshotted.has(mark) && p.reachedAt(revision, since) !== undefined);
-      const ok = await waitFor(done, RESNAPSHOT_DEADLINE_MS, `every node serving revision ${revision}`).then(() => true, (err: Error) => (log(err.message), false));
-      return ok ? Math.max(...procs.flatMap((p) => [p.snapshotted.get(mark)!.at, p.reachedAt(revision, since)!])) : null;
+      const ok = await waitFor(done, RESNAPSHOT_DEADLINE_MS, `every node serving revision ${revision}`).then(() => true, (err: unknown) => (log(errorMessage(err)), false));
+      if (!ok) return null;
+      return Math.max(...procs.flatMap((p) => [
+        required(p.snapshotted.get(mark), `the snapshot after mark ${mark} of fleet cells process ${p.child.pid}`).at,
+        required(p.reachedAt(revision, since), `revision ${revision} reached by fleet cells process ${p.child.pid}`),
+      ]));
     };
 
     // 3. Cold start: every node's syncer at once.
@@ -435,8 +465,8 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
       await during?.();
       await waitFor(() => procs.every((p) => p.changed !== null), seconds * 1000 + STEP_DEADLINE_MS, 'the changes made');
       const last = Math.max(0, ...procs.flatMap((p) => p.commits.map((c) => c.revision)));
-      await waitFor(() => procs.every((p) => p.reachedAt(last, 0) !== undefined), DRAIN_MS, 'every node at the last change').catch((err: Error) => log(err.message));
-      return procs.reduce((a, p) => a + p.changed!, 0);
+      await waitFor(() => procs.every((p) => p.reachedAt(last, 0) !== undefined), DRAIN_MS, 'every node at the last change').catch((err: unknown) => log(errorMessage(err)));
+      return procs.reduce((a, p) => a + required(p.changed, `the changes fleet cells process ${p.child.pid} made`), 0);
     };
     before = await markAll();
     since = wallNow();
@@ -459,14 +489,14 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
       let stoppedAt = 0;
       let restartedAt = 0;
       await changePhase(NATS_OUTAGE_SECONDS + AFTER_OUTAGE_SECONDS, async () => {
-        await nats!.kill();
+        await natsServer.kill();
         stoppedAt = wallNow();
         await sleep(NATS_OUTAGE_SECONDS * 1000);
-        await nats!.restart();
+        await natsServer.restart();
         restartedAt = wallNow();
       });
       const back = await waitFor(async () => (await Promise.all(procs.map((p) => p.readingNats()))).every((m) => m.fallback === 0), STEP_DEADLINE_MS, 'every node reading NATS again')
-        .then(() => wallNow() - restartedAt, (err: Error) => (log(err.message), null));
+        .then(() => wallNow() - restartedAt, (err: unknown) => (log(errorMessage(err)), null));
       outage = { fallback: convergence(procs, stoppedAt, restartedAt), after: convergence(procs, restartedAt, wallNow()), backOnNatsMs: back };
     }
     const lostBefore = await Promise.all(daemons.map((d) => recordsLost(d, reaperStore)));
@@ -500,8 +530,8 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
       heartbeat: { ...quantiles(heartbeats), failures: reports.reduce((a, r) => a + r.heartbeatFailures, 0) },
       cellsExpired: reaperStore.expired,
       daemons: seen.map((s, i) => ({ ...s, lost: lostBefore[i].lost + lostAfter[i].lost, extra: lostBefore[i].extra + lostAfter[i].extra })),
-      primaryConnections: { peak: watch.peakConnections, byPart: watch.peakByPart },
-      nats: { peakMemMb: natsWatch.peakMemMb, peakConnections: natsWatch.peakConnections },
+      primaryConnections: { peak: primaryWatch.peakConnections, byPart: primaryWatch.peakByPart },
+      nats: { peakMemMb: natsServerWatch.peakMemMb, peakConnections: natsServerWatch.peakConnections },
       processes: reports.map((r) => ({ nodes: r.nodes, peakRssMb: r.peakRssMb })),
     };
   } finally {
@@ -535,10 +565,12 @@ export function table(r: NodesResult): string {
     [`primary with ${r.load.changes} changes (${(r.load.changes / r.load.seconds).toFixed(0)}/s): CPU, transactions/s; NATS CPU; publisher CPU`, `${pct(r.load.cpuPercent)}, ${r.load.commitsPerSecond.toFixed(0)}/s; ${pct(r.load.natsCpuPercent)}; ${pct(r.load.publisherCpuPercent)}`, '–', ''],
     ['primary per change (idle rate taken out): backend CPU, transactions; the publisher\'s CPU', `${ms(r.perChange.cpuMs)}, ${r.perChange.commits.toFixed(1)}; ${ms(r.perChange.publisherCpuMs)}`, '≤ 1.2× N = 100 (--sweep-nodes)', ''],
     [`convergence of a change to all ${r.nodes} nodes, p50 / p99 / max`, quants(r.convergence), `p99 ≤ ${ms(convergenceTarget)}`, verdict(r.convergence.unconverged === 0 && r.convergence.p99 <= convergenceTarget)],
-    ...(r.outage ? [
-      ['NATS stopped: convergence via the fallback, p50 / p99 / max', quants(r.outage.fallback), 'p99 ≤ 2 s', verdict(r.outage.fallback.unconverged === 0 && r.outage.fallback.p99 <= 2000)],
-      ['NATS back: convergence, p50 / p99 / max; every node reading NATS again after', `${quants(r.outage.after)}; ${ms(r.outage.backOnNatsMs)}`, 'p99 ≤ 250 ms', verdict(r.outage.after.unconverged === 0 && r.outage.after.p99 <= 250)],
-    ] satisfies Array<[string, string, string, string]> : [['NATS stopped during changes', 'not run: the nodes follow SQL', '–', ''] satisfies [string, string, string, string]]),
+    ...(r.outage
+      ? [
+          ['NATS stopped: convergence via the fallback, p50 / p99 / max', quants(r.outage.fallback), 'p99 ≤ 2 s', verdict(r.outage.fallback.unconverged === 0 && r.outage.fallback.p99 <= 2000)],
+          ['NATS back: convergence, p50 / p99 / max; every node reading NATS again after', `${quants(r.outage.after)}; ${ms(r.outage.backOnNatsMs)}`, 'p99 ≤ 250 ms', verdict(r.outage.after.unconverged === 0 && r.outage.after.p99 <= 250)],
+        ] satisfies Array<[string, string, string, string]>
+      : [['NATS stopped during changes', 'not run: the nodes follow SQL', '–', ''] satisfies [string, string, string, string]]),
     resnapshotRow(`forced re-snapshot from the restore's start (a dump's restore, ${ms(r.resnapshot.restoreMs)} of it)`, r.resnapshot),
     [`heartbeats of the ${r.nodes} cells, ${r.heartbeat.n}: p50 / p99 / max; failures`, `${ms(r.heartbeat.p50)} / ${ms(r.heartbeat.p99)} / ${ms(r.heartbeat.max)}; ${r.heartbeat.failures}`, 'p99 ≤ 100 ms, 0 failures', verdict(r.heartbeat.p99 <= 100 && r.heartbeat.failures === 0)],
     ['cells expired by the reaper', String(r.cellsExpired), '0', verdict(r.cellsExpired === 0)],
@@ -552,8 +584,8 @@ export function table(r: NodesResult): string {
   const widths = [0, 1, 2, 3].map((i) => Math.max(...rows.map((row) => row[i].length)));
   return [
     '',
-    `fleet of nodes: ${r.nodes} nodes × ${r.instances} instances in ${r.procs} processes, following ${r.follow === 'nats' ? 'the fan-out (NATS JetStream, SQL fallback)' : 'SQL through PgBouncer'}; ` +
-      `PgBouncer (transaction pooling, ${BOUNCER_POOL} server connections); heartbeat every ${TTL_MS / 3000} s; ${CHANGES_PER_SECOND} changes/s for ${CHANGE_SECONDS} s; ${cpus().length} cores`,
+    `fleet of nodes: ${r.nodes} nodes × ${r.instances} instances in ${r.procs} processes, following ${r.follow === 'nats' ? 'the fan-out (NATS JetStream, SQL fallback)' : 'SQL through PgBouncer'}; `
+    + `PgBouncer (transaction pooling, ${BOUNCER_POOL} server connections); heartbeat every ${TTL_MS / 3000} s; ${CHANGES_PER_SECOND} changes/s for ${CHANGE_SECONDS} s; ${cpus().length} cores`,
     ...rows.map((row) => row.map((c, i) => c.padEnd(widths[i])).join(' | ').trimEnd()),
     '',
   ].join('\n');
@@ -566,7 +598,7 @@ function runChild(nodes: number, procs: number, env: Record<string, string>, ext
       env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'],
     });
     let out = '';
-    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     // A sweep run is bounded too: an hour, then it counts as failed.
     const timer = setTimeout(() => child.kill('SIGTERM'), 3_600_000);
     const stop = () => child.kill('SIGTERM');
@@ -633,8 +665,8 @@ function projection(ref: NodesResult, nodes: number, instances: number): string 
   return [
     '',
     `projection for ${nodes} nodes × ${instances} instances (${rows} rows), from the ${ref.nodes} × ${ref.instances} run:`,
-    `  a node's cold start costs ${(cpuPerRowMs * 1000).toFixed(2)} µs of CPU per snapshot row: ${(cpuPerRowMs * rows / 1000).toFixed(2)} s per node, ` +
-      `${coldCpuS.toFixed(0)} s of CPU for all, at least ${(coldCpuS / cpus().length).toFixed(0)} s on ${cpus().length} cores (target 120 s)`,
+    `  a node's cold start costs ${(cpuPerRowMs * 1000).toFixed(2)} µs of CPU per snapshot row: ${(cpuPerRowMs * rows / 1000).toFixed(2)} s per node, `
+    + `${coldCpuS.toFixed(0)} s of CPU for all, at least ${(coldCpuS / cpus().length).toFixed(0)} s on ${cpus().length} cores (target 120 s)`,
     `  memory: ${rssPerNodeMb.toFixed(2)} MB per simulated node at ${ref.instances} instances a cell`,
     '',
   ].join('\n');

@@ -27,7 +27,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { isMainThread, Worker, workerData } from 'node:worker_threads';
 import { pino } from 'pino';
 import { Registry } from '../src/admin/metrics.ts';
 import { systemClock } from '../src/clock.ts';
@@ -37,6 +37,7 @@ import { startControlPlane } from '../src/control/index.ts';
 import { SqlChangeSource } from '../src/presence/change-source.ts';
 import { TopologyImage } from '../src/image/image.ts';
 import type { Registration } from '../src/registrations/types.ts';
+import { parentThreadPort } from '../src/util/worker-thread.ts';
 import { UdpClient } from '../test/dns/client.ts';
 import { startDaemon, waitFor, type RunningDaemon } from '../test/helpers/daemon.ts';
 import { PgBouncer } from '../test/helpers/pgbouncer.ts';
@@ -45,7 +46,7 @@ import { TestSource } from '../test/presence/fixtures.ts';
 import { instancesOf, probeNames } from './fleet-shape.ts';
 import { probeChild, probeInChild, type ProbeResult } from './probe-process.ts';
 import { PostgresWatch } from './postgres-watch.ts';
-import { cpuMs, machineTicks } from './proc.ts';
+import { cpuMs, machineTicks, pidOf } from './proc.ts';
 import { quantiles, type Quantiles } from './stats.ts';
 
 const ARGS = new Set(process.argv.slice(2));
@@ -131,7 +132,7 @@ class TimedStore extends PresenceStore {
 
 /** One simulated node's syncer: reports every change it puts in service and every incremental query. */
 async function syncerNode(data: SyncerData): Promise<void> {
-  const port = parentPort!;
+  const port = parentThreadPort();
   const send = (m: FromSyncer) => port.postMessage(m);
   const db = openPgDb(data.url, quiet, POOLS.syncer);
   class SyncerStore extends PresenceStore {
@@ -366,15 +367,15 @@ async function simulate(): Promise<FleetResult> {
     await watch.start();
     const ticks0 = machineTicks();
     const benchCpu0 = process.cpuUsage();
-    const daemonCpu0 = daemons.map((d) => cpuMs(d.process.pid!));
+    const daemonCpu0 = daemons.map((d) => cpuMs(pidOf(d.process)));
     for (const s of stores) s.measuring = true;
     measuringQueries = true;
     const lag = monitorEventLoopDelay({ resolution: 10 });
     lag.enable();
     const windowStarted = performance.now();
     await new Promise((r) => setTimeout(r, IDLE_SECONDS * 1000));
-    const daemonCpuIdle = daemons.map((d, i) => cpuMs(d.process.pid!) - daemonCpu0[i]);
-    const daemonCpu1 = daemons.map((d) => cpuMs(d.process.pid!));
+    const daemonCpuIdle = daemons.map((d, i) => cpuMs(pidOf(d.process)) - daemonCpu0[i]);
+    const daemonCpu1 = daemons.map((d) => cpuMs(pidOf(d.process)));
     const idleMs = performance.now() - windowStarted;
 
     const loadStarted = performance.now();
@@ -382,7 +383,10 @@ async function simulate(): Promise<FleetResult> {
     await new Promise<void>((resolve) => {
       const next = () => {
         const elapsed = performance.now() - loadStarted;
-        if (elapsed >= SECONDS * 1000) return resolve();
+        if (elapsed >= SECONDS * 1000) {
+          resolve();
+          return;
+        }
         const cell = Math.floor(Math.random() * CELLS);
         const j = Math.floor(Math.random() * PROBED_INDEX);
         health[cell][j] = health[cell][j] === 'running' ? 'failing' : 'running';
@@ -393,8 +397,8 @@ async function simulate(): Promise<FleetResult> {
       next();
     });
     const loadMs = performance.now() - loadStarted;
-    const daemonCpuLoad = daemons.map((d, i) => cpuMs(d.process.pid!) - daemonCpu1[i]);
-    const daemonsCpuMs = daemons.reduce((a, d, i) => a + cpuMs(d.process.pid!) - daemonCpu0[i], 0);
+    const daemonCpuLoad = daemons.map((d, i) => cpuMs(pidOf(d.process)) - daemonCpu1[i]);
+    const daemonsCpuMs = daemons.reduce((a, d, i) => a + cpuMs(pidOf(d.process)) - daemonCpu0[i], 0);
     lag.disable();
     const benchCpu = process.cpuUsage(benchCpu0);
     const ticks1 = machineTicks();
@@ -417,8 +421,9 @@ async function simulate(): Promise<FleetResult> {
     let unconverged = 0;
     for (const c of commits) {
       const reached = published.map((events) => events.find((p) => p.revision >= c.revision)?.at);
-      if (reached.some((at) => at === undefined)) unconverged++;
-      else convergence.push(Math.max(0, ...reached.map((at) => at! - c.at)));
+      const known = reached.filter((at) => at !== undefined);
+      if (known.length < reached.length) unconverged++;
+      else convergence.push(Math.max(0, ...known.map((at) => at - c.at)));
     }
     const windowMs = idleMs + loadMs;
     const sum = (f: (q: { rows: number; bytes: number }) => number) => queries.reduce((a, q) => a + f(q), 0) / Math.max(1, queries.length);
@@ -481,9 +486,9 @@ function table(r: FleetResult): string {
   const widths = [0, 1, 2, 3].map((i) => Math.max(...rows.map((row) => row[i].length)));
   return [
     '',
-    `fleet: ${r.cells} cells × ${r.instances} instances, heartbeat every ${TTL_MS / 3000} s (jittered), one reaper (${r.layout === 'split' ? 'own pool' : 'on the registrars\' pools'}), ` +
-      `${r.syncers} syncers (worker threads, sync.interval ${SYNC_INTERVAL_MS / 1000} s, LISTEN/NOTIFY ${r.listen && r.via === 'postgres' ? 'on' : 'off (polling)'}), ${r.daemons.length} daemons, ` +
-      `${r.changesPerSecond} changes/s for ${r.seconds} s (after ${IDLE_SECONDS} s without), ${r.via === 'pgbouncer' ? `through PgBouncer (transaction pooling, ${BOUNCER_POOL} server connections)` : 'straight to PostgreSQL'}`,
+    `fleet: ${r.cells} cells × ${r.instances} instances, heartbeat every ${TTL_MS / 3000} s (jittered), one reaper (${r.layout === 'split' ? 'own pool' : 'on the registrars\' pools'}), `
+    + `${r.syncers} syncers (worker threads, sync.interval ${SYNC_INTERVAL_MS / 1000} s, LISTEN/NOTIFY ${r.listen && r.via === 'postgres' ? 'on' : 'off (polling)'}), ${r.daemons.length} daemons, `
+    + `${r.changesPerSecond} changes/s for ${r.seconds} s (after ${IDLE_SECONDS} s without), ${r.via === 'pgbouncer' ? `through PgBouncer (transaction pooling, ${BOUNCER_POOL} server connections)` : 'straight to PostgreSQL'}`,
     ...rows.map((row) => row.map((c, i) => c.padEnd(widths[i])).join(' | ').trimEnd()),
     '',
   ].join('\n');
@@ -496,7 +501,7 @@ function runChild(env: Record<string, string>, extra: string[]): Promise<FleetRe
       env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'],
     });
     let out = '';
-    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.once('exit', (code) => {
       const line = out.trim().split('\n').pop() ?? '';
       if (code === 0 && line.startsWith('{')) resolve(JSON.parse(line) as FleetResult);
@@ -517,7 +522,7 @@ async function sweep(extra: string[]): Promise<void> {
   }
   const base = results[0];
   const ratio = (a: number, b: number) => (b > 0 ? `${(a / b).toFixed(2)}×` : '–');
-  const lines: Array<string[]> = [['cells × instances', 'rows', 'node hb p99', 'cells hb p99', 'hb fail', 'sync p99', 'rows/sync', 'bytes/sync', 'conv p99', 'daemon CPU/chg', 'unans', 'PG CPU', 'PG xact/s', 'PG conns', 'machine', 'others', 'load 1m']];
+  const lines: string[][] = [['cells × instances', 'rows', 'node hb p99', 'cells hb p99', 'hb fail', 'sync p99', 'rows/sync', 'bytes/sync', 'conv p99', 'daemon CPU/chg', 'unans', 'PG CPU', 'PG xact/s', 'PG conns', 'machine', 'others', 'load 1m']];
   for (const r of results) {
     const unanswered = r.daemons.reduce((a, d) => a + d.unanswered + d.wrong, 0);
     const cpu = r.daemons.reduce((a, d) => a + d.cpuMsPerChange, 0) / r.daemons.length;

@@ -73,6 +73,13 @@ export interface SyncerOptions<V extends SyncView = TopologyView> {
   pageSize?: number;
 }
 
+/** A snapshot waiting for the guard's (or a TTL's) consent, kept current with later changes. */
+interface PendingSnapshot<V extends SyncView> {
+  view: V;
+  since: number;
+  /** Rows may have been lost (not deleted), so what the snapshot lacks may come back. */
+  lost: boolean;
+}
 
 export function toInstance(r: PresenceRecord): Instance {
   return withDerived(r);
@@ -80,8 +87,7 @@ export function toInstance(r: PresenceRecord): Instance {
 
 export class Syncer<V extends SyncView = TopologyView> {
   private position: SyncPosition = { revision: null, id: null };
-  /** A snapshot waiting for the guard's (or a TTL's) consent, kept current with later changes. */
-  private pending: { view: V; since: number; lost: boolean } | null = null;
+  private pending: PendingSnapshot<V> | null = null;
   private readonly guard: MassExpiryGuard<{ cellId: string; ttlMs: number }>;
   private lastSuccess: number;
   private readonly loop: PassLoop;
@@ -160,7 +166,7 @@ export class Syncer<V extends SyncView = TopologyView> {
       this.dbUp = false;
       return;
     }
-    if (this.pending) this.publishSnapshot();
+    if (this.pending) this.publishSnapshot(this.pending);
     this.settleCarried();
   }
 
@@ -186,13 +192,16 @@ export class Syncer<V extends SyncView = TopologyView> {
     const plan = await source.plan(this.position);
     if (plan.kind === 'snapshot') return this.snapshot(plan.cause === 'lost');
     if (plan.kind === 'idle') return;
+    let { revision } = this.position;
+    if (revision === null) throw Object.assign(new Error(`the ${source.kind} change source planned incremental changes before a first snapshot; it must plan a snapshot while the syncer has no revision`), { code: 'SYNC_PLAN' });
     const pageSize = this.options.pageSize ?? 1000;
     for (;;) {
-      const page = await source.changesSince(this.position.revision!, pageSize);
+      const page = await source.changesSince(revision, pageSize);
       if (page.length) {
         const last = page[page.length - 1];
-        this.position = { revision: last.revision, id: last.id };
-        this.applyRows(page, last.revision);
+        revision = last.revision;
+        this.position = { revision, id: last.id };
+        this.applyRows(page, revision);
       }
       if (page.length < pageSize) return;
     }
@@ -237,7 +246,8 @@ export class Syncer<V extends SyncView = TopologyView> {
   }
 
   private claim(): void {
-    this.options.claim(this.cluster!);
+    if (this.cluster === null) throw Object.assign(new Error('the syncer was about to change the topology before it knew the database\'s cluster id; a pass reads the cluster id first'), { code: 'SYNC_CLUSTER_UNKNOWN' });
+    this.options.claim(this.cluster);
   }
 
   /**
@@ -248,9 +258,8 @@ export class Syncer<V extends SyncView = TopologyView> {
    * after a TTL go, as far as the mass-expiry guard allows. An empty snapshot over a
    * topology with records waits for an operator.
    */
-  private publishSnapshot(): void {
-    const { clock, logger, sink } = this.options;
-    const pending = this.pending!;
+  private publishSnapshot(pending: PendingSnapshot<V>): void {
+    const { logger, sink } = this.options;
     const current = sink.current;
     const lost: Instance[] = [];
     if (current && current.recordCount > 0 && !this.emptyRelease) {
@@ -264,7 +273,7 @@ export class Syncer<V extends SyncView = TopologyView> {
       // behind the tombstones kept) what is missing was deleted, unless its whole cell is.
       const cells = pending.lost ? null : pending.view.cells();
       for (const i of current.instances()) {
-        if (pending.view.withId(i.id).length === 0 && (cells === null || !cells.has(i.cellId))) lost.push(i);
+        if (pending.view.withId(i.id).length === 0 && !cells?.has(i.cellId)) lost.push(i);
       }
     }
     this.pending = null;
@@ -302,4 +311,3 @@ export class Syncer<V extends SyncView = TopologyView> {
     sink.apply(current.version, gone.map((i) => instanceName(i)), []);
   }
 }
-
