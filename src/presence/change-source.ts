@@ -47,9 +47,16 @@ export class SqlChangeSource implements ChangeSource {
   }
 
   async plan(position: SyncPosition): Promise<SyncPlan> {
-    const head = await this.store.head();
     const { id, revision } = position;
-    const rowRevision = id !== null && revision !== null && head.revision >= revision ? await this.store.rowRevision(id) : undefined;
+    let head: { revision: number; purgedBelow: number };
+    let rowRevision: number | null | undefined;
+    if (id === null) head = await this.store.head();
+    else {
+      const read = await this.store.headAndRow(id);
+      head = read.head;
+      // A head behind our revision already says "lost"; the row's revision matters only otherwise.
+      if (revision !== null && head.revision >= revision) rowRevision = read.rowRevision;
+    }
     const kind = planSync(position, head, rowRevision);
     if (kind !== 'snapshot') return { kind };
     const cause = snapshotCause(position, head, rowRevision);

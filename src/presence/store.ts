@@ -437,6 +437,25 @@ export class PresenceStore {
     return rows.length ? Number(rows[0].revision) : null;
   }
 
+  /**
+   * The head and the current revision of one row (null: it does not exist), in one round
+   * trip: what a sync pass asks first, so a fleet polling the database costs one statement
+   * per node and pass while nothing changes.
+   */
+  async headAndRow(id: string): Promise<{ head: { revision: number; purgedBelow: number }; rowRevision: number | null }> {
+    await this.prepare();
+    const { rows } = await this.db.query<{ revision: number | string | null; purged_below: number | string | null; row_revision: number | string | null }>(
+      `SELECT h.revision, h.purged_below, (SELECT p.revision FROM presences p WHERE p.id = $1) AS row_revision
+         FROM (SELECT 1) one LEFT JOIN presence_revision h ON h.id = 1`,
+      [id],
+    );
+    const row = rows.at(0);
+    return {
+      head: { revision: Number(row?.revision ?? 0), purgedBelow: Number(row?.purged_below ?? 0) },
+      rowRevision: row?.row_revision == null ? null : Number(row.row_revision),
+    };
+  }
+
   /** Rows (tombstones included) changed after `revision`, oldest first. */
   async changesSince(revision: number, limit: number): Promise<PresenceRow[]> {
     await this.prepare();

@@ -58,6 +58,10 @@ describe('instance rows', () => {
     await store.writeInstances('c-rows', [{ ...b, health: 'failing' }]);
     const removed = await store.changesSince(start + 3, 100);
     expect(removed.map((r) => [r.id, r.deleted, r.revision])).toEqual([['rows-a', true, start + 4]]);
+
+    // What a sync pass asks first, in one round trip: the head and one row's revision.
+    expect(await store.headAndRow('rows-b')).toEqual({ head: await store.head(), rowRevision: start + 3 });
+    expect(await store.headAndRow('no-such-row')).toEqual({ head: await store.head(), rowRevision: null });
     expect((await store.snapshot()).rows.map((r) => r.id)).not.toContain('rows-a');
   });
 
