@@ -488,15 +488,18 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
     if (FOLLOW === 'nats') {
       let stoppedAt = 0;
       let restartedAt = 0;
+      // Watched from the restart on, while the changes go on.
+      let backOnNats: Promise<number | null> = Promise.resolve(null);
       await changePhase(NATS_OUTAGE_SECONDS + AFTER_OUTAGE_SECONDS, async () => {
         await natsServer.kill();
         stoppedAt = wallNow();
         await sleep(NATS_OUTAGE_SECONDS * 1000);
         await natsServer.restart();
         restartedAt = wallNow();
+        backOnNats = waitFor(async () => (await Promise.all(procs.map((p) => p.readingNats()))).every((m) => m.fallback === 0), STEP_DEADLINE_MS, 'every node reading NATS again')
+          .then(() => wallNow() - restartedAt, (err: unknown) => (log(errorMessage(err)), null));
       });
-      const back = await waitFor(async () => (await Promise.all(procs.map((p) => p.readingNats()))).every((m) => m.fallback === 0), STEP_DEADLINE_MS, 'every node reading NATS again')
-        .then(() => wallNow() - restartedAt, (err: unknown) => (log(errorMessage(err)), null));
+      const back = await backOnNats;
       outage = { fallback: convergence(procs, stoppedAt, restartedAt), after: convergence(procs, restartedAt, wallNow()), backOnNatsMs: back };
     }
     const lostBefore = await Promise.all(daemons.map((d) => recordsLost(d, reaperStore)));
@@ -568,7 +571,7 @@ export function table(r: NodesResult): string {
     ...(r.outage
       ? [
           ['NATS stopped: convergence via the fallback, p50 / p99 / max', quants(r.outage.fallback), 'p99 ≤ 2 s', verdict(r.outage.fallback.unconverged === 0 && r.outage.fallback.p99 <= 2000)],
-          ['NATS back: convergence, p50 / p99 / max; every node reading NATS again after', `${quants(r.outage.after)}; ${ms(r.outage.backOnNatsMs)}`, 'p99 ≤ 250 ms', verdict(r.outage.after.unconverged === 0 && r.outage.after.p99 <= 250)],
+          ['NATS back: convergence, p50 / p99 / max; every node reading NATS again after', `${quants(r.outage.after)}; ${ms(r.outage.backOnNatsMs)}`, 'p99 ≤ 2 s (until it reconnects, a node reads the database)', verdict(r.outage.after.unconverged === 0 && r.outage.after.p99 <= 2000)],
         ] satisfies Array<[string, string, string, string]>
       : [['NATS stopped during changes', 'not run: the nodes follow SQL', '–', ''] satisfies [string, string, string, string]]),
     resnapshotRow(`forced re-snapshot from the restore's start (a dump's restore, ${ms(r.resnapshot.restoreMs)} of it)`, r.resnapshot),
