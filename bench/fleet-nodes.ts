@@ -386,7 +386,14 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
     await waitFor(() => procs.every((p) => p.registeredMs !== null), STEP_DEADLINE_MS + nodes * INSTANCES, 'every cell registered');
     for (const p of procs) p.send({ kind: 'heartbeat' });
     // A registrar whose first write failed (PgBouncer refusing a burst of new clients) writes its rows on a later pass.
-    await waitFor(async () => (await reaperStore.head()).revision === nodes * INSTANCES, STEP_DEADLINE_MS, `all ${nodes * INSTANCES} rows registered (see the registrar warnings above)`);
+    let liveRows = 0;
+    await waitFor(async () => {
+      const { rows } = await direct.query<{ n: number }>('SELECT count(*)::int AS n FROM presences WHERE NOT deleted');
+      liveRows = rows.at(0)?.n ?? 0;
+      return liveRows === nodes * INSTANCES;
+    }, STEP_DEADLINE_MS, `all ${nodes * INSTANCES} rows registered (see the registrar warnings above)`).catch((err: unknown) => {
+      throw new Error(`${errorMessage(err)}: ${liveRows} live rows`);
+    });
     const registerMs = performance.now() - started;
     log(`registered ${nodes * INSTANCES} rows in ${(registerMs / 1000).toFixed(1)} s`);
     reaper = new Reaper({
