@@ -3,13 +3,17 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import type { Logger } from '../log.ts';
 import { inBackground } from '../util/background.ts';
-import type { Db, Isolation, Queryable, Row, SqlValue } from './db.ts';
+import { PresenceError, type Db, type Isolation, type Queryable, type Row, type SqlValue } from './db.ts';
 
 // pg hands int8 back as text so it never loses precision; revisions stay far below 2^53.
 pg.types.setTypeParser(pg.types.builtins.INT8, (v: string) => Number(v));
 
 /** How long a NOTIFY to ourselves may take to arrive before LISTEN is judged not to work. */
 const LISTEN_PROBE_MS = 5000;
+/** How long opening a connection may take. */
+const CONNECT_TIMEOUT_MS = 3000;
+/** How long a checkout may take in all (waiting for a free connection, then opening one) before the pool is given up. */
+const CHECKOUT_DEADLINE_MS = 3 * CONNECT_TIMEOUT_MS;
 const PROBE_PREFIX = 'presence-dns-probe:';
 
 /** One pool per part of the daemon, so a part's waits never hold up another's statements. */
@@ -37,31 +41,83 @@ const GENERAL_POOL: PoolOptions = { max: 4, name: 'presence-dns' };
 
 export class PgDb implements Db {
   readonly kind = 'pg';
-  private readonly pool: pg.Pool;
+  private pool: pg.Pool;
   private listenUnsupportedLogged = false;
+  /** Pools given up on: ended in the background, never awaited (a wedged pool's end may never come). */
+  replacedPools = 0;
 
-  constructor(url: string, private readonly logger: Logger, pool: PoolOptions = GENERAL_POOL) {
-    this.pool = new pg.Pool({
-      connectionString: url,
-      max: pool.max,
-      application_name: pool.name,
-      connectionTimeoutMillis: 3000,
+  constructor(private readonly url: string, private readonly logger: Logger, private readonly poolOptions: PoolOptions = GENERAL_POOL) {
+    this.pool = this.openPool();
+  }
+
+  private openPool(): pg.Pool {
+    const pool = new pg.Pool({
+      connectionString: this.url,
+      max: this.poolOptions.max,
+      application_name: this.poolOptions.name,
+      connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
       // A partitioned database must fail a query, not hang the syncer or the registrar.
       query_timeout: 5000,
       idleTimeoutMillis: 10_000,
     });
     // An idle connection dying with the server would otherwise crash the process.
-    this.pool.on('error', (err) => logger.warn({ err: err.message }, 'idle database connection lost'));
+    pool.on('error', (err) => {
+      this.logger.warn({ err: err.message }, 'idle database connection lost');
+    });
+    return pool;
+  }
+
+  /**
+   * A connection from the pool, or an error by CHECKOUT_DEADLINE_MS. pg-pool can wedge
+   * after a connect times out (node-postgres #2243, #3197: the checkout never settles and
+   * every later one waits behind it), which would silence this part for good — a registrar
+   * that never heartbeats again. So a checkout past its deadline gives the pool up (ended in
+   * the background) and the next one opens a fresh pool.
+   */
+  private async checkout(): Promise<pg.PoolClient> {
+    const pool = this.pool;
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        reject(new PresenceError('DB_UNREACHABLE', `no connection to the database from pool "${this.poolOptions.name}" within ${CHECKOUT_DEADLINE_MS} ms; opening a new pool`));
+      }, CHECKOUT_DEADLINE_MS);
+    });
+    const connecting = pool.connect();
+    try {
+      return await Promise.race([connecting, deadline]);
+    } catch (err) {
+      if (err instanceof PresenceError && this.pool === pool) {
+        this.pool = this.openPool();
+        this.replacedPools++;
+        this.logger.warn({ pool: this.poolOptions.name }, 'a database connection checkout hung past its deadline; the pool is replaced');
+        // Whatever the old pool hands out late goes straight back; the pool is then ended.
+        connecting.then((client) => {
+          client.release(true);
+        }, () => undefined);
+        pool.end().catch(() => undefined);
+      }
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-parameters -- the caller names its SQL's row type, as with pg's query<T>
   async query<T extends Row = Row>(text: string, params: SqlValue[] = []) {
-    const result = await this.pool.query<T>(text, params);
-    return { rows: result.rows, rowCount: result.rowCount ?? 0 };
+    const client = await this.checkout();
+    try {
+      const result = await client.query<T>(text, params);
+      client.release();
+      return { rows: result.rows, rowCount: result.rowCount ?? 0 };
+    } catch (err) {
+      // A broken connection must not go back into the pool.
+      client.release(err instanceof Error ? err : true);
+      throw err;
+    }
   }
 
   async transaction<T>(fn: (tx: Queryable) => Promise<T>, isolation: Isolation = 'read committed'): Promise<T> {
-    const client = await this.pool.connect();
+    const client = await this.checkout();
     try {
       await client.query(`BEGIN ISOLATION LEVEL ${isolation === 'repeatable read' ? 'REPEATABLE READ' : 'READ COMMITTED'}`);
       const result = await fn(clientQueryable(client));
@@ -77,7 +133,7 @@ export class PgDb implements Db {
   }
 
   async listen(channel: string, fn: () => void, onLost: () => void): Promise<() => Promise<void>> {
-    const client = await this.pool.connect();
+    const client = await this.checkout();
     let released = false;
     const release = (err?: Error) => {
       if (released) return;
@@ -121,7 +177,7 @@ export class PgDb implements Db {
   private async probeListen(channel: string, probe: string, arrived: Promise<boolean>, probed: (arrived: boolean) => void, stop: () => Promise<void>): Promise<void> {
     const timer = setTimeout(() => probed(false), LISTEN_PROBE_MS);
     try {
-      await this.pool.query('SELECT pg_notify($1, $2)', [channel, probe]);
+      await this.query('SELECT pg_notify($1, $2)', [channel, probe]);
     } catch {
       // The database went away meanwhile: the listening connection's loss is reported by itself.
       clearTimeout(timer);
