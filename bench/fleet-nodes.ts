@@ -391,8 +391,13 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
       const { rows } = await direct.query<{ n: number }>('SELECT count(*)::int AS n FROM presences WHERE NOT deleted');
       liveRows = rows.at(0)?.n ?? 0;
       return liveRows === nodes * INSTANCES;
-    }, STEP_DEADLINE_MS, `all ${nodes * INSTANCES} rows registered (see the registrar warnings above)`).catch((err: unknown) => {
-      throw new Error(`${errorMessage(err)}: ${liveRows} live rows`);
+    }, STEP_DEADLINE_MS, `all ${nodes * INSTANCES} rows registered (see the registrar warnings above)`).catch(async (err: unknown) => {
+      const { rows } = await direct.query<{ cell: string; live: number; rows: number; claimed: boolean }>(
+        `SELECT 'cell' || c AS cell, count(p.id) FILTER (WHERE NOT p.deleted)::int AS live, count(p.id)::int AS rows,
+                EXISTS (SELECT 1 FROM cells WHERE cell_id = 'cell' || c) AS claimed
+           FROM generate_series(0, $1 - 1) c LEFT JOIN presences p ON p.cell_id = 'cell' || c
+          GROUP BY c HAVING count(p.id) FILTER (WHERE NOT p.deleted) <> $2`, [nodes, INSTANCES]);
+      throw new Error(`${errorMessage(err)}: ${liveRows} live rows; cells short: ${JSON.stringify(rows)}`);
     });
     const registerMs = performance.now() - started;
     log(`registered ${nodes * INSTANCES} rows in ${(registerMs / 1000).toFixed(1)} s`);

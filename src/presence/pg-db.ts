@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import type { Logger } from '../log.ts';
 import { inBackground } from '../util/background.ts';
+import { errorMessage } from '../util/error-message.ts';
 import { PresenceError, type Db, type Isolation, type Queryable, type Row, type SqlValue } from './db.ts';
 
 // pg hands int8 back as text so it never loses precision; revisions stay far below 2^53.
@@ -45,6 +46,8 @@ export class PgDb implements Db {
   private listenUnsupportedLogged = false;
   /** Pools given up on: ended in the background, never awaited (a wedged pool's end may never come). */
   replacedPools = 0;
+  /** Connections of this pool this part holds now (checked out, not yet given back). */
+  private held = 0;
 
   constructor(private readonly url: string, private readonly logger: Logger, private readonly poolOptions: PoolOptions = GENERAL_POOL) {
     this.pool = this.openPool();
@@ -68,28 +71,32 @@ export class PgDb implements Db {
   }
 
   /**
-   * A connection from the pool, or an error by CHECKOUT_DEADLINE_MS. pg-pool can wedge
-   * after a connect times out (node-postgres #2243, #3197: the checkout never settles and
-   * every later one waits behind it), which would silence this part for good — a registrar
-   * that never heartbeats again. So a checkout past its deadline gives the pool up (ended in
-   * the background) and the next one opens a fresh pool.
+   * A connection from the pool (give it back with `giveBack`), or an error. pg-pool can
+   * wedge after a connect times out (node-postgres #2243, #3197): a zombie client keeps its
+   * slot, and every later checkout waits and times out behind it — a registrar that would
+   * never heartbeat again. So a checkout that times out (pg's own wait, or our deadline for
+   * one that never settles) while this part holds none of the pool's connections gives the
+   * pool up: it is ended in the background and the next checkout opens a fresh one.
    */
   private async checkout(): Promise<pg.PoolClient> {
     const pool = this.pool;
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
-        reject(new PresenceError('DB_UNREACHABLE', `no connection to the database from pool "${this.poolOptions.name}" within ${CHECKOUT_DEADLINE_MS} ms; opening a new pool`));
+        reject(new PresenceError('DB_UNREACHABLE', `no connection to the database from pool "${this.poolOptions.name}" within ${CHECKOUT_DEADLINE_MS} ms`));
       }, CHECKOUT_DEADLINE_MS);
     });
     const connecting = pool.connect();
     try {
-      return await Promise.race([connecting, deadline]);
+      const client = await Promise.race([connecting, deadline]);
+      this.held++;
+      return client;
     } catch (err) {
-      if (err instanceof PresenceError && this.pool === pool) {
+      const timedOut = err instanceof PresenceError || /timeout/i.test(errorMessage(err));
+      if (timedOut && this.held === 0 && this.pool === pool) {
         this.pool = this.openPool();
         this.replacedPools++;
-        this.logger.warn({ pool: this.poolOptions.name }, 'a database connection checkout hung past its deadline; the pool is replaced');
+        this.logger.warn({ pool: this.poolOptions.name, err: errorMessage(err) }, 'no database connection although this part holds none (a wedged pool?); the pool is replaced');
         // Whatever the old pool hands out late goes straight back; the pool is then ended.
         connecting.then((client) => {
           client.release(true);
@@ -102,16 +109,22 @@ export class PgDb implements Db {
     }
   }
 
+  /** Returns a connection `checkout` gave; with an error (or true) it is closed, not pooled. */
+  private giveBack(client: pg.PoolClient, err?: Error | boolean): void {
+    this.held--;
+    client.release(err);
+  }
+
   // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-parameters -- the caller names its SQL's row type, as with pg's query<T>
   async query<T extends Row = Row>(text: string, params: SqlValue[] = []) {
     const client = await this.checkout();
     try {
       const result = await client.query<T>(text, params);
-      client.release();
+      this.giveBack(client);
       return { rows: result.rows, rowCount: result.rowCount ?? 0 };
     } catch (err) {
       // A broken connection must not go back into the pool.
-      client.release(err instanceof Error ? err : true);
+      this.giveBack(client, err instanceof Error ? err : true);
       throw err;
     }
   }
@@ -122,12 +135,12 @@ export class PgDb implements Db {
       await client.query(`BEGIN ISOLATION LEVEL ${isolation === 'repeatable read' ? 'REPEATABLE READ' : 'READ COMMITTED'}`);
       const result = await fn(clientQueryable(client));
       await client.query('COMMIT');
-      client.release();
+      this.giveBack(client);
       return result;
     } catch (err) {
       await client.query('ROLLBACK').catch(() => undefined);
       // A broken connection must not go back into the pool.
-      client.release(err instanceof Error ? err : true);
+      this.giveBack(client, err instanceof Error ? err : true);
       throw err;
     }
   }
@@ -138,7 +151,7 @@ export class PgDb implements Db {
     const release = (err?: Error) => {
       if (released) return;
       released = true;
-      client.release(err ?? false);
+      this.giveBack(client, err ?? false);
     };
     // Our own probe says LISTEN works here; anyone's probe is not a change.
     const probe = `${PROBE_PREFIX}${randomUUID()}`;

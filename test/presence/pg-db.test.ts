@@ -3,10 +3,11 @@
 // daemons at once serialise on a transaction-level lock and leave none behind; LISTEN,
 // which a pooler cannot carry, is noticed not to work (a probe NOTIFY never arrives) and
 // left alone, while straight to the server it works; the store's reads and writes work.
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Db } from '../../src/presence/db.ts';
-import { openPgDb } from '../../src/presence/pg-db.ts';
+import { openPgDb, PgDb } from '../../src/presence/pg-db.ts';
 import { migrate } from '../../src/presence/schema.ts';
 import { NOTIFY_CHANNEL, PresenceStore } from '../../src/presence/store.ts';
 import { PgBouncer } from '../helpers/pgbouncer.ts';
@@ -96,5 +97,36 @@ describe('straight to PostgreSQL', () => {
     await waitFor(() => woken === 3, 20_000, 'a notification after the probe window');
     expect(warnings.length).toBe(before);
     await unlisten();
+  });
+});
+
+describe('a connection that never opens', () => {
+  it('gives the pool up and opens a new one, so the part is not silenced for good', { timeout: 30_000 }, async () => {
+    // A server that takes the first connection and never answers on it (a stuck pooler),
+    // and carries every later one to PostgreSQL.
+    let accepted = 0;
+    const held: Socket[] = [];
+    const proxy = createServer((client) => {
+      if (accepted++ === 0) {
+        held.push(client);
+        return;
+      }
+      const upstream = connect(server.port, '127.0.0.1');
+      client.pipe(upstream).pipe(client);
+      client.on('error', () => upstream.destroy());
+      upstream.on('error', () => client.destroy());
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise((resolve) => {
+      for (const socket of held) socket.destroy();
+      proxy.close(resolve);
+    }));
+    const address = proxy.address() as AddressInfo;
+    const db = new PgDb(server.url.replace(`:${server.port}/`, `:${address.port}/`), logger, { max: 1, name: 'presence-dns registrar' });
+    opened.push(db);
+    await expect(db.query('SELECT 1')).rejects.toThrow(/timeout/);
+    expect(db.replacedPools).toBe(1);
+    expect(warnings).toContain('no database connection although this part holds none (a wedged pool?); the pool is replaced');
+    expect((await db.query<{ one: number }>('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
   });
 });
