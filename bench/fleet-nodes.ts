@@ -43,7 +43,7 @@ import type { CellsReport, CellsSetup, FromCells, ToCells } from './fleet-cells.
 import { FANOUT_PREFIX, probeNames, wallNow } from './fleet-shape.ts';
 import { phase, PostgresWatch } from './postgres-watch.ts';
 import { probeChild, probeInChild, type ProbeResult } from './probe-process.ts';
-import { cpuMs, pidOf } from './proc.ts';
+import { cleanUpOnSignals, cpuMs, pidOf } from './proc.ts';
 import { quantiles, type Quantiles } from './stats.ts';
 
 const run = promisify(execFile);
@@ -334,11 +334,7 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
     await step('the database', () => database?.drop());
     rmSync(dir, { recursive: true, force: true });
   })());
-  const interrupted = () => {
-    log('interrupted: stopping the simulation and dropping its database');
-    void cleanup().finally(() => process.exit(130));
-  };
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, interrupted);
+  cleanUpOnSignals(cleanup, log);
 
   try {
     process.env.TEST_DATABASE_URL = DATABASE_URL;

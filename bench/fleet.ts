@@ -46,7 +46,7 @@ import { TestSource } from '../test/presence/fixtures.ts';
 import { instancesOf, probeNames } from './fleet-shape.ts';
 import { probeChild, probeInChild, type ProbeResult } from './probe-process.ts';
 import { PostgresWatch } from './postgres-watch.ts';
-import { cpuMs, machineTicks, pidOf } from './proc.ts';
+import { cleanUpOnSignals, cpuMs, machineTicks, pidOf } from './proc.ts';
 import { quantiles, type Quantiles } from './stats.ts';
 
 const ARGS = new Set(process.argv.slice(2));
@@ -249,11 +249,7 @@ async function simulate(): Promise<FleetResult> {
     await database?.drop();
     rmSync(dir, { recursive: true, force: true });
   })());
-  const interrupted = () => {
-    log('interrupted: stopping the simulation and dropping its database');
-    void cleanup().finally(() => process.exit(130));
-  };
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, interrupted);
+  cleanUpOnSignals(cleanup, log);
 
   try {
     process.env.TEST_DATABASE_URL = DATABASE_URL;

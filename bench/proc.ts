@@ -21,3 +21,12 @@ export function machineTicks(): { busy: number; total: number } {
   const total = ticks.reduce((a, b) => a + b, 0);
   return { busy: total - ticks[3] - ticks[4], total };
 }
+
+/** On Ctrl-C or SIGTERM: says so, runs `cleanup` (stopping what the run started), then exits 130. */
+export function cleanUpOnSignals(cleanup: () => Promise<unknown>, log: (line: string) => void): void {
+  const interrupted = () => {
+    log('interrupted: stopping the simulation and dropping its database');
+    void cleanup().finally(() => process.exit(130));
+  };
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, interrupted);
+}
