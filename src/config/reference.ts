@@ -196,6 +196,6 @@ const ROOT = new URL('../../', import.meta.url);
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   for (const [path, render] of Object.entries(REFERENCE_FILES)) {
     writeFileSync(fileURLToPath(new URL(path, ROOT)), render());
-    console.log(`wrote ${path}`);
+    process.stdout.write(`wrote ${path}\n`);
   }
 }

@@ -27,6 +27,8 @@ export class FanoutUnavailable extends Error {
 
 /** Live messages kept for the syncer's next pass; past this, older ones are read from the stream again. */
 const LIVE_BUFFER = 10_000;
+/** The longest line a snapshot may have (a row is a few hundred bytes; NATS's messages are at most 1 MiB). */
+const MAX_LINE_BYTES = 1024 * 1024;
 /** A publisher silent for this many sync intervals is taken for gone. */
 export const HEAD_MISSES = 3;
 
@@ -135,14 +137,16 @@ export class NatsChangeSource implements ChangeSource {
       this.reject(err);
       return;
     }
-    // The chain followed is the one the publisher's heads announce. A change of another
-    // database is someone else's; one of another epoch is kept out of the buffer (a new
-    // epoch's first messages come before its head; the stream has them once it arrives).
-    if (this.head && message.cluster !== this.head.cluster) {
+    // The chain followed is the one the publisher's heads announce: before a head, nothing is
+    // taken from a change message (the stream keeps it). A change of another database is
+    // someone else's; one of another epoch is kept out of the buffer (a new epoch's first
+    // messages come before its head; the stream has them once it arrives).
+    if (!this.head) return;
+    if (message.cluster !== this.head.cluster) {
       this.reject(new FanoutProtocolError(`change message of cluster ${message.cluster}, not the head's (${this.head.cluster})`));
       return;
     }
-    if (this.head && message.epoch !== this.head.epoch) return;
+    if (message.epoch !== this.head.epoch) return;
     this.hear(message.cluster, message.epoch, message.to);
     if (this.live.length >= LIVE_BUFFER) this.live.shift();
     this.live.push(message);
@@ -308,6 +312,8 @@ export class NatsChangeSource implements ChangeSource {
       for await (const chunk of lines) {
         const parts = (rest + (chunk as Buffer).toString('utf8')).split('\n');
         rest = parts.pop() ?? '';
+        // A row is a few hundred bytes: a line without an end is not a snapshot, and is not held.
+        if (rest.length > MAX_LINE_BYTES) throw new FanoutProtocolError(`${what}: a line longer than ${MAX_LINE_BYTES} bytes`);
         for (const line of parts) {
           if (trailer) throw new FanoutProtocolError(`${what}: data after its trailer`);
           if (header === null) {

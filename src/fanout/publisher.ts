@@ -72,7 +72,6 @@ export interface PublisherStatus {
   revision: number | null;
   /** Stream sequence of the last change message. */
   sequence: number | null;
-  snapshotRevision: number | null;
 }
 
 export class Publisher {
@@ -81,7 +80,8 @@ export class Publisher {
   private holder = false;
   private lastRenewal = -Infinity;
   private chain: Chain | null = null;
-  private snapshotRevision: number | null = null;
+  /** No snapshot of the current epoch is known to be published: the next pass publishes one. */
+  private snapshotDue = true;
   private rowsSinceSnapshot = 0;
   private cluster: string | null = null;
   private jsm: JetStreamManager | null = null;
@@ -98,7 +98,6 @@ export class Publisher {
       epoch: this.chain?.epoch ?? null,
       revision: this.chain?.revision ?? null,
       sequence: this.chain?.sequence ?? null,
-      snapshotRevision: this.snapshotRevision,
     };
   }
 
@@ -183,7 +182,7 @@ export class Publisher {
     } else if (plan.kind === 'incremental') {
       chain = await this.publishChanges(chain);
     }
-    if (this.rowsSinceSnapshot >= this.options.snapshotEvery || this.snapshotRevision === null) {
+    if (this.rowsSinceSnapshot >= this.options.snapshotEvery || this.snapshotDue) {
       await this.publishSnapshot(cluster, chain.epoch);
       // Changes the snapshot saw go out before the head says where it stands.
       chain = await this.publishChanges(chain);
@@ -211,7 +210,7 @@ export class Publisher {
       this.chain = { cluster, epoch: last.epoch, revision: last.to, lastId: last.lastId, sequence };
       const info = await (await this.objectStore()).info(names.object);
       // No snapshot of this epoch (lost, or never finished): the first pass publishes one.
-      this.snapshotRevision = info?.metadata?.epoch === last.epoch ? 0 : null;
+      this.snapshotDue = info?.metadata?.epoch !== last.epoch;
       logger.info({ epoch: last.epoch, revision: last.to, sequence }, 'going on from the last published change');
       return this.chain;
     }
@@ -275,7 +274,7 @@ export class Publisher {
       });
       gzip.end(snapshotTrailerLine({ revision: snap.revision, lastId: snap.lastId, rows }));
       const info = await put;
-      this.snapshotRevision = snap.revision;
+      this.snapshotDue = false;
       this.rowsSinceSnapshot = 0;
       logger.info({ epoch, revision: snap.revision, rows, bytes: info.size }, 'published a snapshot');
       return { revision: snap.revision, lastId: snap.lastId };
