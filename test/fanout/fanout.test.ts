@@ -5,6 +5,7 @@
 // by hand and the follower's sense of time is a manual clock; nothing waits for a TTL.
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { gzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { connect, type NatsConnection } from 'nats';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -190,6 +191,22 @@ describe('fan-out', () => {
     expect(node.nats.lastRejection).toMatch(/of cluster x, not the head's/);
     expect(node.instances()).toEqual(await live());
     expect(node.source.mode).toBe('nats');
+  });
+
+  it('a published snapshot with a line that never ends is refused, not held', async () => {
+    const names = freshNames();
+    await setCell('cell-k', [registration('k-1', { ip: '10.9.1.1' })]);
+    const pub = await publisher(names);
+    await publish(pub);
+    // The object replaced by one whose second line runs on for 2 MiB.
+    const { cluster, epoch } = { cluster: await store.clusterId(), epoch: pub.publisher.status().epoch ?? '' };
+    const objects = await pub.nc.jetstream().views.os(names.bucket);
+    await objects.putBlob({ name: names.object }, gzipSync(`${JSON.stringify({ v: 1, cluster, epoch })}\n${'x'.repeat(2 * 1024 * 1024)}`));
+    const node = await follower(names);
+    await publish(pub, node);
+    await node.sync();
+    expect(node.nats.lastRejection).toMatch(/a line longer than 1048576 bytes/);
+    expect(node.source.mode).toBe('fallback');
   });
 
   it('a gap the stream no longer holds, with no snapshot published, is filled from the database', async () => {
