@@ -7,6 +7,11 @@
 // (through PgBouncer, a pool of one) heart-beating every ttl/3, and its own syncer — the
 // daemon's sync code — with a counting sink. One reaper on a connection of its own to the
 // primary. Two real daemons follow the same way and answer a DNS probe throughout.
+// A real fleet gives every node a machine; here hundreds share a core, so their figures
+// carry the delay of their shared event loops. Two probes tell that delay from the
+// system's: one of the N nodes runs alone in a process of its own (its convergence and
+// cold start are printed beside the fleet's), and bench/heartbeat-probe.ts heartbeats a
+// cell of its own every 100 ms from another.
 //
 // The run, in phases, each measured on its own: registration; a cold start of all N
 // syncers at once; FLEET_IDLE_SECONDS (10) with heartbeats only; FLEET_CHANGES (20)
@@ -86,12 +91,15 @@ class CellsProcess {
   readonly commits: Array<{ revision: number; at: number }> = [];
   registeredMs: number | null = null;
   changed: number | null = null;
+  /** The process of one node alone (the probe node): it makes no changes. */
+  readonly alone: boolean;
   private ready = false;
   private lastReport: CellsReport | null = null;
   private modes: { nats: number; fallback: number } | null = null;
   private readonly exited: Promise<void>;
 
   constructor(readonly setup: CellsSetup) {
+    this.alone = setup.cells.length === 1;
     this.child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'fleet-cells.ts')], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     this.exited = new Promise((resolve) => this.child.once('exit', () => resolve()));
     this.child.on('message', (m: FromCells) => {
@@ -240,8 +248,11 @@ interface Convergence extends Quantiles {
 /** A phase: the primary's backends' CPU (% of one core) and transactions per second; NATS's and the publishers' CPU. */
 interface PrimaryPhase { seconds: number; cpuPercent: number; commitsPerSecond: number; natsCpuPercent: number; publisherCpuPercent: number }
 
-/** A cold start or a re-snapshot: how long until every node served the topology. */
-interface Resnapshot { ms: number | null; primary: PrimaryPhase; nodesCpuMsPerNode: number; rows: number }
+/** A cold start or a re-snapshot: how long until every node served the topology, and until the probe node did. */
+interface Resnapshot { ms: number | null; aloneMs: number | null; primary: PrimaryPhase; nodesCpuMsPerNode: number; rows: number }
+
+/** bench/heartbeat-probe.ts: one cell's heartbeats from a process of its own. */
+interface AloneHeartbeat { sent: number; failures: number; p50: number; p99: number; max: number }
 
 export interface NodesResult {
   nodes: number;
@@ -258,11 +269,14 @@ export interface NodesResult {
   /** Primary work per change: backend CPU ms and transactions, the idle rate taken out. */
   perChange: { cpuMs: number; commits: number; publisherCpuMs: number };
   convergence: Convergence;
-  /** NATS stopped during changes: convergence meanwhile and after; how long until every node read NATS again. */
-  outage: { fallback: Convergence; after: Convergence; backOnNatsMs: number | null } | null;
+  /** The same, to the probe node alone. */
+  aloneConvergence: Convergence;
+  /** NATS stopped during changes: convergence meanwhile and after (to every node; to the probe node); how long until every node read NATS again. */
+  outage: { fallback: Convergence; after: Convergence; aloneFallback: Convergence; aloneAfter: Convergence; backOnNatsMs: number | null } | null;
   /** Candidates that held the publisher lock in turn. */
   publishers: number;
   heartbeat: Quantiles & { failures: number };
+  aloneHeartbeat: AloneHeartbeat | null;
   cellsExpired: number;
   daemons: Array<ProbeResult & { lost: number; extra: number }>;
   primaryConnections: { peak: number; byPart: Record<string, number> };
@@ -270,13 +284,13 @@ export interface NodesResult {
   processes: Array<{ nodes: number; peakRssMb: number }>;
 }
 
-/** Every figure of one change phase: for each commit, until the slowest process's nodes all had it. */
-function convergence(procs: CellsProcess[], from: number, to: number): Convergence {
+/** Every figure of one change phase: for each commit, until the slowest of `reachers`' nodes all had it. */
+function convergence(procs: CellsProcess[], from: number, to: number, reachers = procs): Convergence {
   const commits = procs.flatMap((p) => p.commits.filter((c) => c.at >= from && c.at < to));
   const times: number[] = [];
   let unconverged = 0;
   for (const c of commits) {
-    const reached = procs.map((p) => p.reachedAt(c.revision, from));
+    const reached = reachers.map((p) => p.reachedAt(c.revision, from));
     const known = reached.filter((at) => at !== undefined);
     if (known.length < reached.length) unconverged++;
     else times.push(Math.max(0, ...known.map((at) => at - c.at)));
@@ -367,14 +381,15 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
       await Promise.race([publishers.started, sleep(STEP_DEADLINE_MS).then(() => Promise.reject(new Error('no publisher candidate took the lock within a minute')))]);
     }
 
-    // The nodes: cell c runs in process c mod P.
-    for (let p = 0; p < procCount; p++) {
-      const cells = Array.from({ length: nodes }, (_, c) => c).filter((c) => c % procCount === p);
-      procs.push(new CellsProcess({
-        url, natsUrl: natsServer.url, follow: FOLLOW, cells, instances: INSTANCES, ttlMs: TTL_MS, syncIntervalMs: SYNC_INTERVAL_MS, snapshotSlots: SNAPSHOT_SLOTS,
-        registerConcurrency: REGISTER_CONCURRENCY,
-      }));
-    }
+    // The nodes: cell 0 alone in a process (the probe node), cell c > 0 in process c mod P.
+    const cellsOf = (cells: number[]) => new CellsProcess({
+      url, natsUrl: natsServer.url, follow: FOLLOW, cells, instances: INSTANCES, ttlMs: TTL_MS, syncIntervalMs: SYNC_INTERVAL_MS, snapshotSlots: SNAPSHOT_SLOTS,
+      registerConcurrency: REGISTER_CONCURRENCY,
+    });
+    const alone = cellsOf([0]);
+    procs.push(alone);
+    for (let p = 0; p < procCount; p++) procs.push(cellsOf(Array.from({ length: nodes }, (_, c) => c).filter((c) => c > 0 && c % procCount === p)));
+    const makers = procs.filter((p) => !p.alone);
     for (const p of procs) children.add(p.child);
     await Promise.all(procs.map((p) => p.untilReady()));
 
@@ -402,6 +417,10 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
     });
     const registerMs = performance.now() - started;
     log(`registered ${nodes * INSTANCES} rows in ${(registerMs / 1000).toFixed(1)} s`);
+    // Its cell (and rows) come on top of the fleet's, from here to the end of the run (SIGTERM).
+    const heartbeatProbe = probeChild<AloneHeartbeat>('heartbeat-probe.ts', [url, String(INSTANCES)], { HEARTBEAT_PROBE_SECONDS: '3600' }, children);
+    void heartbeatProbe.done.catch(() => undefined);
+    await heartbeatProbe.started;
     reaper = new Reaper({
       store: reaperStore, owner: crypto.randomUUID(), lockTtlMs: TTL_MS, maxExpireFraction: 0.3, guardHold: 10, clock: systemClock,
       logger: pino({ level: 'warn' }, pino.destination(2)), metrics: new Registry(),
@@ -441,6 +460,11 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
       return { seconds: p.seconds, cpuPercent: p.cpuPercent, commitsPerSecond: p.commits / p.seconds, natsCpuPercent: percent(b.nats - a.nats), publisherCpuPercent: percent(b.publishers - a.publishers) };
     };
     /** Every node put a snapshot in service after `mark` and reached `revision` (wall time), or null past the deadline. */
+    /** When the probe node put a snapshot in service after `mark` and reached `revision`, from `since` on (ms), or null. */
+    const aloneResnapshotted = (mark: number, revision: number, since: number): number | null => {
+      const at = Math.max(alone.snapshotted.get(mark)?.at ?? Infinity, alone.reachedAt(revision, since) ?? Infinity);
+      return Number.isFinite(at) ? at - since : null;
+    };
     const resnapshotted = async (mark: number, revision: number, since: number): Promise<number | null> => {
       const done = () => procs.every((p) => p.snapshotted.has(mark) && p.reachedAt(revision, since) !== undefined);
       const ok = await waitFor(done, RESNAPSHOT_DEADLINE_MS, `every node serving revision ${revision}`).then(() => true, (err: unknown) => (log(errorMessage(err)), false));
@@ -458,7 +482,10 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
     for (const p of procs) p.send({ kind: 'follow', mark: 1 });
     const coldDone = await resnapshotted(1, headAtStart, since);
     let after = await markAll();
-    const coldStart: Resnapshot = { ms: coldDone === null ? null : coldDone - since, primary: primaryPhase(before, after), nodesCpuMsPerNode: (after.cells - before.cells) / nodes, rows: headAtStart };
+    const coldStart: Resnapshot = {
+      ms: coldDone === null ? null : coldDone - since, aloneMs: aloneResnapshotted(1, headAtStart, since), primary: primaryPhase(before, after),
+      nodesCpuMsPerNode: (after.cells - before.cells) / nodes, rows: headAtStart,
+    };
     log(`cold start: ${coldStart.ms === null ? 'incomplete' : `${(coldStart.ms / 1000).toFixed(1)} s`}`);
 
     // The database as it is before the changes: the forced re-snapshot restores it.
@@ -473,13 +500,13 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
 
     // 5. Changes at a steady rate, through random cells' registrars.
     const changePhase = async (seconds: number, during?: () => Promise<void>) => {
-      for (const p of procs) p.changed = null;
-      for (const p of procs) p.send({ kind: 'changes', perSecond: CHANGES_PER_SECOND / procs.length, seconds });
+      for (const p of makers) p.changed = null;
+      for (const p of makers) p.send({ kind: 'changes', perSecond: CHANGES_PER_SECOND / makers.length, seconds });
       await during?.();
-      await waitFor(() => procs.every((p) => p.changed !== null), seconds * 1000 + STEP_DEADLINE_MS, 'the changes made');
+      await waitFor(() => makers.every((p) => p.changed !== null), seconds * 1000 + STEP_DEADLINE_MS, 'the changes made');
       const last = Math.max(0, ...procs.flatMap((p) => p.commits.map((c) => c.revision)));
       await waitFor(() => procs.every((p) => p.reachedAt(last, 0) !== undefined), DRAIN_MS, 'every node at the last change').catch((err: unknown) => log(errorMessage(err)));
-      return procs.reduce((a, p) => a + required(p.changed, `the changes fleet cells process ${p.child.pid} made`), 0);
+      return makers.reduce((a, p) => a + required(p.changed, `the changes fleet cells process ${p.child.pid} made`), 0);
     };
     before = await markAll();
     since = wallNow();
@@ -487,6 +514,7 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
     after = await markAll();
     const load = { ...primaryPhase(before, after), changes };
     const conv = convergence(procs, since, wallNow());
+    const aloneConv = convergence(procs, since, wallNow(), [alone]);
     const loadPrimary = phase(before.primary, after.primary);
     const idleRate = { cpuMs: (idle.cpuPercent / 100) * 1000, commits: idle.commitsPerSecond };
     const perChange = {
@@ -513,7 +541,11 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
           .then(() => wallNow() - restartedAt, (err: unknown) => (log(errorMessage(err)), null));
       });
       const back = await backOnNats;
-      outage = { fallback: convergence(procs, stoppedAt, restartedAt), after: convergence(procs, restartedAt, wallNow()), backOnNatsMs: back };
+      const now = wallNow();
+      outage = {
+        fallback: convergence(procs, stoppedAt, restartedAt), after: convergence(procs, restartedAt, now),
+        aloneFallback: convergence(procs, stoppedAt, restartedAt, [alone]), aloneAfter: convergence(procs, restartedAt, now, [alone]), backOnNatsMs: back,
+      };
     }
     const lostBefore = await Promise.all(daemons.map((d) => recordsLost(d, reaperStore)));
 
@@ -529,21 +561,23 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
     const restoreDone = await resnapshotted(2, restoredHead, since);
     after = await markAll();
     const resnapshot = {
-      ms: restoreDone === null ? null : restoreDone - since, restoreMs, primary: primaryPhase(before, after),
+      ms: restoreDone === null ? null : restoreDone - since, aloneMs: aloneResnapshotted(2, restoredHead, since), restoreMs, primary: primaryPhase(before, after),
       nodesCpuMsPerNode: (after.cells - before.cells) / nodes, rows: restoredHead,
     };
     log(`re-snapshot after a restore: ${resnapshot.ms === null ? 'incomplete' : `${(resnapshot.ms / 1000).toFixed(1)} s`}`);
     const lostAfter = await Promise.all(daemons.map((d) => recordsLost(d, reaperStore)));
 
     // 8. The probe's verdict and every process's figures.
-    for (const p of [...probes, publishers]) p?.child.kill('SIGTERM');
+    for (const p of [...probes, publishers, heartbeatProbe]) p?.child.kill('SIGTERM');
     const seen = await Promise.all(probes.map((p) => p.done));
+    const aloneHeartbeat = await heartbeatProbe.done.catch((err: unknown) => (log(errorMessage(err)), null));
     const published = (await publishers?.done)?.publishers ?? 0;
     const reports = await Promise.all(procs.map((p) => p.report()));
     const heartbeats = reports.flatMap((r) => r.heartbeats);
     return {
-      nodes, procs: procCount, instances: INSTANCES, follow: FOLLOW, publishers: published, registerMs, unregistered, coldStart, resnapshot, idle, load, perChange, convergence: conv, outage,
-      heartbeat: { ...quantiles(heartbeats), failures: reports.reduce((a, r) => a + r.heartbeatFailures, 0) },
+      nodes, procs: procCount, instances: INSTANCES, follow: FOLLOW, publishers: published, registerMs, unregistered, coldStart, resnapshot, idle, load, perChange,
+      convergence: conv, aloneConvergence: aloneConv, outage,
+      heartbeat: { ...quantiles(heartbeats), failures: reports.reduce((a, r) => a + r.heartbeatFailures, 0) }, aloneHeartbeat,
       cellsExpired: reaperStore.expired,
       daemons: seen.map((s, i) => ({ ...s, lost: lostBefore[i].lost + lostAfter[i].lost, extra: lostBefore[i].extra + lostAfter[i].extra })),
       primaryConnections: { peak: primaryWatch.peakConnections, byPart: primaryWatch.peakByPart },
@@ -569,8 +603,8 @@ export function table(r: NodesResult): string {
   const extra = r.daemons.reduce((a, d) => a + d.extra, 0);
   const convergenceTarget = r.follow === 'nats' ? 250 : 2000;
   const resnapshotRow = (what: string, s: Resnapshot): [string, string, string, string] => [
-    `${what}: every node serving ${s.rows} rows; primary CPU (% of a core), transactions/s; NATS CPU; nodes' CPU per node`,
-    `${ms(s.ms)}; ${pct(s.primary.cpuPercent)}, ${s.primary.commitsPerSecond.toFixed(0)}/s; ${pct(s.primary.natsCpuPercent)}; ${ms(s.nodesCpuMsPerNode)}`,
+    `${what}: every node serving ${s.rows} rows (the probe node alone); primary CPU (% of a core), transactions/s; NATS CPU; nodes' CPU per node`,
+    `${ms(s.ms)} (${ms(s.aloneMs)}); ${pct(s.primary.cpuPercent)}, ${s.primary.commitsPerSecond.toFixed(0)}/s; ${pct(s.primary.natsCpuPercent)}; ${ms(s.nodesCpuMsPerNode)}`,
     '≤ 120 s, primary not saturated', verdict(s.ms !== null && s.ms <= 120_000 && s.primary.cpuPercent < 80),
   ];
   const rows: Array<[string, string, string, string]> = [
@@ -581,14 +615,21 @@ export function table(r: NodesResult): string {
     [`primary with ${r.load.changes} changes (${(r.load.changes / r.load.seconds).toFixed(0)}/s): CPU, transactions/s; NATS CPU; publisher CPU`, `${pct(r.load.cpuPercent)}, ${r.load.commitsPerSecond.toFixed(0)}/s; ${pct(r.load.natsCpuPercent)}; ${pct(r.load.publisherCpuPercent)}`, '–', ''],
     ['primary per change (idle rate taken out): backend CPU, transactions; the publisher\'s CPU', `${ms(r.perChange.cpuMs)}, ${r.perChange.commits.toFixed(1)}; ${ms(r.perChange.publisherCpuMs)}`, '≤ 1.2× N = 100 (--sweep-nodes)', ''],
     [`convergence of a change to all ${r.nodes} nodes, p50 / p99 / max`, quants(r.convergence), `p99 ≤ ${ms(convergenceTarget)}`, verdict(r.convergence.unconverged === 0 && r.convergence.p99 <= convergenceTarget)],
+    ['  the same to the probe node, alone in its process', quants(r.aloneConvergence), `p99 ≤ ${ms(convergenceTarget)} (one node)`, verdict(r.aloneConvergence.unconverged === 0 && r.aloneConvergence.p99 <= convergenceTarget)],
     ...(r.outage
       ? [
           ['NATS stopped: convergence via the fallback, p50 / p99 / max', quants(r.outage.fallback), 'p99 ≤ 2 s', verdict(r.outage.fallback.unconverged === 0 && r.outage.fallback.p99 <= 2000)],
           ['NATS back: convergence, p50 / p99 / max; every node reading NATS again after', `${quants(r.outage.after)}; ${ms(r.outage.backOnNatsMs)}`, 'p99 ≤ 2 s (until it reconnects, a node reads the database)', verdict(r.outage.after.unconverged === 0 && r.outage.after.p99 <= 2000)],
+          ['  the probe node alone: NATS stopped; NATS back', `${quants(r.outage.aloneFallback)}; ${quants(r.outage.aloneAfter)}`, 'p99 ≤ 2 s (one node)',
+            verdict([r.outage.aloneFallback, r.outage.aloneAfter].every((c) => c.unconverged === 0 && c.p99 <= 2000))],
         ] satisfies Array<[string, string, string, string]>
       : [['NATS stopped during changes', 'not run: the nodes follow SQL', '–', ''] satisfies [string, string, string, string]]),
     resnapshotRow(`forced re-snapshot from the restore's start (a dump's restore, ${ms(r.resnapshot.restoreMs)} of it)`, r.resnapshot),
     [`heartbeats of the ${r.nodes} cells, ${r.heartbeat.n}: p50 / p99 / max; failures`, `${ms(r.heartbeat.p50)} / ${ms(r.heartbeat.p99)} / ${ms(r.heartbeat.max)}; ${r.heartbeat.failures}`, 'p99 ≤ 100 ms, 0 failures', verdict(r.heartbeat.p99 <= 100 && r.heartbeat.failures === 0)],
+    r.aloneHeartbeat
+      ? [`  a cell heart-beating every 100 ms from a process of its own, ${r.aloneHeartbeat.sent}`, `${ms(r.aloneHeartbeat.p50)} / ${ms(r.aloneHeartbeat.p99)} / ${ms(r.aloneHeartbeat.max)}; ${r.aloneHeartbeat.failures}`,
+          'p99 ≤ 100 ms, 0 failures (one node)', verdict(r.aloneHeartbeat.p99 <= 100 && r.aloneHeartbeat.failures === 0)]
+      : ['  a cell heart-beating from a process of its own', 'the probe failed (see its stderr)', 'p99 ≤ 100 ms (one node)', 'MISSED'],
     ['cells expired by the reaper', String(r.cellsExpired), '0', verdict(r.cellsExpired === 0)],
     ...(r.follow === 'nats' ? [[`publisher candidates that held the lock (of ${PUBLISHER_CANDIDATES})`, String(r.publishers), '–', ''] satisfies [string, string, string, string]] : []),
     [`${r.daemons.length} daemons (probe, 200 q/s each): unanswered of sent`, `${unanswered} of ${sent}`, '0', verdict(unanswered === 0)],
@@ -600,7 +641,7 @@ export function table(r: NodesResult): string {
   const widths = [0, 1, 2, 3].map((i) => Math.max(...rows.map((row) => row[i].length)));
   return [
     '',
-    `fleet of nodes: ${r.nodes} nodes × ${r.instances} instances in ${r.procs} processes, following ${r.follow === 'nats' ? 'the fan-out (NATS JetStream, SQL fallback)' : 'SQL through PgBouncer'}; `
+    `fleet of nodes: ${r.nodes} nodes × ${r.instances} instances, ${r.nodes - 1} in ${r.procs} processes and the probe node alone, following ${r.follow === 'nats' ? 'the fan-out (NATS JetStream, SQL fallback)' : 'SQL through PgBouncer'}; `
     + `PgBouncer (transaction pooling, ${BOUNCER_POOL} server connections); heartbeat every ${TTL_MS / 3000} s; ${CHANGES_PER_SECOND} changes/s for ${CHANGE_SECONDS} s; ${cpus().length} cores`,
     ...rows.map((row) => row.map((c, i) => c.padEnd(widths[i])).join(' | ').trimEnd()),
     '',
@@ -646,7 +687,7 @@ async function sweep(procs: number, extra: string[]): Promise<void> {
   if (results.length === 0) return;
   const base = results[0];
   const ratio = (a: number, b: number) => (b > 0 ? `${(a / b).toFixed(2)}×` : '–');
-  const lines: string[][] = [['nodes × instances', 'PG CPU/chg', 'PG xact/chg', 'PG idle CPU', 'PG idle xact/s', 'conv p99', 'cold start', 'cold PG CPU', 'resnap', 'hb p99', 'hb fail', 'unans', 'lost', 'PG conns', 'NATS MB', 'RSS/proc']];
+  const lines: string[][] = [['nodes × instances', 'PG CPU/chg', 'PG xact/chg', 'PG idle CPU', 'PG idle xact/s', 'conv p99', 'alone conv p99', 'cold start', 'cold PG CPU', 'resnap', 'hb p99', 'alone hb p99', 'hb fail', 'unans', 'lost', 'PG conns', 'NATS MB', 'RSS/proc']];
   for (const r of results) {
     const unanswered = r.daemons.reduce((a, d) => a + d.unanswered + d.wrong, 0);
     const lost = r.daemons.reduce((a, d) => a + d.lost, 0);
@@ -654,9 +695,9 @@ async function sweep(procs: number, extra: string[]): Promise<void> {
       `${r.nodes} × ${r.instances}`,
       `${ms(r.perChange.cpuMs)} (${ratio(r.perChange.cpuMs, base.perChange.cpuMs)})`, `${r.perChange.commits.toFixed(1)} (${ratio(r.perChange.commits, base.perChange.commits)})`,
       `${pct(r.idle.cpuPercent)} (${ratio(r.idle.cpuPercent, base.idle.cpuPercent)})`, `${r.idle.commitsPerSecond.toFixed(0)} (${ratio(r.idle.commitsPerSecond, base.idle.commitsPerSecond)})`,
-      `${ms(r.convergence.p99)} (${ratio(r.convergence.p99, base.convergence.p99)})`,
+      `${ms(r.convergence.p99)} (${ratio(r.convergence.p99, base.convergence.p99)})`, ms(r.aloneConvergence.p99),
       ms(r.coldStart.ms), pct(r.coldStart.primary.cpuPercent), ms(r.resnapshot.ms),
-      `${ms(r.heartbeat.p99)} (${ratio(r.heartbeat.p99, base.heartbeat.p99)})`, String(r.heartbeat.failures), String(unanswered), String(lost),
+      `${ms(r.heartbeat.p99)} (${ratio(r.heartbeat.p99, base.heartbeat.p99)})`, ms(r.aloneHeartbeat?.p99 ?? null), String(r.heartbeat.failures), String(unanswered), String(lost),
       String(r.primaryConnections.peak), r.nats.peakMemMb.toFixed(0), `${Math.max(...r.processes.map((p) => p.peakRssMb)).toFixed(0)} MB`,
     ]);
   }
@@ -696,7 +737,8 @@ export async function main(argv: string[]): Promise<void> {
   const procs = value('--procs', 4);
   if (argv.includes('--sweep-nodes')) return sweep(procs, FOLLOW === 'sql' ? ['--sql'] : []);
   const nodes = value('--nodes', 100);
-  if (!Number.isInteger(nodes) || nodes < procs) throw new Error(`--nodes must be a whole number of at least --procs (${procs}), got ${argv[argv.indexOf('--nodes') + 1]}`);
+  // One node runs alone; the others fill --procs processes.
+  if (!Number.isInteger(nodes) || nodes <= procs) throw new Error(`--nodes must be a whole number over --procs (${procs}), got ${argv[argv.indexOf('--nodes') + 1]}`);
   const result = await simulate(nodes, procs);
   process.stdout.write(argv.includes('--json') ? `${JSON.stringify(result)}\n` : table(result));
 }

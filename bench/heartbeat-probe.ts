@@ -1,7 +1,7 @@
 // `node --import tsx bench/heartbeat-probe.ts URL CELLS_INSTANCES`: one node's registrar
 // path as a daemon runs it — a process of its own, the daemon's registrar pool, the real
 // store — claiming a cell of its own and heartbeating it every HEARTBEAT_PROBE_INTERVAL_MS
-// (100) for HEARTBEAT_PROBE_SECONDS, then printing its latencies as one JSON line. The
+// (100) for HEARTBEAT_PROBE_SECONDS (or until SIGTERM), then printing its latencies as one JSON line. The
 // fleet bench runs it beside its thousands of simulated cells, whose own heartbeat figures
 // also carry the delay of the one event loop they share.
 import { randomUUID } from 'node:crypto';
@@ -26,7 +26,9 @@ process.stdout.write('probing\n');
 const latencies: number[] = [];
 let failures = 0;
 const deadline = performance.now() + seconds * 1000;
-while (performance.now() < deadline) {
+const stopped = new AbortController();
+process.once('SIGTERM', () => stopped.abort());
+while (performance.now() < deadline && !stopped.signal.aborted) {
   const started = performance.now();
   try {
     if (await store.heartbeat(cellId, owner)) latencies.push(performance.now() - started);
