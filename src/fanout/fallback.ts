@@ -91,15 +91,20 @@ export class FallbackSource implements ChangeSource {
     const { sql } = this.options;
     if (nats?.usable()) {
       try {
-        // A position from a file or from SQL belongs to no known epoch: the database says
-        // once whether it still holds (two small queries); unreachable, the file is trusted.
+        // A position read from the database belongs to no chain this node knows: the
+        // database says once whether it still holds (two small queries), and the chain
+        // adopted is the one announced before it answered (one announced meanwhile makes the
+        // next plan take its snapshot). When the database cannot answer, the published
+        // snapshot is taken: following a chain from a revision of another history (a
+        // restore, a failover behind) would miss its changes.
         if (position.revision !== null && !nats.epochKnown) {
+          const epoch = nats.headEpoch;
           const checked = await sql.plan(position).catch(() => null);
-          if (checked?.kind === 'snapshot') {
+          if (checked === null || checked.kind === 'snapshot' || epoch === null) {
             this.use('nats', null);
-            return checked;
+            return checked?.kind === 'snapshot' ? checked : { kind: 'snapshot', cause: 'lost' };
           }
-          nats.adoptEpoch();
+          nats.adoptEpoch(epoch);
         }
         const plan = await nats.plan(position);
         this.use('nats', null);

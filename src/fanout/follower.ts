@@ -115,9 +115,14 @@ export class NatsChangeSource implements ChangeSource {
     return this.head?.revision ?? null;
   }
 
-  /** Takes the head's epoch as this node's: its file was checked against the database, or could not be. */
-  adoptEpoch(): void {
-    if (this.head) this.epoch = this.head.epoch;
+  /** The epoch of the newest head heard; null before one. */
+  get headEpoch(): string | null {
+    return this.head?.epoch ?? null;
+  }
+
+  /** Takes `epoch` as the chain this node's position belongs to (the database said it still holds while `epoch` was announced). */
+  adoptEpoch(epoch: string): void {
+    this.epoch = epoch;
   }
 
   /** A chain's position was read from somewhere else (SQL): whatever epoch the node was on is unknown again. */

@@ -254,6 +254,37 @@ describe('fan-out', () => {
     expect(node.source.mode).toBe('nats');
   });
 
+  it('a node back on NATS that cannot ask the database whether its revision still holds takes the published snapshot, not the new chain from its old revision', async () => {
+    const names = freshNames();
+    const ids = (n: { instances: () => Array<{ id: string }> }) => n.instances().map((i) => i.id).filter((id) => id.startsWith('r-'));
+    await setCell('cell-r', [registration('r-1', { ip: '10.9.0.1' }), registration('r-2', { ip: '10.9.0.2' })]);
+    const pub = await publisher(names);
+    await publish(pub);
+    const node = await follower(names); // its database is unreachable
+    await publish(pub, node);
+    await node.sync();
+    expect(ids(node)).toEqual(['r-1', 'r-2']);
+    // The publisher falls silent: the node leaves NATS for the database (unreachable), and
+    // no longer knows which chain its revision belongs to.
+    node.clock.advance(3 * INTERVAL + 1);
+    await node.sync();
+    expect(node.source.mode).toBe('fallback');
+    // Meanwhile the database is restored from an older dump: a new chain, its head below the node's revision.
+    await db.query('TRUNCATE cells, presences, presence_revision');
+    await setCell('cell-r', [registration('r-3', { ip: '10.9.0.3' })]);
+    await publish(pub, node);
+    await node.sync();
+    await node.sync();
+    expect(node.source.mode).toBe('nats');
+    // The new chain's rows are in service (r-1 and r-2 are carried for a TTL, as after any loss).
+    expect(ids(node)).toEqual(['r-1', 'r-2', 'r-3']);
+    // And the chain is followed from the snapshot on.
+    await setCell('cell-r', [registration('r-3', { ip: '10.9.0.3' }), registration('r-4', { ip: '10.9.0.4' })]);
+    await publish(pub, node);
+    await node.sync();
+    expect(ids(node)).toEqual(['r-1', 'r-2', 'r-3', 'r-4']);
+  });
+
   it('the publisher fails over: another candidate takes the lock after a TTL and goes on with the same chain', async () => {
     const names = freshNames();
     const clock = new ManualClock({ runTimers: false });
