@@ -228,6 +228,37 @@ class NatsWatch {
   }
 }
 
+interface PoolerPeak { clients: number; longestMs: number }
+
+/** PgBouncer's queue every second (its SHOW POOLS): clients waiting for a server connection, and the longest wait. */
+class PoolerWatch {
+  private readonly samples: Array<PoolerPeak & { at: number }> = [];
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(private readonly bouncer: PgBouncer) {}
+
+  start(): void {
+    const tick = () => {
+      this.timer = setTimeout(() => void this.bouncer.waiting().then((w) => {
+        this.samples.push({ at: wallNow(), ...w });
+      }, () => undefined).finally(() => this.timer && tick()), 1000);
+    };
+    tick();
+  }
+
+  /** The most clients waiting at once, and the longest wait, between two wall times. */
+  peak(from = 0, to = Infinity): PoolerPeak {
+    const within = this.samples.filter((s) => s.at >= from && s.at < to);
+    return { clients: Math.max(0, ...within.map((s) => s.clients)), longestMs: Math.max(0, ...within.map((s) => s.longestMs)) };
+  }
+
+  stop(): void {
+    const timer = this.timer;
+    this.timer = null;
+    if (timer) clearTimeout(timer);
+  }
+}
+
 /** The reaper's store, counting the cells it expires (none should be). */
 class ReaperStore extends PresenceStore {
   expired = 0;
@@ -272,7 +303,13 @@ export interface NodesResult {
   /** The same, to the probe node alone. */
   aloneConvergence: Convergence;
   /** NATS stopped during changes: convergence meanwhile and after (to every node; to the probe node); how long until every node read NATS again. */
-  outage: { fallback: Convergence; after: Convergence; aloneFallback: Convergence; aloneAfter: Convergence; backOnNatsMs: number | null } | null;
+  outage: {
+    fallback: Convergence; after: Convergence; aloneFallback: Convergence; aloneAfter: Convergence; backOnNatsMs: number | null;
+    /** The primary while NATS was down (every node reading the database), and PgBouncer's queue then. */
+    primary: PrimaryPhase; pooler: PoolerPeak;
+  } | null;
+  /** PgBouncer's queue over the whole run. */
+  pooler: PoolerPeak;
   /** Candidates that held the publisher lock in turn. */
   publishers: number;
   heartbeat: Quantiles & { failures: number };
@@ -299,7 +336,7 @@ function convergence(procs: CellsProcess[], from: number, to: number, reachers =
 }
 
 /** Records of the database's live rows (name and address) the daemon does not answer with, and the reverse. */
-async function recordsLost(daemon: RunningDaemon, store: PresenceStore): Promise<{ lost: number; extra: number }> {
+async function recordsLost(daemon: RunningDaemon, store: PresenceStore, when: string): Promise<{ lost: number; extra: number }> {
   const head = (await store.head()).revision;
   // A daemon still behind is compared all the same: what it lacks counts as lost.
   await waitFor(async () => {
@@ -307,15 +344,26 @@ async function recordsLost(daemon: RunningDaemon, store: PresenceStore): Promise
     return revision !== null && revision >= head;
   }, DRAIN_MS, 'a daemon at the head revision')
     .catch((err: unknown) => log(errorMessage(err)));
-  const answer = (await (await daemon.admin('/v1/records?limit=100000000')).json()) as { records: Array<{ name: string; ip: string }> };
-  const served = new Set(answer.records.map((r) => `${r.name} ${r.ip}`));
-  const live = new Set<string>();
-  await store.snapshot((row) => live.add(`${instanceName(toInstance(row))} ${row.ip}`));
-  let lost = 0;
-  for (const r of live) if (!served.has(r)) lost++;
-  let extra = 0;
-  for (const r of served) if (!live.has(r)) extra++;
-  return { lost, extra };
+  const compare = async () => {
+    const answer = (await (await daemon.admin('/v1/records?limit=100000000')).json()) as { records: Array<{ name: string; ip: string }> };
+    const served = new Set(answer.records.map((r) => `${r.name} ${r.ip}`));
+    const live = new Set<string>();
+    await store.snapshot((row) => live.add(`${instanceName(toInstance(row))} ${row.ip}`));
+    return { lost: [...live].filter((r) => !served.has(r)), extra: [...served].filter((r) => !live.has(r)) };
+  };
+  const first = await compare();
+  if (first.lost.length || first.extra.length) {
+    // Said with what the daemon was doing, and checked again later: late, or lost for good.
+    const status = (await (await daemon.admin('/v1/status')).json()) as { revision: number | null; sync?: unknown };
+    log(`${when}: daemon ${daemon.dnsPort}: ${first.lost.length} lost (e.g. ${first.lost.slice(0, 3).join(', ')}), ${first.extra.length} extra (e.g. ${first.extra.slice(0, 3).join(', ')}); `
+      + `database head ${head}, daemon at ${status.revision}, sync ${JSON.stringify(status.sync)}`);
+    const warnings = [...new Set(daemon.logs.filter((l) => /"level":(40|50|60)/.test(l)).map((l) => l.replace(/"time":\d+,/, '')))];
+    log(`${when}: daemon ${daemon.dnsPort}'s warnings (${warnings.length} distinct), the last 15:\n${warnings.slice(-15).join('\n')}`);
+    await sleep(DRAIN_MS);
+    const again = await compare();
+    log(`${when}: daemon ${daemon.dnsPort}, ${DRAIN_MS / 1000} s later: ${again.lost.length} lost, ${again.extra.length} extra`);
+  }
+  return { lost: first.lost.length, extra: first.extra.length };
 }
 
 async function simulate(nodes: number, procCount: number): Promise<NodesResult> {
@@ -325,6 +373,7 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
   let bouncer: PgBouncer | null = null;
   let nats: NatsServer | null = null;
   let natsWatch: NatsWatch | null = null;
+  let poolerWatch: PoolerWatch | null = null;
   let watch: PostgresWatch | null = null;
   let publishers: ReturnType<typeof probeChild<{ publishers: number }>> | null = null;
   let reaper: Reaper | null = null;
@@ -342,6 +391,7 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
     await step('the daemons', () => Promise.all(daemons.map((d) => d.stop())));
     await step('the pools', () => Promise.all(dbs.map((db) => db.close())));
     natsWatch?.stop();
+    poolerWatch?.stop();
     await step('the watch', () => watch?.stop());
     await step('nats-server', () => nats?.stop());
     await step('PgBouncer', () => bouncer?.stop());
@@ -360,6 +410,9 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
     const pooled = new URL(directUrl);
     pooled.port = String(bouncer.port);
     const url = pooled.toString();
+    const pooler = new PoolerWatch(bouncer);
+    poolerWatch = pooler;
+    pooler.start();
     const monitorPort = await freePort();
     const natsServer = await startNats({ own: true, args: ['-js', '-sd', join(dir, 'jetstream'), '-m', String(monitorPort)] });
     nats = natsServer;
@@ -529,12 +582,16 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
     if (FOLLOW === 'nats') {
       let stoppedAt = 0;
       let restartedAt = 0;
+      let down: Marks | null = null;
+      let up: Marks | null = null;
       // Watched from the restart on, while the changes go on.
       let backOnNats: Promise<number | null> = Promise.resolve(null);
       await changePhase(NATS_OUTAGE_SECONDS + AFTER_OUTAGE_SECONDS, async () => {
         await natsServer.kill();
         stoppedAt = wallNow();
+        down = await markAll();
         await sleep(NATS_OUTAGE_SECONDS * 1000);
+        up = await markAll();
         await natsServer.restart();
         restartedAt = wallNow();
         backOnNats = waitFor(async () => (await Promise.all(procs.map((p) => p.readingNats()))).every((m) => m.fallback === 0), STEP_DEADLINE_MS, 'every node reading NATS again')
@@ -545,9 +602,10 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
       outage = {
         fallback: convergence(procs, stoppedAt, restartedAt), after: convergence(procs, restartedAt, now),
         aloneFallback: convergence(procs, stoppedAt, restartedAt, [alone]), aloneAfter: convergence(procs, restartedAt, now, [alone]), backOnNatsMs: back,
+        primary: primaryPhase(required(down, 'the marks when NATS stopped'), required(up, 'the marks before NATS restarted')), pooler: pooler.peak(stoppedAt, restartedAt),
       };
     }
-    const lostBefore = await Promise.all(daemons.map((d) => recordsLost(d, reaperStore)));
+    const lostBefore = await Promise.all(daemons.map((d) => recordsLost(d, reaperStore, 'after the NATS outage')));
 
     // 7. Forced re-snapshot: the database restored from the dump taken before the changes.
     before = await markAll();
@@ -565,7 +623,7 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
       nodesCpuMsPerNode: (after.cells - before.cells) / nodes, rows: restoredHead,
     };
     log(`re-snapshot after a restore: ${resnapshot.ms === null ? 'incomplete' : `${(resnapshot.ms / 1000).toFixed(1)} s`}`);
-    const lostAfter = await Promise.all(daemons.map((d) => recordsLost(d, reaperStore)));
+    const lostAfter = await Promise.all(daemons.map((d) => recordsLost(d, reaperStore, 'after the restore')));
 
     // 8. The probe's verdict and every process's figures.
     for (const p of [...probes, publishers, heartbeatProbe]) p?.child.kill('SIGTERM');
@@ -580,7 +638,7 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
       heartbeat: { ...quantiles(heartbeats), failures: reports.reduce((a, r) => a + r.heartbeatFailures, 0) }, aloneHeartbeat,
       cellsExpired: reaperStore.expired,
       daemons: seen.map((s, i) => ({ ...s, lost: lostBefore[i].lost + lostAfter[i].lost, extra: lostBefore[i].extra + lostAfter[i].extra })),
-      primaryConnections: { peak: primaryWatch.peakConnections, byPart: primaryWatch.peakByPart },
+      primaryConnections: { peak: primaryWatch.peakConnections, byPart: primaryWatch.peakByPart }, pooler: pooler.peak(),
       nats: { peakMemMb: natsServerWatch.peakMemMb, peakConnections: natsServerWatch.peakConnections },
       processes: reports.map((r) => ({ nodes: r.nodes, peakRssMb: r.peakRssMb })),
     };
@@ -620,6 +678,8 @@ export function table(r: NodesResult): string {
       ? [
           ['NATS stopped: convergence via the fallback, p50 / p99 / max', quants(r.outage.fallback), 'p99 ≤ 2 s', verdict(r.outage.fallback.unconverged === 0 && r.outage.fallback.p99 <= 2000)],
           ['NATS back: convergence, p50 / p99 / max; every node reading NATS again after', `${quants(r.outage.after)}; ${ms(r.outage.backOnNatsMs)}`, 'p99 ≤ 2 s (until it reconnects, a node reads the database)', verdict(r.outage.after.unconverged === 0 && r.outage.after.p99 <= 2000)],
+          ['primary while NATS was stopped (every node on the database): CPU, transactions/s; PgBouncer: clients waiting at peak, longest wait',
+            `${pct(r.outage.primary.cpuPercent)}, ${r.outage.primary.commitsPerSecond.toFixed(0)}/s; ${r.outage.pooler.clients}, ${ms(r.outage.pooler.longestMs)}`, 'primary not saturated', verdict(r.outage.primary.cpuPercent < 80)],
           ['  the probe node alone: NATS stopped; NATS back', `${quants(r.outage.aloneFallback)}; ${quants(r.outage.aloneAfter)}`, 'p99 ≤ 2 s (one node)',
             verdict([r.outage.aloneFallback, r.outage.aloneAfter].every((c) => c.unconverged === 0 && c.p99 <= 2000))],
         ] satisfies Array<[string, string, string, string]>
@@ -634,6 +694,7 @@ export function table(r: NodesResult): string {
     ...(r.follow === 'nats' ? [[`publisher candidates that held the lock (of ${PUBLISHER_CANDIDATES})`, String(r.publishers), '–', ''] satisfies [string, string, string, string]] : []),
     [`${r.daemons.length} daemons (probe, 200 q/s each): unanswered of sent`, `${unanswered} of ${sent}`, '0', verdict(unanswered === 0)],
     ['daemons: records lost by identity (name and address; extra)', `${lost} (${extra})`, '0', verdict(lost === 0)],
+    ['PgBouncer over the run: clients waiting at peak, longest wait', `${r.pooler.clients}, ${ms(r.pooler.longestMs)}`, '–', ''],
     ['connections on the primary at peak', `${r.primaryConnections.peak} (${Object.entries(r.primaryConnections.byPart).map(([k, v]) => `${k} ${v}`).join(', ')})`, 'bounded by config, not N', ''],
     ['NATS: memory (RSS) and connections at peak', `${r.nats.peakMemMb.toFixed(0)} MB, ${r.nats.peakConnections}`, '–', ''],
     [`simulator processes: nodes and peak RSS each`, r.processes.map((p) => `${p.nodes}: ${p.peakRssMb.toFixed(0)} MB`).join(', '), '–', ''],

@@ -6,6 +6,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
+import pg from 'pg';
 import { freePort } from './postgres.ts';
 import { waitFor } from './daemon.ts';
 
@@ -55,7 +56,7 @@ export class PgBouncer {
       `* = host=127.0.0.1 port=${this.target} user=postgres`,
       '[pgbouncer]',
       'listen_addr = 127.0.0.1', `listen_port = ${this.port}`, `unix_socket_dir = ${this.dir}`,
-      'auth_type = any', 'pool_mode = transaction', `default_pool_size = ${poolSize}`, `max_client_conn = ${this.maxClientConn}`,
+      'auth_type = any', 'admin_users = postgres', 'pool_mode = transaction', `default_pool_size = ${poolSize}`, `max_client_conn = ${this.maxClientConn}`,
       'ignore_startup_parameters = extra_float_digits,options', 'server_reset_query =',
       `logfile = ${join(this.dir, 'pgbouncer.log')}`, `pidfile = ${join(this.dir, 'pgbouncer.pid')}`,
       'server_connect_timeout = 3', 'server_login_retry = 1', 'log_connections = 0', 'log_disconnections = 0',
@@ -84,6 +85,24 @@ export class PgBouncer {
 
   private pid(): number {
     return Number(readFileSync(join(this.dir, 'pgbouncer.pid'), 'utf8').trim());
+  }
+
+  /**
+   * Its admin console's SHOW POOLS, summed over the pools: clients waiting for a server
+   * connection now, and how long the oldest of them has waited (ms).
+   */
+  async waiting(): Promise<{ clients: number; longestMs: number }> {
+    const client = new pg.Client({ connectionString: `postgres://postgres@127.0.0.1:${this.port}/pgbouncer` });
+    await client.connect();
+    try {
+      const { rows } = await client.query<{ cl_waiting: string; maxwait: string; maxwait_us: string }>('SHOW POOLS');
+      return {
+        clients: rows.reduce((a, r) => a + Number(r.cl_waiting), 0),
+        longestMs: Math.max(0, ...rows.map((r) => Number(r.maxwait) * 1000 + Number(r.maxwait_us) / 1000)),
+      };
+    } finally {
+      await client.end();
+    }
   }
 
   /** Points it at another server: new server connections go there (an operator's failover step). */
