@@ -48,7 +48,11 @@ export class PgBouncer {
     return join(this.dir, 'pgbouncer.ini');
   }
 
-  private writeIni(poolSize = Number(/default_pool_size = (\d+)/.exec(readFileSync(this.ini, 'utf8'))?.[1] ?? 4)): void {
+  private poolSize(): number {
+    return Number(/default_pool_size = (\d+)/.exec(readFileSync(this.ini, 'utf8'))?.[1] ?? 4);
+  }
+
+  private writeIni(poolSize = this.poolSize()): void {
     writeFileSync(this.ini, [
       '[databases]',
       `postgres = host=127.0.0.1 port=${this.target} dbname=postgres user=postgres`,
@@ -66,7 +70,16 @@ export class PgBouncer {
 
   private async spawn(): Promise<void> {
     const bin = pgbouncerPath();
-    const [file, argv] = AS_ROOT ? ['runuser', ['-u', 'postgres', '--', bin, this.ini]] : [bin, [this.ini]];
+    // A socket per client and per server connection: with the usual limit of 1,024 open files
+    // PgBouncer stops accepting near a thousand clients ("accept() failed: Too many open
+    // files"), and connections then time out in the kernel's accept queue. Root raises it;
+    // anyone else takes the hard limit. (runuser's PAM session resets the soft limit: it is
+    // raised again as postgres.)
+    const files = Math.max(1024, this.maxClientConn + 2 * this.poolSize() + 64);
+    const command = AS_ROOT
+      ? `ulimit -n ${files} && exec runuser -u postgres -- bash -c 'ulimit -Sn ${files} && exec ${bin} ${this.ini}'`
+      : `ulimit -Sn "$(ulimit -Hn)" && exec ${bin} ${this.ini}`;
+    const [file, argv] = ['bash', ['-c', command]];
     const child = spawn(file, argv, { stdio: 'ignore' });
     this.child = child;
     await waitFor(() => {
