@@ -91,15 +91,13 @@ class CellsProcess {
   readonly commits: Array<{ revision: number; at: number }> = [];
   registeredMs: number | null = null;
   changed: number | null = null;
-  /** The process of one node alone (the probe node): it makes no changes. */
-  readonly alone: boolean;
   private ready = false;
   private lastReport: CellsReport | null = null;
   private modes: { nats: number; fallback: number } | null = null;
   private readonly exited: Promise<void>;
 
-  constructor(readonly setup: CellsSetup) {
-    this.alone = setup.cells.length === 1;
+  /** `alone`: the probe node's process (one node, making no changes). */
+  constructor(readonly setup: CellsSetup, readonly alone = false) {
     this.child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'fleet-cells.ts')], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     this.exited = new Promise((resolve) => this.child.once('exit', () => resolve()));
     this.child.on('message', (m: FromCells) => {
@@ -435,11 +433,11 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
     }
 
     // The nodes: cell 0 alone in a process (the probe node), cell c > 0 in process c mod P.
-    const cellsOf = (cells: number[]) => new CellsProcess({
+    const cellsOf = (cells: number[], probe = false) => new CellsProcess({
       url, natsUrl: natsServer.url, follow: FOLLOW, cells, instances: INSTANCES, ttlMs: TTL_MS, syncIntervalMs: SYNC_INTERVAL_MS, snapshotSlots: SNAPSHOT_SLOTS,
       registerConcurrency: REGISTER_CONCURRENCY,
-    });
-    const alone = cellsOf([0]);
+    }, probe);
+    const alone = cellsOf([0], true);
     procs.push(alone);
     for (let p = 0; p < procCount; p++) procs.push(cellsOf(Array.from({ length: nodes }, (_, c) => c).filter((c) => c > 0 && c % procCount === p)));
     const makers = procs.filter((p) => !p.alone);
@@ -512,12 +510,12 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
       const percent = (ms: number) => (ms / (p.seconds * 1000)) * 100;
       return { seconds: p.seconds, cpuPercent: p.cpuPercent, commitsPerSecond: p.commits / p.seconds, natsCpuPercent: percent(b.nats - a.nats), publisherCpuPercent: percent(b.publishers - a.publishers) };
     };
-    /** Every node put a snapshot in service after `mark` and reached `revision` (wall time), or null past the deadline. */
     /** When the probe node put a snapshot in service after `mark` and reached `revision`, from `since` on (ms), or null. */
     const aloneResnapshotted = (mark: number, revision: number, since: number): number | null => {
       const at = Math.max(alone.snapshotted.get(mark)?.at ?? Infinity, alone.reachedAt(revision, since) ?? Infinity);
       return Number.isFinite(at) ? at - since : null;
     };
+    /** Every node put a snapshot in service after `mark` and reached `revision` (wall time), or null past the deadline. */
     const resnapshotted = async (mark: number, revision: number, since: number): Promise<number | null> => {
       const done = () => procs.every((p) => p.snapshotted.has(mark) && p.reachedAt(revision, since) !== undefined);
       const ok = await waitFor(done, RESNAPSHOT_DEADLINE_MS, `every node serving revision ${revision}`).then(() => true, (err: unknown) => (log(errorMessage(err)), false));
