@@ -226,11 +226,14 @@ class NatsWatch {
   }
 }
 
-interface PoolerPeak { clients: number; longestMs: number }
+/** The most clients waiting at once and the longest wait; `unanswered`: samples PgBouncer did not answer (not counted as 0 waiting). */
+interface PoolerPeak { clients: number; longestMs: number; unanswered: number }
+
+interface PoolerSample { at: number; clients: number; longestMs: number }
 
 /** PgBouncer's queue every second (its SHOW POOLS): clients waiting for a server connection, and the longest wait. */
 class PoolerWatch {
-  private readonly samples: Array<PoolerPeak & { at: number }> = [];
+  private readonly samples: Array<PoolerSample | { at: number; unanswered: true }> = [];
   private timer: NodeJS.Timeout | null = null;
 
   constructor(private readonly bouncer: PgBouncer) {}
@@ -239,7 +242,9 @@ class PoolerWatch {
     const tick = () => {
       this.timer = setTimeout(() => void this.bouncer.waiting().then((w) => {
         this.samples.push({ at: wallNow(), ...w });
-      }, () => undefined).finally(() => this.timer && tick()), 1000);
+      }, () => {
+        this.samples.push({ at: wallNow(), unanswered: true });
+      }).finally(() => this.timer && tick()), 1000);
     };
     tick();
   }
@@ -247,7 +252,11 @@ class PoolerWatch {
   /** The most clients waiting at once, and the longest wait, between two wall times. */
   peak(from = 0, to = Infinity): PoolerPeak {
     const within = this.samples.filter((s) => s.at >= from && s.at < to);
-    return { clients: Math.max(0, ...within.map((s) => s.clients)), longestMs: Math.max(0, ...within.map((s) => s.longestMs)) };
+    const answered = within.filter((s): s is PoolerSample => !('unanswered' in s));
+    return {
+      clients: Math.max(0, ...answered.map((s) => s.clients)), longestMs: Math.max(0, ...answered.map((s) => s.longestMs)),
+      unanswered: within.length - answered.length,
+    };
   }
 
   stop(): void {
@@ -649,6 +658,7 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
 const ms = (n: number | null) => (n === null || Number.isNaN(n) ? '–' : n >= 1000 ? `${(n / 1000).toFixed(2)} s` : `${n.toFixed(1)} ms`);
 const verdict = (ok: boolean) => (ok ? 'met' : 'MISSED');
 const pct = (n: number) => `${n.toFixed(0)} %`;
+const pooled = (p: PoolerPeak) => `${p.clients}, ${ms(p.longestMs)}${p.unanswered ? ` (${p.unanswered} samples unanswered)` : ''}`;
 const quants = (c: Convergence) => `${ms(c.p50)} / ${ms(c.p99)} / ${ms(c.max)} of ${c.changes}${c.unconverged ? ` (${c.unconverged} not everywhere in ${DRAIN_MS / 1000} s)` : ''}`;
 
 /** The run's one table: each figure beside its target (docs/performance.md, "Fleet"). */
@@ -677,7 +687,7 @@ export function table(r: NodesResult): string {
           ['NATS stopped: convergence via the fallback, p50 / p99 / max', quants(r.outage.fallback), 'p99 ≤ 2 s', verdict(r.outage.fallback.unconverged === 0 && r.outage.fallback.p99 <= 2000)],
           ['NATS back: convergence, p50 / p99 / max; every node reading NATS again after', `${quants(r.outage.after)}; ${ms(r.outage.backOnNatsMs)}`, 'p99 ≤ 2 s (until it reconnects, a node reads the database)', verdict(r.outage.after.unconverged === 0 && r.outage.after.p99 <= 2000)],
           ['primary while NATS was stopped (every node on the database): CPU, transactions/s; PgBouncer: clients waiting at peak, longest wait',
-            `${pct(r.outage.primary.cpuPercent)}, ${r.outage.primary.commitsPerSecond.toFixed(0)}/s; ${r.outage.pooler.clients}, ${ms(r.outage.pooler.longestMs)}`, 'primary not saturated', verdict(r.outage.primary.cpuPercent < 80)],
+            `${pct(r.outage.primary.cpuPercent)}, ${r.outage.primary.commitsPerSecond.toFixed(0)}/s; ${pooled(r.outage.pooler)}`, 'primary not saturated', verdict(r.outage.primary.cpuPercent < 80)],
           ['  the probe node alone: NATS stopped; NATS back', `${quants(r.outage.aloneFallback)}; ${quants(r.outage.aloneAfter)}`, 'p99 ≤ 2 s (one node)',
             verdict([r.outage.aloneFallback, r.outage.aloneAfter].every((c) => c.unconverged === 0 && c.p99 <= 2000))],
         ] satisfies Array<[string, string, string, string]>
@@ -692,7 +702,7 @@ export function table(r: NodesResult): string {
     ...(r.follow === 'nats' ? [[`publisher candidates that held the lock (of ${PUBLISHER_CANDIDATES})`, String(r.publishers), '–', ''] satisfies [string, string, string, string]] : []),
     [`${r.daemons.length} daemons (probe, 200 q/s each): unanswered of sent`, `${unanswered} of ${sent}`, '0', verdict(unanswered === 0)],
     ['daemons: records lost by identity (name and address; extra)', `${lost} (${extra})`, '0', verdict(lost === 0)],
-    ['PgBouncer over the run: clients waiting at peak, longest wait', `${r.pooler.clients}, ${ms(r.pooler.longestMs)}`, '–', ''],
+    ['PgBouncer over the run: clients waiting at peak, longest wait', pooled(r.pooler), '–', ''],
     ['connections on the primary at peak', `${r.primaryConnections.peak} (${Object.entries(r.primaryConnections.byPart).map(([k, v]) => `${k} ${v}`).join(', ')})`, 'bounded by config, not N', ''],
     ['NATS: memory (RSS) and connections at peak', `${r.nats.peakMemMb.toFixed(0)} MB, ${r.nats.peakConnections}`, '–', ''],
     [`simulator processes: nodes and peak RSS each`, r.processes.map((p) => `${p.nodes}: ${p.peakRssMb.toFixed(0)} MB`).join(', '), '–', ''],

@@ -102,10 +102,11 @@ export class PgBouncer {
 
   /**
    * Its admin console's SHOW POOLS, summed over the pools: clients waiting for a server
-   * connection now, and how long the oldest of them has waited (ms).
+   * connection now, and how long the oldest of them has waited (ms). Throws when PgBouncer
+   * does not answer within a second (it may be out of open files itself).
    */
   async waiting(): Promise<{ clients: number; longestMs: number }> {
-    const client = new pg.Client({ connectionString: `postgres://postgres@127.0.0.1:${this.port}/pgbouncer` });
+    const client = new pg.Client({ connectionString: `postgres://postgres@127.0.0.1:${this.port}/pgbouncer`, connectionTimeoutMillis: 1000, query_timeout: 1000 });
     await client.connect();
     try {
       const { rows } = await client.query<{ cl_waiting: string; maxwait: string; maxwait_us: string }>('SHOW POOLS');
