@@ -26,8 +26,10 @@ import { TestSource } from '../test/presence/fixtures.ts';
 import { FANOUT_PREFIX, instancesOf, SNAPSHOT_EVERY, wallNow, type Health } from './fleet-shape.ts';
 
 export interface CellsSetup {
-  /** PgBouncer's URL for the bench database: every node's registrar and SQL follower. */
+  /** PgBouncer's URL for the bench database: every node's registrar. */
   url: string;
+  /** Where a node's SQL follower (the fan-out's fallback) reads: `url`, or a replica's PgBouncer. */
+  fallbackUrl: string;
   natsUrl: string;
   /** How the nodes follow the changes: the database (through PgBouncer), or the fan-out. */
   follow: 'sql' | 'nats';
@@ -55,7 +57,7 @@ export type ToCells =
   /** Changes (an instance's health flipped) on random cells of this process, through their registrars. */
   | { kind: 'changes'; perSecond: number; seconds: number }
   | { kind: 'report' }
-  /** How many nodes read NATS and how many the database (the fan-out's mode). */
+  /** How many nodes read NATS and how many the database (the fan-out's mode), and the snapshots they took. */
   | { kind: 'modes' }
   /** Stops every node and exits (no deregistration: the database is dropped anyway). */
   | { kind: 'stop' };
@@ -85,7 +87,8 @@ export type FromCells =
   | { kind: 'commit'; revision: number; at: number }
   | { kind: 'changed'; changes: number }
   | { kind: 'report'; report: CellsReport }
-  | { kind: 'modes'; nats: number; fallback: number };
+  /** `snapshots`: those the nodes put in service so far, in all. */
+  | { kind: 'modes'; nats: number; fallback: number; snapshots: number };
 
 /** A topology view that holds nothing: its revision, and the rows its snapshot had. */
 class CountingView implements SyncView {
@@ -116,6 +119,7 @@ class CountingView implements SyncView {
 class CountingSink implements TopologySink<CountingView> {
   current: CountingView | null = null;
   rowsApplied = 0;
+  snapshots = 0;
 
   constructor(private readonly reached: (revision: number, snapshot: boolean) => void) {}
 
@@ -139,6 +143,7 @@ class CountingSink implements TopologySink<CountingView> {
 
   replaceView(view: CountingView): void {
     this.current = view;
+    this.snapshots++;
     this.reached(view.version, true);
   }
 }
@@ -261,7 +266,7 @@ function startCells(setup: CellsSetup) {
 
   const nodes: Node[] = setup.cells.map((cell, n) => {
     const registrarDb = openPgDb(setup.url, logger, { max: 1, name: 'fleet registrar' });
-    const followerDb = openPgDb(setup.url, logger, { max: 1, name: 'fleet follower' });
+    const followerDb = openPgDb(setup.fallbackUrl, logger, { max: 1, name: 'fleet follower' });
     const health = new Array<Health>(setup.instances).fill('running');
     const source = new TestSource();
     source.set(instancesOf(cell, setup.instances, (j) => health[j]));
@@ -350,7 +355,7 @@ function startCells(setup: CellsSetup) {
 
   function modes(): FromCells {
     const nats = nodes.filter((n) => n.following?.fanout?.status().mode === 'nats').length;
-    return { kind: 'modes', nats, fallback: nodes.length - nats };
+    return { kind: 'modes', nats, fallback: nodes.length - nats, snapshots: nodes.reduce((a, n) => a + n.sink.snapshots, 0) };
   }
 
   return { register, heartbeat, follow, changes, report, modes, stop, mark };

@@ -20,6 +20,11 @@
 // forced re-snapshot (the database restored from a pg_dump taken before the changes). It
 // prints one table beside the targets of docs/performance.md.
 //
+// `--replica`: the primary and a hot-standby replica of it (pg_basebackup -R) are private
+// servers (test/helpers/pg-server.ts), the replica behind a PgBouncer of its own; every
+// node's fallback and the daemons' `sync.database_url` read the replica, as docs/presence.md
+// deploys a fleet past a few hundred nodes. Without it, the fallback reads the primary
+// through the registrars' PgBouncer.
 // `--sweep-nodes`: N = 100, 1,000 and 2,000 as runs of their own, then 2,000 × 300
 // instances (600,000), and a table of each figure against N = 100.
 // `--json`: one run's figures as one JSON line (what the sweep reads).
@@ -40,6 +45,7 @@ import { openPgDb, POOLS } from '../src/presence/pg-db.ts';
 import { errorMessage } from '../src/util/error-message.ts';
 import { startDaemon, waitFor, type RunningDaemon } from '../test/helpers/daemon.ts';
 import { startNats, type NatsServer } from '../test/helpers/nats.ts';
+import { PgServer } from '../test/helpers/pg-server.ts';
 import { PgBouncer } from '../test/helpers/pgbouncer.ts';
 import { freePort, testDatabase, type TestDatabase } from '../test/helpers/postgres.ts';
 import { required } from '../test/helpers/required.ts';
@@ -78,6 +84,8 @@ const quiet = pino({ level: 'silent' });
 
 /** How the nodes follow: the fan-out, or (`--sql`) the database through PgBouncer, as without NATS. */
 const FOLLOW: CellsSetup['follow'] = process.argv.includes('--sql') ? 'sql' : 'nats';
+/** Where the fallback reads: a replica behind its own PgBouncer (`--replica`), or the primary through the registrars' PgBouncer. */
+const REPLICA = process.argv.includes('--replica');
 const PUBLISHER_CANDIDATES = 3;
 /** `sync.snapshot_slots`: database snapshots at once, fleet-wide, by nodes falling back. */
 const SNAPSHOT_SLOTS = 4;
@@ -93,7 +101,7 @@ class CellsProcess {
   changed: number | null = null;
   private ready = false;
   private lastReport: CellsReport | null = null;
-  private modes: { nats: number; fallback: number } | null = null;
+  private modes: { nats: number; fallback: number; snapshots: number } | null = null;
   private readonly exited: Promise<void>;
 
   /** `alone`: the probe node's process (one node, making no changes). */
@@ -152,8 +160,8 @@ class CellsProcess {
     return required(this.lastReport, `a report from fleet cells process ${this.child.pid}`);
   }
 
-  /** How many of its nodes read NATS now, and how many the database. */
-  async readingNats(): Promise<{ nats: number; fallback: number }> {
+  /** How many of its nodes read NATS now, and how many the database; the snapshots they took so far. */
+  async readingNats(): Promise<{ nats: number; fallback: number; snapshots: number }> {
     this.modes = null;
     this.send({ kind: 'modes' });
     await waitFor(() => this.modes !== null, STEP_DEADLINE_MS, 'a cells process\'s modes');
@@ -297,6 +305,8 @@ export interface NodesResult {
   procs: number;
   instances: number;
   follow: CellsSetup['follow'];
+  /** The fallback read a replica (`--replica`). */
+  replica: boolean;
   registerMs: number;
   /** Cells whose registrar had not claimed them a minute after the heartbeats began (the run goes on without them). */
   unregistered: number;
@@ -312,8 +322,12 @@ export interface NodesResult {
   /** NATS stopped during changes: convergence meanwhile and after (to every node; to the probe node); how long until every node read NATS again. */
   outage: {
     fallback: Convergence; after: Convergence; aloneFallback: Convergence; aloneAfter: Convergence; backOnNatsMs: number | null;
-    /** The primary while NATS was down (every node reading the database), and PgBouncer's queue then. */
+    /** The primary while NATS was down, and PgBouncer's queue then. */
     primary: PrimaryPhase; pooler: PoolerPeak;
+    /** With `--replica`: the replica every node read meanwhile (its backends' CPU, transactions/s) and its PgBouncer's queue. */
+    replica: { cpuPercent: number; commitsPerSecond: number; pooler: PoolerPeak } | null;
+    /** Snapshots the nodes took from NATS's stop to the end of the phase (none is needed: every node keeps its position). */
+    snapshots: number;
   } | null;
   /** PgBouncer's queue over the whole run. */
   pooler: PoolerPeak;
@@ -378,6 +392,11 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
   // What the run has started, for the cleanup: set as each part starts.
   let database: TestDatabase | null = null;
   let bouncer: PgBouncer | null = null;
+  /** With `--replica`: the private primary, its replica and the replica's PgBouncer. */
+  let servers: { primary: PgServer; replica: PgServer | null } | null = null;
+  let replicaBouncer: PgBouncer | null = null;
+  let replicaWatch: PostgresWatch | null = null;
+  let replicaPoolerWatch: PoolerWatch | null = null;
   let nats: NatsServer | null = null;
   let natsWatch: NatsWatch | null = null;
   let poolerWatch: PoolerWatch | null = null;
@@ -399,34 +418,61 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
     await step('the pools', () => Promise.all(dbs.map((db) => db.close())));
     natsWatch?.stop();
     poolerWatch?.stop();
+    replicaPoolerWatch?.stop();
     await step('the watch', () => watch?.stop());
+    await step('the replica\'s watch', () => replicaWatch?.stop());
     await step('nats-server', () => nats?.stop());
     await step('PgBouncer', () => bouncer?.stop());
-    await step('the database', () => database?.drop());
+    await step('the replica\'s PgBouncer', () => replicaBouncer?.stop());
+    await step('the database', () => (servers ? undefined : database?.drop()));
+    await step('the replica', () => servers?.replica?.destroy());
+    await step('the primary', () => servers?.primary.destroy());
     rmSync(dir, { recursive: true, force: true });
   })());
   cleanUpOnSignals(cleanup, log);
 
   try {
-    process.env.TEST_DATABASE_URL = DATABASE_URL;
+    let primaryUrl = DATABASE_URL;
+    if (REPLICA) {
+      servers = { primary: await PgServer.create(), replica: null };
+      primaryUrl = servers.primary.url;
+    }
+    process.env.TEST_DATABASE_URL = primaryUrl;
     database = await testDatabase();
     const directUrl = database.url;
     const name = new URL(directUrl).pathname.slice(1);
+    const through = (port: number) => {
+      const pooled = new URL(directUrl);
+      pooled.port = String(port);
+      return pooled.toString();
+    };
     // Each node holds two client connections (registrar, follower); the daemons a few more.
-    bouncer = await PgBouncer.start(Number(new URL(DATABASE_URL).port || 5432), BOUNCER_POOL, 2 * nodes + 100);
-    const pooled = new URL(directUrl);
-    pooled.port = String(bouncer.port);
-    const url = pooled.toString();
+    bouncer = await PgBouncer.start(Number(new URL(primaryUrl).port || 5432), BOUNCER_POOL, 2 * nodes + 100);
+    const url = through(bouncer.port);
     const pooler = new PoolerWatch(bouncer);
     poolerWatch = pooler;
     pooler.start();
+    // The fallback's database: the replica through its PgBouncer, or the registrars' PgBouncer.
+    let fallbackUrl = url;
+    let fallbackPooler: PoolerWatch | null = null;
+    if (servers) {
+      const replica = await PgServer.replicaOf(servers.primary);
+      servers.replica = replica;
+      // The fallback's connection of each node, and the daemons'.
+      replicaBouncer = await PgBouncer.start(replica.port, BOUNCER_POOL, nodes + 100);
+      fallbackUrl = through(replicaBouncer.port);
+      fallbackPooler = new PoolerWatch(replicaBouncer);
+      replicaPoolerWatch = fallbackPooler;
+      fallbackPooler.start();
+    }
     const monitorPort = await freePort();
     const natsServer = await startNats({ own: true, args: ['-js', '-sd', join(dir, 'jetstream'), '-m', String(monitorPort)] });
     nats = natsServer;
     const natsServerWatch = new NatsWatch(natsServer, monitorPort);
     natsWatch = natsServerWatch;
     natsServerWatch.start();
-    log(`fleet of nodes: ${nodes} nodes × ${INSTANCES} instances in ${procCount} processes, following ${FOLLOW === 'nats' ? 'the fan-out (NATS)' : 'SQL through PgBouncer'}; database ${name} on ${new URL(DATABASE_URL).host}`);
+    log(`fleet of nodes: ${nodes} nodes × ${INSTANCES} instances in ${procCount} processes, following ${FOLLOW === 'nats' ? 'the fan-out (NATS)' : 'SQL through PgBouncer'}; `
+      + `database ${name} on ${new URL(primaryUrl).host}${servers?.replica ? `, the fallback on its replica (port ${servers.replica.port})` : ''}`);
 
     const direct = openPgDb(directUrl, quiet, POOLS.reaper);
     dbs.push(direct);
@@ -435,6 +481,15 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
     const primaryWatch = new PostgresWatch(directUrl, name);
     watch = primaryWatch;
     await primaryWatch.start();
+    if (servers?.replica) {
+      const replicaDirect = new URL(directUrl);
+      replicaDirect.port = String(servers.replica.port);
+      // The database reaches the replica with the migration's WAL.
+      await waitFor(async () => (await required(servers?.replica, 'the replica').sql<{ n: number }>('SELECT count(*)::int AS n FROM pg_database WHERE datname = $1', [name])).at(0)?.n === 1,
+        STEP_DEADLINE_MS, 'the bench database on the replica');
+      replicaWatch = new PostgresWatch(replicaDirect.toString(), name);
+      await replicaWatch.start();
+    }
     if (FOLLOW === 'nats') {
       publishers = probeChild<{ publishers: number }>('fleet-publishers.ts', [directUrl, natsServer.url, String(PUBLISHER_CANDIDATES)], {}, children, 'publishing');
       void publishers.done.catch(() => undefined);
@@ -443,7 +498,7 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
 
     // The nodes: cell 0 alone in a process (the probe node), cell c > 0 in process c mod P.
     const cellsOf = (cells: number[], probe = false) => new CellsProcess({
-      url, natsUrl: natsServer.url, follow: FOLLOW, cells, instances: INSTANCES, ttlMs: TTL_MS, syncIntervalMs: SYNC_INTERVAL_MS, snapshotSlots: SNAPSHOT_SLOTS,
+      url, fallbackUrl, natsUrl: natsServer.url, follow: FOLLOW, cells, instances: INSTANCES, ttlMs: TTL_MS, syncIntervalMs: SYNC_INTERVAL_MS, snapshotSlots: SNAPSHOT_SLOTS,
       registerConcurrency: REGISTER_CONCURRENCY,
     }, probe);
     const alone = cellsOf([0], true);
@@ -491,7 +546,7 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
     const names = probeNames(nodes, INSTANCES);
     const daemonConfig = {
       database: { url },
-      sync: { enabled: true, interval: SYNC_INTERVAL_MS / 1000, ...(FOLLOW === 'nats' ? { nats_url: natsServer.url, nats_prefix: FANOUT_PREFIX, snapshot_slots: SNAPSHOT_SLOTS } : {}) },
+      sync: { enabled: true, interval: SYNC_INTERVAL_MS / 1000, database_url: fallbackUrl, ...(FOLLOW === 'nats' ? { nats_url: natsServer.url, nats_prefix: FANOUT_PREFIX, snapshot_slots: SNAPSHOT_SLOTS } : {}) },
       registrar: { enabled: false }, reaper: { enabled: false }, log: { level: 'info' },
     };
     for (let i = 0; i < DAEMONS; i++) daemons.push(await startDaemon({ config: daemonConfig, waitReady: false }));
@@ -512,7 +567,9 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
     /** Marks the primary, NATS and the nodes' processes, to cut the run into phases. */
     const cellsCpu = () => procs.reduce((a, p) => a + cpuMs(pidOf(p.child)), 0);
     const publishersCpu = () => (publishers ? cpuMs(pidOf(publishers.child)) : 0);
-    const markAll = async () => ({ primary: await primaryWatch.mark(), nats: await natsServerWatch.cpuMs(), cells: cellsCpu(), publishers: publishersCpu() });
+    const markAll = async () => ({
+      primary: await primaryWatch.mark(), replica: (await replicaWatch?.mark()) ?? null, nats: await natsServerWatch.cpuMs(), cells: cellsCpu(), publishers: publishersCpu(),
+    });
     type Marks = Awaited<ReturnType<typeof markAll>>;
     const primaryPhase = (a: Marks, b: Marks): PrimaryPhase => {
       const p = phase(a.primary, b.primary);
@@ -589,10 +646,12 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
     if (FOLLOW === 'nats') {
       let stoppedAt = 0;
       let restartedAt = 0;
-      let down: Marks | null = null;
-      let up: Marks | null = null;
+      let down = null as Marks | null;
+      let up = null as Marks | null;
       // Watched from the restart on, while the changes go on.
       let backOnNats: Promise<number | null> = Promise.resolve(null);
+      const snapshotsTaken = async () => (await Promise.all(procs.map((p) => p.readingNats()))).reduce((a, m) => a + m.snapshots, 0);
+      const snapshotsBefore = await snapshotsTaken();
       await changePhase(NATS_OUTAGE_SECONDS + AFTER_OUTAGE_SECONDS, async () => {
         await natsServer.kill();
         stoppedAt = wallNow();
@@ -606,10 +665,16 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
       });
       const back = await backOnNats;
       const now = wallNow();
+      const [downMarks, upMarks] = [required(down, 'the marks when NATS stopped'), required(up, 'the marks before NATS restarted')];
+      const replicaPhase = downMarks.replica && upMarks.replica ? phase(downMarks.replica, upMarks.replica) : null;
       outage = {
         fallback: convergence(procs, stoppedAt, restartedAt), after: convergence(procs, restartedAt, now),
         aloneFallback: convergence(procs, stoppedAt, restartedAt, [alone]), aloneAfter: convergence(procs, restartedAt, now, [alone]), backOnNatsMs: back,
-        primary: primaryPhase(required(down, 'the marks when NATS stopped'), required(up, 'the marks before NATS restarted')), pooler: pooler.peak(stoppedAt, restartedAt),
+        primary: primaryPhase(downMarks, upMarks), pooler: pooler.peak(stoppedAt, restartedAt),
+        replica: replicaPhase && fallbackPooler
+          ? { cpuPercent: replicaPhase.cpuPercent, commitsPerSecond: replicaPhase.commits / replicaPhase.seconds, pooler: fallbackPooler.peak(stoppedAt, restartedAt) }
+          : null,
+        snapshots: (await snapshotsTaken()) - snapshotsBefore,
       };
     }
     const lostBefore = await Promise.all(daemons.map((d) => recordsLost(d, reaperStore, 'after the NATS outage')));
@@ -640,7 +705,7 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
     const reports = await Promise.all(procs.map((p) => p.report()));
     const heartbeats = reports.flatMap((r) => r.heartbeats);
     return {
-      nodes, procs: procCount, instances: INSTANCES, follow: FOLLOW, publishers: published, registerMs, unregistered, coldStart, resnapshot, idle, load, perChange,
+      nodes, procs: procCount, instances: INSTANCES, follow: FOLLOW, replica: servers !== null, publishers: published, registerMs, unregistered, coldStart, resnapshot, idle, load, perChange,
       convergence: conv, aloneConvergence: aloneConv, outage,
       heartbeat: { ...quantiles(heartbeats), failures: reports.reduce((a, r) => a + r.heartbeatFailures, 0) }, aloneHeartbeat,
       cellsExpired: reaperStore.expired,
@@ -686,8 +751,13 @@ export function table(r: NodesResult): string {
       ? [
           ['NATS stopped: convergence via the fallback, p50 / p99 / max', quants(r.outage.fallback), 'p99 ≤ 2 s', verdict(r.outage.fallback.unconverged === 0 && r.outage.fallback.p99 <= 2000)],
           ['NATS back: convergence, p50 / p99 / max; every node reading NATS again after', `${quants(r.outage.after)}; ${ms(r.outage.backOnNatsMs)}`, 'p99 ≤ 2 s (until it reconnects, a node reads the database)', verdict(r.outage.after.unconverged === 0 && r.outage.after.p99 <= 2000)],
-          ['primary while NATS was stopped (every node on the database): CPU, transactions/s; PgBouncer: clients waiting at peak, longest wait',
+          [`primary while NATS was stopped (${r.outage.replica ? 'heartbeats and changes; the nodes on the replica' : 'every node on it'}): CPU, transactions/s; PgBouncer: clients waiting at peak, longest wait`,
             `${pct(r.outage.primary.cpuPercent)}, ${r.outage.primary.commitsPerSecond.toFixed(0)}/s; ${pooled(r.outage.pooler)}`, 'primary not saturated', verdict(r.outage.primary.cpuPercent < 80)],
+          ...(r.outage.replica
+            ? [['  the replica meanwhile (every node\'s fallback): CPU, transactions/s; its PgBouncer: clients waiting at peak, longest wait',
+                `${pct(r.outage.replica.cpuPercent)}, ${r.outage.replica.commitsPerSecond.toFixed(0)}/s; ${pooled(r.outage.replica.pooler)}`, '–', '']] satisfies Array<[string, string, string, string]>
+            : []),
+          ['  snapshots the nodes took from the stop to the end of the phase', String(r.outage.snapshots), '0 (positions kept)', verdict(r.outage.snapshots === 0)],
           ['  the probe node alone: NATS stopped; NATS back', `${quants(r.outage.aloneFallback)}; ${quants(r.outage.aloneAfter)}`, 'p99 ≤ 2 s (one node)',
             verdict([r.outage.aloneFallback, r.outage.aloneAfter].every((c) => c.unconverged === 0 && c.p99 <= 2000))],
         ] satisfies Array<[string, string, string, string]>
@@ -710,7 +780,7 @@ export function table(r: NodesResult): string {
   const widths = [0, 1, 2, 3].map((i) => Math.max(...rows.map((row) => row[i].length)));
   return [
     '',
-    `fleet of nodes: ${r.nodes} nodes × ${r.instances} instances, ${r.nodes - 1} in ${r.procs} processes and the probe node alone, following ${r.follow === 'nats' ? 'the fan-out (NATS JetStream, SQL fallback)' : 'SQL through PgBouncer'}; `
+    `fleet of nodes: ${r.nodes} nodes × ${r.instances} instances, ${r.nodes - 1} in ${r.procs} processes and the probe node alone, following ${r.follow === 'nats' ? `the fan-out (NATS JetStream, SQL fallback on ${r.replica ? 'a replica' : 'the primary'})` : `SQL through PgBouncer${r.replica ? ' on a replica' : ''}`}; `
     + `PgBouncer (transaction pooling, ${BOUNCER_POOL} server connections); heartbeat every ${TTL_MS / 3000} s; ${CHANGES_PER_SECOND} changes/s for ${CHANGE_SECONDS} s; ${cpus().length} cores`,
     ...rows.map((row) => row.map((c, i) => c.padEnd(widths[i])).join(' | ').trimEnd()),
     '',
@@ -804,7 +874,7 @@ export async function main(argv: string[]): Promise<void> {
     return i >= 0 ? Number(argv[i + 1]) : fallback;
   };
   const procs = value('--procs', 4);
-  if (argv.includes('--sweep-nodes')) return sweep(procs, FOLLOW === 'sql' ? ['--sql'] : []);
+  if (argv.includes('--sweep-nodes')) return sweep(procs, ['--sql', '--replica'].filter((flag) => argv.includes(flag)));
   const nodes = value('--nodes', 100);
   // One node runs alone; the others fill --procs processes.
   if (!Number.isInteger(nodes) || nodes <= procs) throw new Error(`--nodes must be a whole number over --procs (${procs}), got ${argv[argv.indexOf('--nodes') + 1]}`);

@@ -2,8 +2,8 @@
 // run as the `postgres` user when the tests run as root, for the fault scenarios that
 // break servers: stop one (fast or as a crash), hang it (every process SIGSTOPped),
 // replace its data from a dump, make a streaming replica with pg_basebackup, pause its
-// replay so it falls behind, promote it. Never the shared server on 5432. `stop()` and
-// `destroy()` always leave nothing running (nor frozen).
+// replay so it falls behind (and resume it), promote it. Never the shared server on 5432.
+// `stop()` and `destroy()` always leave nothing running (nor frozen).
 import { execFile, execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
@@ -66,11 +66,13 @@ export class PgServer {
 
   /**
    * A streaming replica of `primary` (pg_basebackup -R), started on a port of its own.
-   * It applies the primary's changes until `pauseReplay()`.
+   * It applies the primary's changes until `pauseReplay()`. The base backup asks for an
+   * immediate checkpoint: a spread one waits on the primary's checkpoint schedule (a minute
+   * or more once a database was created on it).
    */
   static async replicaOf(primary: PgServer): Promise<PgServer> {
     const dataDir = ownedDir('presence-pg15-replica-');
-    await pgTool('pg_basebackup', ['-h', '127.0.0.1', '-p', String(primary.port), '-U', 'postgres', '-D', dataDir, '-R', '-X', 'stream', '--no-sync']);
+    await pgTool('pg_basebackup', ['-h', '127.0.0.1', '-p', String(primary.port), '-U', 'postgres', '-D', dataDir, '-R', '-X', 'stream', '--no-sync', '--checkpoint=fast']);
     const server = new PgServer(dataDir, await freePort());
     server.configure();
     await server.start();
@@ -143,6 +145,11 @@ export class PgServer {
   /** Stops applying the primary's changes (a replica that falls behind). */
   async pauseReplay(): Promise<void> {
     await this.sql('SELECT pg_wal_replay_pause()');
+  }
+
+  /** Applies the primary's changes again, from where `pauseReplay()` stopped. */
+  async resumeReplay(): Promise<void> {
+    await this.sql('SELECT pg_wal_replay_resume()');
   }
 
   /** Makes a replica the primary (it keeps only what it had applied). */
