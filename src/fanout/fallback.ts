@@ -3,7 +3,10 @@
 // longer covers, no snapshot published). In the database, a snapshot waits for one of a
 // few fleet-wide slots (advisory locks), so a fleet whose NATS is down never takes more
 // than `snapshot_slots` snapshots from the database at once; incremental reads are a
-// page of `revision > last` each, cheap on a replica or through PgBouncer.
+// page of `revision > last` each, cheap on a replica or through PgBouncer. A replica may
+// not yet have replayed the revision NATS brought a node to: a database behind the node's
+// position, just after leaving NATS, is waited for a few passes before it is taken for a
+// restore (whose snapshot would take away what the replica has yet to replay).
 import type { Clock } from '../clock.ts';
 import type { Logger } from '../log.ts';
 import { backoffDelay } from '../presence/decisions.ts';
@@ -30,6 +33,8 @@ export type FanoutMode = 'nats' | 'fallback';
 /** Waits between tries for a snapshot slot: from 250 ms, doubling, at most 5 s, jittered. */
 const SLOT_RETRY_BASE_MS = 250;
 const SLOT_RETRY_CAP_MS = 5000;
+/** Passes a database behind the position NATS gave is waited for (a replica replaying), before it counts as lost rows. */
+export const BEHIND_GRACE_PASSES = 10;
 
 export class FallbackSource implements ChangeSource {
   private current: FanoutMode = 'nats';
@@ -42,6 +47,11 @@ export class FallbackSource implements ChangeSource {
   private wake: (() => void) | null = null;
   /** Entered the fallback since the last read of the database (see spread). */
   private spreadDue = true;
+  /**
+   * Passes the database was behind the position since this node left NATS; null once it
+   * has caught up with it (from then on the position is the database's own).
+   */
+  private behindPasses: number | null = 0;
 
   private readonly startedAt: number;
 
@@ -120,7 +130,24 @@ export class FallbackSource implements ChangeSource {
       this.use('fallback', this.fallbackReason());
     }
     await this.spread();
-    return sql.plan(position);
+    return this.awaitReplay(await sql.plan(position), position);
+  }
+
+  /**
+   * A database behind the position NATS gave (a replica that has not replayed it yet) is
+   * waited for, BEHIND_GRACE_PASSES passes at most, with what is in service kept: its
+   * snapshot would take away the changes it has yet to replay. Past that, or once it has
+   * caught up, a database behind the position has lost rows (a restore) and is re-read.
+   */
+  private awaitReplay(plan: SyncPlan, position: SyncPosition): SyncPlan {
+    if (this.behindPasses === null) return plan;
+    if (plan.kind === 'snapshot' && plan.databaseBehind && this.behindPasses < BEHIND_GRACE_PASSES) {
+      this.behindPasses++;
+      this.reason = `the database is behind revision ${position.revision}, which NATS gave (a replica replaying?): waiting for it (pass ${this.behindPasses} of ${BEHIND_GRACE_PASSES}) before a snapshot`;
+      return { kind: 'idle' };
+    }
+    this.behindPasses = null;
+    return plan;
   }
 
   /** The first read of the database after leaving NATS waits a random part of an interval: a fleet that loses NATS together does not arrive together. */
@@ -185,6 +212,7 @@ export class FallbackSource implements ChangeSource {
       if (mode === 'fallback') {
         this.nats?.forgetEpoch();
         this.spreadDue = true;
+        this.behindPasses = 0;
       }
     }
     this.current = mode;

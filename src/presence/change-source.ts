@@ -13,8 +13,12 @@ export type SnapshotCause = NonNullable<ReturnType<typeof snapshotCause>>;
 export type SyncPlan =
   | { kind: 'idle' }
   | { kind: 'incremental' }
-  /** `lost`: rows may have been lost (not deleted), so what the snapshot lacks may come back. */
-  | { kind: 'snapshot'; cause: SnapshotCause };
+  /**
+   * `lost`: rows may have been lost (not deleted), so what the snapshot lacks may come back.
+   * `databaseBehind`: the database's newest revision is below the position (a restore, or a
+   * replica that has not yet replayed what the position came from).
+   */
+  | { kind: 'snapshot'; cause: SnapshotCause; databaseBehind?: boolean };
 
 export interface SnapshotResult {
   /** The revision the snapshot is consistent at, and the row that carried it. */
@@ -61,7 +65,7 @@ export class SqlChangeSource implements ChangeSource {
     if (kind !== 'snapshot') return { kind };
     const cause = snapshotCause(position, head, rowRevision);
     if (cause === null) throw Object.assign(new Error('planSync chose a snapshot that snapshotCause has no cause for'), { code: 'SYNC_PLAN' });
-    return { kind, cause };
+    return { kind, cause, databaseBehind: revision !== null && head.revision < revision };
   }
 
   changesSince(revision: number, limit: number): Promise<PresenceRow[]> {

@@ -11,6 +11,7 @@ import { connect, type NatsConnection } from 'nats';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/clock.ts';
 import { startControlPlane, type RunningControlPlane } from '../../src/control/index.ts';
+import { BEHIND_GRACE_PASSES } from '../../src/fanout/fallback.ts';
 import { FallbackSource, fanoutNames, NatsChangeSource, Publisher } from '../../src/fanout/index.ts';
 import { SqlChangeSource } from '../../src/presence/change-source.ts';
 import type { Db } from '../../src/presence/db.ts';
@@ -21,6 +22,7 @@ import type { Registration } from '../../src/registrations/types.ts';
 import { waitFor } from '../helpers/daemon.ts';
 import { ManualClock } from '../helpers/manual-clock.ts';
 import { startNats, type NatsServer } from '../helpers/nats.ts';
+import { PgServer } from '../helpers/pg-server.ts';
 import { testDatabase, type TestDatabase } from '../helpers/postgres.ts';
 import { syncedTopology } from '../helpers/topology.ts';
 import { registration, silentLogger } from '../presence/fixtures.ts';
@@ -67,20 +69,20 @@ async function natsClient(): Promise<NatsConnection> {
 }
 
 /** Writes a cell's instances as its registrar would (one transaction, a revision per changed row). */
-async function setCell(cellId: string, registrations: Registration[]): Promise<void> {
-  await store.registerCell({ cellId, owner: crypto.randomUUID(), address: null, ttlMs: TTL });
-  await store.writeInstances(cellId, registrations);
+async function setCell(cellId: string, registrations: Registration[], into = store): Promise<void> {
+  await into.registerCell({ cellId, owner: crypto.randomUUID(), address: null, ttlMs: TTL });
+  await into.writeInstances(cellId, registrations);
 }
 
-async function live(): Promise<Array<{ id: string; ip: string }>> {
-  const { rows } = await db.query<{ id: string; ip: string }>('SELECT id, ip FROM presences WHERE NOT deleted ORDER BY id');
+async function live(from = db): Promise<Array<{ id: string; ip: string }>> {
+  const { rows } = await from.query<{ id: string; ip: string }>('SELECT id, ip FROM presences WHERE NOT deleted ORDER BY id');
   return rows;
 }
 
-async function publisher(names: ReturnType<typeof fanoutNames>, clock = new ManualClock({ runTimers: false }), snapshotEvery = 1000) {
+async function publisher(names: ReturnType<typeof fanoutNames>, clock = new ManualClock({ runTimers: false }), snapshotEvery = 1000, from = store) {
   const nc = await natsClient();
   const p = new Publisher({
-    nc, names, source: new SqlChangeSource(store, { listen: false }), owner: crypto.randomUUID(), lockTtlMs: TTL, intervalMs: INTERVAL,
+    nc, names, source: new SqlChangeSource(from, { listen: false }), owner: crypto.randomUUID(), lockTtlMs: TTL, intervalMs: INTERVAL,
     snapshotEvery, clock, logger: silentLogger,
   });
   cleanups.push(() => p.stop());
@@ -379,5 +381,68 @@ describe('fan-out', () => {
     await held;
     await Promise.all(passes);
     for (const n of nodes) expect(n.instances()).toEqual(await live());
+  });
+});
+
+describe('fan-out with the fallback on a replica', () => {
+  let primary: PgServer;
+  let replica: PgServer;
+  let primaryDb: Db;
+
+  beforeAll(async () => {
+    primary = await PgServer.create();
+    primaryDb = openPgDb(primary.url, silentLogger);
+    await migrate(primaryDb);
+    replica = await PgServer.replicaOf(primary);
+  }, 120_000);
+
+  afterAll(async () => {
+    await primaryDb.close();
+    await replica.destroy();
+    await primary.destroy();
+  });
+
+  const headOf = async (server: PgServer) => Number((await server.sql<{ revision: string }>('SELECT revision FROM presence_revision')).at(0)?.revision);
+
+  it('a node that leaves NATS for a replica still replaying keeps its revision and waits for it, rather than re-reading an older state', async () => {
+    const names = freshNames();
+    const primaryStore = new PresenceStore(primaryDb);
+    await setCell('cell-r', [registration('r-1', { ip: '10.9.0.1' })], primaryStore);
+    const pub = await publisher(names, undefined, undefined, primaryStore);
+    await publish(pub);
+    const node = await follower(names, { sqlUrl: replica.url });
+    await publish(pub, node);
+    await node.sync();
+    await waitFor(async () => (await headOf(replica)) === (await headOf(primary)), 10_000, 'the replica caught up');
+
+    // The replica stops replaying; the next change reaches the node through NATS only.
+    await replica.pauseReplay();
+    await setCell('cell-r', [registration('r-1', { ip: '10.9.0.1' }), registration('r-2', { ip: '10.9.0.2' })], primaryStore);
+    await publish(pub, node);
+    await node.sync();
+    const revision = await headOf(primary);
+    expect(syncedTopology(node.file).version).toBe(revision);
+    expect(await headOf(replica)).toBeLessThan(revision);
+
+    // No head for three intervals: the node reads the replica, which is behind it.
+    node.clock.advance(3 * INTERVAL + 1);
+    await node.sync();
+    expect(node.source.mode).toBe('fallback');
+    expect(syncedTopology(node.file).version).toBe(revision);
+    expect(node.source.reason).toMatch(/behind revision \d+, which NATS gave/);
+    // And so for every pass of the grace.
+    for (let pass = 1; pass < BEHIND_GRACE_PASSES; pass++) await node.sync();
+    expect(syncedTopology(node.file).version).toBe(revision);
+    expect(node.instances()).toEqual(await live(primaryDb));
+
+    // Replayed again: the node goes on from its revision with what the replica has since.
+    await replica.resumeReplay();
+    await setCell('cell-r', [registration('r-3', { ip: '10.9.0.3' })], primaryStore);
+    const head = await headOf(primary);
+    await waitFor(async () => (await headOf(replica)) === head, 10_000, 'the replica replaying again');
+    await node.sync();
+    expect(syncedTopology(node.file).version).toBe(head);
+    expect(node.instances()).toEqual(await live(primaryDb));
+    expect(node.source.reason).not.toMatch(/behind/);
   });
 });
