@@ -3,9 +3,11 @@
 // through PgBouncer) claiming the cell, writing its instances and heart-beating every
 // ttl/3, and its own Syncer (the control plane's sync code) following the presence changes
 // through a follower of its own (its own NATS connection with the fan-out; its own
-// connection through PgBouncer with SQL). The syncer's sink only counts: the revision the
-// node reached and the rows it received, never the topology, so thousands of nodes fit in
-// a few processes. The parent drives it over IPC (ToCells) and hears back (FromCells):
+// connection through PgBouncer with SQL). A process runs one half of its nodes or both
+// (`parts`): as a daemon runs its syncer on a thread of its own, the bench runs most
+// nodes' registrars and syncers in different processes. The syncer's sink only counts: the
+// revision the node reached and the rows it received, never the topology, so thousands of
+// nodes fit in a few processes. The parent drives it over IPC (ToCells) and hears back (FromCells):
 // every revision all of this process's nodes have reached, every change committed, every
 // heartbeat's latency.
 import { randomUUID } from 'node:crypto';
@@ -35,6 +37,13 @@ export interface CellsSetup {
   follow: 'sql' | 'nats';
   /** The cells (global indices) this process runs, one node each. */
   cells: number[];
+  /**
+   * The part of each node this process runs: its registrar (`write`), its syncer (`read`),
+   * or both. A daemon runs them on two threads (the syncer in the topology worker), so a
+   * node's heartbeats never wait behind its snapshot's parsing: the bench runs the two
+   * halves of most nodes in processes of their own for the same reason.
+   */
+  parts: 'write' | 'read' | 'both';
   instances: number;
   ttlMs: number;
   syncIntervalMs: number;
@@ -209,17 +218,23 @@ class NodeStore extends PresenceStore {
   }
 }
 
-interface Node {
+/** A node's registrar: its cell's instances, written and heart-beaten. */
+interface Writer {
   cell: number;
   health: Health[];
   source: TestSource;
   registrar: Registrar;
+  db: Db;
+}
+
+/** A node's syncer: what it follows the changes through, and what it reached. */
+interface Reader {
+  cell: number;
   sink: CountingSink;
   /** The follower's database pool (the fallback's, with the fan-out). */
-  followerDb: Db;
+  db: Db;
   /** Its syncer and fan-out, from the cold start on (the fan-out connects to NATS then, as a starting daemon's does). */
   following: { syncer: Syncer<CountingView>; fanout: Fanout | null } | null;
-  dbs: Db[];
 }
 
 /** What a node follows the changes through: its own fan-out follower (falling back to `db`), or `db` itself. */
@@ -258,20 +273,25 @@ function startCells(setup: CellsSetup) {
   const metrics = new Registry();
   const stats: HeartbeatStats = { measuring: false, latencies: [], failures: 0 };
   let reportCommits = false;
-  const lowest = new LowestRevision(setup.cells.length, (revision) => send({ kind: 'reached', revision, at: wallNow() }));
+  const writing = setup.parts !== 'read';
+  const reading = setup.parts !== 'write';
+  const lowest = new LowestRevision(reading ? setup.cells.length : 0, (revision) => send({ kind: 'reached', revision, at: wallNow() }));
   /** The nodes yet to put a snapshot in service since the mark, and the oldest revision those did. */
   let marked: { mark: number; waiting: Set<number>; revision: number } | null = null;
   let peakRss = 0;
   const rssTimer = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage.rss())), 1000);
 
-  const nodes: Node[] = setup.cells.map((cell, n) => {
-    const registrarDb = openPgDb(setup.url, logger, { max: 1, name: 'fleet registrar' });
-    const followerDb = openPgDb(setup.fallbackUrl, logger, { max: 1, name: 'fleet follower' });
+  const writers: Writer[] = (writing ? setup.cells : []).map((cell) => {
+    const db = openPgDb(setup.url, logger, { max: 1, name: 'fleet registrar' });
     const health = new Array<Health>(setup.instances).fill('running');
     const source = new TestSource();
     source.set(instancesOf(cell, setup.instances, (j) => health[j]));
-    const store = new NodeStore(registrarDb, stats, (revision) => reportCommits && send({ kind: 'commit', revision, at: wallNow() }));
+    const store = new NodeStore(db, stats, (revision) => reportCommits && send({ kind: 'commit', revision, at: wallNow() }));
     const registrar = new Registrar({ store, source, cellId: `cell${cell}`, address: null, ttlMs: setup.ttlMs, clock: systemClock, logger, metrics });
+    return { cell, health, source, registrar, db };
+  });
+  const readers: Reader[] = (reading ? setup.cells : []).map((cell, n) => {
+    const db = openPgDb(setup.fallbackUrl, logger, { max: 1, name: 'fleet follower' });
     const sink = new CountingSink((revision, snapshot) => {
       lowest.move(n, revision);
       if (!snapshot || !marked?.waiting.delete(n)) return;
@@ -281,13 +301,13 @@ function startCells(setup: CellsSetup) {
         marked = null;
       }
     });
-    return { cell, health, source, registrar, sink, followerDb, following: null, dbs: [registrarDb, followerDb] };
+    return { cell, sink, db, following: null };
   });
 
   /** Every node's follower and syncer, started at once. */
   function follow(): void {
-    for (const node of nodes) {
-      const { source: changes, fanout } = follower(setup, node.followerDb, node.cell, logger);
+    for (const node of readers) {
+      const { source: changes, fanout } = follower(setup, node.db, node.cell, logger);
       const syncer = new Syncer<CountingView>({
         source: changes, sink: node.sink, intervalMs: setup.syncIntervalMs, ttlMs: setup.ttlMs, maxDropFraction: 0.3, guardHold: 10,
         clock: systemClock, logger, refusal: () => null, claim: () => undefined,
@@ -297,13 +317,13 @@ function startCells(setup: CellsSetup) {
     }
   }
 
-  const mark = (m: number) => (marked = { mark: m, waiting: new Set(nodes.map((_, n) => n)), revision: Infinity });
+  const mark = (m: number) => (marked = reading ? { mark: m, waiting: new Set(readers.map((_, n) => n)), revision: Infinity } : null);
 
   async function register(): Promise<void> {
     const started = performance.now();
     let next = 0;
     await Promise.all(Array.from({ length: setup.registerConcurrency }, async () => {
-      while (next < nodes.length) await nodes[next++].registrar.kick();
+      while (next < writers.length) await writers[next++].registrar.kick();
     }));
     reportCommits = true;
     send({ kind: 'registered', ms: performance.now() - started });
@@ -312,7 +332,7 @@ function startCells(setup: CellsSetup) {
   function heartbeat(): void {
     stats.measuring = true;
     const period = setup.ttlMs / 3;
-    for (const node of nodes) setTimeout(() => node.registrar.start(), Math.random() * period);
+    for (const node of writers) setTimeout(() => node.registrar.start(), Math.random() * period);
   }
 
   /** `perSecond` health flips on random cells, each through its cell's registrar (a change wakes it). */
@@ -322,7 +342,7 @@ function startCells(setup: CellsSetup) {
     for (;;) {
       const elapsed = performance.now() - started;
       if (elapsed >= seconds * 1000) break;
-      const node = nodes[Math.floor(Math.random() * nodes.length)];
+      const node = writers[Math.floor(Math.random() * writers.length)];
       // The last index is the probed one: never changed.
       const j = Math.floor(Math.random() * (setup.instances - 1));
       node.health[j] = node.health[j] === 'running' ? 'failing' : 'running';
@@ -334,12 +354,12 @@ function startCells(setup: CellsSetup) {
   }
 
   function report(): CellsReport {
-    const rows = nodes.map((n) => n.sink.current?.recordCount ?? 0);
+    const rows = readers.map((n) => n.sink.current?.recordCount ?? 0);
     const memory = process.memoryUsage();
     const report: CellsReport = {
-      nodes: nodes.length, heartbeats: stats.latencies.splice(0), heartbeatFailures: stats.failures,
+      nodes: setup.cells.length, heartbeats: stats.latencies.splice(0), heartbeatFailures: stats.failures,
       rssMb: memory.rss / 2 ** 20, peakRssMb: Math.max(peakRss, memory.rss) / 2 ** 20, heapMb: memory.heapUsed / 2 ** 20,
-      snapshotRows: { min: Math.min(...rows), max: Math.max(...rows) }, rowsApplied: nodes.reduce((a, n) => a + n.sink.rowsApplied, 0),
+      snapshotRows: { min: rows.length ? Math.min(...rows) : 0, max: Math.max(0, ...rows) }, rowsApplied: readers.reduce((a, n) => a + n.sink.rowsApplied, 0),
     };
     stats.failures = 0;
     return report;
@@ -347,15 +367,15 @@ function startCells(setup: CellsSetup) {
 
   async function stop(): Promise<void> {
     clearInterval(rssTimer);
-    const following = nodes.flatMap((n) => n.following ?? []);
-    await Promise.all([...nodes.map((n) => n.registrar.stop()), ...following.map((f) => f.syncer.stop())]);
+    const following = readers.flatMap((n) => n.following ?? []);
+    await Promise.all([...writers.map((n) => n.registrar.stop()), ...following.map((f) => f.syncer.stop())]);
     await Promise.all(following.flatMap((f) => f.fanout ?? []).map((fanout) => fanout.stop()));
-    await Promise.all(nodes.flatMap((n) => n.dbs.map((db) => db.close().catch(() => undefined))));
+    await Promise.all([...writers, ...readers].map((n) => n.db.close().catch(() => undefined)));
   }
 
   function modes(): FromCells {
-    const nats = nodes.filter((n) => n.following?.fanout?.status().mode === 'nats').length;
-    return { kind: 'modes', nats, fallback: nodes.length - nats, snapshots: nodes.reduce((a, n) => a + n.sink.snapshots, 0) };
+    const nats = readers.filter((n) => n.following?.fanout?.status().mode === 'nats').length;
+    return { kind: 'modes', nats, fallback: readers.length - nats, snapshots: readers.reduce((a, n) => a + n.sink.snapshots, 0) };
   }
 
   return { register, heartbeat, follow, changes, report, modes, stop, mark };

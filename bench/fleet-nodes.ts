@@ -2,10 +2,11 @@
 // on the deployed topology (docs/performance.md, "Fleet"). The primary is a fresh database
 // on TEST_DATABASE_URL's server (default the local 127.0.0.1:5432); PgBouncer in
 // transaction pooling (20 server connections) in front of it; a private nats-server with
-// JetStream. N nodes (FLEET_INSTANCES instances each, default 10) run spread over --procs
-// child processes (default 4, bench/fleet-cells.ts): each node has its own registrar
-// (through PgBouncer, a pool of one) heart-beating every ttl/3, and its own syncer — the
-// daemon's sync code — with a counting sink. One reaper on a connection of its own to the
+// JetStream. N nodes (FLEET_INSTANCES instances each, default 10) run spread over child
+// processes (bench/fleet-cells.ts): each node has its own registrar (through PgBouncer, a
+// pool of one) heart-beating every ttl/3, in one of --procs (default 4) writing processes,
+// and its own syncer — the daemon's sync code — with a counting sink, in one of --procs
+// reading processes (a daemon runs the two on different threads). One reaper on a connection of its own to the
 // primary. Two real daemons follow the same way and answer a DNS probe throughout.
 // A real fleet gives every node a machine; here hundreds share a core, so their figures
 // carry the delay of their shared event loops. Two probes tell that delay from the
@@ -339,11 +340,11 @@ export interface NodesResult {
   daemons: Array<ProbeResult & { lost: number; extra: number }>;
   primaryConnections: { peak: number; byPart: Record<string, number> };
   nats: { peakMemMb: number; peakConnections: number };
-  processes: Array<{ nodes: number; peakRssMb: number }>;
+  processes: Array<{ parts: CellsSetup['parts']; nodes: number; peakRssMb: number }>;
 }
 
 /** Every figure of one change phase: for each commit, until the slowest of `reachers`' nodes all had it. */
-function convergence(procs: CellsProcess[], from: number, to: number, reachers = procs): Convergence {
+function convergence(procs: CellsProcess[], from: number, to: number, reachers: CellsProcess[]): Convergence {
   const commits = procs.flatMap((p) => p.commits.filter((c) => c.at >= from && c.at < to));
   const times: number[] = [];
   let unconverged = 0;
@@ -496,15 +497,20 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
       await Promise.race([publishers.started, sleep(STEP_DEADLINE_MS).then(() => Promise.reject(new Error('no publisher candidate took the lock within a minute')))]);
     }
 
-    // The nodes: cell 0 alone in a process (the probe node), cell c > 0 in process c mod P.
-    const cellsOf = (cells: number[], probe = false) => new CellsProcess({
-      url, fallbackUrl, natsUrl: natsServer.url, follow: FOLLOW, cells, instances: INSTANCES, ttlMs: TTL_MS, syncIntervalMs: SYNC_INTERVAL_MS, snapshotSlots: SNAPSHOT_SLOTS,
+    // The nodes: cell 0 alone in a process (the probe node); of cell c > 0, the registrar in
+    // writing process c mod P and the syncer in reading process c mod P.
+    const cellsOf = (cells: number[], parts: CellsSetup['parts'], probe = false) => new CellsProcess({
+      url, fallbackUrl, natsUrl: natsServer.url, follow: FOLLOW, cells, parts, instances: INSTANCES, ttlMs: TTL_MS, syncIntervalMs: SYNC_INTERVAL_MS, snapshotSlots: SNAPSHOT_SLOTS,
       registerConcurrency: REGISTER_CONCURRENCY,
     }, probe);
-    const alone = cellsOf([0], true);
+    const alone = cellsOf([0], 'both', true);
     procs.push(alone);
-    for (let p = 0; p < procCount; p++) procs.push(cellsOf(Array.from({ length: nodes }, (_, c) => c).filter((c) => c > 0 && c % procCount === p)));
-    const makers = procs.filter((p) => !p.alone);
+    for (const parts of ['write', 'read'] as const) {
+      for (let p = 0; p < procCount; p++) procs.push(cellsOf(Array.from({ length: nodes }, (_, c) => c).filter((c) => c > 0 && c % procCount === p), parts));
+    }
+    /** The processes that make the changes (the registrars'), and those whose syncers follow them. */
+    const makers = procs.filter((p) => p.setup.parts === 'write');
+    const followers = procs.filter((p) => p.setup.parts !== 'write');
     for (const p of procs) children.add(p.child);
     await Promise.all(procs.map((p) => p.untilReady()));
 
@@ -565,7 +571,7 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
     await Promise.all(probes.map((p) => p.started));
 
     /** Marks the primary, NATS and the nodes' processes, to cut the run into phases. */
-    const cellsCpu = () => procs.reduce((a, p) => a + cpuMs(pidOf(p.child)), 0);
+    const cellsCpu = () => followers.reduce((a, p) => a + cpuMs(pidOf(p.child)), 0);
     const publishersCpu = () => (publishers ? cpuMs(pidOf(publishers.child)) : 0);
     const markAll = async () => ({
       primary: await primaryWatch.mark(), replica: (await replicaWatch?.mark()) ?? null, nats: await natsServerWatch.cpuMs(), cells: cellsCpu(), publishers: publishersCpu(),
@@ -583,10 +589,10 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
     };
     /** Every node put a snapshot in service after `mark` and reached `revision` (wall time), or null past the deadline. */
     const resnapshotted = async (mark: number, revision: number, since: number): Promise<number | null> => {
-      const done = () => procs.every((p) => p.snapshotted.has(mark) && p.reachedAt(revision, since) !== undefined);
+      const done = () => followers.every((p) => p.snapshotted.has(mark) && p.reachedAt(revision, since) !== undefined);
       const ok = await waitFor(done, RESNAPSHOT_DEADLINE_MS, `every node serving revision ${revision}`).then(() => true, (err: unknown) => (log(errorMessage(err)), false));
       if (!ok) return null;
-      return Math.max(...procs.flatMap((p) => [
+      return Math.max(...followers.flatMap((p) => [
         required(p.snapshotted.get(mark), `the snapshot after mark ${mark} of fleet cells process ${p.child.pid}`).at,
         required(p.reachedAt(revision, since), `revision ${revision} reached by fleet cells process ${p.child.pid}`),
       ]));
@@ -622,7 +628,7 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
       await during?.();
       await waitFor(() => makers.every((p) => p.changed !== null), seconds * 1000 + STEP_DEADLINE_MS, 'the changes made');
       const last = Math.max(0, ...procs.flatMap((p) => p.commits.map((c) => c.revision)));
-      await waitFor(() => procs.every((p) => p.reachedAt(last, 0) !== undefined), DRAIN_MS, 'every node at the last change').catch((err: unknown) => log(errorMessage(err)));
+      await waitFor(() => followers.every((p) => p.reachedAt(last, 0) !== undefined), DRAIN_MS, 'every node at the last change').catch((err: unknown) => log(errorMessage(err)));
       return makers.reduce((a, p) => a + required(p.changed, `the changes fleet cells process ${p.child.pid} made`), 0);
     };
     before = await markAll();
@@ -630,7 +636,7 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
     const changes = await changePhase(CHANGE_SECONDS);
     after = await markAll();
     const load = { ...primaryPhase(before, after), changes };
-    const conv = convergence(procs, since, wallNow());
+    const conv = convergence(procs, since, wallNow(), followers);
     const aloneConv = convergence(procs, since, wallNow(), [alone]);
     const loadPrimary = phase(before.primary, after.primary);
     const idleRate = { cpuMs: (idle.cpuPercent / 100) * 1000, commits: idle.commitsPerSecond };
@@ -650,7 +656,7 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
       let up = null as Marks | null;
       // Watched from the restart on, while the changes go on.
       let backOnNats: Promise<number | null> = Promise.resolve(null);
-      const snapshotsTaken = async () => (await Promise.all(procs.map((p) => p.readingNats()))).reduce((a, m) => a + m.snapshots, 0);
+      const snapshotsTaken = async () => (await Promise.all(followers.map((p) => p.readingNats()))).reduce((a, m) => a + m.snapshots, 0);
       const snapshotsBefore = await snapshotsTaken();
       await changePhase(NATS_OUTAGE_SECONDS + AFTER_OUTAGE_SECONDS, async () => {
         await natsServer.kill();
@@ -660,7 +666,7 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
         up = await markAll();
         await natsServer.restart();
         restartedAt = wallNow();
-        backOnNats = waitFor(async () => (await Promise.all(procs.map((p) => p.readingNats()))).every((m) => m.fallback === 0), STEP_DEADLINE_MS, 'every node reading NATS again')
+        backOnNats = waitFor(async () => (await Promise.all(followers.map((p) => p.readingNats()))).every((m) => m.fallback === 0), STEP_DEADLINE_MS, 'every node reading NATS again')
           .then(() => wallNow() - restartedAt, (err: unknown) => (log(errorMessage(err)), null));
       });
       const back = await backOnNats;
@@ -668,7 +674,7 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
       const [downMarks, upMarks] = [required(down, 'the marks when NATS stopped'), required(up, 'the marks before NATS restarted')];
       const replicaPhase = downMarks.replica && upMarks.replica ? phase(downMarks.replica, upMarks.replica) : null;
       outage = {
-        fallback: convergence(procs, stoppedAt, restartedAt), after: convergence(procs, restartedAt, now),
+        fallback: convergence(procs, stoppedAt, restartedAt, followers), after: convergence(procs, restartedAt, now, followers),
         aloneFallback: convergence(procs, stoppedAt, restartedAt, [alone]), aloneAfter: convergence(procs, restartedAt, now, [alone]), backOnNatsMs: back,
         primary: primaryPhase(downMarks, upMarks), pooler: pooler.peak(stoppedAt, restartedAt),
         replica: replicaPhase && fallbackPooler
@@ -712,7 +718,7 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
       daemons: seen.map((s, i) => ({ ...s, lost: lostBefore[i].lost + lostAfter[i].lost, extra: lostBefore[i].extra + lostAfter[i].extra })),
       primaryConnections: { peak: primaryWatch.peakConnections, byPart: primaryWatch.peakByPart }, pooler: pooler.peak(),
       nats: { peakMemMb: natsServerWatch.peakMemMb, peakConnections: natsServerWatch.peakConnections },
-      processes: reports.map((r) => ({ nodes: r.nodes, peakRssMb: r.peakRssMb })),
+      processes: reports.map((r, i) => ({ parts: procs[i].setup.parts, nodes: r.nodes, peakRssMb: r.peakRssMb })),
     };
   } finally {
     await cleanup();
@@ -775,12 +781,12 @@ export function table(r: NodesResult): string {
     ['PgBouncer over the run: clients waiting at peak, longest wait', pooled(r.pooler), '–', ''],
     ['connections on the primary at peak', `${r.primaryConnections.peak} (${Object.entries(r.primaryConnections.byPart).map(([k, v]) => `${k} ${v}`).join(', ')})`, 'bounded by config, not N', ''],
     ['NATS: memory (RSS) and connections at peak', `${r.nats.peakMemMb.toFixed(0)} MB, ${r.nats.peakConnections}`, '–', ''],
-    [`simulator processes: nodes and peak RSS each`, r.processes.map((p) => `${p.nodes}: ${p.peakRssMb.toFixed(0)} MB`).join(', '), '–', ''],
+    ['simulator processes (registrars, syncers or both): nodes and peak RSS each', r.processes.map((p) => `${p.parts} ${p.nodes}: ${p.peakRssMb.toFixed(0)} MB`).join(', '), '–', ''],
   ];
   const widths = [0, 1, 2, 3].map((i) => Math.max(...rows.map((row) => row[i].length)));
   return [
     '',
-    `fleet of nodes: ${r.nodes} nodes × ${r.instances} instances, ${r.nodes - 1} in ${r.procs} processes and the probe node alone, following ${r.follow === 'nats' ? `the fan-out (NATS JetStream, SQL fallback on ${r.replica ? 'a replica' : 'the primary'})` : `SQL through PgBouncer${r.replica ? ' on a replica' : ''}`}; `
+    `fleet of nodes: ${r.nodes} nodes × ${r.instances} instances, ${r.nodes - 1} in ${r.procs} processes of registrars and ${r.procs} of syncers, the probe node alone, following ${r.follow === 'nats' ? `the fan-out (NATS JetStream, SQL fallback on ${r.replica ? 'a replica' : 'the primary'})` : `SQL through PgBouncer${r.replica ? ' on a replica' : ''}`}; `
     + `PgBouncer (transaction pooling, ${BOUNCER_POOL} server connections); heartbeat every ${TTL_MS / 3000} s; ${CHANGES_PER_SECOND} changes/s for ${CHANGE_SECONDS} s; ${cpus().length} cores`,
     ...rows.map((row) => row.map((c, i) => c.padEnd(widths[i])).join(' | ').trimEnd()),
     '',

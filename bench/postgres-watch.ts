@@ -3,6 +3,8 @@
 // bench database's backends (from /proc: the server is on this machine), the connections
 // each part holds (by application_name), how many wait on a lock, and the transactions
 // committed. `mark()` reads the running totals, so a run can cut its watch into phases.
+// A connection the server ends (a replica cancelling it for a conflict with recovery) is
+// opened again at the next sample; a sample that fails is skipped.
 import pg from 'pg';
 import { cpuMs } from './proc.ts';
 
@@ -25,7 +27,7 @@ export function phase(from: WatchMark, to: WatchMark): { seconds: number; cpuPer
 }
 
 export class PostgresWatch {
-  private readonly client: pg.Client;
+  private client: pg.Client | null = null;
   private timer: NodeJS.Timeout | null = null;
   private readonly cpu = new Map<number, { first: number; last: number }>();
   private started = 0;
@@ -42,30 +44,49 @@ export class PostgresWatch {
   /** Transactions (and single statements) committed in the database during the watch. */
   committed = 0;
 
-  constructor(url: string, private readonly database: string) {
-    this.client = new pg.Client({ connectionString: url, application_name: WATCH_NAME });
-  }
+  constructor(private readonly url: string, private readonly database: string) {}
 
   async start(): Promise<void> {
-    await this.client.connect();
     this.started = performance.now();
     this.commitsAtStart = await this.commits();
     await this.sample();
     this.baselining = false;
     const tick = () => {
-      this.timer = setTimeout(() => void this.sample().finally(() => this.timer && tick()), 1000);
+      this.timer = setTimeout(() => void this.sample().catch(() => undefined).finally(() => this.timer && tick()), 1000);
     };
     tick();
   }
 
+  /** One statement on the watch's connection, opened first if the last one was lost. */
+  private async query<R extends pg.QueryResultRow>(text: string, params: unknown[]): Promise<R[]> {
+    let client = this.client;
+    if (!client) {
+      const opened = new pg.Client({ connectionString: this.url, application_name: WATCH_NAME });
+      opened.on('error', () => {
+        if (this.client === opened) this.client = null;
+      });
+      await opened.connect();
+      this.client = client = opened;
+    }
+    try {
+      return (await client.query<R>(text, params)).rows;
+    } catch (err) {
+      if (this.client === client) this.client = null;
+      void client.end().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** pg_stat_database's count; tried twice, as a lost connection is opened again. */
   private async commits(): Promise<number> {
-    const { rows } = await this.client.query<{ n: string }>('SELECT xact_commit AS n FROM pg_stat_database WHERE datname = $1', [this.database]);
+    const read = () => this.query<{ n: string }>('SELECT xact_commit AS n FROM pg_stat_database WHERE datname = $1', [this.database]);
+    const rows = await read().catch(read);
     return Number(rows[0].n);
   }
 
   private async sample(): Promise<void> {
     // Every watch's own connection is left out (a bench may run one per phase).
-    const { rows } = await this.client.query<{ pid: number; part: string; state: string | null; waiting: string | null; query: string }>(
+    const rows = await this.query<{ pid: number; part: string; state: string | null; waiting: string | null; query: string }>(
       `SELECT pid, application_name AS part, state, wait_event_type AS waiting, left(regexp_replace(query, '\\s+', ' ', 'g'), 60) AS query
          FROM pg_stat_activity WHERE datname = $1 AND application_name <> $2`,
       [this.database, WATCH_NAME],
@@ -102,7 +123,7 @@ export class PostgresWatch {
 
   /** Samples now and reads the running totals. */
   async mark(): Promise<WatchMark> {
-    await this.sample();
+    await this.sample().catch(() => undefined);
     return { at: performance.now(), cpuMs: this.backendCpuMs(), commits: (await this.commits()) - this.commitsAtStart };
   }
 
@@ -123,6 +144,6 @@ export class PostgresWatch {
     this.stoppedAt = performance.now();
     // Every statement outside a transaction is one; pg_stat_database lags by up to a second.
     this.committed = (await this.commits()) - this.commitsAtStart;
-    await this.client.end();
+    await this.client?.end();
   }
 }

@@ -80,10 +80,12 @@ export class PgServer {
   }
 
   private configure(): void {
+    // hot_standby_feedback: a replica that serves reads keeps the primary from vacuuming
+    // rows its queries still see; without it replay cancels them ("conflict with recovery").
     const conf = [
       `port = ${this.port}`, "listen_addresses = '127.0.0.1'", `unix_socket_directories = '${this.dataDir}'`,
       'fsync = off', 'synchronous_commit = off', 'full_page_writes = off', 'wal_level = replica', 'max_wal_senders = 4',
-      'hot_standby = on', 'max_connections = 100', "log_min_messages = 'fatal'",
+      'hot_standby = on', 'hot_standby_feedback = on', 'max_connections = 100', "log_min_messages = 'fatal'",
     ].join('\n');
     // postgresql.auto.conf is read last: these win over what a base backup copied.
     const file = join(this.dataDir, 'postgresql.auto.conf');
