@@ -193,6 +193,11 @@ export class FallbackSource implements ChangeSource {
     }
   }
 
+  /** Runs the syncer's next pass now (NATS was lost: the pass goes to the database without waiting out an interval). */
+  wakeSyncer(): void {
+    this.wake?.();
+  }
+
   /** Wakes on every change message; the database is polled (through a pooler or on a replica LISTEN would not work). */
   subscribe(wake: () => void): Promise<() => Promise<void>> {
     this.wake = wake;

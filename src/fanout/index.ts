@@ -103,6 +103,8 @@ export function startFanout(options: FanoutOptions): Fanout {
         if (event.type === Events.Disconnect) {
           connected = false;
           logger.warn({ part: 'fanout' }, 'fan-out: disconnected from NATS; syncing from the database until it is back');
+          // At once, not at the next interval: the first read of the database is still spread over one.
+          source.wakeSyncer();
         } else if (event.type === Events.Reconnect) {
           connected = true;
           follower.reconnected();

@@ -12,7 +12,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/clock.ts';
 import { startControlPlane, type RunningControlPlane } from '../../src/control/index.ts';
 import { BEHIND_GRACE_PASSES } from '../../src/fanout/fallback.ts';
-import { FallbackSource, fanoutNames, NatsChangeSource, Publisher } from '../../src/fanout/index.ts';
+import { FallbackSource, fanoutNames, NatsChangeSource, Publisher, startFanout } from '../../src/fanout/index.ts';
 import { SqlChangeSource } from '../../src/presence/change-source.ts';
 import type { Db } from '../../src/presence/db.ts';
 import { openPgDb } from '../../src/presence/pg-db.ts';
@@ -344,6 +344,26 @@ describe('fan-out', () => {
     await node.sync();
     expect(node.source.mode).toBe('nats');
     expect(node.instances()).toEqual(await live());
+  });
+
+  it('a node that loses NATS wakes its syncer at once, not at its next interval', async () => {
+    const clock = new ManualClock({ runTimers: false });
+    const fanout = startFanout({
+      settings: { natsUrl: nats.url, prefix: `pdns-test-${process.pid}-${++prefixSeq}`, publisher: false, snapshotEvery: 1000, snapshotSlots: 4, owner: crypto.randomUUID() },
+      sql: new SqlChangeSource(new PresenceStore(db), { listen: false }), intervalMs: INTERVAL, lockTtlMs: TTL, clock, logger: silentLogger,
+    });
+    cleanups.push(() => fanout.stop());
+    await waitFor(() => fanout.status().connected, 10_000, 'the fan-out connected to NATS');
+    // Nothing is published on these names: only losing NATS can wake it. The clock never moves.
+    let woken = 0;
+    await fanout.source.subscribe(() => woken++);
+    await nats.kill();
+    try {
+      await waitFor(() => woken > 0, 10_000, 'the syncer woken by the disconnect');
+      expect(fanout.status().connected).toBe(false);
+    } finally {
+      await nats.restart();
+    }
   });
 
   it('a node that has just connected waits for the publisher\'s head before it reads the database', async () => {
