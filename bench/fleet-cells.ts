@@ -66,8 +66,8 @@ export type ToCells =
   /** Changes (an instance's health flipped) on random cells of this process, through their registrars. */
   | { kind: 'changes'; perSecond: number; seconds: number }
   | { kind: 'report' }
-  /** How many nodes read NATS and how many the database (the fan-out's mode), and the snapshots they took. */
-  | { kind: 'modes' }
+  /** How many nodes read NATS and how many the database (the fan-out's mode); the snapshots and heartbeats so far. */
+  | { kind: 'counters' }
   /** Stops every node and exits (no deregistration: the database is dropped anyway). */
   | { kind: 'stop' };
 
@@ -96,8 +96,8 @@ export type FromCells =
   | { kind: 'commit'; revision: number; at: number }
   | { kind: 'changed'; changes: number }
   | { kind: 'report'; report: CellsReport }
-  /** `snapshots`: those the nodes put in service so far, in all. */
-  | { kind: 'modes'; nats: number; fallback: number; snapshots: number };
+  /** `snapshots`: those the nodes put in service so far, in all; `heartbeats`: those the registrars sent that returned. */
+  | { kind: 'counters'; nats: number; fallback: number; snapshots: number; heartbeats: number };
 
 /** A topology view that holds nothing: its revision, and the rows its snapshot had. */
 class CountingView implements SyncView {
@@ -191,6 +191,8 @@ interface HeartbeatStats {
   measuring: boolean;
   latencies: number[];
   failures: number;
+  /** Every heartbeat that returned, measured or not (one transaction each). */
+  sent: number;
 }
 
 /** The real store, timing heartbeats and telling of every change committed once registration is over. */
@@ -203,6 +205,7 @@ class NodeStore extends PresenceStore {
     const started = performance.now();
     try {
       const result = await super.heartbeat(cellId, owner);
+      this.stats.sent++;
       if (this.stats.measuring) this.stats.latencies.push(performance.now() - started);
       return result;
     } catch (err) {
@@ -271,7 +274,7 @@ function dedupLogger() {
 function startCells(setup: CellsSetup) {
   const logger = dedupLogger();
   const metrics = new Registry();
-  const stats: HeartbeatStats = { measuring: false, latencies: [], failures: 0 };
+  const stats: HeartbeatStats = { measuring: false, latencies: [], failures: 0, sent: 0 };
   let reportCommits = false;
   const writing = setup.parts !== 'read';
   const reading = setup.parts !== 'write';
@@ -373,12 +376,12 @@ function startCells(setup: CellsSetup) {
     await Promise.all([...writers, ...readers].map((n) => n.db.close().catch(() => undefined)));
   }
 
-  function modes(): FromCells {
+  function counters(): FromCells {
     const nats = readers.filter((n) => n.following?.fanout?.status().mode === 'nats').length;
-    return { kind: 'modes', nats, fallback: readers.length - nats, snapshots: readers.reduce((a, n) => a + n.sink.snapshots, 0) };
+    return { kind: 'counters', nats, fallback: readers.length - nats, snapshots: readers.reduce((a, n) => a + n.sink.snapshots, 0), heartbeats: stats.sent };
   }
 
-  return { register, heartbeat, follow, changes, report, modes, stop, mark };
+  return { register, heartbeat, follow, changes, report, counters, stop, mark };
 }
 
 let cells: ReturnType<typeof startCells> | null = null;
@@ -412,8 +415,8 @@ process.on('message', (m: ToCells) => {
     case 'report':
       send({ kind: 'report', report: running().report() });
       break;
-    case 'modes':
-      send(running().modes());
+    case 'counters':
+      send(running().counters());
       break;
     case 'stop':
       void (cells?.stop() ?? Promise.resolve()).finally(() => process.exit(0));
