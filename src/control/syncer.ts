@@ -209,10 +209,12 @@ export class Syncer<V extends SyncView = TopologyView> {
 
   /** `lost`: rows may have been lost (not deleted), so what the snapshot lacks may come back. */
   private async snapshot(lost: boolean): Promise<void> {
-    const builder = this.options.sink.snapshot();
+    let builder = this.options.sink.snapshot();
     const snap = await this.options.source.snapshot((row) => {
       const reason = builder.add(toInstance(row));
       if (reason) this.options.logger.warn({ id: row.id }, `presence row skipped: ${reason}`);
+    }, () => {
+      builder = this.options.sink.snapshot();
     });
     if (this.position.revision !== null) this.options.logger.warn({ was: this.position.revision, now: snap.revision }, 'revision went backwards or our last row vanished; took a full snapshot');
     this.position = { revision: snap.revision, id: snap.lastId };

@@ -170,13 +170,19 @@ export class FallbackSource implements ChangeSource {
     return this.options.sql.changesSince(revision, limit);
   }
 
-  async snapshot(onRow: (row: PresenceRow) => void): Promise<SnapshotResult> {
+  async snapshot(onRow: (row: PresenceRow) => void, restart: () => void): Promise<SnapshotResult> {
     if (this.current === 'nats' && this.nats) {
+      const read = { handed: false };
       try {
-        return await this.nats.snapshot(onRow);
+        return await this.nats.snapshot((row) => {
+          read.handed = true;
+          onRow(row);
+        });
       } catch (err) {
         if (!(err instanceof FanoutUnavailable)) throw err;
         this.use('fallback', err.message);
+        // What the published snapshot handed over before it failed is not the database's.
+        if (read.handed) restart();
       }
     }
     return this.sqlSnapshot(onRow);

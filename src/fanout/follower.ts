@@ -301,20 +301,38 @@ export class NatsChangeSource implements ChangeSource {
     return this.jsm;
   }
 
-  /** The published snapshot, streamed: gunzipped and checked line by line, never held whole. */
+  /**
+   * The published snapshot, streamed: gunzipped and checked line by line, never held whole.
+   * A read that gets no data for HEAD_MISSES intervals (a hung server, a link that drops
+   * packets: the client may not notice for minutes) is abandoned, so the fallback reads the
+   * database instead of waiting.
+   */
   async snapshot(onRow: (row: PresenceRow) => void): Promise<SnapshotResult> {
     const head = this.requireHead();
-    const { names } = this.options;
+    const { names, clock, intervalMs } = this.options;
     const object = await (await this.objectStore()).get(names.object);
     if (!object) throw new FanoutUnavailable(`no snapshot published in ${names.bucket}/${names.object} yet`);
-    const lines = Readable.fromWeb(object.data as WebReadableStream<Uint8Array>).pipe(createGunzip());
+    const data = Readable.fromWeb(object.data as WebReadableStream<Uint8Array>);
+    const lines = data.pipe(createGunzip());
+    // pipe() passes no error on: an object that fails its digest would leave the reader waiting.
+    data.once('error', (err) => lines.destroy(err));
     const what = `snapshot ${names.bucket}/${names.object}`;
+    const stallMs = HEAD_MISSES * intervalMs;
+    const stall = { hit: false };
+    const onStall = () => {
+      stall.hit = true;
+      data.destroy();
+      lines.destroy(new FanoutUnavailable(`${what}: no data for ${stallMs} ms; reading the database instead`));
+    };
+    let stallTimer = clock.after(stallMs, onStall);
     let header: SnapshotHeader | null = null;
     let trailer: SnapshotTrailer | null = null;
     let count = 0;
     let rest = '';
     try {
       for await (const chunk of lines) {
+        stallTimer.cancel();
+        stallTimer = clock.after(stallMs, onStall);
         const parts = (rest + (chunk as Buffer).toString('utf8')).split('\n');
         rest = parts.pop() ?? '';
         // A row is a few hundred bytes: a line without an end is not a snapshot, and is not held.
@@ -339,8 +357,12 @@ export class NatsChangeSource implements ChangeSource {
         throw new FanoutProtocolError(`${what} is incomplete: ${count} rows${trailer ? ` of ${trailer.rows}` : ', no trailer'}`);
       }
     } catch (err) {
+      // Not a bad message: nothing to count as refused.
+      if (stall.hit) throw err;
       this.reject(err);
       throw new FanoutUnavailable(`${what} cannot be read: ${errorMessage(err)}`);
+    } finally {
+      stallTimer.cancel();
     }
     this.epoch = header.epoch;
     this.cursor = null;

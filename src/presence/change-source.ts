@@ -34,8 +34,12 @@ export interface ChangeSource {
   plan(position: SyncPosition): Promise<SyncPlan>;
   /** Rows (tombstones included) changed after `revision`, oldest first, about `limit` at most. */
   changesSince(revision: number, limit: number): Promise<PresenceRow[]>;
-  /** Every live row, handed over as read, from one consistent snapshot. */
-  snapshot(onRow: (row: PresenceRow) => void): Promise<SnapshotResult>;
+  /**
+   * Every live row, handed over as read, from one consistent snapshot. `restart`: the rows
+   * handed over so far are void, and the snapshot starts again from its first row (a source
+   * that fell back to another after a partial read).
+   */
+  snapshot(onRow: (row: PresenceRow) => void, restart: () => void): Promise<SnapshotResult>;
   /** Wakes the syncer early when there is news; resolves to an unsubscribe. `lost`: subscribe again later. */
   subscribe(wake: () => void, lost: () => void): Promise<() => Promise<void>>;
 }

@@ -12,6 +12,9 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/clock.ts';
 import { startControlPlane, type RunningControlPlane } from '../../src/control/index.ts';
 import { BEHIND_GRACE_PASSES } from '../../src/fanout/fallback.ts';
+import { HEAD_MISSES } from '../../src/fanout/follower.ts';
+import { snapshotHeaderLine, snapshotRowLine, snapshotTrailerLine } from '../../src/fanout/protocol.ts';
+import type { PresenceRow } from '../../src/presence/store.ts';
 import { FallbackSource, fanoutNames, NatsChangeSource, Publisher, startFanout } from '../../src/fanout/index.ts';
 import { SqlChangeSource } from '../../src/presence/change-source.ts';
 import type { Db } from '../../src/presence/db.ts';
@@ -22,6 +25,7 @@ import type { Registration } from '../../src/registrations/types.ts';
 import { waitFor } from '../helpers/daemon.ts';
 import { ManualClock } from '../helpers/manual-clock.ts';
 import { startNats, type NatsServer } from '../helpers/nats.ts';
+import { TcpLink } from '../helpers/tcp-link.ts';
 import { PgServer } from '../helpers/pg-server.ts';
 import { testDatabase, type TestDatabase } from '../helpers/postgres.ts';
 import { syncedTopology } from '../helpers/topology.ts';
@@ -62,8 +66,8 @@ function freshNames() {
   return fanoutNames(`pdns-test-${process.pid}-${++prefixSeq}`);
 }
 
-async function natsClient(): Promise<NatsConnection> {
-  const nc = await connect({ servers: nats.url, maxReconnectAttempts: -1, reconnectTimeWait: 100, reconnectJitter: 0 });
+async function natsClient(url = nats.url): Promise<NatsConnection> {
+  const nc = await connect({ servers: url, maxReconnectAttempts: -1, reconnectTimeWait: 100, reconnectJitter: 0 });
   cleanups.push(() => nc.close());
   return nc;
 }
@@ -89,11 +93,23 @@ async function publisher(names: ReturnType<typeof fanoutNames>, clock = new Manu
   return { publisher: p, nc, clock };
 }
 
+/** The real follower, counting the rows its published-snapshot reads hand over (to tell when one is under way). */
+class ObservedNatsSource extends NatsChangeSource {
+  snapshotRows = 0;
+
+  override snapshot(onRow: (row: PresenceRow) => void): ReturnType<NatsChangeSource['snapshot']> {
+    return super.snapshot((row) => {
+      this.snapshotRows++;
+      onRow(row);
+    });
+  }
+}
+
 /** A node: a control plane writing its own topology file, following the fan-out; its passes are run by hand. */
-async function follower(names: ReturnType<typeof fanoutNames>, options: { sqlUrl?: string; slots?: number } = {}) {
-  const nc = await natsClient();
-  const clock = new ManualClock({ runTimers: false });
-  const natsSource = new NatsChangeSource({ nc, names, intervalMs: INTERVAL, clock });
+async function follower(names: ReturnType<typeof fanoutNames>, options: { sqlUrl?: string; slots?: number; natsUrl?: string } = {}) {
+  const nc = await natsClient(options.natsUrl);
+  const clock = new ManualClock();
+  const natsSource = new ObservedNatsSource({ nc, names, intervalMs: INTERVAL, clock });
   natsSource.listen();
   const sqlDb = openPgDb(options.sqlUrl ?? NO_DATABASE, silentLogger);
   cleanups.push(() => sqlDb.close());
@@ -209,6 +225,40 @@ describe('fan-out', () => {
     await node.sync();
     expect(node.nats.lastRejection).toMatch(/a line longer than 1048576 bytes/);
     expect(node.source.mode).toBe('fallback');
+  });
+
+  it('a published snapshot whose data stops coming is abandoned after a few intervals, and the database read instead', async () => {
+    const names = freshNames();
+    await setCell('cell-s', [registration('s-1', { ip: '10.9.2.1' })]);
+    const pub = await publisher(names);
+    await publish(pub);
+    // A snapshot of 200,000 rows that barely compress (about 5 MiB: dozens of the object store's chunks).
+    const template = await new Promise<PresenceRow>((resolve) => void store.snapshot(resolve));
+    const rows = Array.from({ length: 200_000 }, (_, i) => ({ ...template, id: crypto.randomUUID(), revision: i + 1 }));
+    const { cluster, epoch } = { cluster: await store.clusterId(), epoch: pub.publisher.status().epoch ?? '' };
+    const body = snapshotHeaderLine({ cluster, epoch }) + rows.map(snapshotRowLine).join('') + snapshotTrailerLine({ revision: rows.length, lastId: null, rows: rows.length });
+    const objects = await pub.nc.jetstream().views.os(names.bucket);
+    await objects.putBlob({ name: names.object }, gzipSync(body));
+
+    // The node reaches NATS through a link that, once cut, carries 1 MiB more, then nothing
+    // (no reset: the client does not notice for minutes): its read gets the first chunks and waits.
+    const link = await TcpLink.to(Number(new URL(nats.url).port));
+    const node = await follower(names, { sqlUrl: database.url, natsUrl: `nats://127.0.0.1:${link.port}` });
+    cleanups.push(() => link.close());
+    await publish(pub, node);
+    link.cutAfter(1024 * 1024);
+    const pass = node.sync();
+    await waitFor(() => node.nats.snapshotRows > 0, 10_000, 'the first rows of the published snapshot');
+    // Nothing more comes; the node's clock moves on by the bound.
+    node.clock.advance(HEAD_MISSES * INTERVAL);
+    await pass;
+    expect(node.nats.snapshotRows).toBeLessThan(rows.length);
+    expect(node.source.mode).toBe('fallback');
+    expect(node.source.reason).toMatch(/no data for 3000 ms; reading the database instead/);
+    // The rows the stalled read handed over are dropped: the file is the database's.
+    expect(node.instances()).toEqual(await live());
+    // Not a bad message: nothing is counted as refused.
+    expect(node.nats.rejected).toBe(0);
   });
 
   it('a gap the stream no longer holds, with no snapshot published, is filled from the database', async () => {
