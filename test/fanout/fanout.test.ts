@@ -261,6 +261,33 @@ describe('fan-out', () => {
     expect(node.nats.rejected).toBe(0);
   });
 
+  it('a published snapshot missing a chunk fails its digest: refused at once, and the database read instead', async () => {
+    const names = freshNames();
+    await setCell('cell-t', [registration('t-1', { ip: '10.9.3.1' })]);
+    const pub = await publisher(names);
+    await publish(pub);
+    const template = await new Promise<PresenceRow>((resolve) => void store.snapshot(resolve));
+    const rows = Array.from({ length: 20_000 }, (_, i) => ({ ...template, id: crypto.randomUUID(), revision: i + 1 }));
+    const { cluster, epoch } = { cluster: await store.clusterId(), epoch: pub.publisher.status().epoch ?? '' };
+    const body = snapshotHeaderLine({ cluster, epoch }) + rows.map(snapshotRowLine).join('') + snapshotTrailerLine({ revision: rows.length, lastId: null, rows: rows.length });
+    await (await pub.nc.jetstream().views.os(names.bucket)).putBlob({ name: names.object }, gzipSync(body));
+    // The object's last chunk deleted from the bucket's stream (the last message is its description).
+    const jsm = await pub.nc.jetstreamManager();
+    const bucketStream = `OBJ_${names.bucket}`;
+    const last = (await jsm.streams.info(bucketStream)).state.last_seq;
+    expect((await jsm.streams.getMessage(bucketStream, { seq: last - 1 })).subject).toMatch(/^\$O\..*\.C\./);
+    await jsm.streams.deleteMessage(bucketStream, last - 1);
+
+    const node = await follower(names, { sqlUrl: database.url });
+    await publish(pub, node);
+    // No clock moves: the pass ends on the object's own error.
+    await node.sync();
+    expect(node.nats.lastRejection).toMatch(/digests do not match/);
+    expect(node.nats.rejected).toBe(1);
+    expect(node.source.mode).toBe('fallback');
+    expect(node.instances()).toEqual(await live());
+  });
+
   it('a gap the stream no longer holds, with no snapshot published, is filled from the database', async () => {
     const names = freshNames();
     await setCell('cell-c', [registration('c-1', { ip: '10.3.0.1' })]);
