@@ -189,6 +189,37 @@ describe('fan-out', () => {
     expect(node.source.mode).toBe('nats');
   });
 
+  it('a node a message behind finds it from the end of the stream in a few requests, not by searching all of it', async () => {
+    const names = freshNames();
+    await setCell('cell-u', [registration('u-1', { ip: '10.9.4.1' })]);
+    const pub = await publisher(names);
+    await publish(pub);
+    const node = await follower(names);
+    await publish(pub, node);
+    await node.sync();
+    // 64 changes, each a message of the stream, which the node hears live.
+    for (let i = 2; i < 66; i++) {
+      await setCell('cell-u', [registration('u-1', { ip: `10.9.4.${i}` })]);
+      await publish(pub, node);
+    }
+    await node.sync();
+    // One more while it hears nothing: it must read that one from the stream.
+    node.nats.close();
+    await setCell('cell-u', [registration('u-1', { ip: '10.9.4.99' })]);
+    await publish(pub);
+    node.nats.listen();
+    await node.nc.flush();
+    await publish(pub, node);
+    // Every request the node makes is a message it sends.
+    const before = node.nc.stats().outMsgs;
+    await node.sync();
+    const requests = node.nc.stats().outMsgs - before;
+    expect(node.instances()).toEqual(await live());
+    // Its first JetStream request, the stream's info and two reads from the end (4); a search
+    // from the start of the stream's messages took 16.
+    expect(requests).toBeLessThanOrEqual(5);
+  });
+
   it('a message that fails its checks, or is of another chain, is refused and counted; the publisher and the node go on', async () => {
     const names = freshNames();
     await setCell('cell-g', [registration('g-1', { ip: '10.7.0.1' })]);
