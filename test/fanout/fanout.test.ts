@@ -93,13 +93,14 @@ async function publisher(names: ReturnType<typeof fanoutNames>, clock = new Manu
   return { publisher: p, nc, clock };
 }
 
-/** The real follower, counting the rows its published-snapshot reads hand over (to tell when one is under way). */
+/** The real follower, counting the rows its published-snapshot reads hand over, with a hook on the first. */
 class ObservedNatsSource extends NatsChangeSource {
   snapshotRows = 0;
+  onFirstRow: (() => void) | null = null;
 
   override snapshot(onRow: (row: PresenceRow) => void): ReturnType<NatsChangeSource['snapshot']> {
     return super.snapshot((row) => {
-      this.snapshotRows++;
+      if (this.snapshotRows++ === 0) this.onFirstRow?.();
       onRow(row);
     });
   }
@@ -271,13 +272,15 @@ describe('fan-out', () => {
     const objects = await pub.nc.jetstream().views.os(names.bucket);
     await objects.putBlob({ name: names.object }, gzipSync(body));
 
-    // The node reaches NATS through a link that, once cut, carries 1 MiB more, then nothing
-    // (no reset: the client does not notice for minutes): its read gets the first chunks and waits.
+    // The node reaches NATS through a link that is cut as the first row arrives: nothing more
+    // comes (no reset: the client would not notice for minutes). What was already on its way is
+    // read, a fraction of the object (the server sends only so far ahead of the reader), then the
+    // read waits.
     const link = await TcpLink.to(Number(new URL(nats.url).port));
     const node = await follower(names, { sqlUrl: database.url, natsUrl: `nats://127.0.0.1:${link.port}` });
     cleanups.push(() => link.close());
     await publish(pub, node);
-    link.cutAfter(1024 * 1024);
+    node.nats.onFirstRow = () => link.cutAfter(0);
     const pass = node.sync();
     await waitFor(() => node.nats.snapshotRows > 0, 10_000, 'the first rows of the published snapshot');
     // Nothing more comes; the node's clock moves on by the bound.
