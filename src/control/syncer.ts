@@ -15,7 +15,7 @@ import type { Clock } from '../clock.ts';
 import { withDerived } from '../image/fields.ts';
 import { sameInstance, type Instance } from '../image/instance.ts';
 import { instanceName, type TopologyDelta, type TopologyView } from '../image/view.ts';
-import type { ChangeSource } from '../presence/change-source.ts';
+import type { ChangeSource, SnapshotCause } from '../presence/change-source.ts';
 import { MassExpiryGuard, type SyncPosition } from '../presence/decisions.ts';
 import { PassLoop } from '../presence/loop.ts';
 import type { SyncStatus } from './protocol.ts';
@@ -190,7 +190,7 @@ export class Syncer<V extends SyncView = TopologyView> {
   private async pull(): Promise<void> {
     const { source } = this.options;
     const plan = await source.plan(this.position);
-    if (plan.kind === 'snapshot') return this.snapshot(plan.cause === 'lost');
+    if (plan.kind === 'snapshot') return this.snapshot(plan.cause);
     if (plan.kind === 'idle') return;
     let { revision } = this.position;
     if (revision === null) throw Object.assign(new Error(`the ${source.kind} change source planned incremental changes before a first snapshot; it must plan a snapshot while the syncer has no revision`), { code: 'SYNC_PLAN' });
@@ -207,8 +207,8 @@ export class Syncer<V extends SyncView = TopologyView> {
     }
   }
 
-  /** `lost`: rows may have been lost (not deleted), so what the snapshot lacks may come back. */
-  private async snapshot(lost: boolean): Promise<void> {
+  /** After `lost`, rows may have been lost (not deleted), so what the snapshot lacks may come back. */
+  private async snapshot(cause: SnapshotCause): Promise<void> {
     let builder = this.options.sink.snapshot();
     const snap = await this.options.source.snapshot((row) => {
       const reason = builder.add(toInstance(row));
@@ -216,9 +216,13 @@ export class Syncer<V extends SyncView = TopologyView> {
     }, () => {
       builder = this.options.sink.snapshot();
     });
-    if (this.position.revision !== null) this.options.logger.warn({ was: this.position.revision, now: snap.revision }, 'revision went backwards or our last row vanished; took a full snapshot');
+    if (this.position.revision !== null) {
+      this.options.logger.warn({ was: this.position.revision, now: snap.revision, cause }, cause === 'behind'
+        ? 'fallen behind the changes still kept; took a full snapshot'
+        : 'rows may have been lost (the revision went back, our last row vanished, or the source could not vouch for our revision); took a full snapshot');
+    }
     this.position = { revision: snap.revision, id: snap.lastId };
-    this.pending = { view: builder.finish(snap.revision), since: this.options.clock.now(), lost };
+    this.pending = { view: builder.finish(snap.revision), since: this.options.clock.now(), lost: cause === 'lost' };
   }
 
   /** One page of changed rows → one delta (to the pending snapshot while one waits). */
