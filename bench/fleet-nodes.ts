@@ -108,8 +108,8 @@ class CellsProcess {
   private counted: Counters | null = null;
   private readonly exited: Promise<void>;
 
-  /** `alone`: the probe node's process (one node, making no changes). */
-  constructor(readonly setup: CellsSetup, readonly alone = false) {
+  /** `setup.parts`: its nodes' registrars, syncers, or both (the probe node's process). */
+  constructor(readonly setup: CellsSetup) {
     this.child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'fleet-cells.ts')], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     this.exited = new Promise((resolve) => this.child.once('exit', () => resolve()));
     this.child.on('message', (m: FromCells) => {
@@ -502,11 +502,11 @@ async function simulate(nodes: number, procCount: number): Promise<NodesResult> 
 
     // The nodes: cell 0 alone in a process (the probe node); of cell c > 0, the registrar in
     // writing process c mod P and the syncer in reading process c mod P.
-    const cellsOf = (cells: number[], parts: CellsSetup['parts'], probe = false) => new CellsProcess({
+    const cellsOf = (cells: number[], parts: CellsSetup['parts']) => new CellsProcess({
       url, fallbackUrl, natsUrl: natsServer.url, follow: FOLLOW, cells, parts, instances: INSTANCES, ttlMs: TTL_MS, syncIntervalMs: SYNC_INTERVAL_MS, snapshotSlots: SNAPSHOT_SLOTS,
       registerConcurrency: REGISTER_CONCURRENCY,
-    }, probe);
-    const alone = cellsOf([0], 'both', true);
+    });
+    const alone = cellsOf([0], 'both');
     procs.push(alone);
     for (const parts of ['write', 'read'] as const) {
       for (let p = 0; p < procCount; p++) procs.push(cellsOf(Array.from({ length: nodes }, (_, c) => c).filter((c) => c > 0 && c % procCount === p), parts));

@@ -7,7 +7,7 @@
 // the stream no longer covers) it throws `FanoutUnavailable` and the fallback
 // (fallback.ts) reads SQL instead.
 import { createGunzip } from 'node:zlib';
-import { Readable } from 'node:stream';
+import { pipeline, Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import type { JetStreamManager, NatsConnection, ObjectStore, Subscription } from 'nats';
 import type { Clock } from '../clock.ts';
@@ -326,16 +326,13 @@ export class NatsChangeSource implements ChangeSource {
     const { names, clock, intervalMs } = this.options;
     const object = await (await this.objectStore()).get(names.object);
     if (!object) throw new FanoutUnavailable(`no snapshot published in ${names.bucket}/${names.object} yet`);
-    const data = Readable.fromWeb(object.data as WebReadableStream<Uint8Array>);
-    const lines = data.pipe(createGunzip());
-    // pipe() passes no error on: an object that fails its digest would leave the reader waiting.
-    data.once('error', (err) => lines.destroy(err));
+    // pipeline passes an error on (an object that fails its digest) and destroys both streams on one (a stall).
+    const lines = pipeline(Readable.fromWeb(object.data as WebReadableStream<Uint8Array>), createGunzip(), () => undefined);
     const what = `snapshot ${names.bucket}/${names.object}`;
     const stallMs = HEAD_MISSES * intervalMs;
     const stall = { hit: false };
     const onStall = () => {
       stall.hit = true;
-      data.destroy();
       lines.destroy(new FanoutUnavailable(`${what}: no data for ${stallMs} ms; reading the database instead`));
     };
     let stallTimer = clock.after(stallMs, onStall);

@@ -142,6 +142,19 @@ function signal(): { promise: Promise<void>; resolve: () => void } {
   return { promise, resolve: () => resolve() };
 }
 
+/**
+ * Replaces the published snapshot with one of `count` valid rows that barely compress (each
+ * a copy of a row of the database under a random id), so it spans many of the object store's
+ * chunks.
+ */
+async function publishBulkySnapshot(pub: { publisher: Publisher; nc: NatsConnection }, names: ReturnType<typeof fanoutNames>, count: number): Promise<void> {
+  const template = await new Promise<PresenceRow>((resolve) => void store.snapshot(resolve));
+  const rows = Array.from({ length: count }, (_, i) => ({ ...template, id: crypto.randomUUID(), revision: i + 1 }));
+  const { cluster, epoch } = { cluster: await store.clusterId(), epoch: pub.publisher.status().epoch ?? '' };
+  const body = snapshotHeaderLine({ cluster, epoch }) + rows.map(snapshotRowLine).join('') + snapshotTrailerLine({ revision: count, lastId: null, rows: count });
+  await (await pub.nc.jetstream().views.os(names.bucket)).putBlob({ name: names.object }, gzipSync(body));
+}
+
 /** A publisher pass, with its messages delivered to the followers given. */
 async function publish(p: { publisher: Publisher; nc: NatsConnection }, ...followers: Array<{ nc: NatsConnection }>): Promise<void> {
   await p.publisher.tick();
@@ -264,13 +277,9 @@ describe('fan-out', () => {
     await setCell('cell-s', [registration('s-1', { ip: '10.9.2.1' })]);
     const pub = await publisher(names);
     await publish(pub);
-    // A snapshot of 200,000 rows that barely compress (about 5 MiB: dozens of the object store's chunks).
-    const template = await new Promise<PresenceRow>((resolve) => void store.snapshot(resolve));
-    const rows = Array.from({ length: 200_000 }, (_, i) => ({ ...template, id: crypto.randomUUID(), revision: i + 1 }));
-    const { cluster, epoch } = { cluster: await store.clusterId(), epoch: pub.publisher.status().epoch ?? '' };
-    const body = snapshotHeaderLine({ cluster, epoch }) + rows.map(snapshotRowLine).join('') + snapshotTrailerLine({ revision: rows.length, lastId: null, rows: rows.length });
-    const objects = await pub.nc.jetstream().views.os(names.bucket);
-    await objects.putBlob({ name: names.object }, gzipSync(body));
+    // About 5 MiB: dozens of the object store's chunks.
+    const rows = 200_000;
+    await publishBulkySnapshot(pub, names, rows);
 
     // The node reaches NATS through a link that is cut as the first row arrives: nothing more
     // comes (no reset: the client would not notice for minutes). What was already on its way is
@@ -280,13 +289,13 @@ describe('fan-out', () => {
     const node = await follower(names, { sqlUrl: database.url, natsUrl: `nats://127.0.0.1:${link.port}` });
     cleanups.push(() => link.close());
     await publish(pub, node);
-    node.nats.onFirstRow = () => link.cutAfter(0);
+    node.nats.onFirstRow = () => link.cut();
     const pass = node.sync();
     await waitFor(() => node.nats.snapshotRows > 0, 10_000, 'the first rows of the published snapshot');
     // Nothing more comes; the node's clock moves on by the bound.
     node.clock.advance(HEAD_MISSES * INTERVAL);
     await pass;
-    expect(node.nats.snapshotRows).toBeLessThan(rows.length);
+    expect(node.nats.snapshotRows).toBeLessThan(rows);
     expect(node.source.mode).toBe('fallback');
     expect(node.source.reason).toMatch(/no data for 3000 ms; reading the database instead/);
     // The rows the stalled read handed over are dropped: the file is the database's.
@@ -300,11 +309,7 @@ describe('fan-out', () => {
     await setCell('cell-t', [registration('t-1', { ip: '10.9.3.1' })]);
     const pub = await publisher(names);
     await publish(pub);
-    const template = await new Promise<PresenceRow>((resolve) => void store.snapshot(resolve));
-    const rows = Array.from({ length: 20_000 }, (_, i) => ({ ...template, id: crypto.randomUUID(), revision: i + 1 }));
-    const { cluster, epoch } = { cluster: await store.clusterId(), epoch: pub.publisher.status().epoch ?? '' };
-    const body = snapshotHeaderLine({ cluster, epoch }) + rows.map(snapshotRowLine).join('') + snapshotTrailerLine({ revision: rows.length, lastId: null, rows: rows.length });
-    await (await pub.nc.jetstream().views.os(names.bucket)).putBlob({ name: names.object }, gzipSync(body));
+    await publishBulkySnapshot(pub, names, 20_000);
     // The object's last chunk deleted from the bucket's stream (the last message is its description).
     const jsm = await pub.nc.jetstreamManager();
     const bucketStream = `OBJ_${names.bucket}`;

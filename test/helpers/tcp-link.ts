@@ -1,13 +1,12 @@
 // A TCP link on loopback between a client and a server, relaying bytes both ways, that a
-// test can black-hole: after `cutAfter(n)` it delivers at most n more bytes to the client,
-// then nothing more either way while both connections stay open — a link that drops every
-// packet, which a client notices only when its own keep-alive gives up.
+// test can black-hole: after `cut()` nothing more goes either way while both connections
+// stay open — a link that drops every packet, which a client notices only when its own
+// keep-alive gives up.
 import { createServer, connect, type Server, type Socket } from 'node:net';
 
 export class TcpLink {
   private readonly sockets = new Set<Socket>();
-  /** Bytes still to deliver to clients; null: no limit. */
-  private allowance: number | null = null;
+  private isCut = false;
 
   private constructor(private readonly server: Server, readonly port: number) {}
 
@@ -32,24 +31,13 @@ export class TcpLink {
         (s === client ? upstream : client).destroy();
       });
     }
-    client.on('data', (data: Buffer) => {
-      if (this.allowance === 0) return;
-      upstream.write(data);
-    });
-    upstream.on('data', (data: Buffer) => {
-      if (this.allowance === null) {
-        client.write(data);
-        return;
-      }
-      const part = data.subarray(0, this.allowance);
-      this.allowance -= part.length;
-      if (part.length) client.write(part);
-    });
+    client.on('data', (data: Buffer) => this.isCut || upstream.write(data));
+    upstream.on('data', (data: Buffer) => this.isCut || client.write(data));
   }
 
-  /** From now on, at most `bytes` more reach the clients; then the link carries nothing. */
-  cutAfter(bytes: number): void {
-    this.allowance = bytes;
+  /** From now on the link carries nothing, either way. */
+  cut(): void {
+    this.isCut = true;
   }
 
   async close(): Promise<void> {
